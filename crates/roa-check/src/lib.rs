@@ -1,0 +1,2 @@
+//! `roa-check`: an offline, explainable Runs-on-Atlassian checker for Forge manifests.
+pub mod yaml;

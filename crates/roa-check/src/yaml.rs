@@ -1,0 +1,676 @@
+//! A small YAML tree that remembers where every node came from, built under input budgets.
+//!
+//! `saphyr-parser` gives us a stream of events with spans; we build our own tree from it so
+//! that we can (1) keep the line and column of every node, (2) stop early on hostile input:
+//! too many bytes, nesting too deep, or aliases that expand into too many nodes (the
+//! "billion laughs" attack), and (3) resolve plain scalars the way YAML 1.2's core schema
+//! does, which is what the Forge CLI's YAML loader does for the values we care about.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
+
+/// A 1-based line and column in the source text (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// Limits that keep a hostile file from using unbounded time or memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Largest input accepted, in bytes. Real manifests are a few kilobytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of sequences and mappings.
+    pub max_depth: usize,
+    /// Most nodes in the tree after aliases are expanded.
+    pub max_nodes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_bytes: 4 * 1024 * 1024,
+            max_depth: 64,
+            max_nodes: 200_000,
+        }
+    }
+}
+
+/// The value of a node, with plain scalars resolved by the YAML 1.2 core schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// One node of the tree and the place where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub pos: Pos,
+}
+
+/// Why a text could not be turned into a tree. Each carries the place where it was noticed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("input is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{line}:{column}: input is not valid UTF-8")]
+    NotUtf8 { line: u32, column: u32 },
+    #[error("{}: nesting is deeper than the limit of {limit} levels", .pos)]
+    TooDeep { pos: Pos, limit: usize },
+    #[error("{}: aliases expand to more than {limit} nodes (alias bomb?)", .pos)]
+    TooManyNodes { pos: Pos, limit: usize },
+    #[error("{}: alias refers to an unknown anchor", .pos)]
+    UnknownAnchor { pos: Pos },
+    #[error("{}: {message}", .pos)]
+    Syntax { pos: Pos, message: String },
+    #[error("the document is empty")]
+    Empty,
+}
+
+impl ParseError {
+    /// The place the error was noticed, when there is one.
+    pub fn pos(&self) -> Option<Pos> {
+        match self {
+            ParseError::TooLarge { .. } | ParseError::Empty => None,
+            ParseError::NotUtf8 { line, column } => Some(Pos {
+                line: *line,
+                column: *column,
+            }),
+            ParseError::TooDeep { pos, .. }
+            | ParseError::TooManyNodes { pos, .. }
+            | ParseError::UnknownAnchor { pos }
+            | ParseError::Syntax { pos, .. } => Some(*pos),
+        }
+    }
+}
+
+/// Something odd about the YAML that is still loadable (duplicate keys, several documents).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlWarning {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// A parsed document: the root node and the warnings met on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub root: Node,
+    pub warnings: Vec<YamlWarning>,
+}
+
+/// Parses bytes (which must be UTF-8) into a tree, within `budget`.
+pub fn parse_bytes(bytes: &[u8], budget: Budget) -> Result<Document, ParseError> {
+    if bytes.len() > budget.max_bytes {
+        return Err(ParseError::TooLarge {
+            size: bytes.len(),
+            limit: budget.max_bytes,
+        });
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_str(text, budget),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            // The prefix is valid UTF-8 by construction, so the lossy decode is exact.
+            let prefix = String::from_utf8_lossy(good);
+            let line = prefix.matches('\n').count() as u32 + 1;
+            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+            Err(ParseError::NotUtf8 { line, column })
+        }
+    }
+}
+
+/// Parses text into a tree, within `budget`. Only the first document of a stream is kept.
+pub fn parse_str(text: &str, budget: Budget) -> Result<Document, ParseError> {
+    if text.len() > budget.max_bytes {
+        return Err(ParseError::TooLarge {
+            size: text.len(),
+            limit: budget.max_bytes,
+        });
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    Builder::new(budget).run(Parser::new_from_str(text))
+}
+
+impl Node {
+    /// A short name of the node's kind, for messages: "a mapping", "a string", ...
+    pub fn kind(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) | Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match &self.value {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+
+    /// The value under `key` in a mapping. Keys are compared with surrounding white space
+    /// ignored, because real manifests contain keys such as `"scopes "`. When a key occurs
+    /// twice the last one wins, as in the JavaScript loaders the Forge CLI uses.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.get_entry(key).map(|(_, v)| v)
+    }
+
+    /// Like [`Node::get`], but also returns the key node (for its position).
+    pub fn get_entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        let entries = self.as_map()?;
+        entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k.scalar_text().is_some_and(|t| t.trim() == key))
+            .map(|(k, v)| (k, v))
+    }
+
+    /// The text of a scalar, whatever its resolved type (`true`, `3`, `abc`), or `None` for
+    /// collections and null.
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Null | Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+
+    /// A canonical rendering used to compare two nodes while ignoring layout and positions.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        self.write_canonical(&mut out);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut String) {
+        match &self.value {
+            Value::Null => out.push('~'),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => out.push_str(&i.to_string()),
+            Value::Float(f) => out.push_str(&f.to_string()),
+            Value::Str(s) => out.push_str(&format!("{s:?}")),
+            Value::Seq(items) => {
+                out.push('[');
+                for item in items {
+                    item.write_canonical(out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            Value::Map(entries) => {
+                let mut parts: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", k.canonical(), v.canonical()))
+                    .collect();
+                parts.sort();
+                out.push('{');
+                out.push_str(&parts.join(","));
+                out.push('}');
+            }
+        }
+    }
+
+    fn count(&self) -> usize {
+        match &self.value {
+            Value::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
+            Value::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.count() + v.count())
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+}
+
+/// A collection under construction.
+enum Open {
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
+}
+
+struct Builder {
+    budget: Budget,
+    stack: Vec<Open>,
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+    root: Option<Node>,
+    warnings: Vec<YamlWarning>,
+    documents: usize,
+}
+
+impl Builder {
+    fn new(budget: Budget) -> Self {
+        Builder {
+            budget,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            root: None,
+            warnings: Vec::new(),
+            documents: 0,
+        }
+    }
+
+    fn run(mut self, parser: Parser<'_, saphyr_parser::StrInput<'_>>) -> Result<Document, ParseError> {
+        for item in parser {
+            let (event, span) = item.map_err(scan_error)?;
+            let pos = Pos {
+                line: span.start.line() as u32,
+                column: span.start.col() as u32 + 1,
+            };
+            match event {
+                Event::DocumentStart(_) => {
+                    self.documents += 1;
+                    if self.documents == 2 {
+                        self.warnings.push(YamlWarning {
+                            pos,
+                            message: "the file holds more than one YAML document; only the first is read"
+                                .into(),
+                        });
+                    }
+                }
+                // Later documents are scanned for syntax errors but not built.
+                _ if self.documents > 1 => {}
+                Event::Scalar(text, style, anchor, tag) => {
+                    let quoted = style != ScalarStyle::Plain;
+                    let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                    let value = if quoted || forced_str {
+                        Value::Str(text.into_owned())
+                    } else {
+                        resolve_plain(&text)
+                    };
+                    self.count(1, pos)?;
+                    self.push(Node { value, pos }, anchor)?;
+                }
+                Event::Alias(id) => {
+                    let Some(target) = self.anchors.get(&id) else {
+                        return Err(ParseError::UnknownAnchor { pos });
+                    };
+                    let mut node = target.clone();
+                    let n = node.count();
+                    self.count(n, pos)?;
+                    node.pos = pos;
+                    self.push(node, 0)?;
+                }
+                Event::SequenceStart(anchor, _) => {
+                    self.open(pos)?;
+                    self.stack.push(Open::Seq {
+                        pos,
+                        anchor,
+                        items: Vec::new(),
+                    });
+                }
+                Event::MappingStart(anchor, _) => {
+                    self.open(pos)?;
+                    self.stack.push(Open::Map {
+                        pos,
+                        anchor,
+                        entries: Vec::new(),
+                        pending_key: None,
+                    });
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    let Some(open) = self.stack.pop() else {
+                        return Err(ParseError::Syntax {
+                            pos,
+                            message: "unbalanced end of collection".into(),
+                        });
+                    };
+                    let (node, anchor) = match open {
+                        Open::Seq { pos, anchor, items } => (
+                            Node {
+                                value: Value::Seq(items),
+                                pos,
+                            },
+                            anchor,
+                        ),
+                        Open::Map {
+                            pos,
+                            anchor,
+                            entries,
+                            ..
+                        } => (
+                            Node {
+                                value: Value::Map(self.merge_keys(entries)),
+                                pos,
+                            },
+                            anchor,
+                        ),
+                    };
+                    self.push(node, anchor)?;
+                }
+                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+            }
+        }
+        let root = self.root.ok_or(ParseError::Empty)?;
+        if root.is_null() {
+            return Err(ParseError::Empty);
+        }
+        Ok(Document {
+            root,
+            warnings: self.warnings,
+        })
+    }
+
+    fn count(&mut self, n: usize, pos: Pos) -> Result<(), ParseError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > self.budget.max_nodes {
+            return Err(ParseError::TooManyNodes {
+                pos,
+                limit: self.budget.max_nodes,
+            });
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, pos: Pos) -> Result<(), ParseError> {
+        if self.stack.len() >= self.budget.max_depth {
+            return Err(ParseError::TooDeep {
+                pos,
+                limit: self.budget.max_depth,
+            });
+        }
+        self.count(1, pos)
+    }
+
+    /// Places a finished node in its parent (or as the root) and records its anchor.
+    fn push(&mut self, node: Node, anchor: usize) -> Result<(), ParseError> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Open::Seq { items, .. }) => items.push(node),
+            Some(Open::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    if let Some(text) = key.scalar_text() {
+                        let dup = entries.iter().find(|(k, _)| {
+                            k.scalar_text().is_some_and(|t| t.trim() == text.trim())
+                        });
+                        if let Some((first, _)) = dup {
+                            self.warnings.push(YamlWarning {
+                                pos: key.pos,
+                                message: format!(
+                                    "duplicate key `{}` (first at {}); the last one is used",
+                                    text.trim(),
+                                    first.pos
+                                ),
+                            });
+                        }
+                    }
+                    entries.push((key, node));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Applies YAML merge keys (`<<: *base`): entries of the merged mappings that the mapping
+    /// does not set itself are added. Real manifests use them to share module settings.
+    fn merge_keys(&mut self, entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+        let is_merge = |k: &Node| k.as_str() == Some("<<");
+        if !entries.iter().any(|(k, _)| is_merge(k)) {
+            return entries;
+        }
+        let mut own: Vec<(Node, Node)> = Vec::new();
+        let mut merged: Vec<(Node, Node)> = Vec::new();
+        for (k, v) in entries {
+            if !is_merge(&k) {
+                own.push((k, v));
+                continue;
+            }
+            let sources: Vec<Node> = match v.value {
+                Value::Map(_) => vec![v],
+                Value::Seq(items) => items,
+                _ => {
+                    self.warnings.push(YamlWarning {
+                        pos: v.pos,
+                        message: format!("merge key `<<` needs a mapping, found {}", v.kind()),
+                    });
+                    continue;
+                }
+            };
+            for source in sources {
+                if let Value::Map(src) = source.value {
+                    merged.extend(src);
+                }
+            }
+        }
+        for (k, v) in merged {
+            let text = k.scalar_text();
+            let present = own
+                .iter()
+                .any(|(o, _)| text.is_some() && o.scalar_text() == text);
+            if !present {
+                own.push((k, v));
+            }
+        }
+        own
+    }
+}
+
+fn scan_error(e: ScanError) -> ParseError {
+    let m = e.marker();
+    ParseError::Syntax {
+        pos: Pos {
+            line: m.line() as u32,
+            column: m.col() as u32 + 1,
+        },
+        message: e.info().to_string(),
+    }
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema.
+fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        if let Ok(i) = i64::from_str_radix(hex, 16) {
+            return Value::Int(i);
+        }
+    }
+    if let Some(oct) = text.strip_prefix("0o") {
+        if let Ok(i) = i64::from_str_radix(oct, 8) {
+            return Value::Int(i);
+        }
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Int(i);
+        }
+    }
+    if looks_like_float(digits) {
+        if let Ok(f) = text.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    Value::Str(text.to_string())
+}
+
+/// `[0-9]*(\.[0-9]*)?([eE][-+]?[0-9]+)?` with at least one digit before the exponent.
+fn looks_like_float(s: &str) -> bool {
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut parts = mantissa.splitn(2, '.');
+    let int = parts.next().unwrap_or("");
+    let frac = parts.next().unwrap_or("");
+    let digits_ok = int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(int.is_empty() && frac.is_empty());
+    let exp_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
+    });
+    digits_ok && exp_ok && (mantissa.contains('.') || exponent.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Document, ParseError> {
+        parse_str(text, Budget::default())
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let doc = parse("a:\n  b: [1, x]\n").unwrap();
+        let b = doc.root.get("a").unwrap().get("b").unwrap();
+        assert_eq!(b.pos, Pos { line: 2, column: 6 });
+        let items = b.as_seq().unwrap();
+        assert_eq!(items[0].value, Value::Int(1));
+        assert_eq!(items[1].pos, Pos { line: 2, column: 10 });
+    }
+
+    #[test]
+    fn core_schema() {
+        let doc = parse("[~, true, 'true', 0x1f, 1.5e3, .inf, 12abc, '']").unwrap();
+        let v: Vec<_> = doc.root.as_seq().unwrap().iter().map(|n| n.value.clone()).collect();
+        assert_eq!(v[0], Value::Null);
+        assert_eq!(v[1], Value::Bool(true));
+        assert_eq!(v[2], Value::Str("true".into()));
+        assert_eq!(v[3], Value::Int(31));
+        assert_eq!(v[4], Value::Float(1500.0));
+        assert_eq!(v[5], Value::Float(f64::INFINITY));
+        assert_eq!(v[6], Value::Str("12abc".into()));
+        assert_eq!(v[7], Value::Str(String::new()));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let doc = parse("base: &b {x: 1, y: 2}\nuse: {<<: *b, y: 3}\nagain: *b\n").unwrap();
+        let use_ = doc.root.get("use").unwrap();
+        assert_eq!(use_.get("x").unwrap().value, Value::Int(1));
+        assert_eq!(use_.get("y").unwrap().value, Value::Int(3));
+        assert_eq!(doc.root.get("again").unwrap().get("y").unwrap().value, Value::Int(2));
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(matches!(parse(&text), Err(ParseError::TooManyNodes { .. })));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(parse(&text), Err(ParseError::TooDeep { .. })));
+    }
+
+    #[test]
+    fn large_input_is_refused_before_parsing() {
+        let text = "a: b\n".repeat(2_000_000);
+        assert!(matches!(parse(&text), Err(ParseError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn bad_utf8_names_the_place() {
+        let err = parse_bytes(b"a: 1\nb: \xff\n", Budget::default()).unwrap_err();
+        assert_eq!(err, ParseError::NotUtf8 { line: 2, column: 4 });
+    }
+
+    #[test]
+    fn duplicate_keys_warn_and_last_wins() {
+        let doc = parse("a: 1\na: 2\n").unwrap();
+        assert_eq!(doc.root.get("a").unwrap().value, Value::Int(2));
+        assert_eq!(doc.warnings.len(), 1);
+        assert_eq!(doc.warnings[0].pos, Pos { line: 2, column: 1 });
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse("a: [1, 2\nb: c\n").unwrap_err();
+        assert!(matches!(err, ParseError::Syntax { .. }), "{err:?}");
+        assert!(err.pos().is_some());
+    }
+
+    #[test]
+    fn empty_documents_are_errors() {
+        assert_eq!(parse("# only a comment\n").unwrap_err(), ParseError::Empty);
+        assert_eq!(parse("---\n").unwrap_err(), ParseError::Empty);
+    }
+}
