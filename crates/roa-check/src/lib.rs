@@ -1,2 +1,1 @@
 //! `roa-check`: an offline, explainable Runs-on-Atlassian checker for Forge manifests.
-pub mod yaml;

@@ -1,4 +1,4 @@
-//! A small YAML tree that remembers where every node came from, built under input budgets.
+//! `signoff-yaml`: a small YAML tree that remembers where every node came from, built under input budgets.
 //!
 //! `saphyr-parser` gives us a stream of events with spans; we build our own tree from it so
 //! that we can (1) keep the line and column of every node, (2) stop early on hostile input:
@@ -98,6 +98,13 @@ impl ParseError {
             | ParseError::Syntax { pos, .. } => Some(*pos),
         }
     }
+}
+
+/// One step of a path into the tree: a mapping key or a list index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
 /// Something odd about the YAML that is still loadable (duplicate keys, several documents).
@@ -221,6 +228,44 @@ impl Node {
         }
     }
 
+    /// The node at `path` below this one, following mapping keys and list indexes.
+    pub fn at(&self, path: &[Seg<'_>]) -> Option<&Node> {
+        let mut node = self;
+        for seg in path {
+            node = match seg {
+                Seg::Key(k) => node.get(k)?,
+                Seg::Index(i) => node.as_seq()?.get(*i)?,
+            };
+        }
+        Some(node)
+    }
+
+    /// The tree as JSON, for deserializing with serde. Positions are dropped; look them up
+    /// again with [`Node::at`] when an error names a path. Non-string keys become their text,
+    /// and numbers JSON cannot hold (NaN, infinities) become `null`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.scalar_text().unwrap_or_else(|| k.canonical()),
+                            v.to_json(),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     /// A canonical rendering used to compare two nodes while ignoring layout and positions.
     pub fn canonical(&self) -> String {
         let mut out = String::new();
@@ -308,7 +353,10 @@ impl Builder {
         }
     }
 
-    fn run(mut self, parser: Parser<'_, saphyr_parser::StrInput<'_>>) -> Result<Document, ParseError> {
+    fn run(
+        mut self,
+        parser: Parser<'_, saphyr_parser::StrInput<'_>>,
+    ) -> Result<Document, ParseError> {
         for item in parser {
             let (event, span) = item.map_err(scan_error)?;
             let pos = Pos {
@@ -321,8 +369,9 @@ impl Builder {
                     if self.documents == 2 {
                         self.warnings.push(YamlWarning {
                             pos,
-                            message: "the file holds more than one YAML document; only the first is read"
-                                .into(),
+                            message:
+                                "the file holds more than one YAML document; only the first is read"
+                                    .into(),
                         });
                     }
                 }
@@ -597,13 +646,25 @@ mod tests {
         assert_eq!(b.pos, Pos { line: 2, column: 6 });
         let items = b.as_seq().unwrap();
         assert_eq!(items[0].value, Value::Int(1));
-        assert_eq!(items[1].pos, Pos { line: 2, column: 10 });
+        assert_eq!(
+            items[1].pos,
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
     }
 
     #[test]
     fn core_schema() {
         let doc = parse("[~, true, 'true', 0x1f, 1.5e3, .inf, 12abc, '']").unwrap();
-        let v: Vec<_> = doc.root.as_seq().unwrap().iter().map(|n| n.value.clone()).collect();
+        let v: Vec<_> = doc
+            .root
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|n| n.value.clone())
+            .collect();
         assert_eq!(v[0], Value::Null);
         assert_eq!(v[1], Value::Bool(true));
         assert_eq!(v[2], Value::Str("true".into()));
@@ -620,7 +681,10 @@ mod tests {
         let use_ = doc.root.get("use").unwrap();
         assert_eq!(use_.get("x").unwrap().value, Value::Int(1));
         assert_eq!(use_.get("y").unwrap().value, Value::Int(3));
-        assert_eq!(doc.root.get("again").unwrap().get("y").unwrap().value, Value::Int(2));
+        assert_eq!(
+            doc.root.get("again").unwrap().get("y").unwrap().value,
+            Value::Int(2)
+        );
     }
 
     #[test]
@@ -637,8 +701,12 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
-        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(parse(&text), Err(ParseError::TooDeep { .. })));
+        let block: String = (0..100).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let err = parse(&block).unwrap_err();
+        assert!(matches!(err, ParseError::TooDeep { limit: 64, .. }), "{err:?}");
+        // Flow nesting is stopped by the scanner itself, also with a position.
+        let flow = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&flow).unwrap_err().pos().is_some());
     }
 
     #[test]
@@ -666,6 +734,20 @@ mod tests {
         let err = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(matches!(err, ParseError::Syntax { .. }), "{err:?}");
         assert!(err.pos().is_some());
+    }
+
+    #[test]
+    fn paths_and_json() {
+        let doc = parse("a:\n  - {b: 1}\n  - {b: .nan}\n").unwrap();
+        let node = doc
+            .root
+            .at(&[Seg::Key("a"), Seg::Index(1), Seg::Key("b")])
+            .unwrap();
+        assert_eq!(node.pos, Pos { line: 3, column: 9 });
+        assert_eq!(
+            doc.root.to_json(),
+            serde_json::json!({"a": [{"b": 1}, {"b": null}]})
+        );
     }
 
     #[test]
