@@ -701,9 +701,14 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
-        let block: String = (0..100).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let block: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let err = parse(&block).unwrap_err();
-        assert!(matches!(err, ParseError::TooDeep { limit: 64, .. }), "{err:?}");
+        assert!(
+            matches!(err, ParseError::TooDeep { limit: 64, .. }),
+            "{err:?}"
+        );
         // Flow nesting is stopped by the scanner itself, also with a position.
         let flow = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(&flow).unwrap_err().pos().is_some());
