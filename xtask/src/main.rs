@@ -1,1 +1,334 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust so that it runs wherever cargo does.
+//!
+//! Commands: `ci`, `test`, `demo`, `corpus DIR`, `bench roa`, `fuzz roa`. Run
+//! `cargo xtask help` for details.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const HELP: &str = "\
+cargo xtask: the signoff project's automation
+
+USAGE:
+    cargo xtask <COMMAND> [ARGS]
+
+COMMANDS:
+    test                 Run every test of the workspace (unit, integration, end-to-end, doc)
+    ci                   What CI runs: fmt --check, clippy -D warnings, the tests with
+                         INSTA_UPDATE=no, and the real-manifest corpus when ../shared exists
+    demo                 The main job: check the bundled example manifests and show an
+                         upgrade diff, as a new user would
+    corpus DIR           Check every manifest of DIR against DIR/expected.json; print a score
+                         (exit 1 below 100%)
+    bench roa            Benchmark roa-check: manifests/s on a 300-line manifest beside a bare
+                         YAML parse, and a cold roa-check process beside a bare process spawn
+    fuzz roa [SECONDS]   Fuzz the manifest parser with cargo-fuzz for SECONDS (default 60);
+                         installs cargo-fuzz when it is missing (needs the nightly toolchain)
+    help                 This text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["test"] => test(),
+        ["ci"] => ci(),
+        ["demo"] => demo(),
+        ["corpus", dir] => corpus(Path::new(dir)),
+        ["bench", "roa"] => bench_roa(),
+        ["fuzz", "roa"] => fuzz_roa(60),
+        ["fuzz", "roa", secs] => match secs.parse() {
+            Ok(s) => fuzz_roa(s),
+            Err(_) => Err(format!(
+                "fuzz: SECONDS must be a whole number, got `{secs}`"
+            )),
+        },
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{}`\n\n{HELP}", other.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command, echoing it, and fails with its description if it fails.
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("$ {shown}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+    eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn test() -> Result<(), String> {
+    if has_nextest() {
+        run(cargo().args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+            "--failure-output",
+            "final",
+        ]))?;
+    } else {
+        eprintln!("cargo-nextest not found; using cargo test");
+        run(cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]))?;
+    }
+    // nextest does not run doc tests.
+    run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))
+}
+
+fn shared_corpus() -> Option<PathBuf> {
+    let dir = root().join("../shared/corpus/forge-manifests");
+    dir.join("expected.json").is_file().then_some(dir)
+}
+
+fn ci() -> Result<(), String> {
+    let insta = [("INSTA_UPDATE", "no"), ("CI", "true")];
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo()
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .envs(insta))?;
+    let started = Instant::now();
+    if has_nextest() {
+        run(cargo()
+            .args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--no-fail-fast",
+                "--failure-output",
+                "final",
+            ])
+            .envs(insta))?;
+    } else {
+        run(cargo()
+            .args(["test", "--workspace", "--lib", "--bins", "--tests"])
+            .envs(insta))?;
+    }
+    run(cargo()
+        .args(["test", "--workspace", "--doc", "--quiet"])
+        .envs(insta))?;
+    eprintln!("tests took {:.1} s", started.elapsed().as_secs_f64());
+    match shared_corpus() {
+        Some(dir) => corpus(&dir)?,
+        None => eprintln!("../shared/corpus/forge-manifests not found; corpus check skipped"),
+    }
+    eprintln!("ci: all green");
+    Ok(())
+}
+
+fn demo() -> Result<(), String> {
+    let examples = root().join("examples/manifests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .map_err(|e| format!("cannot read {}: {e}", examples.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    run(cargo().args(["build", "--quiet", "-p", "signoff-cli"]))?;
+    let signoff = root().join("target/debug/signoff");
+    println!("== signoff demo: Runs-on-Atlassian verdicts for the bundled example manifests ==\n");
+    for file in &files {
+        let rel = file.strip_prefix(root()).unwrap_or(file);
+        println!("$ signoff roa check {}", rel.display());
+        // Exit code 1 means "not eligible", which the demo expects for some examples.
+        let status = Command::new(&signoff)
+            .current_dir(root())
+            .args(["roa", "check"])
+            .arg(rel)
+            .status()
+            .map_err(|e| format!("cannot run signoff: {e}"))?;
+        if status.code() == Some(2) {
+            return Err(format!("{} could not be checked", rel.display()));
+        }
+        println!();
+    }
+    let (old, new) = (
+        "examples/manifests/approvals-eligible.yml",
+        "examples/manifests/approvals-webhook.yml",
+    );
+    println!("$ signoff roa diff {old} {new}");
+    let status = Command::new(&signoff)
+        .current_dir(root())
+        .args(["roa", "diff", old, new])
+        .status()
+        .map_err(|e| format!("cannot run signoff: {e}"))?;
+    if !status.success() {
+        return Err("the example diff failed".into());
+    }
+    println!(
+        "\nThe platform simulator and the approval app are not built yet (issues #5, #6): \
+         this demo shows the offline RoA checker only."
+    );
+    Ok(())
+}
+
+/// Checks every manifest of `dir` against `dir/expected.json` and prints a score.
+fn corpus(dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join("expected.json"))
+        .map_err(|e| format!("cannot read {}/expected.json: {e}", dir.display()))?;
+    let expected: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}/expected.json: {e}", dir.display()))?;
+    let mut total = 0;
+    let mut passed = 0;
+    let mut failures = Vec::new();
+    let manifests = expected["manifests"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (file, want) in &manifests {
+        total += 1;
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let want_rules: BTreeSet<String> = want["rules"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want_eligible = want["eligible"].as_bool();
+        let malformed_ok = want["malformed_ok"].as_bool().unwrap_or(false);
+        match roa_check::check(file, &bytes) {
+            Ok(report) => {
+                let got: BTreeSet<String> =
+                    report.error_rules().into_iter().map(String::from).collect();
+                if Some(report.eligible) == want_eligible && got == want_rules {
+                    passed += 1;
+                } else {
+                    failures.push(format!(
+                        "{file}: expected eligible={want_eligible:?} {want_rules:?}, got eligible={} {got:?}",
+                        report.eligible
+                    ));
+                }
+            }
+            Err(_) if malformed_ok => passed += 1,
+            Err(e) => failures.push(format!("{file}: expected a verdict, got error {e}")),
+        }
+    }
+    let pairs = expected["pairs"].as_object().cloned().unwrap_or_default();
+    for (name, want) in &pairs {
+        total += 1;
+        let old = dir.join("pairs").join(format!("{name}__old.yml"));
+        let new = dir.join("pairs").join(format!("{name}__new.yml"));
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let (o, n) = (read(&old)?, read(&new)?);
+        let want_update = want["update"].as_str().unwrap_or("?");
+        match roa_check::diff("old", &o, "new", &n) {
+            Ok(d) if d.update.as_str() == want_update => passed += 1,
+            Ok(d) => failures.push(format!(
+                "{name}: expected {want_update}, got {} ({})",
+                d.update.as_str(),
+                d.reasons
+                    .iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    let score = if total == 0 {
+        0.0
+    } else {
+        100.0 * passed as f64 / total as f64
+    };
+    println!(
+        "corpus {}: {passed}/{total} correct ({score:.1}%): {} manifests, {} upgrade pairs",
+        dir.display(),
+        manifests.len(),
+        pairs.len()
+    );
+    if total == 0 {
+        return Err("the corpus is empty".into());
+    }
+    if passed == total {
+        Ok(())
+    } else {
+        Err(format!("{} corpus case(s) wrong", total - passed))
+    }
+}
+
+fn bench_roa() -> Result<(), String> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "roa-check",
+        "--bin",
+        "roa-check",
+    ]))?;
+    run(cargo().args(["bench", "--quiet", "-p", "roa-check", "--bench", "roa"]))
+}
+
+fn fuzz_roa(seconds: u64) -> Result<(), String> {
+    let has_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        eprintln!("cargo-fuzz is missing; installing it (one time, a few minutes)");
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    run(cargo().current_dir(root().join("fuzz")).args([
+        "+nightly",
+        "fuzz",
+        "run",
+        "roa_manifest",
+        "--",
+        &format!("-max_total_time={seconds}"),
+        "-max_len=65536",
+    ]))
+}

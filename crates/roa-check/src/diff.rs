@@ -276,6 +276,21 @@ pub fn diff(old: &Manifest, new: &Manifest, eligibility: Option<EligibilityChang
     }
 }
 
+/// Egress entries keyed by list, canonical address and occurrence, so that an address listed
+/// twice in one list is matched occurrence by occurrence, in file order.
+fn keyed_egress(entries: &[Egress]) -> Vec<((EgressList, String, usize), &Egress)> {
+    let mut seen: BTreeMap<(EgressList, String), usize> = BTreeMap::new();
+    entries
+        .iter()
+        .map(|e| {
+            let base = (e.list, Address::parse(&e.address()).canonical());
+            let n = seen.entry(base.clone()).or_insert(0);
+            *n += 1;
+            ((base.0, base.1, *n), e)
+        })
+        .collect()
+}
+
 pub(crate) fn root_loc() -> Loc {
     Loc {
         path: String::new(),
@@ -357,15 +372,15 @@ impl Differ {
     }
 
     fn egress(&mut self, old: &Manifest, new: &Manifest) {
-        let key = |e: &Egress| (e.list, Address::parse(&e.address()).canonical());
-        let before: BTreeMap<(EgressList, String), &Egress> =
-            old.egress.iter().map(|e| (key(e), e)).collect();
-        let after: BTreeMap<(EgressList, String), &Egress> =
-            new.egress.iter().map(|e| (key(e), e)).collect();
+        let before = keyed_egress(&old.egress);
+        let after = keyed_egress(&new.egress);
+        let (before_map, after_map): (BTreeMap<_, _>, BTreeMap<_, _>) = (
+            before.iter().cloned().collect(),
+            after.iter().cloned().collect(),
+        );
         let any_true_before = old.egress.iter().any(Egress::in_scope_eud);
-        for e in &new.egress {
-            let k = key(e);
-            let Some(prev) = before.get(&k) else {
+        for (k, e) in &after {
+            let Some(prev) = before_map.get(k) else {
                 let mut what = format!("{} \"{}\" added", e.list.name(), e.address());
                 if let Some(c) = e.category() {
                     what.push_str(&format!(" with category `{c}`"));
@@ -416,8 +431,8 @@ impl Differ {
                 );
             }
         }
-        for e in &old.egress {
-            if !after.contains_key(&key(e)) {
+        for (k, e) in &before {
+            if !after_map.contains_key(k) {
                 self.push(
                     "EGRESS_URL_REMOVED",
                     Side::Old,
@@ -649,7 +664,12 @@ impl Differ {
                     };
                     self.push(reason, Side::New, &m.loc, format!("{} added", m.label()));
                 }
-                Some(prev) if prev.node.canonical() != m.node.canonical() => {
+                // A web trigger that only changed its response type has a reason of its own.
+                Some(prev)
+                    if prev.node.canonical() != m.node.canonical()
+                        && !(m.kind == "webtrigger"
+                            && prev.is_static_webtrigger() != m.is_static_webtrigger()) =>
+                {
                     self.push(
                         "MODULE_CHANGED",
                         Side::New,

@@ -14,7 +14,7 @@
 //! let report = roa_check::check("manifest.yml", manifest).unwrap();
 //! assert!(!report.eligible);
 //! assert_eq!(report.findings[0].rule, "HAS_DEFINED_EGRESS");
-//! assert_eq!((report.findings[0].line, report.findings[0].column), (8, 18));
+//! assert_eq!((report.findings[0].line, report.findings[0].column), (8, 17));
 //! ```
 //!
 //! Nothing here touches the network or the file system: callers pass bytes in.

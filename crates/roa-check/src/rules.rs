@@ -305,7 +305,10 @@ fn validate_address(e: &Egress, raw: &str, addr: &Address, out: &mut Findings) {
         out.warning(
             "DEPRECATED_EGRESS_STRING",
             &e.loc,
-            format!("plain string egress entries are deprecated; write `- address: {raw}` with a category and inScopeEUD"),
+            format!(
+                "plain string egress entries are deprecated; write `- address: {}` with a category and inScopeEUD",
+                if raw.starts_with('*') { format!("'{raw}'") } else { raw.to_string() }
+            ),
         );
     }
     if let Some(c) = e.category() {

@@ -1,0 +1,53 @@
+//! `signoff`: the command line for people who build and run document-approval apps on Forge.
+//!
+//! The binary is a thin shell over [`run`], which the end-to-end tests call in-process with
+//! their own writers.
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+/// The signoff command line.
+#[derive(Debug, Parser)]
+#[command(name = "signoff", version, about, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const LONG_ABOUT: &str = "\
+signoff: build, check and run document-approval apps for Atlassian Forge on your laptop.
+
+Today it checks Forge manifests for Runs-on-Atlassian eligibility and classifies upgrades
+(`signoff roa`). The approval engine, local stores and the platform simulator come next.";
+
+/// Top-level commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Runs-on-Atlassian checks for Forge manifests (the same as the `roa-check` binary).
+    #[command(subcommand)]
+    Roa(roa_check::cli::Command),
+}
+
+/// Parses `args` (including the program name) and runs the command, writing to `out` and
+/// `err`. Returns the process exit code; usage errors give 2, like clap's own exit.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write, stdout_is_terminal: bool) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let rendered = e.render().to_string();
+            let target: &mut dyn Write = if e.use_stderr() { err } else { out };
+            let _ = target.write_all(rendered.as_bytes());
+            return code;
+        }
+    };
+    match &cli.command {
+        Command::Roa(cmd) => roa_check::cli::run(cmd, out, err, stdout_is_terminal),
+    }
+}
