@@ -97,21 +97,13 @@ fn web_triggers() {
     check(
         "webtrigger_became_dynamic",
         "major",
-        &[
-            "WEBTRIGGER_BECAME_DYNAMIC",
-            "MODULE_CHANGED",
-            "ELIGIBILITY_LOST",
-        ],
+        &["WEBTRIGGER_BECAME_DYNAMIC", "ELIGIBILITY_LOST"],
     );
     check("webtrigger_added_static", "minor", &["WEBTRIGGER_ADDED"]);
     check(
         "webtrigger_became_static",
         "minor",
-        &[
-            "WEBTRIGGER_BECAME_STATIC",
-            "MODULE_CHANGED",
-            "ELIGIBILITY_GAINED",
-        ],
+        &["WEBTRIGGER_BECAME_STATIC", "ELIGIBILITY_GAINED"],
     );
 }
 
