@@ -1,1 +1,5 @@
-//! End-to-end tests.
+//! End-to-end tests: the `signoff` command line as a user drives it, and the README's
+//! examples, which must print exactly what the README shows.
+
+mod readme;
+mod roa;
