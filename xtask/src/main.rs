@@ -100,6 +100,8 @@ fn has_nextest() -> bool {
 }
 
 fn test() -> Result<(), String> {
+    // Doc tests first: nextest does not run them, and its summary should close the output.
+    run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     if has_nextest() {
         run(cargo().args([
             "nextest",
@@ -108,13 +110,11 @@ fn test() -> Result<(), String> {
             "--no-fail-fast",
             "--failure-output",
             "final",
-        ]))?;
+        ]))
     } else {
         eprintln!("cargo-nextest not found; using cargo test");
-        run(cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]))?;
+        run(cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]))
     }
-    // nextest does not run doc tests.
-    run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))
 }
 
 fn shared_corpus() -> Option<PathBuf> {
@@ -136,6 +136,9 @@ fn ci() -> Result<(), String> {
         ])
         .envs(insta))?;
     let started = Instant::now();
+    run(cargo()
+        .args(["test", "--workspace", "--doc", "--quiet"])
+        .envs(insta))?;
     if has_nextest() {
         run(cargo()
             .args([
@@ -152,9 +155,6 @@ fn ci() -> Result<(), String> {
             .args(["test", "--workspace", "--lib", "--bins", "--tests"])
             .envs(insta))?;
     }
-    run(cargo()
-        .args(["test", "--workspace", "--doc", "--quiet"])
-        .envs(insta))?;
     eprintln!("tests took {:.1} s", started.elapsed().as_secs_f64());
     match shared_corpus() {
         Some(dir) => corpus(&dir)?,
@@ -290,6 +290,8 @@ fn corpus(dir: &Path) -> Result<(), String> {
         manifests.len(),
         pairs.len()
     );
+    // The plain closing line test-result readers understand.
+    println!("corpus: {passed} passed, {} failed", total - passed);
     if total == 0 {
         return Err("the corpus is empty".into());
     }
