@@ -115,7 +115,7 @@ pub fn load_with(name: &str, bytes: &[u8], budget: Budget) -> Result<Manifest, I
             message,
         }
     })?;
-    let mut manifest = Manifest::from_tree(&doc.root).map_err(|e| InputError {
+    let mut manifest = Manifest::from_tree(doc.root).map_err(|e| InputError {
         file: name.to_string(),
         line: Some(e.pos.line),
         column: Some(e.pos.column),

@@ -42,7 +42,8 @@ pub struct Manifest {
     pub connect_modules: Option<Loc>,
     /// Structural warnings met while loading.
     pub warnings: Vec<Finding>,
-    /// The whole tree, for comparisons of parts the model does not type.
+    /// The tree, for comparisons of parts the model does not type. The `modules` section has
+    /// been moved out of it into [`Manifest::modules`] (its value here is null).
     pub root: Node,
 }
 
@@ -248,7 +249,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 impl Manifest {
     /// Builds the model from a parsed tree. Oddities become warnings; only a root that is not
     /// a mapping or `modules` that is not a mapping is an error.
-    pub fn from_tree(root: &Node) -> Result<Manifest, LoadError> {
+    pub fn from_tree(mut root: Node) -> Result<Manifest, LoadError> {
         let Some(entries) = root.as_map() else {
             return Err(LoadError {
                 pos: root.pos,
@@ -278,10 +279,10 @@ impl Manifest {
             }
         }
         let app = l.app(root.get("app"));
-        let modules = match root.get_entry("modules") {
+        let modules = match take(&mut root, "modules") {
             None => Vec::new(),
-            Some((_, v)) if v.is_null() => Vec::new(),
-            Some((_, v)) => l.modules(v)?,
+            Some(v) if v.is_null() => Vec::new(),
+            Some(v) => l.modules(v)?,
         };
         let mut m = Manifest {
             app,
@@ -299,15 +300,20 @@ impl Manifest {
                 })
             }),
             warnings: Vec::new(),
-            root: root.clone(),
+            root,
         };
-        if let Some(p) = root.get("permissions") {
-            l.permissions(p, &mut m);
+        let mut perms = Perms::default();
+        if let Some(p) = m.root.get("permissions") {
+            l.permissions(p, &mut perms);
         }
-        if let Some(r) = root.get("remotes") {
+        m.scopes = perms.scopes;
+        m.csp = perms.csp;
+        m.egress = perms.egress;
+        m.configurable_egress = perms.configurable_egress;
+        if let Some(r) = m.root.get("remotes") {
             m.remotes = l.remotes(r);
         }
-        if let Some(p) = root.get("providers") {
+        if let Some(p) = m.root.get("providers") {
             m.providers = l.providers(p);
         }
         m.warnings = l.warnings;
@@ -344,6 +350,15 @@ impl Module {
     }
 }
 
+/// What `permissions` holds, filled while loading.
+#[derive(Default)]
+struct Perms {
+    scopes: Vec<Item<String>>,
+    csp: Vec<CspOption>,
+    egress: Vec<Egress>,
+    configurable_egress: Option<Item<bool>>,
+}
+
 #[derive(Default)]
 struct Loader {
     warnings: Vec<Finding>,
@@ -373,7 +388,7 @@ impl Loader {
     fn string(&mut self, path: &str, node: &Node) -> Option<Item<String>> {
         match node.scalar_text() {
             Some(s) => Some(Item {
-                value: s,
+                value: s.into_owned(),
                 loc: Loc {
                     path: path.into(),
                     pos: node.pos,
@@ -488,8 +503,8 @@ impl Loader {
         }
     }
 
-    fn modules(&mut self, node: &Node) -> Result<Vec<Module>, LoadError> {
-        let Some(entries) = node.as_map() else {
+    fn modules(&mut self, node: Node) -> Result<Vec<Module>, LoadError> {
+        let Value::Map(entries) = node.value else {
             return Err(LoadError {
                 pos: node.pos,
                 message: format!(
@@ -500,7 +515,7 @@ impl Loader {
         };
         let mut modules = Vec::new();
         for (k, v) in entries {
-            let kind = k.scalar_text().unwrap_or_else(|| k.canonical());
+            let kind = k.scalar_string().unwrap_or_else(|| k.canonical());
             let kind = kind.trim().to_string();
             if !is_known_module_type(&kind) {
                 self.warn(
@@ -510,23 +525,23 @@ impl Loader {
                     format!("module type `{kind}` is not one roa-check knows; it is kept and checked like the others"),
                 );
             }
-            let items: Vec<&Node> = match &v.value {
-                Value::Seq(items) => items.iter().collect(),
+            let items: Vec<Node> = match v.value {
+                Value::Seq(items) => items,
                 Value::Null => Vec::new(),
                 // A single module written without the list is a common slip; keep it.
                 Value::Map(_) => {
-                    self.wrong_type(&format!("modules.{kind}"), v, "a list of modules");
+                    self.wrong_type(&format!("modules.{kind}"), &v, "a list of modules");
                     vec![v]
                 }
                 _ => {
-                    self.wrong_type(&format!("modules.{kind}"), v, "a list of modules");
+                    self.wrong_type(&format!("modules.{kind}"), &v, "a list of modules");
                     Vec::new()
                 }
             };
             for (i, item) in items.into_iter().enumerate() {
-                let path = format!("modules.{kind}[{i}]");
+                let path = indexed(&joined("modules.", &kind), i);
                 if item.as_map().is_none() {
-                    self.wrong_type(&path, item, "a mapping");
+                    self.wrong_type(&path, &item, "a mapping");
                     continue;
                 }
                 let key = item.get("key").and_then(Node::scalar_text);
@@ -542,10 +557,10 @@ impl Loader {
                     kind: kind.clone(),
                     key: key.map(|k| k.trim().to_string()),
                     loc: Loc {
-                        path: path.clone(),
+                        path,
                         pos: item.pos,
                     },
-                    node: item.clone(),
+                    node: item,
                 };
                 self.module_checks(&module);
                 modules.push(module);
@@ -623,7 +638,7 @@ impl Loader {
         }
     }
 
-    fn permissions(&mut self, node: &Node, m: &mut Manifest) {
+    fn permissions(&mut self, node: &Node, m: &mut Perms) {
         if node.as_map().is_none() {
             if !node.is_null() {
                 self.wrong_type("permissions", node, "a mapping");
@@ -647,7 +662,10 @@ impl Loader {
             let Some(item) = l.string(&path, n) else {
                 return;
             };
-            let value = item.value.trim().to_string();
+            let value = match item.value.trim() {
+                t if t.len() == item.value.len() => item.value,
+                t => t.to_string(),
+            };
             if let Some(first) = out.iter().find(|s| s.value == value) {
                 l.warn(
                     "DUPLICATE_SCOPE",
@@ -668,7 +686,7 @@ impl Loader {
         match &node.value {
             Value::Seq(items) => {
                 for (i, n) in items.iter().enumerate() {
-                    add(self, format!("permissions.scopes[{i}]"), n);
+                    add(self, indexed("permissions.scopes", i), n);
                 }
             }
             // Scopes may also be a map of scope to options.
@@ -712,7 +730,7 @@ impl Loader {
                 continue;
             };
             for (i, n) in items.iter().enumerate() {
-                let path = format!("{base}[{i}]");
+                let path = indexed(&base, i);
                 if let Some(item) = self.string(&path, n) {
                     out.push(CspOption {
                         list: list.clone(),
@@ -725,7 +743,7 @@ impl Loader {
         out
     }
 
-    fn external(&mut self, node: &Node, m: &mut Manifest) {
+    fn external(&mut self, node: &Node, m: &mut Perms) {
         let Some(entries) = node.as_map() else {
             if !node.is_null() {
                 self.wrong_type("permissions.external", node, "a mapping");
@@ -782,7 +800,7 @@ impl Loader {
         }
     }
 
-    fn egress_list(&mut self, list: EgressList, base: &str, node: &Node, m: &mut Manifest) {
+    fn egress_list(&mut self, list: EgressList, base: &str, node: &Node, m: &mut Perms) {
         let Some(items) = node.as_seq() else {
             if !node.is_null() {
                 self.wrong_type(base, node, "a list of addresses");
@@ -790,7 +808,7 @@ impl Loader {
             return;
         };
         for (i, n) in items.iter().enumerate() {
-            let path = format!("{base}[{i}]");
+            let path = indexed(base, i);
             let loc = Loc {
                 path: path.clone(),
                 pos: n.pos,
@@ -812,7 +830,7 @@ impl Loader {
                         };
                         let category = n
                             .get("category")
-                            .and_then(|c| self.string(&format!("{path}.category"), c));
+                            .and_then(|c| self.string(&joined(&path, ".category"), c));
                         let in_scope_eud = match n.get("inScopeEUD") {
                             None => InScope::Default,
                             Some(v) => match v.as_bool() {
@@ -824,7 +842,7 @@ impl Loader {
                                         v.pos,
                                         format!("inScopeEUD must be true or false, found {}; it counts as true", v.kind()),
                                     );
-                                    InScope::NotBool(v.scalar_text().unwrap_or_default())
+                                    InScope::NotBool(v.scalar_string().unwrap_or_default())
                                 }
                             },
                         };
@@ -864,7 +882,7 @@ impl Loader {
             return out;
         };
         for (i, n) in items.iter().enumerate() {
-            let path = format!("remotes[{i}]");
+            let path = indexed("remotes", i);
             let key = n.get("key").and_then(Node::scalar_text).unwrap_or_default();
             let base_url = n.get("baseUrl").and_then(|b| {
                 let value = match &b.value {
@@ -873,15 +891,15 @@ impl Loader {
                             .iter()
                             .map(|(k, v)| {
                                 (
-                                    k.scalar_text().unwrap_or_default(),
-                                    v.scalar_text().unwrap_or_else(|| v.canonical()),
+                                    k.scalar_string().unwrap_or_default(),
+                                    v.scalar_string().unwrap_or_else(|| v.canonical()),
                                 )
                             })
                             .collect();
                         pairs.sort();
                         BaseUrl::PerRealm(pairs)
                     }
-                    _ => BaseUrl::Single(b.scalar_text()?),
+                    _ => BaseUrl::Single(b.scalar_string()?),
                 };
                 Some(Item {
                     value,
@@ -892,7 +910,7 @@ impl Loader {
                 })
             });
             let operations = n.get("operations").and_then(Node::as_seq).map(|ops| {
-                let mut ops: Vec<String> = ops.iter().filter_map(Node::scalar_text).collect();
+                let mut ops: Vec<String> = ops.iter().filter_map(Node::scalar_string).collect();
                 ops.sort();
                 ops
             });
@@ -940,7 +958,7 @@ impl Loader {
             let mut remotes: Vec<String> = n
                 .get("remotes")
                 .and_then(Node::as_seq)
-                .map(|r| r.iter().filter_map(Node::scalar_text).collect())
+                .map(|r| r.iter().filter_map(Node::scalar_string).collect())
                 .unwrap_or_default();
             remotes.sort();
             out.push(Provider {
@@ -952,6 +970,52 @@ impl Loader {
         }
         out
     }
+}
+
+/// `base[i]`, built without the formatting machinery: paths are made for every module and
+/// egress entry, and this is on the hot path of a check.
+fn indexed(base: &str, i: usize) -> String {
+    let mut digits = [0u8; 20];
+    let mut n = i;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(base.len() + 2 + digits.len() - at);
+    out.push_str(base);
+    out.push('[');
+    out.extend(digits[at..].iter().map(|&d| d as char));
+    out.push(']');
+    out
+}
+
+/// `a` followed by `b`.
+fn joined(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + b.len());
+    out.push_str(a);
+    out.push_str(b);
+    out
+}
+
+/// Moves the value of `key` out of a mapping, leaving null in its place.
+fn take(root: &mut Node, key: &str) -> Option<Node> {
+    let Value::Map(entries) = &mut root.value else {
+        return None;
+    };
+    let (_, v) = entries.iter_mut().rev().find(|(k, _)| k.is_key(key))?;
+    let pos = v.pos;
+    Some(std::mem::replace(
+        v,
+        Node {
+            value: Value::Null,
+            pos,
+        },
+    ))
 }
 
 /// `ari:cloud:ecosystem::app/<uuid>`, or a `${VAR}` placeholder for the id part.
@@ -1076,4 +1140,20 @@ fn is_known_module_type(kind: &str) -> bool {
     ];
     // Connect modules are rules of their own (HAS_CONNECT_MODULES), not unknown types.
     kind.starts_with("connect-") || CORE.contains(&kind) || NAMESPACED.contains(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_built_like_format() {
+        for i in [0, 7, 10, 99, 12345] {
+            assert_eq!(
+                indexed("modules.function", i),
+                format!("modules.function[{i}]")
+            );
+        }
+        assert_eq!(joined("a", ".b"), "a.b");
+    }
 }

@@ -6,9 +6,13 @@
 //! "billion laughs" attack), and (3) resolve plain scalars the way YAML 1.2's core schema
 //! does, which is what the Forge CLI's YAML loader does for the values we care about.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+mod fast;
+
+pub use compact_str::CompactString;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
 /// A 1-based line and column in the source text (columns count characters, not bytes).
@@ -52,7 +56,8 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    /// A string; short ones (most keys and values) are stored inline, without allocating.
+    Str(CompactString),
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -151,7 +156,37 @@ pub fn parse_str(text: &str, budget: Budget) -> Result<Document, ParseError> {
         });
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    Builder::new(budget).run(Parser::new_from_str(text))
+    // Plain block YAML takes the fast scanner; anything else, or anything it is unsure of,
+    // takes saphyr-parser. Both feed the same builder.
+    if let Some(doc) = fast::parse(text, Builder::new(budget)) {
+        return Ok(doc);
+    }
+    Builder::new(budget).run(saphyr_events(text))
+}
+
+/// Parses with saphyr-parser only, never the fast scanner. For differential tests.
+#[doc(hidden)]
+pub fn parse_str_general(text: &str, budget: Budget) -> Result<Document, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    Builder::new(budget).run(saphyr_events(text))
+}
+
+/// Whether the fast scanner accepts `text` (for tests and benchmarks).
+#[doc(hidden)]
+pub fn fast_path_accepts(text: &str) -> bool {
+    fast::parse(text, Builder::new(Budget::default())).is_some()
+}
+
+fn saphyr_events(text: &str) -> impl Iterator<Item = Result<(Event<'_>, Pos), ParseError>> {
+    Parser::new_from_str(text).map(|item| {
+        item.map_err(scan_error).map(|(event, span)| {
+            let pos = Pos {
+                line: span.start.line() as u32,
+                column: span.start.col() as u32 + 1,
+            };
+            (event, pos)
+        })
+    })
 }
 
 impl Node {
@@ -212,20 +247,35 @@ impl Node {
         entries
             .iter()
             .rev()
-            .find(|(k, _)| k.scalar_text().is_some_and(|t| t.trim() == key))
+            .find(|(k, _)| k.is_key(key))
             .map(|(k, v)| (k, v))
     }
 
-    /// The text of a scalar, whatever its resolved type (`true`, `3`, `abc`), or `None` for
-    /// collections and null.
-    pub fn scalar_text(&self) -> Option<String> {
+    /// Whether this node is a scalar whose text, white space trimmed, is `key`. Allocates
+    /// only for non-string scalars (`true`, `3`).
+    pub fn is_key(&self, key: &str) -> bool {
         match &self.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Int(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
+            Value::Str(s) => s.trim() == key,
+            Value::Null | Value::Seq(_) | Value::Map(_) => false,
+            _ => self.scalar_text().is_some_and(|t| t == key),
+        }
+    }
+
+    /// The text of a scalar, whatever its resolved type (`true`, `3`, `abc`), or `None` for
+    /// collections and null. Borrowed for strings, so asking is cheap.
+    pub fn scalar_text(&self) -> Option<Cow<'_, str>> {
+        match &self.value {
+            Value::Str(s) => Some(Cow::Borrowed(s.as_str())),
+            Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Value::Int(i) => Some(Cow::Owned(i.to_string())),
+            Value::Float(f) => Some(Cow::Owned(f.to_string())),
             Value::Null | Value::Seq(_) | Value::Map(_) => None,
         }
+    }
+
+    /// Like [`Node::scalar_text`], as an owned string.
+    pub fn scalar_string(&self) -> Option<String> {
+        self.scalar_text().map(Cow::into_owned)
     }
 
     /// The node at `path` below this one, following mapping keys and list indexes.
@@ -250,14 +300,15 @@ impl Node {
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-            Value::Str(s) => J::String(s.clone()),
+            Value::Str(s) => J::String(s.to_string()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
                 entries
                     .iter()
                     .map(|(k, v)| {
                         (
-                            k.scalar_text().unwrap_or_else(|| k.canonical()),
+                            k.scalar_text()
+                                .map_or_else(|| k.canonical(), Cow::into_owned),
                             v.to_json(),
                         )
                     })
@@ -330,7 +381,7 @@ enum Open {
     },
 }
 
-struct Builder {
+pub(crate) struct Builder {
     budget: Budget,
     stack: Vec<Open>,
     anchors: HashMap<usize, Node>,
@@ -341,7 +392,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(budget: Budget) -> Self {
+    pub(crate) fn new(budget: Budget) -> Self {
         Builder {
             budget,
             stack: Vec::new(),
@@ -353,101 +404,112 @@ impl Builder {
         }
     }
 
-    fn run(
+    fn run<'a>(
         mut self,
-        parser: Parser<'_, saphyr_parser::StrInput<'_>>,
+        events: impl Iterator<Item = Result<(Event<'a>, Pos), ParseError>>,
     ) -> Result<Document, ParseError> {
-        for item in parser {
-            let (event, span) = item.map_err(scan_error)?;
-            let pos = Pos {
-                line: span.start.line() as u32,
-                column: span.start.col() as u32 + 1,
-            };
-            match event {
-                Event::DocumentStart(_) => {
-                    self.documents += 1;
-                    if self.documents == 2 {
-                        self.warnings.push(YamlWarning {
-                            pos,
-                            message:
-                                "the file holds more than one YAML document; only the first is read"
-                                    .into(),
-                        });
-                    }
-                }
-                // Later documents are scanned for syntax errors but not built.
-                _ if self.documents > 1 => {}
-                Event::Scalar(text, style, anchor, tag) => {
-                    let quoted = style != ScalarStyle::Plain;
-                    let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                    let value = if quoted || forced_str {
-                        Value::Str(text.into_owned())
-                    } else {
-                        resolve_plain(&text)
-                    };
-                    self.count(1, pos)?;
-                    self.push(Node { value, pos }, anchor)?;
-                }
-                Event::Alias(id) => {
-                    let Some(target) = self.anchors.get(&id) else {
-                        return Err(ParseError::UnknownAnchor { pos });
-                    };
-                    let mut node = target.clone();
-                    let n = node.count();
-                    self.count(n, pos)?;
-                    node.pos = pos;
-                    self.push(node, 0)?;
-                }
-                Event::SequenceStart(anchor, _) => {
-                    self.open(pos)?;
-                    self.stack.push(Open::Seq {
-                        pos,
-                        anchor,
-                        items: Vec::new(),
-                    });
-                }
-                Event::MappingStart(anchor, _) => {
-                    self.open(pos)?;
-                    self.stack.push(Open::Map {
-                        pos,
-                        anchor,
-                        entries: Vec::new(),
-                        pending_key: None,
-                    });
-                }
-                Event::SequenceEnd | Event::MappingEnd => {
-                    let Some(open) = self.stack.pop() else {
-                        return Err(ParseError::Syntax {
-                            pos,
-                            message: "unbalanced end of collection".into(),
-                        });
-                    };
-                    let (node, anchor) = match open {
-                        Open::Seq { pos, anchor, items } => (
-                            Node {
-                                value: Value::Seq(items),
-                                pos,
-                            },
-                            anchor,
-                        ),
-                        Open::Map {
-                            pos,
-                            anchor,
-                            entries,
-                            ..
-                        } => (
-                            Node {
-                                value: Value::Map(self.merge_keys(entries)),
-                                pos,
-                            },
-                            anchor,
-                        ),
-                    };
-                    self.push(node, anchor)?;
-                }
-                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
-            }
+        for item in events {
+            let (event, pos) = item?;
+            self.event(event, pos)?;
         }
+        self.finish()
+    }
+
+    /// Takes one event into the tree.
+    pub(crate) fn event(&mut self, event: Event<'_>, pos: Pos) -> Result<(), ParseError> {
+        match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents == 2 {
+                    self.warnings.push(YamlWarning {
+                        pos,
+                        message:
+                            "the file holds more than one YAML document; only the first is read"
+                                .into(),
+                    });
+                }
+            }
+            // Later documents are scanned for syntax errors but not built.
+            _ if self.documents > 1 => {}
+            Event::Scalar(text, style, anchor, tag) => {
+                let quoted = style != ScalarStyle::Plain;
+                let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let value = if quoted || forced_str {
+                    Value::Str(CompactString::from(text.as_ref()))
+                } else {
+                    resolve_plain(&text)
+                };
+                self.count(1, pos)?;
+                self.push(Node { value, pos }, anchor)?;
+            }
+            Event::Alias(id) => {
+                let Some(target) = self.anchors.get(&id) else {
+                    return Err(ParseError::UnknownAnchor { pos });
+                };
+                let mut node = target.clone();
+                let n = node.count();
+                self.count(n, pos)?;
+                node.pos = pos;
+                self.push(node, 0)?;
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.open(pos)?;
+                self.stack.push(Open::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(pos)?;
+                self.stack.push(Open::Map {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(open) = self.stack.pop() else {
+                    return Err(ParseError::Syntax {
+                        pos,
+                        message: "unbalanced end of collection".into(),
+                    });
+                };
+                let (node, anchor) = match open {
+                    Open::Seq { pos, anchor, items } => (
+                        Node {
+                            value: Value::Seq(items),
+                            pos,
+                        },
+                        anchor,
+                    ),
+                    Open::Map {
+                        pos,
+                        anchor,
+                        entries,
+                        ..
+                    } => (
+                        Node {
+                            value: Value::Map(self.merge_keys(entries)),
+                            pos,
+                        },
+                        anchor,
+                    ),
+                };
+                self.push(node, anchor)?;
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// The finished document.
+    pub(crate) fn max_depth(&self) -> usize {
+        self.budget.max_depth
+    }
+
+    pub(crate) fn finish(self) -> Result<Document, ParseError> {
         let root = self.root.ok_or(ParseError::Empty)?;
         if root.is_null() {
             return Err(ParseError::Empty);
@@ -499,9 +561,7 @@ impl Builder {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if let Some(text) = key.scalar_text() {
-                        let dup = entries.iter().find(|(k, _)| {
-                            k.scalar_text().is_some_and(|t| t.trim() == text.trim())
-                        });
+                        let dup = entries.iter().find(|(k, _)| k.is_key(text.trim()));
                         if let Some((first, _)) = dup {
                             self.warnings.push(YamlWarning {
                                 pos: key.pos,
@@ -577,6 +637,15 @@ fn scan_error(e: ScanError) -> ParseError {
 
 /// Resolves a plain scalar by the YAML 1.2 core schema.
 fn resolve_plain(text: &str) -> Value {
+    // Most scalars in a manifest are words: only these first characters can start a null,
+    // a boolean or a number.
+    let first = text.as_bytes().first().copied().unwrap_or(b'~');
+    if !matches!(
+        first,
+        b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'.' | b'+' | b'-' | b'0'..=b'9'
+    ) {
+        return Value::Str(CompactString::from(text));
+    }
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
@@ -609,7 +678,7 @@ fn resolve_plain(text: &str) -> Value {
             return Value::Float(f);
         }
     }
-    Value::Str(text.to_string())
+    Value::Str(CompactString::from(text))
 }
 
 /// `[0-9]*(\.[0-9]*)?([eE][-+]?[0-9]+)?` with at least one digit before the exponent.
@@ -672,7 +741,7 @@ mod tests {
         assert_eq!(v[4], Value::Float(1500.0));
         assert_eq!(v[5], Value::Float(f64::INFINITY));
         assert_eq!(v[6], Value::Str("12abc".into()));
-        assert_eq!(v[7], Value::Str(String::new()));
+        assert_eq!(v[7], Value::Str(CompactString::default()));
     }
 
     #[test]

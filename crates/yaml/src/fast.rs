@@ -1,0 +1,370 @@
+//! A fast event producer for the plain block YAML that almost every manifest is written in.
+//!
+//! General YAML parsers spend most of their time on generality; on this machine a 300-line
+//! manifest takes saphyr-parser about 100 µs. Real manifests use a small subset: block
+//! mappings and sequences, single-line plain or quoted scalars, comments. This module scans
+//! exactly that subset and emits the same events, with the same positions, that saphyr-parser
+//! would; the tree builder is shared. At the first thing outside the subset (anchors, tags,
+//! flow collections, block scalars, multi-line scalars, tabs, non-ASCII text, several
+//! documents, anything odd) it gives up and the caller parses with saphyr-parser instead, so
+//! the subset only has to be right, never complete. A differential property test checks that
+//! whenever this module answers, its events build the same tree as saphyr-parser's.
+
+use std::borrow::Cow;
+
+use saphyr_parser::{Event, ScalarStyle};
+
+use crate::{Builder, Document, Pos};
+
+/// Scans `text` as plain block YAML into `builder`. `None` means "not in the subset (or the
+/// builder refused something)": parse it the general way, which also reports any error.
+pub(crate) fn parse(text: &str, builder: Builder) -> Option<Document> {
+    if !text.is_ascii() || text.bytes().any(|b| b == b'\t' || b == b'\r') {
+        return None;
+    }
+    let mut lines: Vec<&str> = Vec::with_capacity(text.len() / 16 + 1);
+    lines.extend(text.split('\n'));
+    let max_depth = builder.max_depth();
+    let mut s = Scanner {
+        lines,
+        line: 0,
+        builder,
+        max_depth,
+    };
+    s.skip_insignificant();
+    let explicit = match s.current() {
+        Some((0, "---")) => {
+            s.line += 1;
+            s.skip_insignificant();
+            true
+        }
+        _ => false,
+    };
+    let (indent, _) = s.current()?;
+    if indent != 0 {
+        return None;
+    }
+    s.emit(Event::DocumentStart(explicit), Pos { line: 1, column: 1 })?;
+    s.block(0, 0)?;
+    // Anything after the root node (another document, a stray dedent) is for saphyr.
+    if s.current().is_some() {
+        return None;
+    }
+    s.builder.finish().ok()
+}
+
+struct Scanner<'a> {
+    lines: Vec<&'a str>,
+    /// Index of the current line.
+    line: usize,
+    builder: Builder,
+    max_depth: usize,
+}
+
+/// Characters that may not start a plain scalar or a key (YAML's indicators), apart from `-`,
+/// which is handled where it matters.
+const INDICATORS: [bool; 256] = table(b"?:,[]{}#&*!|>'\"%@`");
+
+/// Characters the fast path does not accept inside a key.
+const KEY_REJECTS: [bool; 256] = table(b"[]{},'\"&*!|>%@`");
+
+const fn table(bytes: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+impl<'a> Scanner<'a> {
+    /// The current line as (indent, content after the indent), if any is left.
+    fn current(&self) -> Option<(usize, &'a str)> {
+        let raw = *self.lines.get(self.line)?;
+        let content = raw.trim_start_matches(' ');
+        Some((raw.len() - content.len(), content))
+    }
+
+    /// Moves past blank lines and comment lines.
+    fn skip_insignificant(&mut self) {
+        while let Some((_, content)) = self.current() {
+            if content.is_empty() || content.starts_with('#') {
+                self.line += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event<'a>, pos: Pos) -> Option<()> {
+        self.builder.event(event, pos).ok()
+    }
+
+    fn pos(&self, column: usize) -> Pos {
+        Pos {
+            line: self.line as u32 + 1,
+            column: column as u32 + 1,
+        }
+    }
+
+    /// A block node whose first line starts at column `col` of the current line (the content
+    /// there may follow a `- ` on the same line).
+    fn block(&mut self, col: usize, depth: usize) -> Option<()> {
+        if depth >= self.max_depth {
+            return None;
+        }
+        let content = &self.lines[self.line][col..];
+        if content == "-" || content.starts_with("- ") {
+            self.sequence(col, depth, false)
+        } else if split_key(content).is_some() {
+            self.mapping(col, depth)
+        } else {
+            None
+        }
+    }
+
+    /// A block mapping whose keys sit at column `indent`; the first key is on the current line
+    /// at that column (possibly after a `- `).
+    fn mapping(&mut self, indent: usize, depth: usize) -> Option<()> {
+        self.emit(Event::MappingStart(0, None), self.pos(indent))?;
+        let mut first = true;
+        loop {
+            let content = if first {
+                first = false;
+                &self.lines[self.line][indent..]
+            } else {
+                self.skip_insignificant();
+                match self.current() {
+                    Some((i, c)) if i == indent => c,
+                    Some((i, _)) if i > indent => return None,
+                    _ => break,
+                }
+            };
+            let (key, rest) = split_key(content)?;
+            self.emit(
+                Event::Scalar(Cow::Borrowed(key), ScalarStyle::Plain, 0, None),
+                self.pos(indent),
+            )?;
+            let colon = indent + key.len();
+            let value_col = colon + 1 + (rest.len() - rest.trim_start_matches(' ').len());
+            let value = rest.trim_start_matches(' ');
+            if value.is_empty() {
+                // saphyr-parser places an empty value at the colon.
+                let at = self.pos(colon);
+                self.line += 1;
+                self.skip_insignificant();
+                match self.current() {
+                    Some((i, _)) if i > indent => self.block(i, depth + 1)?,
+                    Some((i, c)) if i == indent && (c == "-" || c.starts_with("- ")) => {
+                        self.sequence(indent, depth + 1, true)?;
+                    }
+                    _ => self.null_at(at)?,
+                }
+            } else {
+                self.inline(value, value_col)?;
+                self.line += 1;
+            }
+        }
+        self.emit(Event::MappingEnd, Pos::default())
+    }
+
+    /// A block sequence whose dashes sit at column `indent`; the first dash is on the current
+    /// line. `indentless` is set for a sequence at the same indent as its parent key, whose
+    /// start saphyr-parser places at its first item's content.
+    fn sequence(&mut self, indent: usize, depth: usize, indentless: bool) -> Option<()> {
+        // saphyr-parser places an indentless sequence at its first item's content.
+        let start = if indentless {
+            let line = self.lines[self.line];
+            let value = line[indent + 1..].trim_start_matches(' ');
+            if value.is_empty() {
+                return None;
+            }
+            self.pos(line.len() - value.len())
+        } else {
+            self.pos(indent)
+        };
+        self.emit(Event::SequenceStart(0, None), start)?;
+        let mut first = true;
+        loop {
+            if !first {
+                self.skip_insignificant();
+                match self.current() {
+                    Some((i, c)) if i == indent && (c == "-" || c.starts_with("- ")) => {}
+                    Some((i, _)) if i > indent => return None,
+                    // Only an indentless sequence may be followed by a sibling at its indent
+                    // (the parent mapping's next key).
+                    Some((i, _)) if i == indent && !indentless => return None,
+                    _ => break,
+                }
+            }
+            let line = self.lines[self.line];
+            let after_dash = &line[indent + 1..];
+            let value = after_dash.trim_start_matches(' ');
+            let value_col = line.len() - value.len();
+            first = false;
+            if value.is_empty() {
+                let at = self.pos(value_col);
+                self.line += 1;
+                self.skip_insignificant();
+                match self.current() {
+                    Some((i, _)) if i > indent => self.block(i, depth + 1)?,
+                    _ => self.null_at(at)?,
+                }
+            } else if value == "-" || value.starts_with("- ") || value.starts_with('#') {
+                return None;
+            } else if split_key(value).is_some() {
+                self.mapping(value_col, depth + 1)?;
+            } else {
+                self.inline(value, value_col)?;
+                self.line += 1;
+            }
+        }
+        self.emit(Event::SequenceEnd, Pos::default())
+    }
+
+    fn null_at(&mut self, pos: Pos) -> Option<()> {
+        self.emit(
+            Event::Scalar(Cow::Borrowed(""), ScalarStyle::Plain, 0, None),
+            pos,
+        )
+    }
+
+    /// A single-line scalar value starting at column `col` of the current line, followed by
+    /// nothing but an optional comment.
+    fn inline(&mut self, value: &'a str, col: usize) -> Option<()> {
+        let pos = self.pos(col);
+        let (text, style, rest) = match value.as_bytes()[0] {
+            b'\'' => {
+                let (text, rest) = single_quoted(&value[1..])?;
+                (text, ScalarStyle::SingleQuoted, rest)
+            }
+            b'"' => {
+                let (text, rest) = double_quoted(&value[1..])?;
+                (text, ScalarStyle::DoubleQuoted, rest)
+            }
+            b'-' if value.len() == 1 || value.as_bytes()[1] == b' ' => return None,
+            c if INDICATORS[c as usize] => return None,
+            _ => {
+                // One pass: the scalar ends at ` #`; `: ` inside it, or a final `:`, would
+                // make it a key, which is not a value's place.
+                let bytes = value.as_bytes();
+                let mut end = bytes.len();
+                for i in 1..bytes.len() {
+                    match (bytes[i - 1], bytes[i]) {
+                        (b' ', b'#') => {
+                            end = i - 1;
+                            break;
+                        }
+                        (b':', b' ') => return None,
+                        _ => {}
+                    }
+                }
+                let text = value[..end].trim_end_matches(' ');
+                if text.ends_with(':') {
+                    return None;
+                }
+                (Cow::Borrowed(text), ScalarStyle::Plain, "")
+            }
+        };
+        // After the scalar: nothing, or white space and a comment.
+        let trimmed = rest.trim_start_matches(' ');
+        let comment = trimmed.starts_with('#') && trimmed.len() < rest.len();
+        if !(trimmed.is_empty() || comment) {
+            return None;
+        }
+        self.emit(Event::Scalar(text, style, 0, None), pos)
+    }
+}
+
+/// Splits `key: rest` (or `key:` at the end of the line) when `key` is a simple plain key.
+fn split_key(content: &str) -> Option<(&str, &str)> {
+    let first = *content.as_bytes().first()?;
+    if INDICATORS[first as usize]
+        || (first == b'-' && matches!(content.as_bytes().get(1), None | Some(b' ')))
+    {
+        return None;
+    }
+    let colon = content
+        .match_indices(':')
+        .map(|(i, _)| i)
+        .find(|&i| matches!(content.as_bytes().get(i + 1), None | Some(b' ')))?;
+    let key = &content[..colon];
+    if key.ends_with(' ')
+        || key.contains(" #")
+        || key == "<<"
+        || key.len() > 512
+        || key.bytes().any(|b| KEY_REJECTS[b as usize])
+    {
+        return None;
+    }
+    Some((key, &content[colon + 1..]))
+}
+
+/// The body of a single-quoted scalar that closes on this line: the text and what follows.
+fn single_quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            if let Some((_, '\'')) = chars.peek() {
+                chars.next();
+                out.push('\'');
+                continue;
+            }
+            return Some((Cow::Owned(out), &s[i + 1..]));
+        }
+        out.push(c);
+    }
+    None
+}
+
+/// The body of a double-quoted scalar that closes on this line, with escapes decoded.
+fn double_quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((Cow::Owned(out), &s[i + 1..])),
+            '\\' => {
+                let (_, e) = chars.next()?;
+                let simple = match e {
+                    '0' => '\0',
+                    'a' => '\x07',
+                    'b' => '\x08',
+                    't' => '\t',
+                    'n' => '\n',
+                    'v' => '\x0b',
+                    'f' => '\x0c',
+                    'r' => '\r',
+                    'e' => '\x1b',
+                    ' ' => ' ',
+                    '"' => '"',
+                    '/' => '/',
+                    '\\' => '\\',
+                    'N' => '\u{85}',
+                    '_' => '\u{a0}',
+                    'L' => '\u{2028}',
+                    'P' => '\u{2029}',
+                    'x' | 'u' | 'U' => {
+                        let n = match e {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
+                        let mut code = 0u32;
+                        for _ in 0..n {
+                            let (_, h) = chars.next()?;
+                            code = code * 16 + h.to_digit(16)?;
+                        }
+                        char::from_u32(code)?
+                    }
+                    _ => return None,
+                };
+                out.push(simple);
+            }
+            _ => out.push(c),
+        }
+    }
+    None
+}
