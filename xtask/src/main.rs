@@ -316,21 +316,55 @@ fn bench_roa() -> Result<(), String> {
 }
 
 fn fuzz_roa(seconds: u64) -> Result<(), String> {
-    let has_fuzz = Command::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
+    // cargo-fuzz needs the nightly toolchain: go through rustup's `cargo` proxy, not the
+    // stable cargo that runs xtask, and drop the variables that pin the toolchain.
+    let nightly = || {
+        let mut cmd = Command::new("cargo");
+        cmd.arg("+nightly")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC");
+        cmd
+    };
+    let has_fuzz = nightly()
+        .args(["fuzz", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_fuzz {
-        eprintln!("cargo-fuzz is missing; installing it (one time, a few minutes)");
+        eprintln!("cargo-fuzz is missing; installing it (one time, about a minute)");
         run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     }
-    run(cargo().current_dir(root().join("fuzz")).args([
-        "+nightly",
+    // Seed the corpus with the project's own manifests, so the fuzzer starts from real shapes.
+    let corpus = root().join("fuzz/corpus/roa_manifest");
+    std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+    let mut seeds = Vec::new();
+    collect_yaml(&root().join("crates/roa-check/tests/data"), &mut seeds);
+    collect_yaml(&root().join("examples"), &mut seeds);
+    for (i, seed) in seeds.iter().enumerate() {
+        let _ = std::fs::copy(seed, corpus.join(format!("seed-{i}.yml")));
+    }
+    run(nightly().current_dir(root().join("fuzz")).args([
         "fuzz",
         "run",
         "roa_manifest",
+        "corpus/roa_manifest",
         "--",
         &format!("-max_total_time={seconds}"),
         "-max_len=65536",
     ]))
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_yaml(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(path);
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::address::Address;
-use crate::model::{Egress, EgressList, Loc, Manifest, Module};
+use crate::model::{Egress, Loc, Manifest};
 
 /// The class of an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -276,19 +276,44 @@ pub fn diff(old: &Manifest, new: &Manifest, eligibility: Option<EligibilityChang
     }
 }
 
-/// Egress entries keyed by list, canonical address and occurrence, so that an address listed
-/// twice in one list is matched occurrence by occurrence, in file order.
-fn keyed_egress(entries: &[Egress]) -> Vec<((EgressList, String, usize), &Egress)> {
-    let mut seen: BTreeMap<(EgressList, String), usize> = BTreeMap::new();
-    entries
-        .iter()
-        .map(|e| {
-            let base = (e.list, Address::parse(&e.address()).canonical());
-            let n = seen.entry(base.clone()).or_insert(0);
-            *n += 1;
-            ((base.0, base.1, *n), e)
-        })
-        .collect()
+/// Items of two versions paired by a key, occurrence by occurrence: the second `x` of the old
+/// version goes with the second `x` of the new one, so that duplicate keys (which the
+/// platform would refuse) are still compared consistently and a manifest never differs from
+/// itself.
+struct Paired<'a, T> {
+    /// Every new item, in file order, with its old counterpart if any.
+    new: Vec<(Option<&'a T>, &'a T)>,
+    /// Old items with no counterpart, in file order.
+    removed: Vec<&'a T>,
+}
+
+fn pair<'a, T, K: Ord + Clone>(old: &'a [T], new: &'a [T], key: impl Fn(&T) -> K) -> Paired<'a, T> {
+    let occurrences = |items: &'a [T]| -> Vec<((K, usize), &'a T)> {
+        let mut seen: BTreeMap<K, usize> = BTreeMap::new();
+        items
+            .iter()
+            .map(|item| {
+                let k = key(item);
+                let n = seen.entry(k.clone()).or_insert(0);
+                *n += 1;
+                ((k, *n), item)
+            })
+            .collect()
+    };
+    let (before, after) = (occurrences(old), occurrences(new));
+    let before_map: BTreeMap<&(K, usize), &'a T> = before.iter().map(|(k, v)| (k, *v)).collect();
+    let after_keys: BTreeSet<&(K, usize)> = after.iter().map(|(k, _)| k).collect();
+    Paired {
+        new: after
+            .iter()
+            .map(|(k, item)| (before_map.get(k).copied(), *item))
+            .collect(),
+        removed: before
+            .iter()
+            .filter(|(k, _)| !after_keys.contains(k))
+            .map(|(_, item)| *item)
+            .collect(),
+    }
 }
 
 pub(crate) fn root_loc() -> Loc {
@@ -372,15 +397,12 @@ impl Differ {
     }
 
     fn egress(&mut self, old: &Manifest, new: &Manifest) {
-        let before = keyed_egress(&old.egress);
-        let after = keyed_egress(&new.egress);
-        let (before_map, after_map): (BTreeMap<_, _>, BTreeMap<_, _>) = (
-            before.iter().cloned().collect(),
-            after.iter().cloned().collect(),
-        );
+        let paired = pair(&old.egress, &new.egress, |e| {
+            (e.list, Address::parse(&e.address()).canonical())
+        });
         let any_true_before = old.egress.iter().any(Egress::in_scope_eud);
-        for (k, e) in &after {
-            let Some(prev) = before_map.get(k) else {
+        for (prev, e) in paired.new {
+            let Some(prev) = prev else {
                 let mut what = format!("{} \"{}\" added", e.list.name(), e.address());
                 if let Some(c) = e.category() {
                     what.push_str(&format!(" with category `{c}`"));
@@ -431,15 +453,13 @@ impl Differ {
                 );
             }
         }
-        for (k, e) in &before {
-            if !after_map.contains_key(k) {
-                self.push(
-                    "EGRESS_URL_REMOVED",
-                    Side::Old,
-                    &e.loc,
-                    format!("{} \"{}\" removed", e.list.name(), e.address()),
-                );
-            }
+        for e in paired.removed {
+            self.push(
+                "EGRESS_URL_REMOVED",
+                Side::Old,
+                &e.loc,
+                format!("{} \"{}\" removed", e.list.name(), e.address()),
+            );
         }
         let enabled = |m: &Manifest| m.configurable_egress.as_ref().is_some_and(|c| c.value);
         match (
@@ -544,8 +564,9 @@ impl Differ {
     }
 
     fn providers(&mut self, old: &Manifest, new: &Manifest) {
-        for p in &new.providers {
-            let Some(prev) = old.providers.iter().find(|o| o.key == p.key) else {
+        let paired = pair(&old.providers, &new.providers, |p| p.key.clone());
+        for (prev, p) in paired.new {
+            let Some(prev) = prev else {
                 self.push(
                     "PROVIDER_ADDED",
                     Side::New,
@@ -578,21 +599,20 @@ impl Differ {
                 );
             }
         }
-        for p in &old.providers {
-            if !new.providers.iter().any(|n| n.key == p.key) {
-                self.push(
-                    "PROVIDER_REMOVED",
-                    Side::Old,
-                    &p.loc,
-                    format!("auth provider `{}` removed", p.key),
-                );
-            }
+        for p in paired.removed {
+            self.push(
+                "PROVIDER_REMOVED",
+                Side::Old,
+                &p.loc,
+                format!("auth provider `{}` removed", p.key),
+            );
         }
     }
 
     fn remotes(&mut self, old: &Manifest, new: &Manifest) {
-        for r in &new.remotes {
-            let Some(prev) = old.remotes.iter().find(|o| o.key == r.key) else {
+        let paired = pair(&old.remotes, &new.remotes, |r| r.key.clone());
+        for (prev, r) in paired.new {
+            let Some(prev) = prev else {
                 self.push(
                     "REMOTE_ADDED",
                     Side::New,
@@ -629,29 +649,25 @@ impl Differ {
                 );
             }
         }
-        for r in &old.remotes {
-            if !new.remotes.iter().any(|n| n.key == r.key) {
-                self.push(
-                    "REMOTE_REMOVED",
-                    Side::Old,
-                    &r.loc,
-                    format!("remote `{}` removed", r.key),
-                );
-            }
+        for r in paired.removed {
+            self.push(
+                "REMOTE_REMOVED",
+                Side::Old,
+                &r.loc,
+                format!("remote `{}` removed", r.key),
+            );
         }
     }
 
     fn modules(&mut self, old: &Manifest, new: &Manifest) {
-        let id = |m: &Module| {
+        let paired = pair(&old.modules, &new.modules, |m| {
             (
                 m.kind.clone(),
                 m.key.clone().unwrap_or_else(|| m.loc.path.clone()),
             )
-        };
-        let before: BTreeMap<_, &Module> = old.modules.iter().map(|m| (id(m), m)).collect();
-        let after: BTreeMap<_, &Module> = new.modules.iter().map(|m| (id(m), m)).collect();
-        for m in &new.modules {
-            match before.get(&id(m)) {
+        });
+        for (prev, m) in paired.new {
+            match prev {
                 // Web triggers have reasons of their own above.
                 None if m.kind == "webtrigger" => {}
                 None => {
@@ -680,15 +696,13 @@ impl Differ {
                 Some(_) => {}
             }
         }
-        for m in &old.modules {
-            if !after.contains_key(&id(m)) {
-                self.push(
-                    "MODULE_REMOVED",
-                    Side::Old,
-                    &m.loc,
-                    format!("{} removed", m.label()),
-                );
-            }
+        for m in paired.removed {
+            self.push(
+                "MODULE_REMOVED",
+                Side::Old,
+                &m.loc,
+                format!("{} removed", m.label()),
+            );
         }
     }
 

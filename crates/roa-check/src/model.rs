@@ -514,9 +514,22 @@ impl Loader {
             });
         };
         let mut modules = Vec::new();
-        for (k, v) in entries {
-            let kind = k.scalar_string().unwrap_or_else(|| k.canonical());
-            let kind = kind.trim().to_string();
+        // A module type listed twice: the last list wins, as for any duplicate key (the YAML
+        // layer has already warned).
+        let names: Vec<String> = entries
+            .iter()
+            .map(|(k, _)| {
+                k.scalar_string()
+                    .unwrap_or_else(|| k.canonical())
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        for (index, (k, v)) in entries.into_iter().enumerate() {
+            let kind = names[index].clone();
+            if names[index + 1..].contains(&kind) {
+                continue;
+            }
             if !is_known_module_type(&kind) {
                 self.warn(
                     "UNKNOWN_MODULE_TYPE",

@@ -19,11 +19,26 @@ use crate::{Builder, Document, Pos};
 /// Scans `text` as plain block YAML into `builder`. `None` means "not in the subset (or the
 /// builder refused something)": parse it the general way, which also reports any error.
 pub(crate) fn parse(text: &str, builder: Builder) -> Option<Document> {
-    if !text.is_ascii() || text.bytes().any(|b| b == b'\t' || b == b'\r') {
+    // Tabs, carriage returns and control characters (which YAML refuses) go to saphyr.
+    if !text.is_ascii() || text.bytes().any(|b| (b < b' ' && b != b'\n') || b == 0x7f) {
         return None;
     }
     let mut lines: Vec<&str> = Vec::with_capacity(text.len() / 16 + 1);
     lines.extend(text.split('\n'));
+    // Document markers (`---`, `...`, with or without content after them) are saphyr's,
+    // except a lone `---` opening the only document.
+    let marker = |l: &str| {
+        (l.starts_with("---") || l.starts_with("..."))
+            && matches!(l.as_bytes().get(3), None | Some(b' '))
+    };
+    let first = lines.iter().position(|l| {
+        !l.trim_start_matches(' ').is_empty() && !l.trim_start_matches(' ').starts_with('#')
+    });
+    for (i, l) in lines.iter().enumerate() {
+        if marker(l) && !(Some(i) == first && *l == "---") {
+            return None;
+        }
+    }
     let max_depth = builder.max_depth();
     let mut s = Scanner {
         lines,

@@ -55,6 +55,7 @@ fn eligible_manifests() {
     check("multiple_documents", OK, &[]);
     check("no_final_newline", OK, &[]);
     check("app_section_missing", OK, &[]);
+    check("duplicate_module_types_and_keys", OK, &[]);
     check("structure_in_wrong_places", NOT, &["HAS_DEFINED_EGRESS"]);
 }
 
@@ -113,6 +114,7 @@ fn each_rule_alone() {
 #[test]
 fn combinations() {
     check("egress_entry_shapes_invalid", NOT, &["HAS_REMOTES"]);
+    check("duplicate_remote_and_provider_keys", NOT, &["HAS_PROVIDERS", "HAS_REMOTES"]);
     check(
         "egress_mixed_shapes",
         NOT,

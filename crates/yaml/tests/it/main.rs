@@ -126,6 +126,16 @@ fn edge_cases_agree() {
         "a: \"\\q\"\n",
         "a: 'x'  \n",
         "<<: {a: 1}\n",
+        // Found by the fuzzer: control characters are not YAML.
+        "\0\0N:",
+        "- /\0\n",
+        "a: b\x7f\n",
+        "a: b\x0c\n",
+        "--- --:\n",
+        "--- a\n",
+        "a: 1\n...\n",
+        "a: 1\n--- \n",
+        "---x: 1\n",
     ];
     let mut accepted = 0;
     for case in cases {
