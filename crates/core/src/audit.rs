@@ -82,12 +82,13 @@ pub fn record_hash(r: &Record) -> String {
         signature: &r.signature,
         event: &r.event,
     };
-    let mut h = Sha256::new();
-    h.update(r.prev_hash.as_bytes());
-    h.update(b"\n");
-    // Serializing these plain structs to a Vec cannot fail.
-    h.update(serde_json::to_vec(&body).unwrap_or_default());
-    hex(&h.finalize())
+    let mut h = HashWriter(Sha256::new());
+    h.0.update(r.prev_hash.as_bytes());
+    h.0.update(b"\n");
+    // The JSON streams straight into the hash. Serializing these plain structs cannot fail,
+    // and writing into a hash cannot either.
+    let _ = serde_json::to_writer(&mut h, &body);
+    hex(&h.0.finalize())
 }
 
 /// Checks a whole stream from its first record: sequence numbers, links and hashes.
@@ -224,6 +225,20 @@ pub fn manifestation(records: &[Record], version: u32) -> String {
         ));
     }
     out
+}
+
+/// Feeds what serde_json writes into the hash, without a buffer in between.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn csv_cell(s: &str) -> String {

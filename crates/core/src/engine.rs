@@ -105,10 +105,9 @@ impl Engine {
                 reason: Reason::UnknownDocument(doc.to_owned()),
             });
         };
-        let decided = d.state.decide(&d.workflow, cmd, clock.now())?;
+        let records = d.state.execute(&d.workflow, cmd, clock.now())?;
         let from = d.records.len();
-        d.state = decided.state;
-        d.records.extend(decided.records);
+        d.records.extend(records);
         Ok(&d.records[from..])
     }
 
@@ -116,11 +115,9 @@ impl Engine {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Record> {
         let mut out = Vec::new();
         for d in self.docs.values_mut() {
-            if let Some(decided) = d.state.tick(&d.workflow, now) {
-                d.state = decided.state;
-                out.extend_from_slice(&decided.records);
-                d.records.extend(decided.records);
-            }
+            let records = d.state.tick_in_place(&d.workflow, now);
+            out.extend_from_slice(&records);
+            d.records.extend(records);
         }
         out
     }

@@ -228,8 +228,24 @@ impl DocState {
         Ok(s)
     }
 
-    /// Carries out a command, or refuses it. `self` is not changed either way.
+    /// Carries out a command, or refuses it. `self` is not changed either way: the command
+    /// runs on a copy, returned with the records.
     pub fn decide(&self, wf: &Workflow, cmd: &Command, now: Timestamp) -> Result<Decided, Refusal> {
+        let mut state = self.clone();
+        let records = state.execute(wf, cmd, now)?;
+        Ok(Decided { records, state })
+    }
+
+    /// Carries out a command in place and returns its records. A refusal leaves `self`
+    /// untouched: every check is made before the first record is emitted (the property
+    /// tests hold the engine to that). When the records then fail to reach storage, rebuild
+    /// the state from the stream.
+    pub fn execute(
+        &mut self,
+        wf: &Workflow,
+        cmd: &Command,
+        now: Timestamp,
+    ) -> Result<Vec<Record>, Refusal> {
         let refuse = |reason| Refusal {
             action: cmd.action.name(),
             reason,
@@ -242,7 +258,7 @@ impl DocState {
         }
         let mut t = Txn {
             wf,
-            s: self.clone(),
+            s: self,
             out: Vec::new(),
             now,
             actor: cmd.by.clone(),
@@ -250,21 +266,25 @@ impl DocState {
             comment: cmd.comment.clone(),
         };
         t.run(&cmd.action).map_err(refuse)?;
-        Ok(Decided {
-            records: t.out,
-            state: t.s,
-        })
+        Ok(t.out)
     }
 
     /// Fires what is due at `now`: expiry, escalation, reminders, periodic review. Returns
     /// `None` when nothing is due (a `now` before the last record is never due).
     pub fn tick(&self, wf: &Workflow, now: Timestamp) -> Option<Decided> {
+        let mut state = self.clone();
+        let records = state.tick_in_place(wf, now);
+        (!records.is_empty()).then_some(Decided { records, state })
+    }
+
+    /// [`DocState::tick`] in place; returns the records (none when nothing is due).
+    pub fn tick_in_place(&mut self, wf: &Workflow, now: Timestamp) -> Vec<Record> {
         if now < self.last_at {
-            return None;
+            return Vec::new();
         }
         let mut t = Txn {
             wf,
-            s: self.clone(),
+            s: self,
             out: Vec::new(),
             now,
             actor: SYSTEM.to_owned(),
@@ -272,10 +292,7 @@ impl DocState {
             comment: None,
         };
         t.tick();
-        (!t.out.is_empty()).then_some(Decided {
-            records: t.out,
-            state: t.s,
-        })
+        t.out
     }
 
     /// Folds one record into the state.
@@ -563,10 +580,10 @@ impl DocState {
     }
 }
 
-/// A command being carried out on a copy of the state.
+/// A command being carried out on a state. Checks come before the first `emit`.
 struct Txn<'w> {
     wf: &'w Workflow,
-    s: DocState,
+    s: &'w mut DocState,
     out: Vec<Record>,
     now: Timestamp,
     actor: String,
@@ -584,8 +601,15 @@ impl Txn<'_> {
             } => self.edit(content_hash, changed.as_ref()),
             Action::Submit => {
                 let to = self.target(Trigger::Submit)?;
+                if self.wf.state(to).approval.is_some() {
+                    // Staff every stage on a probe first, so that a refusal changes nothing.
+                    let mut probe = self.s.clone();
+                    probe.state = to;
+                    probe.submissions += 1;
+                    probe.check_resolvable(self.wf)?;
+                }
                 self.transition(Trigger::Submit, to);
-                self.check_resolvable()
+                Ok(())
             }
             Action::Assign { group, reviewer } => self.assign(group, reviewer),
             Action::Unassign { group, reviewer } => self.unassign(group, reviewer),
@@ -920,31 +944,6 @@ impl Txn<'_> {
                 self.settle(k, gi, Outcome::Rejected);
             }
         }
-    }
-
-    /// After a submission, refuses it when some group of some stage cannot be staffed.
-    fn check_resolvable(&self) -> Result<(), Reason> {
-        let Some(def) = &self.wf.state(self.s.state).approval else {
-            return Ok(());
-        };
-        for sdef in &def.stages {
-            let mut taken = HashSet::new();
-            for gdef in &sdef.groups {
-                let n = self
-                    .s
-                    .resolve(self.wf, gdef, &gdef.reviewers, &mut taken)
-                    .len();
-                let needed = gdef.rule.needed(n).max(1);
-                if n < needed {
-                    return Err(Reason::NotEnoughReviewers {
-                        group: gdef.name.clone(),
-                        needed,
-                        available: n,
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     fn transition(&mut self, trigger: Trigger, to: usize) {
@@ -1316,6 +1315,28 @@ impl Txn<'_> {
 }
 
 impl DocState {
+    /// Refuses a submission when some group of some stage cannot be staffed.
+    fn check_resolvable(&self, wf: &Workflow) -> Result<(), Reason> {
+        let Some(def) = &wf.state(self.state).approval else {
+            return Ok(());
+        };
+        for sdef in &def.stages {
+            let mut taken = HashSet::new();
+            for gdef in &sdef.groups {
+                let n = self.resolve(wf, gdef, &gdef.reviewers, &mut taken).len();
+                let needed = gdef.rule.needed(n).max(1);
+                if n < needed {
+                    return Err(Reason::NotEnoughReviewers {
+                        group: gdef.name.clone(),
+                        needed,
+                        available: n,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The reviewers that `sources` name for this document, without duplicates, without
     /// those already `taken` in the stage, and without the authors unless the group allows
     /// self-approval.
