@@ -172,10 +172,22 @@ impl Run {
                 map.remove(k);
             }
         }
-        let cmd: Command = match serde_json::from_value(json) {
+        let cmd: Command = match serde_json::from_value(json.clone()) {
             Ok(c) => c,
             Err(e) => return self.fail(step.pos, format!("not a command: {e}")),
         };
+        // Flattened enums let unknown keys through; a typo such as `coment:` must not pass
+        // silently, so compare with what the command says it holds.
+        let known = serde_json::to_value(&cmd).unwrap_or_default();
+        if let (J::Object(given), J::Object(known)) = (&json, &known) {
+            if let Some(key) = given.keys().find(|k| !known.contains_key(*k)) {
+                let pos = step.get_entry(key).map_or(step.pos, |(k, _)| k.pos);
+                return self.fail(
+                    pos,
+                    format!("unknown key `{key}` in a `{}` step", cmd.action.name()),
+                );
+            }
+        }
         let clock = FixedClock(self.now);
         let result = if matches!(cmd.action, crate::event::Action::Create { .. }) {
             let hash = self.hash.clone();

@@ -122,6 +122,10 @@ impl FromStr for Timestamp {
         let [y, m, d] = parts.as_slice() else {
             return Err(bad());
         };
+        // Four-digit years only, which also keeps the arithmetic below far from overflow.
+        if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+            return Err(bad());
+        }
         let (y, m, d) = (num(y)?, num(m)?, num(d)?);
         if !(1..=12).contains(&m) || d < 1 || d > i64::from(days_in_month(y, m as u32)) {
             return Err(bad());
@@ -214,23 +218,21 @@ impl FromStr for IsoDuration {
                 let n: u64 = digits.parse().map_err(|_| bad())?;
                 digits.clear();
                 any = true;
-                let add = |secs: u64| n.checked_mul(secs).ok_or_else(bad);
-                match (units, c) {
-                    ("YMWD", 'Y') => {
-                        out.months = u32::try_from(n * 12).map_err(|_| bad())?;
-                    }
-                    ("YMWD", 'M') => {
-                        out.months = out
-                            .months
-                            .checked_add(u32::try_from(n).map_err(|_| bad())?)
-                            .ok_or_else(bad)?;
-                    }
-                    ("YMWD", 'W') => out.seconds += add(7 * 86_400)?,
-                    ("YMWD", _) => out.seconds += add(86_400)?,
-                    (_, 'H') => out.seconds += add(3600)?,
-                    (_, 'M') => out.seconds += add(60)?,
-                    _ => out.seconds += n,
-                }
+                let (months, secs) = match (units, c) {
+                    ("YMWD", 'Y') => (12, 0),
+                    ("YMWD", 'M') => (1, 0),
+                    ("YMWD", 'W') => (0, 7 * 86_400),
+                    ("YMWD", _) => (0, 86_400),
+                    (_, 'H') => (0, 3600),
+                    (_, 'M') => (0, 60),
+                    _ => (0, 1),
+                };
+                // Checked arithmetic: a hostile file must not overflow (or panic).
+                let add_months =
+                    u32::try_from(n.checked_mul(months).ok_or_else(bad)?).map_err(|_| bad())?;
+                out.months = out.months.checked_add(add_months).ok_or_else(bad)?;
+                let add_secs = n.checked_mul(secs).ok_or_else(bad)?;
+                out.seconds = out.seconds.checked_add(add_secs).ok_or_else(bad)?;
             }
             if !digits.is_empty() {
                 return Err(bad());
@@ -311,7 +313,14 @@ mod tests {
             "2026-01-05".parse::<Timestamp>().unwrap().to_string(),
             "2026-01-05T00:00:00Z"
         );
-        for bad in ["2026-02-30T00:00:00Z", "2026-01-05T09:00:00", "x", "2026-1"] {
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-01-05T09:00:00",
+            "x",
+            "2026-1",
+            "99999999999999-01-01",
+            "2026-1-05",
+        ] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad}");
         }
     }
@@ -325,11 +334,33 @@ mod tests {
         assert_eq!(add("P1Y"), "2027-01-31T10:00:00Z");
         assert_eq!(add("PT4H30M"), "2026-01-31T14:30:00Z");
         assert_eq!(add("P1W"), "2026-02-07T10:00:00Z");
-        for bad in ["14D", "P", "PT", "P1H", "PD", "P1D1M", "P-1D"] {
+        for bad in [
+            "14D",
+            "P",
+            "PT",
+            "P1H",
+            "PD",
+            "P1D1M",
+            "P-1D",
+            "P18446744073709551615D",
+            "P999999999999Y",
+            "P18446744073709551615S",
+        ] {
             assert!(bad.parse::<IsoDuration>().is_err(), "{bad}");
         }
         for s in ["P14D", "P1Y2M", "PT4H30M", "P1DT1S"] {
             assert_eq!(s.parse::<IsoDuration>().unwrap().to_string(), s);
         }
+    }
+
+    #[test]
+    fn clocks_say_what_they_are_told() {
+        let t0: Timestamp = "2026-01-05T09:00:00Z".parse().unwrap();
+        assert_eq!(FixedClock(t0).now(), t0);
+        let clock = ManualClock::new(t0);
+        assert_eq!(clock.now(), t0);
+        let t1 = t0.plus("PT1H".parse().unwrap());
+        clock.set(t1);
+        assert_eq!(clock.now(), t1);
     }
 }

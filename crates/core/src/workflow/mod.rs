@@ -295,14 +295,14 @@ impl fmt::Display for Diagnostic {
 
 /// One step of a path in a definition, owned (see [`Seg`] for the borrowed form).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSeg {
+pub(crate) enum PathSeg {
     Key(String),
     Index(usize),
 }
 
 /// The node at `path`, or the deepest node on the way when the rest is missing (for
 /// instance a required key that is absent: we point at the mapping that lacks it).
-pub fn locate(root: &Node, path: &[PathSeg]) -> Pos {
+pub(crate) fn locate(root: &Node, path: &[PathSeg]) -> Pos {
     let mut node = root;
     for seg in path {
         let next = match seg {
@@ -318,7 +318,7 @@ pub fn locate(root: &Node, path: &[PathSeg]) -> Pos {
 }
 
 /// Like [`locate`], but for a path ending in a key, the place of the key itself.
-pub fn locate_key(root: &Node, path: &[PathSeg]) -> Pos {
+pub(crate) fn locate_key(root: &Node, path: &[PathSeg]) -> Pos {
     if let Some((PathSeg::Key(last), parent)) = path.split_last() {
         let mut node = root;
         for seg in parent {
@@ -339,7 +339,7 @@ pub fn locate_key(root: &Node, path: &[PathSeg]) -> Pos {
 }
 
 /// Renders a path as `states[2].on.submit`.
-pub fn display_path(path: &[PathSeg]) -> String {
+pub(crate) fn display_path(path: &[PathSeg]) -> String {
     let mut out = String::new();
     for seg in path {
         match seg {
@@ -359,7 +359,7 @@ pub fn display_path(path: &[PathSeg]) -> String {
 }
 
 /// Reads a path as rendered by `serde_path_to_error` (`states[2].on.submit`).
-pub fn parse_serde_path(s: &str) -> Vec<PathSeg> {
+pub(crate) fn parse_serde_path(s: &str) -> Vec<PathSeg> {
     let mut out = Vec::new();
     if s == "." {
         return out;

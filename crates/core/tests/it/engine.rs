@@ -163,6 +163,7 @@ steps:
   - { do: archive, by: alice, refused: not_permitted }
   - { at: yesterday, do: submit, by: alice }
   - { nothing: here }
+  - { do: withdraw, by: alice, coment: typo }
 ";
     let report = scenario::run(text, "s.yaml", &mut |_| Err("no files".into())).unwrap();
     let got: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
@@ -175,6 +176,7 @@ steps:
             "s.yaml:10:40: expected refusal not_permitted, got final_state: archive refused: the document is in the final state \"draft\"",
             "s.yaml:11:11: \"yesterday\" is not a UTC time like 2026-01-05T09:00:00Z",
             "s.yaml:12:5: a step needs `do:` (a command), `tick:` or `expect:`",
+            "s.yaml:13:32: unknown key `coment` in a `withdraw` step",
         ]
     );
     assert_eq!(report.expectations, 4);
