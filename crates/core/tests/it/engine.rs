@@ -115,6 +115,24 @@ fn the_clock_may_not_go_backwards() {
 }
 
 #[test]
+fn documents_need_a_registered_workflow() {
+    let mut e = Engine::new();
+    let err = e
+        .create(
+            "d",
+            "feed",
+            &cmd("alice", create()),
+            &at("2026-01-01T00:00:00Z"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "create refused: workflow feed is not registered"
+    );
+    assert!(e.doc("d").is_none());
+}
+
+#[test]
 fn a_document_stays_pinned_to_its_workflow() {
     let e = submitted();
     let d = e.doc("d").unwrap();
