@@ -3,3 +3,4 @@
 
 mod readme;
 mod roa;
+mod workflow;

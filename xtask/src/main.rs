@@ -18,14 +18,19 @@ USAGE:
 
 COMMANDS:
     test                 Run every test of the workspace (unit, integration, end-to-end, doc)
-    ci                   What CI runs: fmt --check, clippy -D warnings, the tests with
-                         INSTA_UPDATE=no, and the real-manifest corpus when ../shared exists
+    ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
+                         signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
+                         corpus when ../shared exists
     demo                 The main job: check the bundled example manifests and show an
                          upgrade diff, as a new user would
     corpus DIR           Check every manifest of DIR against DIR/expected.json; print a score
                          (exit 1 below 100%)
     bench roa            Benchmark roa-check: manifests/s on a 300-line manifest beside a bare
                          YAML parse, and a cold roa-check process beside a bare process spawn
+    bench core           Benchmark signoff-core: decisions/s through decide -> append -> fold
+                         for a two-stage workflow with 5 reviewers, and a 10,000-record replay
+    wasm                 Check that signoff-core compiles for wasm32-wasip2 (adds the target
+                         with rustup when it is missing)
     fuzz roa [SECONDS]   Fuzz the manifest parser with cargo-fuzz for SECONDS (default 60);
                          installs cargo-fuzz when it is missing (needs the nightly toolchain)
     help                 This text
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
         ["demo"] => demo(),
         ["corpus", dir] => corpus(Path::new(dir)),
         ["bench", "roa"] => bench_roa(),
+        ["bench", "core"] => bench_core(),
+        ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
         ["fuzz", "roa", secs] => match secs.parse() {
             Ok(s) => fuzz_roa(s),
@@ -135,6 +142,7 @@ fn ci() -> Result<(), String> {
             "warnings",
         ])
         .envs(insta))?;
+    wasm_check()?;
     let started = Instant::now();
     run(cargo()
         .args(["test", "--workspace", "--doc", "--quiet"])
@@ -300,6 +308,46 @@ fn corpus(dir: &Path) -> Result<(), String> {
     } else {
         Err(format!("{} corpus case(s) wrong", total - passed))
     }
+}
+
+/// Makes sure a rustup target is installed (rustup reaches its own server for it).
+fn ensure_target(target: &str) -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == target)
+    {
+        return Ok(());
+    }
+    eprintln!("installing the {target} target (one time)");
+    run(Command::new("rustup").args(["target", "add", target]))
+}
+
+fn wasm_check() -> Result<(), String> {
+    ensure_target("wasm32-wasip2")?;
+    run(cargo().args([
+        "check",
+        "--quiet",
+        "-p",
+        "signoff-core",
+        "--target",
+        "wasm32-wasip2",
+    ]))
+}
+
+fn bench_core() -> Result<(), String> {
+    run(cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "signoff-core",
+        "--example",
+        "bench",
+    ]))
 }
 
 fn bench_roa() -> Result<(), String> {

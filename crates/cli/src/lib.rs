@@ -8,6 +8,8 @@ use std::io::Write;
 
 use clap::Parser;
 
+pub mod workflow;
+
 /// The signoff command line.
 #[derive(Debug, Parser)]
 #[command(name = "signoff", version, about, long_about = LONG_ABOUT)]
@@ -20,7 +22,8 @@ const LONG_ABOUT: &str = "\
 signoff: build, check and run document-approval apps for Atlassian Forge on your laptop.
 
 Today it checks Forge manifests for Runs-on-Atlassian eligibility and classifies upgrades
-(`signoff roa`). The approval engine, local stores and the platform simulator come next.";
+(`signoff roa`), and validates, draws and unit-tests approval workflows (`signoff workflow`).
+Local stores and the platform simulator come next.";
 
 /// Top-level commands.
 #[derive(Debug, clap::Subcommand)]
@@ -28,6 +31,9 @@ pub enum Command {
     /// Runs-on-Atlassian checks for Forge manifests (the same as the `roa-check` binary).
     #[command(subcommand)]
     Roa(roa_check::cli::Command),
+    /// Approval workflows: validate a definition, draw it, and run scenario tests.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 /// Parses `args` (including the program name) and runs the command, writing to `out` and
@@ -49,5 +55,6 @@ where
     };
     match &cli.command {
         Command::Roa(cmd) => roa_check::cli::run(cmd, out, err, stdout_is_terminal),
+        Command::Workflow(cmd) => workflow::run(cmd, out, err),
     }
 }

@@ -114,7 +114,11 @@ fn each_rule_alone() {
 #[test]
 fn combinations() {
     check("egress_entry_shapes_invalid", NOT, &["HAS_REMOTES"]);
-    check("duplicate_remote_and_provider_keys", NOT, &["HAS_PROVIDERS", "HAS_REMOTES"]);
+    check(
+        "duplicate_remote_and_provider_keys",
+        NOT,
+        &["HAS_PROVIDERS", "HAS_REMOTES"],
+    );
     check(
         "egress_mixed_shapes",
         NOT,

@@ -1,0 +1,160 @@
+//! `signoff workflow ...`: validate and show workflow definitions, and run scenario files.
+//!
+//! To be wired into the `signoff` binary as a subcommand group:
+//! `Workflow { #[command(subcommand)] cmd: workflow::WorkflowCommand }`, then
+//! `std::process::exit(workflow::run(&cmd, &mut stdout, &mut stderr).into())`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use signoff_core::Workflow;
+use signoff_core::scenario;
+
+/// The `workflow` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum WorkflowCommand {
+    /// Validate a workflow definition (YAML or JSON); every problem is printed as
+    /// FILE:LINE:COLUMN: MESSAGE.
+    Validate {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// Print the states, transitions and approval stages of a workflow as a text diagram.
+    Show {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// Run scenario files and report every expectation that fails, with its place.
+    Test {
+        /// Scenario files (see crates/core/README.md for the format).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+}
+
+/// Exit codes.
+const OK: u8 = 0;
+const FAILED: u8 = 1;
+const UNREADABLE: u8 = 2;
+
+/// Runs a `workflow` subcommand. Returns the exit code: 0 when all is well, 1 when a
+/// definition is invalid or an expectation failed, 2 when an input could not be read.
+pub fn run(cmd: &WorkflowCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    // Errors writing to stdout or stderr (a closed pipe) leave nothing better to do than
+    // to stop writing; the exit code still tells the result.
+    match cmd {
+        WorkflowCommand::Validate { file } => match load(file, out, err) {
+            None => UNREADABLE,
+            Some(Err(())) => FAILED,
+            Some(Ok(wf)) => {
+                let _ = writeln!(
+                    out,
+                    "{}: ok: workflow {} with {} states, hash {}",
+                    file.display(),
+                    wf.name(),
+                    wf.states().len(),
+                    wf.hash()
+                );
+                OK
+            }
+        },
+        WorkflowCommand::Show { file } => match load(file, out, err) {
+            None => UNREADABLE,
+            Some(Err(())) => FAILED,
+            Some(Ok(wf)) => {
+                let _ = write!(out, "{}", wf.diagram());
+                OK
+            }
+        },
+        WorkflowCommand::Test { scenarios } => test(scenarios, out, err),
+    }
+}
+
+/// Reads and validates a definition. `None`: unreadable (reported on `err`); `Some(Err)`:
+/// invalid (every diagnostic reported on `out`: they are the command's answer).
+fn load(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Option<Result<Workflow, ()>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(err, "signoff: cannot read {}: {e}", file.display());
+            return None;
+        }
+    };
+    Some(
+        Workflow::from_text(&text, &file.display().to_string()).map_err(|e| {
+            for d in &e.diagnostics {
+                let _ = writeln!(out, "{d}");
+            }
+            let n = e.diagnostics.len();
+            let _ = writeln!(
+                out,
+                "{}: {n} problem{}",
+                file.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }),
+    )
+}
+
+fn test(scenarios: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let (mut passed, mut failed, mut unreadable) = (0, 0, false);
+    for path in scenarios {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = writeln!(err, "signoff: cannot read {}: {e}", path.display());
+                unreadable = true;
+                failed += 1;
+                continue;
+            }
+        };
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut read_workflow =
+            |p: &str| std::fs::read_to_string(dir.join(p)).map_err(|e| e.to_string());
+        match scenario::run(&text, &path.display().to_string(), &mut read_workflow) {
+            Err(e) => {
+                for d in &e.diagnostics {
+                    let _ = writeln!(out, "{d}");
+                    unreadable |= d.code == "unreadable";
+                }
+                let _ = writeln!(
+                    out,
+                    "FAIL {}: the scenario could not be run",
+                    path.display()
+                );
+                failed += 1;
+            }
+            Ok(report) if report.failures.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "ok   {} ({} steps, {} expectations)",
+                    path.display(),
+                    report.steps,
+                    report.expectations
+                );
+                passed += 1;
+            }
+            Ok(report) => {
+                for f in &report.failures {
+                    let _ = writeln!(out, "{f}");
+                }
+                let n = report.failures.len();
+                let _ = writeln!(
+                    out,
+                    "FAIL {} ({n} of {} expectations or steps failed)",
+                    path.display(),
+                    report.expectations.max(n)
+                );
+                failed += 1;
+            }
+        }
+    }
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    if unreadable {
+        UNREADABLE
+    } else if failed > 0 {
+        FAILED
+    } else {
+        OK
+    }
+}

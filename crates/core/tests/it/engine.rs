@@ -1,0 +1,216 @@
+//! The engine through its API: refusal messages, refusals that change nothing, the clock,
+//! pinning, notifications, and the scenario runner's own failure reports.
+
+use signoff_core::event::Action;
+use signoff_core::notify::{NotificationKind, notifications};
+use signoff_core::state::ReplayError;
+use signoff_core::{Command, DocState, Engine, FixedClock, Timestamp, scenario};
+
+use crate::template;
+
+fn at(s: &str) -> FixedClock {
+    FixedClock(s.parse::<Timestamp>().unwrap())
+}
+
+fn cmd(by: &str, action: Action) -> Command {
+    Command {
+        by: by.into(),
+        on_behalf_of: None,
+        comment: None,
+        action,
+    }
+}
+
+fn create() -> Action {
+    Action::Create {
+        title: "T".into(),
+        content_hash: "h1".into(),
+        page_owner: None,
+        space_admins: vec![],
+    }
+}
+
+/// A basic-approval document "d" by alice, submitted; bob and carol review.
+fn submitted() -> Engine {
+    let mut e = Engine::new();
+    let wf = e.register(template("basic.yaml"));
+    e.create(
+        "d",
+        wf.hash(),
+        &cmd("alice", create()),
+        &at("2026-01-01T00:00:00Z"),
+    )
+    .unwrap();
+    e.execute(
+        "d",
+        &cmd("alice", Action::Submit),
+        &at("2026-01-01T01:00:00Z"),
+    )
+    .unwrap();
+    e
+}
+
+#[test]
+fn refusals_say_what_to_do_about_them() {
+    let mut e = submitted();
+    let t = at("2026-01-02T00:00:00Z");
+    e.execute(
+        "d",
+        &cmd(
+            "bob",
+            Action::Edit {
+                content_hash: "h2".into(),
+                changed: None,
+            },
+        ),
+        &t,
+    )
+    .unwrap();
+    let approve = |v| Action::Approve {
+        version: v,
+        signature: None,
+    };
+    let cases = [
+        (
+            cmd("bob", approve(2)),
+            "approve refused: bob is the author of version 2 (separation of duties)",
+        ),
+        (
+            cmd("carol", approve(1)),
+            "approve refused: version 1 is stale: the current version is 2",
+        ),
+        (
+            cmd("zed", approve(2)),
+            "approve refused: zed is not a pending reviewer of the current stage",
+        ),
+        (
+            cmd("zed", Action::Withdraw),
+            "withdraw refused: zed is not allowed to: withdraw the document (author, page owner or space administrator only)",
+        ),
+    ];
+    for (c, expect) in cases {
+        let before = e.doc("d").unwrap().clone();
+        let err = e.execute("d", &c, &t).unwrap_err();
+        assert_eq!(err.to_string(), expect);
+        // A refused command changes nothing.
+        let after = e.doc("d").unwrap();
+        assert_eq!(after.state, before.state);
+        assert_eq!(after.records, before.records);
+    }
+}
+
+#[test]
+fn the_clock_may_not_go_backwards() {
+    let mut e = submitted();
+    let err = e
+        .execute(
+            "d",
+            &cmd("alice", Action::Withdraw),
+            &at("2025-12-31T00:00:00Z"),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason.code(), "clock_went_backwards");
+    // A tick in the past is simply not due.
+    assert!(e.tick("2025-12-31T00:00:00Z".parse().unwrap()).is_empty());
+}
+
+#[test]
+fn documents_need_a_registered_workflow() {
+    let mut e = Engine::new();
+    let err = e
+        .create(
+            "d",
+            "feed",
+            &cmd("alice", create()),
+            &at("2026-01-01T00:00:00Z"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "create refused: workflow feed is not registered"
+    );
+    assert!(e.doc("d").is_none());
+}
+
+#[test]
+fn a_document_stays_pinned_to_its_workflow() {
+    let e = submitted();
+    let d = e.doc("d").unwrap();
+    let other = template("two-stage.yaml");
+    assert!(matches!(
+        DocState::replay(&other, &d.records),
+        Err(ReplayError::WrongWorkflow { .. })
+    ));
+    assert_eq!(DocState::replay(&d.workflow, &d.records).unwrap(), d.state);
+}
+
+#[test]
+fn notifications_follow_the_records() {
+    let e = submitted();
+    let d = e.doc("d").unwrap();
+    let kinds: Vec<(NotificationKind, Vec<String>)> = d
+        .records
+        .iter()
+        .flat_map(|r| notifications(&d.state, r))
+        .map(|n| (n.kind, n.to))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (NotificationKind::StateChanged, vec!["alice".to_owned()]),
+            (
+                NotificationKind::Assigned,
+                vec!["bob".to_owned(), "carol".to_owned()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_scenario_runner_reports_each_failure_at_its_place() {
+    let text = "\
+workflow:
+  name: w
+  initial: draft
+  states:
+    - { name: draft, final: true }
+steps:
+  - { at: 2026-01-01T00:00:00Z, do: create, by: alice, title: T, content_hash: h }
+  - expect: { state: published, version: 1, colour: red }
+  - { do: submit, by: alice }
+  - { do: archive, by: alice, refused: not_permitted }
+  - { at: yesterday, do: submit, by: alice }
+  - { nothing: here }
+  - { do: withdraw, by: alice, coment: typo }
+";
+    let report = scenario::run(text, "s.yaml", &mut |_| Err("no files".into())).unwrap();
+    let got: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "s.yaml:8:22: state: expected published, got draft",
+            "s.yaml:8:53: colour: unknown expectation `colour` (known: state, version, last_approved, pending, pending_for, by_state, overdue, history, verifies, manifestation, delegations)",
+            "s.yaml:9:5: unexpected refusal: submit refused: the document is in the final state \"draft\"",
+            "s.yaml:10:40: expected refusal not_permitted, got final_state: archive refused: the document is in the final state \"draft\"",
+            "s.yaml:11:11: \"yesterday\" is not a UTC time like 2026-01-05T09:00:00Z",
+            "s.yaml:12:5: a step needs `do:` (a command), `tick:` or `expect:`",
+            "s.yaml:13:32: unknown key `coment` in a `withdraw` step",
+        ]
+    );
+    assert_eq!(report.expectations, 4);
+}
+
+#[test]
+fn a_scenario_with_a_bad_workflow_file_is_an_error() {
+    let text = "workflow: wf.yaml\nsteps: []\n";
+    let err = scenario::run(text, "s.yaml", &mut |_| {
+        Ok("name: w\ninitial: nowhere\nstates: []\n".into())
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "wf.yaml:3:9: the workflow has no states");
+    let err = scenario::run(text, "s.yaml", &mut |_| Err("not found".into())).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "s.yaml:1:11: cannot read workflow wf.yaml: not found"
+    );
+}
