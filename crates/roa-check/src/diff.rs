@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::address::Address;
-use crate::model::{Egress, Loc, Manifest};
+use crate::model::{Egress, Loc, Manifest, Module};
 
 /// The class of an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -316,6 +316,14 @@ fn pair<'a, T, K: Ord + Clone>(old: &'a [T], new: &'a [T], key: impl Fn(&T) -> K
     }
 }
 
+/// How a module is matched across versions: its type and key (its path when it has none).
+fn module_id(m: &Module) -> (String, String) {
+    (
+        m.kind.clone(),
+        m.key.clone().unwrap_or_else(|| m.loc.path.clone()),
+    )
+}
+
 pub(crate) fn root_loc() -> Loc {
     Loc {
         path: String::new(),
@@ -485,17 +493,15 @@ impl Differ {
     }
 
     fn webtriggers(&mut self, old: &Manifest, new: &Manifest) {
-        let by_key = |m: &Manifest| -> BTreeMap<String, bool> {
-            m.modules_of("webtrigger")
-                .map(|w| (w.key.clone().unwrap_or_default(), w.is_static_webtrigger()))
-                .collect()
-        };
-        let before = by_key(old);
-        let any_dynamic_before = before.values().any(|is_static| !is_static);
-        for w in new.modules_of("webtrigger") {
+        let (before, after): (Vec<&Module>, Vec<&Module>) = (
+            old.modules_of("webtrigger").collect(),
+            new.modules_of("webtrigger").collect(),
+        );
+        let any_dynamic_before = before.iter().any(|w| !w.is_static_webtrigger());
+        for (prev, w) in pair(&before, &after, |w| module_id(w)).new {
             let key = w.key.clone().unwrap_or_default();
             let is_static = w.is_static_webtrigger();
-            match before.get(&key) {
+            match prev.map(|p| p.is_static_webtrigger()) {
                 None if !is_static && !any_dynamic_before => self.push(
                     "WEBTRIGGER_DYNAMIC_ADDED",
                     Side::New,
@@ -660,12 +666,7 @@ impl Differ {
     }
 
     fn modules(&mut self, old: &Manifest, new: &Manifest) {
-        let paired = pair(&old.modules, &new.modules, |m| {
-            (
-                m.kind.clone(),
-                m.key.clone().unwrap_or_else(|| m.loc.path.clone()),
-            )
-        });
+        let paired = pair(&old.modules, &new.modules, module_id);
         for (prev, m) in paired.new {
             match prev {
                 // Web triggers have reasons of their own above.
