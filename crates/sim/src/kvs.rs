@@ -1,0 +1,808 @@
+//! The hosted key-value store (platform.md §6), with the platform's limits and error codes,
+//! isolated per app, environment and installation, and physically separate per realm.
+//!
+//! Every call names the [`Scope`] asking and the realm the call runs in. The store pins each
+//! installation to a realm when it is installed; a call from another realm is refused with
+//! `CROSS_REALM_ACCESS` and recorded, and migrating an installation moves its data and leaves
+//! none behind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::clock::Millis;
+use crate::realm::Realm;
+
+/// The platform's limits. [`KvsLimits::forge`] gives production values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvsLimits {
+    pub max_key_len: usize,
+    pub max_value_bytes: usize,
+    pub max_depth: usize,
+    pub max_transaction_ops: usize,
+    pub max_transaction_bytes: usize,
+    pub max_batch_keys: usize,
+    pub default_page: usize,
+    pub max_page: usize,
+    pub max_ttl_ms: u64,
+    /// Requests per second per installation before `RATE_LIMIT_EXCEEDED`.
+    pub requests_per_second: u32,
+}
+
+impl KvsLimits {
+    pub fn forge() -> KvsLimits {
+        KvsLimits {
+            max_key_len: 500,
+            max_value_bytes: 240 * 1024,
+            max_depth: 31,
+            max_transaction_ops: 25,
+            max_transaction_bytes: 4 * 1024 * 1024,
+            max_batch_keys: 25,
+            default_page: 10,
+            max_page: 100,
+            max_ttl_ms: 365 * Millis::DAY,
+            requests_per_second: 1_000,
+        }
+    }
+}
+
+/// The error codes the platform returns (and two of ours, marked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KvsErrorCode {
+    KeyTooShort,
+    KeyTooLong,
+    InvalidKey,
+    MaxSize,
+    /// Ours: the platform names no code for nesting deeper than 31.
+    ValueTooDeep,
+    KeyConflict,
+    RateLimitExceeded,
+    InvalidTtl,
+    InvalidLimit,
+    InvalidCursor,
+    TooManyOperations,
+    DuplicateKeyInTransaction,
+    TransactionTooLarge,
+    TooManyKeys,
+    /// Ours: a call from a realm the installation's data does not live in.
+    CrossRealmAccess,
+    /// An installation the store does not know (not installed, or uninstalled).
+    UnknownInstallation,
+    /// Injected by a scenario: the store is unavailable for this call.
+    StorageUnavailable,
+}
+
+impl KvsErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvsErrorCode::KeyTooShort => "KEY_TOO_SHORT",
+            KvsErrorCode::KeyTooLong => "KEY_TOO_LONG",
+            KvsErrorCode::InvalidKey => "INVALID_KEY",
+            KvsErrorCode::MaxSize => "MAX_SIZE",
+            KvsErrorCode::ValueTooDeep => "VALUE_TOO_DEEP",
+            KvsErrorCode::KeyConflict => "KEY_CONFLICT",
+            KvsErrorCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            KvsErrorCode::InvalidTtl => "INVALID_TTL",
+            KvsErrorCode::InvalidLimit => "INVALID_LIMIT",
+            KvsErrorCode::InvalidCursor => "INVALID_CURSOR",
+            KvsErrorCode::TooManyOperations => "TOO_MANY_OPERATIONS",
+            KvsErrorCode::DuplicateKeyInTransaction => "DUPLICATE_KEY_IN_TRANSACTION",
+            KvsErrorCode::TransactionTooLarge => "TRANSACTION_TOO_LARGE",
+            KvsErrorCode::TooManyKeys => "TOO_MANY_KEYS",
+            KvsErrorCode::CrossRealmAccess => "CROSS_REALM_ACCESS",
+            KvsErrorCode::UnknownInstallation => "UNKNOWN_INSTALLATION",
+            KvsErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
+        }
+    }
+}
+
+/// A refused call: the code and a message naming the key or limit involved. A refused call
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{}: {message}", .code.as_str())]
+pub struct KvsError {
+    pub code: KvsErrorCode,
+    pub message: String,
+}
+
+fn err(code: KvsErrorCode, message: impl Into<String>) -> KvsError {
+    KvsError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The isolation unit: one app, in one environment, in one installation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Scope {
+    pub app: String,
+    pub environment: String,
+    pub installation: String,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.app, self.environment, self.installation)
+    }
+}
+
+/// `set` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOptions {
+    /// Time to live in milliseconds (at most a year).
+    pub ttl_ms: Option<u64>,
+    /// `keyPolicy: FAIL_IF_EXISTS`: refuse with `KEY_CONFLICT` when the key is present.
+    pub fail_if_exists: bool,
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxOp {
+    Set {
+        key: String,
+        value: Json,
+        options: SetOptions,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// One page of a `query`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub results: Vec<(String, Json)>,
+    /// Pass it back to get the next page; `None` after the last one.
+    pub cursor: Option<String>,
+}
+
+/// A cross-realm attempt the store refused, for the runtime report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RealmViolation {
+    pub at: Millis,
+    pub scope: Scope,
+    pub pinned: Realm,
+    pub attempted_from: Realm,
+    pub operation: &'static str,
+}
+
+/// The physical store of one realm: an ordered map with atomic batches of writes.
+pub trait Backend: Send + fmt::Debug {
+    fn get(&self, key: &str) -> Option<String>;
+    /// Keys starting with `prefix`, after `after` (exclusive), in order, at most `limit`.
+    fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, String)>;
+    /// Applies every write or none.
+    fn apply(&mut self, writes: Vec<(String, Option<String>)>);
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An in-memory backend.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    map: BTreeMap<String, String>,
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, key: &str) -> Option<String> {
+        self.map.get(key).cloned()
+    }
+
+    fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, String)> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Included(prefix.to_string()),
+        };
+        self.map
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn apply(&mut self, writes: Vec<(String, Option<String>)>) {
+        for (k, v) in writes {
+            match v {
+                Some(v) => {
+                    self.map.insert(k, v);
+                }
+                None => {
+                    self.map.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// What is stored under a key: the JSON value and its expiry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    value: Json,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    expires: Option<Millis>,
+}
+
+/// The hosted store of every installation of every app, one backend per realm.
+#[derive(Debug)]
+pub struct Kvs {
+    limits: KvsLimits,
+    realms: BTreeMap<Realm, Box<dyn Backend>>,
+    pinned: HashMap<Scope, Realm>,
+    buckets: HashMap<Scope, Bucket>,
+    violations: Vec<RealmViolation>,
+    /// Calls to fail with `STORAGE_UNAVAILABLE`, per installation (fault injection).
+    faults: HashMap<Scope, u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Millis,
+}
+
+/// Separates the parts of a physical key; key characters never include it.
+const SEP: char = '\u{1f}';
+
+impl Kvs {
+    /// A store with in-memory backends, created per realm as needed.
+    pub fn new(limits: KvsLimits) -> Kvs {
+        Kvs {
+            limits,
+            realms: BTreeMap::new(),
+            pinned: HashMap::new(),
+            buckets: HashMap::new(),
+            violations: Vec::new(),
+            faults: HashMap::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &KvsLimits {
+        &self.limits
+    }
+
+    /// Pins an installation's data to a realm (at install time).
+    pub fn install(&mut self, scope: Scope, realm: Realm) {
+        self.pinned.insert(scope, realm);
+    }
+
+    /// The realm an installation's data is pinned to.
+    pub fn realm_of(&self, scope: &Scope) -> Option<Realm> {
+        self.pinned.get(scope).copied()
+    }
+
+    /// Cross-realm attempts refused so far.
+    pub fn violations(&self) -> &[RealmViolation] {
+        &self.violations
+    }
+
+    /// Makes the next `calls` calls of an installation fail with `STORAGE_UNAVAILABLE`.
+    pub fn inject_unavailable(&mut self, scope: &Scope, calls: u32) {
+        *self.faults.entry(scope.clone()).or_insert(0) += calls;
+    }
+
+    /// How many physical keys each realm holds (for residency checks).
+    pub fn keys_per_realm(&self) -> BTreeMap<Realm, usize> {
+        self.realms.iter().map(|(r, b)| (*r, b.len())).collect()
+    }
+
+    pub fn get(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<Option<Json>, KvsError> {
+        self.admit(scope, from, now, "get")?;
+        self.check_key(key)?;
+        Ok(self.read(scope, key, 'k', now).map(|s| s.value))
+    }
+
+    pub fn set(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+        value: Json,
+        options: SetOptions,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "set")?;
+        let write = self.prepare_set(scope, now, key, value, options)?;
+        self.backend(from).apply(vec![write]);
+        Ok(())
+    }
+
+    pub fn delete(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "delete")?;
+        self.check_key(key)?;
+        let k = physical(scope, 'k', key);
+        self.backend(from).apply(vec![(k, None)]);
+        Ok(())
+    }
+
+    /// `query().where('key', beginsWith(prefix))`: keys in lexicographic order, a page at a
+    /// time (default 10, at most 100), with an opaque cursor.
+    pub fn query(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        prefix: &str,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page, KvsError> {
+        self.admit(scope, from, now, "query")?;
+        let limit = limit.unwrap_or(self.limits.default_page);
+        if limit == 0 || limit > self.limits.max_page {
+            return Err(err(
+                KvsErrorCode::InvalidLimit,
+                format!("limit {limit} is outside 1 to {}", self.limits.max_page),
+            ));
+        }
+        let base = physical(scope, 'k', "");
+        let full_prefix = physical(scope, 'k', prefix);
+        let after = match cursor {
+            None => None,
+            Some(c) => Some(
+                decode_cursor(c)
+                    .filter(|k| k.starts_with(&full_prefix))
+                    .ok_or_else(|| {
+                        err(
+                            KvsErrorCode::InvalidCursor,
+                            format!("cursor `{c}` was not issued for this query"),
+                        )
+                    })?,
+            ),
+        };
+        // Read one more than a page to know whether another page follows; expired entries
+        // are skipped, so that may take more than one read.
+        let mut results = Vec::new();
+        let mut last = after;
+        'scan: loop {
+            let want = limit + 1 - results.len();
+            let chunk = self
+                .backend(from)
+                .range(&full_prefix, last.as_deref(), want);
+            let read = chunk.len();
+            for (k, v) in chunk {
+                last = Some(k.clone());
+                let Ok(stored) = serde_json::from_str::<Stored>(&v) else {
+                    continue;
+                };
+                if stored.expires.is_some_and(|e| e <= now) {
+                    continue;
+                }
+                results.push((k[base.len()..].to_string(), stored.value));
+                if results.len() > limit {
+                    break 'scan;
+                }
+            }
+            if read < want {
+                break;
+            }
+        }
+        let more = results.len() > limit;
+        results.truncate(limit);
+        let cursor = more.then(|| {
+            let last_key = &results[limit - 1].0;
+            encode_cursor(&physical(scope, 'k', last_key))
+        });
+        Ok(Page { results, cursor })
+    }
+
+    /// All or nothing: at most 25 operations, each key once, at most 4 MB.
+    pub fn transact(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        ops: Vec<TxOp>,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "transact")?;
+        if ops.len() > self.limits.max_transaction_ops {
+            return Err(err(
+                KvsErrorCode::TooManyOperations,
+                format!(
+                    "{} operations; a transaction allows {}",
+                    ops.len(),
+                    self.limits.max_transaction_ops
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut writes = Vec::with_capacity(ops.len());
+        let mut bytes = 0usize;
+        for op in ops {
+            let key = match &op {
+                TxOp::Set { key, .. } | TxOp::Delete { key } => key.clone(),
+            };
+            if !seen.insert(key.clone()) {
+                return Err(err(
+                    KvsErrorCode::DuplicateKeyInTransaction,
+                    format!("key `{key}` appears twice in one transaction"),
+                ));
+            }
+            let write = match op {
+                TxOp::Set {
+                    key,
+                    value,
+                    options,
+                } => self.prepare_set(scope, now, &key, value, options)?,
+                TxOp::Delete { key } => {
+                    self.check_key(&key)?;
+                    (physical(scope, 'k', &key), None)
+                }
+            };
+            bytes += write.0.len() + write.1.as_ref().map_or(0, String::len);
+            writes.push(write);
+        }
+        if bytes > self.limits.max_transaction_bytes {
+            return Err(err(
+                KvsErrorCode::TransactionTooLarge,
+                format!(
+                    "{bytes} bytes; a transaction allows {}",
+                    self.limits.max_transaction_bytes
+                ),
+            ));
+        }
+        self.backend(from).apply(writes);
+        Ok(())
+    }
+
+    /// Best effort: at most 25 keys; each key succeeds or fails on its own.
+    pub fn batch_set(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        items: Vec<(String, Json)>,
+    ) -> Result<Vec<Result<(), KvsError>>, KvsError> {
+        self.admit(scope, from, now, "batch_set")?;
+        if items.len() > self.limits.max_batch_keys {
+            return Err(err(
+                KvsErrorCode::TooManyKeys,
+                format!(
+                    "{} keys; a batch allows {}",
+                    items.len(),
+                    self.limits.max_batch_keys
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (key, value) in items {
+            match self.prepare_set(scope, now, &key, value, SetOptions::default()) {
+                Ok(write) => {
+                    self.backend(from).apply(vec![write]);
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Secrets: stored apart from keys, never returned by `query`.
+    pub fn set_secret(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+        value: Json,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "set_secret")?;
+        self.check_key(key)?;
+        self.check_value(key, &value)?;
+        let stored = serde_json::to_string(&Stored {
+            value,
+            expires: None,
+        })
+        .unwrap_or_default();
+        self.backend(from)
+            .apply(vec![(physical(scope, 's', key), Some(stored))]);
+        Ok(())
+    }
+
+    pub fn get_secret(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<Option<Json>, KvsError> {
+        self.admit(scope, from, now, "get_secret")?;
+        self.check_key(key)?;
+        Ok(self.read(scope, key, 's', now).map(|s| s.value))
+    }
+
+    /// Everything an installation stores, for `signoff sim inspect`: keys and values, with
+    /// secrets listed by key only.
+    pub fn inspect(&self, scope: &Scope) -> Vec<(String, Json)> {
+        let Some(realm) = self.realm_of(scope) else {
+            return Vec::new();
+        };
+        let Some(backend) = self.realms.get(&realm) else {
+            return Vec::new();
+        };
+        let base = scope_prefix(scope);
+        backend
+            .range(&base, None, usize::MAX)
+            .into_iter()
+            .map(|(k, v)| {
+                let rest = &k[base.len()..];
+                let (kind, key) = rest.split_at(1);
+                let value = match kind {
+                    "s" => Json::String("<secret>".into()),
+                    _ => serde_json::from_str::<Stored>(&v).map_or(Json::Null, |s| s.value),
+                };
+                let shown = if kind == "s" {
+                    format!("secret:{key}")
+                } else {
+                    key.to_string()
+                };
+                (shown, value)
+            })
+            .collect()
+    }
+
+    /// Moves an installation's data to another realm, as when an admin migrates the site.
+    /// Returns the number of keys moved; afterwards the old realm holds none of them.
+    pub fn migrate(&mut self, scope: &Scope, to: Realm) -> Result<usize, KvsError> {
+        let from = self.realm_of(scope).ok_or_else(|| {
+            err(
+                KvsErrorCode::UnknownInstallation,
+                format!("{scope} is not installed"),
+            )
+        })?;
+        if from == to {
+            return Ok(0);
+        }
+        let base = scope_prefix(scope);
+        let entries = self.backend(from).range(&base, None, usize::MAX);
+        let moved = entries.len();
+        let deletes = entries.iter().map(|(k, _)| (k.clone(), None)).collect();
+        self.backend(to)
+            .apply(entries.into_iter().map(|(k, v)| (k, Some(v))).collect());
+        self.backend(from).apply(deletes);
+        debug_assert!(self.backend(from).range(&base, None, 1).is_empty());
+        self.pinned.insert(scope.clone(), to);
+        Ok(moved)
+    }
+
+    /// Removes an installation and all its data.
+    pub fn uninstall(&mut self, scope: &Scope) {
+        if let Some(realm) = self.pinned.remove(scope) {
+            let base = scope_prefix(scope);
+            let keys = self.backend(realm).range(&base, None, usize::MAX);
+            self.backend(realm)
+                .apply(keys.into_iter().map(|(k, _)| (k, None)).collect());
+        }
+    }
+
+    fn backend(&mut self, realm: Realm) -> &mut Box<dyn Backend> {
+        self.realms
+            .entry(realm)
+            .or_insert_with(|| Box::new(MemoryBackend::default()))
+    }
+
+    /// Checks that the installation exists, the call runs in its realm, no fault is
+    /// injected, and the rate limit allows it.
+    fn admit(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        operation: &'static str,
+    ) -> Result<(), KvsError> {
+        let Some(pinned) = self.realm_of(scope) else {
+            return Err(err(
+                KvsErrorCode::UnknownInstallation,
+                format!("{scope} is not installed"),
+            ));
+        };
+        if pinned != from {
+            self.violations.push(RealmViolation {
+                at: now,
+                scope: scope.clone(),
+                pinned,
+                attempted_from: from,
+                operation,
+            });
+            return Err(err(
+                KvsErrorCode::CrossRealmAccess,
+                format!("{scope} keeps its data in {pinned}; a call from {from} cannot reach it"),
+            ));
+        }
+        if let Some(n) = self.faults.get_mut(scope) {
+            if *n > 0 {
+                *n -= 1;
+                return Err(err(
+                    KvsErrorCode::StorageUnavailable,
+                    "injected fault: storage unavailable",
+                ));
+            }
+        }
+        let rate = f64::from(self.limits.requests_per_second);
+        let bucket = self.buckets.entry(scope.clone()).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
+        let elapsed = now.0.saturating_sub(bucket.at.0) as f64 / 1000.0;
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(err(
+                KvsErrorCode::RateLimitExceeded,
+                format!(
+                    "{scope} made more than {} requests in a second",
+                    self.limits.requests_per_second
+                ),
+            ));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    fn read(&mut self, scope: &Scope, key: &str, kind: char, now: Millis) -> Option<Stored> {
+        let realm = self.realm_of(scope)?;
+        let raw = self.backend(realm).get(&physical(scope, kind, key))?;
+        let stored: Stored = serde_json::from_str(&raw).ok()?;
+        if stored.expires.is_some_and(|e| e <= now) {
+            return None;
+        }
+        Some(stored)
+    }
+
+    fn prepare_set(
+        &mut self,
+        scope: &Scope,
+        now: Millis,
+        key: &str,
+        value: Json,
+        options: SetOptions,
+    ) -> Result<(String, Option<String>), KvsError> {
+        self.check_key(key)?;
+        self.check_value(key, &value)?;
+        if let Some(ttl) = options.ttl_ms {
+            if ttl == 0 || ttl > self.limits.max_ttl_ms {
+                return Err(err(
+                    KvsErrorCode::InvalidTtl,
+                    format!("TTL of {ttl} ms is outside 1 ms to one year"),
+                ));
+            }
+        }
+        if options.fail_if_exists && self.read(scope, key, 'k', now).is_some() {
+            return Err(err(
+                KvsErrorCode::KeyConflict,
+                format!("key `{key}` exists (keyPolicy FAIL_IF_EXISTS)"),
+            ));
+        }
+        let stored = Stored {
+            value,
+            expires: options.ttl_ms.map(|t| now.plus(t)),
+        };
+        let text = serde_json::to_string(&stored).unwrap_or_default();
+        Ok((physical(scope, 'k', key), Some(text)))
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), KvsError> {
+        let len = key.chars().count();
+        if len <= 1 {
+            return Err(err(
+                KvsErrorCode::KeyTooShort,
+                format!("key `{key}` is {len} characters; keys need at least 2"),
+            ));
+        }
+        if len > self.limits.max_key_len {
+            return Err(err(
+                KvsErrorCode::KeyTooLong,
+                format!(
+                    "key of {len} characters; keys allow {}",
+                    self.limits.max_key_len
+                ),
+            ));
+        }
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || ":._#-".contains(c) || c.is_whitespace();
+        if let Some(bad) = key.chars().find(|c| !allowed(*c) || *c == SEP) {
+            return Err(err(
+                KvsErrorCode::InvalidKey,
+                format!(
+                    "key `{key}` contains `{bad}`; keys allow [a-zA-Z0-9:._#-] and white space"
+                ),
+            ));
+        }
+        if key.trim().is_empty() {
+            return Err(err(
+                KvsErrorCode::InvalidKey,
+                "a key may not be only white space",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, key: &str, value: &Json) -> Result<(), KvsError> {
+        let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+        if size > self.limits.max_value_bytes {
+            return Err(err(
+                KvsErrorCode::MaxSize,
+                format!(
+                    "value of `{key}` is {size} bytes; values allow {}",
+                    self.limits.max_value_bytes
+                ),
+            ));
+        }
+        let depth = depth(value);
+        if depth > self.limits.max_depth {
+            return Err(err(
+                KvsErrorCode::ValueTooDeep,
+                format!(
+                    "value of `{key}` nests {depth} levels; values allow {}",
+                    self.limits.max_depth
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn depth(v: &Json) -> usize {
+    // Iterative, so a hostile value cannot overflow the stack.
+    let mut max = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Json::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Json::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn scope_prefix(scope: &Scope) -> String {
+    format!(
+        "{}{SEP}{}{SEP}{}{SEP}",
+        scope.app, scope.environment, scope.installation
+    )
+}
+
+fn physical(scope: &Scope, kind: char, key: &str) -> String {
+    let mut k = scope_prefix(scope);
+    k.push(kind);
+    k.push_str(key);
+    k
+}
+
+/// Cursors are opaque to apps: the last physical key, hex-encoded.
+fn encode_cursor(key: &str) -> String {
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(c: &str) -> Option<String> {
+    if c.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..c.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(c.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}

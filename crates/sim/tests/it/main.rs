@@ -1,0 +1,4 @@
+//! Integration tests for signoff-sim: one binary, a module per part of the platform.
+
+mod egress;
+mod kvs;
