@@ -6,6 +6,8 @@
 //! at its place and loading goes on. Only a root that is not a mapping, or `modules` that is
 //! not a mapping, stops it: nothing sensible can be checked then.
 
+use std::collections::HashMap;
+
 use signoff_yaml::{Node, Pos, Value};
 
 use crate::finding::{Finding, Severity};
@@ -671,29 +673,28 @@ impl Loader {
 
     fn scopes(&mut self, node: &Node) -> Vec<Item<String>> {
         let mut out: Vec<Item<String>> = Vec::new();
+        let mut seen: HashMap<String, Pos> = HashMap::new();
         let mut add = |l: &mut Self, path: String, n: &Node| {
-            let Some(item) = l.string(&path, n) else {
+            let Some(text) = n.scalar_text() else {
+                if !n.is_null() {
+                    l.wrong_type(&path, n, "a string");
+                }
                 return;
             };
-            let value = match item.value.trim() {
-                t if t.len() == item.value.len() => item.value,
-                t => t.to_string(),
-            };
-            if let Some(first) = out.iter().find(|s| s.value == value) {
+            let value = text.trim();
+            if let Some(first) = seen.get(value) {
                 l.warn(
                     "DUPLICATE_SCOPE",
                     &path,
                     n.pos,
-                    format!(
-                        "scope `{value}` is listed twice (first at {})",
-                        first.loc.pos
-                    ),
+                    format!("scope `{value}` is listed twice (first at {first})"),
                 );
                 return;
             }
+            seen.insert(value.to_string(), n.pos);
             out.push(Item {
-                value,
-                loc: item.loc,
+                value: value.to_string(),
+                loc: Loc { path, pos: n.pos },
             });
         };
         match &node.value {

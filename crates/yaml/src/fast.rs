@@ -20,7 +20,11 @@ use crate::{Builder, Document, Pos};
 /// builder refused something)": parse it the general way, which also reports any error.
 pub(crate) fn parse(text: &str, builder: Builder) -> Option<Document> {
     // Tabs, carriage returns and control characters (which YAML refuses) go to saphyr.
-    if !text.is_ascii() || text.bytes().any(|b| (b < b' ' && b != b'\n') || b == 0x7f) {
+    // No early exit, so the compiler can vectorize the scan.
+    let odd = text.bytes().fold(false, |odd, b| {
+        odd | ((b < b' ') & (b != b'\n')) | (b >= 0x7f)
+    });
+    if odd {
         return None;
     }
     let mut lines: Vec<&str> = Vec::with_capacity(text.len() / 16 + 1);
@@ -300,17 +304,22 @@ fn split_key(content: &str) -> Option<(&str, &str)> {
     {
         return None;
     }
-    let colon = content
-        .match_indices(':')
-        .map(|(i, _)| i)
-        .find(|&i| matches!(content.as_bytes().get(i + 1), None | Some(b' ')))?;
+    // One pass up to the first `:` followed by a space or the end of the line; a character
+    // the fast path does not take in keys, or ` #`, before it sends the line to saphyr.
+    let bytes = content.as_bytes();
+    let mut colon = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b':' && matches!(bytes.get(i + 1), None | Some(b' ')) {
+            colon = Some(i);
+            break;
+        }
+        if KEY_REJECTS[b as usize] || (b == b'#' && i > 0 && bytes[i - 1] == b' ') {
+            return None;
+        }
+    }
+    let colon = colon?;
     let key = &content[..colon];
-    if key.ends_with(' ')
-        || key.contains(" #")
-        || key == "<<"
-        || key.len() > 512
-        || key.bytes().any(|b| KEY_REJECTS[b as usize])
-    {
+    if key.ends_with(' ') || key == "<<" || key.len() > 512 {
         return None;
     }
     Some((key, &content[colon + 1..]))

@@ -255,7 +255,8 @@ impl Node {
     /// only for non-string scalars (`true`, `3`).
     pub fn is_key(&self, key: &str) -> bool {
         match &self.value {
-            Value::Str(s) => s.trim() == key,
+            // Exact first: keys with surrounding white space are rare.
+            Value::Str(s) => s.as_str() == key || (s.len() > key.len() && s.trim() == key),
             Value::Null | Value::Seq(_) | Value::Map(_) => false,
             _ => self.scalar_text().is_some_and(|t| t == key),
         }
