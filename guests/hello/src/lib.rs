@@ -11,6 +11,15 @@ impl Guest for Hello {
     fn resolver(name: String, payload: String) -> Result<String, PlatformError> {
         match name.as_str() {
             "echo" => Ok(payload),
+            // What the guest's std sees of WASI randomness: a hash seed and the wall clock.
+            "random" => {
+                use std::hash::BuildHasher;
+                let h = std::collections::hash_map::RandomState::new().hash_one(1u64);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                Ok(format!(r#"{{"hash":"{h:x}","now":{now}}}"#))
+            }
             "context" => {
                 let c = context::current();
                 Ok(format!(

@@ -59,6 +59,7 @@ impl Guest for Hostile {
                 Ok("null".into())
             }
             "not-json" => Ok("this is not JSON".into()),
+            "huge-answer" => Ok(format!("\"{}\"", "x".repeat(6 * 1024 * 1024))),
             other => Err(PlatformError {
                 code: "UNKNOWN_RESOLVER".into(),
                 message: format!("no resolver named `{other}`"),

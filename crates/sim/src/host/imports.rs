@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use roa_check::address::Address;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{Deterministic, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::signoff::forge::{analytics, context, fetch, kvs, log, product, types};
 use super::{
@@ -33,6 +33,8 @@ pub(crate) struct Invocation {
     pub(crate) limits: InvocationLimits,
     pub(crate) limiter: Limiter,
     pub(crate) wall_clock: VirtualWallClock,
+    /// Drawn from the platform's seeded generator: WASI randomness replays with the seed.
+    pub(crate) random: [u64; 8],
 }
 
 /// The `T` of each invocation's `Store`.
@@ -61,12 +63,17 @@ impl HostState {
     pub(crate) fn new(i: Invocation) -> HostState {
         // No preopened directories, no environment, no arguments, stdin closed, stdout and
         // stderr discarded, no sockets and no name lookups; the wall clock is the
-        // simulation's.
+        // simulation's, and randomness comes from the simulation's seed.
+        let bytes: Vec<u8> = i.random[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let seed = u128::from(i.random[0]) << 64 | u128::from(i.random[1]);
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(i.wall_clock)
+            .secure_random(Deterministic::new(bytes.clone()))
+            .insecure_random(Deterministic::new(bytes))
+            .insecure_random_seed(seed)
             .build();
         HostState {
             scope: i.installation.scope(),

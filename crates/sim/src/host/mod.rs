@@ -26,7 +26,7 @@ use serde::Serialize;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use crate::clock::{Millis, VirtualClock};
+use crate::clock::{Millis, Rng, VirtualClock};
 use crate::egress::{AdminSwitches, EgressAttempt, EgressPolicy};
 use crate::kvs::{Kvs, KvsLimits, Scope};
 use crate::product::Confluence;
@@ -327,6 +327,8 @@ impl InvocationLimits {
 pub struct SimConfig {
     /// Where the virtual clock starts.
     pub start: Millis,
+    /// Seeds everything random an app can observe (WASI randomness, hash seeds).
+    pub seed: u64,
     pub limits: InvocationLimits,
     pub kvs: KvsLimits,
 }
@@ -335,6 +337,7 @@ impl SimConfig {
     pub fn forge() -> SimConfig {
         SimConfig {
             start: Millis(1_767_225_600_000),
+            seed: 0,
             limits: InvocationLimits::forge(),
             kvs: KvsLimits::forge(),
         }
@@ -534,6 +537,7 @@ pub struct Platform {
     runtime: Arc<Runtime>,
     config: SimConfig,
     clock: VirtualClock,
+    rng: Rng,
     apps: HashMap<String, Arc<App>>,
     installations: HashMap<String, Arc<Installation>>,
     endpoints: Arc<HashMap<String, Endpoint>>,
@@ -557,6 +561,7 @@ impl Platform {
         Platform {
             runtime,
             clock: VirtualClock::starting_at(config.start),
+            rng: Rng::seeded(config.seed),
             world: Some(Box::new(World {
                 kvs: Kvs::new(config.kvs),
                 confluence: Confluence::default(),
@@ -673,6 +678,7 @@ impl Platform {
             limits: self.config.limits,
             limiter: Limiter::new(limits.memory_mb << 20),
             wall_clock: VirtualWallClock(at),
+            random: std::array::from_fn(|_| self.rng.next_u64()),
         });
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -684,7 +690,8 @@ impl Platform {
             let _ = store.set_fuel(fuel);
         }
 
-        let result = run(&app, &mut store, call.clone());
+        let max_output = self.config.limits.max_payload_bytes;
+        let result = run(&app, &mut store, call.clone(), max_output);
         let result = result.map_err(|e| classify(e, &store, timeout, limits, self.runtime.config));
         let result = result.and_then(|r| r);
         let state = store.into_data();
@@ -760,12 +767,14 @@ fn run(
     app: &App,
     store: &mut Store<HostState>,
     call: Call,
+    max_output: usize,
 ) -> wasmtime::Result<Result<Output, InvocationError>> {
     let instance = app.pre.instantiate(&mut *store)?;
     store.data_mut().instantiated = true;
     Ok(match call {
         Call::Resolver { name, payload } => {
             match instance.call_resolver(&mut *store, &name, &payload)? {
+                Ok(json) if json.len() > max_output => Err(too_big(json.len(), max_output)),
                 Ok(json) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
                     Ok(_) => Ok(Output::Json(json)),
                     Err(e) => Err(InvocationError::BadOutput {
@@ -784,6 +793,7 @@ fn run(
                 body: req.body,
             };
             match instance.call_web_trigger(&mut *store, &req)? {
+                Ok(r) if r.body.len() > max_output => Err(too_big(r.body.len(), max_output)),
                 Ok(r) => check_web_response(WebResponse {
                     status_code: r.status_code,
                     headers: r.headers,
@@ -837,6 +847,12 @@ pub fn check_web_response(r: WebResponse) -> Result<WebResponse, InvocationError
         });
     }
     Ok(r)
+}
+
+fn too_big(bytes: usize, limit: usize) -> InvocationError {
+    InvocationError::BadOutput {
+        reason: format!("an answer of {bytes} bytes; the platform carries {limit}"),
+    }
 }
 
 fn app_error(e: bindings::PlatformError) -> InvocationError {

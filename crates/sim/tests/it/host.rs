@@ -111,9 +111,14 @@ fn installation(id: &str, app: &str, realm: Realm) -> Installation {
 
 /// A platform with `good` (hello, EU), `evil` and `victim` (two installations of hostile).
 fn platform() -> Platform {
+    platform_with(|_| {})
+}
+
+fn platform_with(configure: impl FnOnce(&mut SimConfig)) -> Platform {
     let l = loaded();
     let mut config = SimConfig::forge();
     config.limits.timeouts = Timeouts::all(TIMEOUT);
+    configure(&mut config);
     let mut p = Platform::new(l.runtime.clone(), config);
     p.add_app(l.hello.clone());
     p.add_app(l.hostile.clone());
@@ -180,6 +185,18 @@ fn context_comes_from_the_platform() {
             "now": SimConfig::forge().start.0, "remainingPositive": true
         })
     );
+}
+
+#[test]
+fn randomness_and_wall_time_replay_with_the_seed() {
+    let run = |seed: u64| {
+        let mut p = platform_with(|c| c.seed = seed);
+        json_of(p.invoke("good", "main", resolver("random", "")).unwrap())
+    };
+    let (a, b, c) = (run(7), run(7), run(8));
+    assert_eq!(a, b);
+    assert_ne!(a["hash"], c["hash"]);
+    assert_eq!(a["now"], SimConfig::forge().start.0);
 }
 
 #[test]
@@ -509,6 +526,14 @@ fn a_resolver_answering_non_json_is_bad_output() {
     contained(resolver("not-json", ""), |e| {
         matches!(e, InvocationError::BadOutput { .. })
     });
+}
+
+#[test]
+fn an_answer_over_the_payload_limit_is_bad_output() {
+    contained(
+        resolver("huge-answer", ""),
+        |e| matches!(e, InvocationError::BadOutput { reason } if reason.contains("6291458 bytes")),
+    );
 }
 
 #[test]
