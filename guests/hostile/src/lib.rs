@@ -59,6 +59,34 @@ impl Guest for Hostile {
                 Ok("null".into())
             }
             "not-json" => Ok("this is not JSON".into()),
+            // Every way out through WASI: each must fail or see nothing.
+            "escape" => {
+                let fs = match std::fs::read_dir("/") {
+                    Ok(d) => format!("listed {}", d.count()),
+                    Err(_) => "error".into(),
+                };
+                let write = match std::fs::write("/tmp/out", b"x") {
+                    Ok(()) => "written",
+                    Err(_) => "error",
+                };
+                let tcp = match std::net::TcpStream::connect("93.184.216.34:443") {
+                    Ok(_) => "connected",
+                    Err(_) => "error",
+                };
+                let dns = match std::net::ToSocketAddrs::to_socket_addrs("example.com:443") {
+                    Ok(_) => "resolved",
+                    Err(_) => "error",
+                };
+                Ok(format!(
+                    r#"{{"fs":{},"write":{},"tcp":{},"dns":{},"env":{},"args":{}}}"#,
+                    q(&fs),
+                    q(write),
+                    q(tcp),
+                    q(dns),
+                    std::env::vars().count(),
+                    std::env::args().count()
+                ))
+            }
             "huge-answer" => Ok(format!("\"{}\"", "x".repeat(6 * 1024 * 1024))),
             other => Err(PlatformError {
                 code: "UNKNOWN_RESOLVER".into(),

@@ -577,6 +577,17 @@ fn another_installations_data_cannot_be_reached() {
 }
 
 #[test]
+fn wasi_offers_no_files_sockets_environment_or_arguments() {
+    let mut p = platform();
+    let seen = json_of(p.invoke("evil", "main", resolver("escape", "")).unwrap());
+    assert_eq!(
+        seen,
+        json!({"fs": "error", "write": "error", "tcp": "error", "dns": "error", "env": 0, "args": 0})
+    );
+    assert!(p.ledger().is_empty(), "nothing left through fetch either");
+}
+
+#[test]
 fn a_log_flood_is_cut_at_the_limit_and_counted() {
     let mut p = platform();
     p.invoke("evil", "main", resolver("log-flood", "")).unwrap();
