@@ -112,7 +112,12 @@ impl Guest for Hostile {
         })
     }
 
-    fn consume(_queue: String, _payload: String) -> Result<(), PlatformError> {
+    /// The `spin` queue never finishes: the function's `timeoutSeconds` must stop it.
+    fn consume(queue: String, _payload: String) -> Result<(), PlatformError> {
+        let mut n = 0u64;
+        while queue == "spin" {
+            n = black_box(n.wrapping_add(1));
+        }
         Ok(())
     }
 }

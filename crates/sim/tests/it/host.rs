@@ -52,6 +52,9 @@ modules:
       handler: hostile
       runtime:
         memoryMB: 128
+    - key: consumer
+      handler: hostile
+      timeoutSeconds: 1
 permissions:
   external:
     fetch:
@@ -431,6 +434,26 @@ fn infinite_loop_times_out() {
             limit_ms: TIMEOUT.as_millis() as u64,
         }
     });
+}
+
+#[test]
+fn a_consumer_is_stopped_at_its_timeout_seconds() {
+    let mut p = platform_with(|c| {
+        c.limits.timeouts = Timeouts {
+            async_default: Duration::from_secs(30),
+            ..Timeouts::forge()
+        }
+    });
+    let spin = Call::Consume {
+        queue: "spin".into(),
+        payload: "{}".into(),
+    };
+    assert_eq!(
+        p.invoke("evil", "consumer", spin),
+        Err(InvocationError::Timeout { limit_ms: 1_000 })
+    );
+    // The same function's memory is the app's, as it names none of its own.
+    assert_eq!(loaded().hostile.functions()["consumer"].memory_mb, 512);
 }
 
 #[test]
