@@ -13,7 +13,7 @@ use signoff_sim::Realm;
 use signoff_sim::egress::{AdminSwitches, BlockReason};
 use signoff_sim::host::{
     App, Call, EndpointResponse, Installation, InvocationError, Output, Platform, Runtime,
-    RuntimeConfig, SimConfig, Timeouts, WebRequest, guest_path,
+    RuntimeConfig, SimConfig, Timeouts, WebRequest, WebResponse, check_web_response, guest_path,
 };
 use signoff_sim::kvs::{Scope, SetOptions};
 
@@ -645,4 +645,71 @@ fn fuel_makes_runs_deterministic_and_stops_loops() {
         p.invoke("evil", "main", resolver("not-json", "")),
         Err(InvocationError::BadOutput { .. })
     ));
+}
+
+/// The platform's rules for a web trigger's answer: `expect` is `ok` or the start of the
+/// `BadOutput` reason.
+fn check_web(status: u16, content_type: Option<&str>, body: &str, expect: &str) {
+    let headers = content_type
+        .map(|t| vec![("content-type".to_string(), vec![t.to_string()])])
+        .unwrap_or_default();
+    let got = check_web_response(WebResponse {
+        status_code: status,
+        headers,
+        body: body.into(),
+    });
+    match got {
+        Ok(_) => assert_eq!(expect, "ok", "{status} {content_type:?} {body:?}"),
+        Err(InvocationError::BadOutput { reason }) => {
+            assert!(
+                reason.starts_with(expect),
+                "{reason} does not start with {expect}"
+            )
+        }
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn web_trigger_answers() {
+    check_web(200, Some("application/json"), r#"{"ok":true}"#, "ok");
+    check_web(200, None, "[1]", "ok");
+    check_web(204, None, "", "ok");
+    check_web(200, Some("text/html"), "<p>hi</p>", "ok");
+    check_web(
+        200,
+        Some("Application/JSON; charset=utf-8"),
+        "<p>",
+        "the web trigger's body",
+    );
+    check_web(
+        200,
+        Some("application/problem+json"),
+        "oops",
+        "the web trigger's body",
+    );
+    check_web(200, None, "plain words", "the web trigger's body");
+    check_web(99, None, "{}", "status code 99");
+    check_web(600, None, "{}", "status code 600");
+}
+
+/// The trace of a hostile session, as a person reading the simulator's record sees it.
+#[test]
+fn trace_of_a_hostile_session() {
+    let mut p = platform();
+    for name in [
+        "spin",
+        "bomb",
+        "recurse",
+        "fetch-undeclared",
+        "oversized",
+        "log-flood",
+        "not-json",
+    ] {
+        let _ = p.invoke("evil", "main", resolver(name, ""));
+        p.clock().advance_by(1_000);
+    }
+    let _ = p.invoke("good", "main", resolver("echo", "{}"));
+    insta::assert_yaml_snapshot!("hostile_trace", p.trace());
+    insta::assert_yaml_snapshot!("hostile_ledger", p.ledger());
 }
