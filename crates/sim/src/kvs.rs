@@ -629,14 +629,14 @@ impl Kvs {
                 format!("{scope} keeps its data in {pinned}; a call from {from} cannot reach it"),
             ));
         }
-        if let Some(n) = self.faults.get_mut(scope) {
-            if *n > 0 {
-                *n -= 1;
-                return Err(err(
-                    KvsErrorCode::StorageUnavailable,
-                    "injected fault: storage unavailable",
-                ));
-            }
+        if let Some(n) = self.faults.get_mut(scope)
+            && *n > 0
+        {
+            *n -= 1;
+            return Err(err(
+                KvsErrorCode::StorageUnavailable,
+                "injected fault: storage unavailable",
+            ));
         }
         let rate = f64::from(self.limits.requests_per_second);
         let bucket = self.buckets.entry(scope.clone()).or_insert(Bucket {
@@ -679,13 +679,13 @@ impl Kvs {
     ) -> Result<(String, Option<String>), KvsError> {
         self.check_key(key)?;
         self.check_value(key, &value)?;
-        if let Some(ttl) = options.ttl_ms {
-            if ttl == 0 || ttl > self.limits.max_ttl_ms {
-                return Err(err(
-                    KvsErrorCode::InvalidTtl,
-                    format!("TTL of {ttl} ms is outside 1 ms to one year"),
-                ));
-            }
+        if let Some(ttl) = options.ttl_ms
+            && (ttl == 0 || ttl > self.limits.max_ttl_ms)
+        {
+            return Err(err(
+                KvsErrorCode::InvalidTtl,
+                format!("TTL of {ttl} ms is outside 1 ms to one year"),
+            ));
         }
         if options.fail_if_exists && self.read(scope, key, 'k', now).is_some() {
             return Err(err(
@@ -797,7 +797,7 @@ fn encode_cursor(key: &str) -> String {
 }
 
 fn decode_cursor(c: &str) -> Option<String> {
-    if c.len() % 2 != 0 {
+    if !c.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..c.len())

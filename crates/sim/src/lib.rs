@@ -9,12 +9,20 @@
 //! - [`egress`]: the egress gate built from a manifest (via `roa-check`), the site admin's
 //!   switches, and the ledger of every attempt.
 //!
-//! The wasm host (apps as components under time and memory limits), product events,
-//! triggers, scenarios and the runtime RoA report are not built yet.
+//! - [`product`]: the host product's API (an in-memory Confluence: pages, versions,
+//!   content properties, content state);
+//! - [`host`]: the wasm host. Apps are WebAssembly components speaking the WIT contract in
+//!   `wit/platform.wit`, run by one `Engine` in a fresh `Store` per invocation under memory,
+//!   time, fetch and log limits, with every failure a typed error in the trace.
+//!
+//! Product events, triggers as scheduled flows, scenarios and the runtime RoA report are not
+//! built yet.
 
 pub mod clock;
 pub mod egress;
+pub mod host;
 pub mod kvs;
+pub mod product;
 pub mod realm;
 
 pub use clock::{Millis, Rng, VirtualClock};

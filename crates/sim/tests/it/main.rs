@@ -1,4 +1,5 @@
 //! Integration tests for signoff-sim: one binary, a module per part of the platform.
 
 mod egress;
+mod host;
 mod kvs;

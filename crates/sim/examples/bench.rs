@@ -1,0 +1,192 @@
+//! `cargo xtask bench sim`: one invocation of a trivial resolver (`echo` of the `hello`
+//! guest) through the whole simulator (fresh store, invocation context, limits, trace),
+//! beside bare wasmtime instantiating the same component from an `InstancePre` on the same
+//! engine and calling the same export with nothing else. The ratio is the simulator's
+//! overhead. Goals (issue #5): p50 under 100 µs, ratio under 1.5, 5,000 invocations/s on
+//! one core.
+//!
+//! Needs the guests built (`cargo xtask guests`). `SIM_BENCH_N` sets the number of
+//! measured invocations (default 20,000).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // A benchmark binary owns stdout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use signoff_sim::Realm;
+use signoff_sim::egress::AdminSwitches;
+use signoff_sim::host::bindings::AppPre;
+use signoff_sim::host::{
+    Call, Installation, Output, Platform, Runtime, RuntimeConfig, SimConfig, guest_path,
+};
+use wasmtime::Store;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+const MANIFEST: &str = r#"
+app:
+  id: ari:cloud:ecosystem::app/00000000-0000-0000-0000-00000000a110
+  runtime:
+    name: wasm32-wasip2
+modules:
+  function:
+    - key: main
+      handler: hello
+"#;
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench() -> Result<(), String> {
+    let n: usize = std::env::var("SIM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wasm = guest_path(&root, "hello");
+    if !wasm.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo xtask guests` first",
+            wasm.display()
+        ));
+    }
+    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| e.to_string())?;
+    let component = runtime.compile(&wasm).map_err(|e| e.to_string())?;
+    let app = runtime
+        .load_app(MANIFEST, &component, &BTreeMap::new())
+        .map_err(|e| e.to_string())?;
+
+    // Through the simulator.
+    let mut platform = Platform::new(runtime.clone(), SimConfig::forge());
+    platform.add_app(app);
+    platform.install(Installation {
+        id: "bench".into(),
+        app: "ari:cloud:ecosystem::app/00000000-0000-0000-0000-00000000a110".into(),
+        site: "bench.atlassian.net".into(),
+        realm: Realm::Eu,
+        environment: "production".into(),
+        admin: AdminSwitches::default(),
+    });
+    let call = || Call::Resolver {
+        name: "echo".into(),
+        payload: r#"{"n":1}"#.into(),
+    };
+    let mut sim = || match platform.invoke("bench", "main", call()) {
+        Ok(Output::Json(_)) => Ok(()),
+        other => Err(format!("simulator invocation failed: {other:?}")),
+    };
+
+    // Bare wasmtime: the same engine and component, WASI defaults, no limits, no context,
+    // no trace; the platform's imports are traps (echo calls none of them).
+    let mut linker: Linker<Bare> = Linker::new(runtime.engine());
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| e.to_string())?;
+    linker
+        .define_unknown_imports_as_traps(&component)
+        .map_err(|e| e.to_string())?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .and_then(AppPre::new)
+        .map_err(|e| e.to_string())?;
+    let engine = runtime.engine().clone();
+    let mut bare = || {
+        let mut store = Store::new(
+            &engine,
+            Bare {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
+        // The engine has epoch interruption on; give the bare store all the time there is.
+        store.set_epoch_deadline(u64::MAX / 2);
+        let app = pre.instantiate(&mut store).map_err(|e| e.to_string())?;
+        match app.call_resolver(&mut store, "echo", r#"{"n":1}"#) {
+            Ok(Ok(_)) => Ok(()),
+            other => Err(format!("bare invocation failed: {other:?}")),
+        }
+    };
+
+    let warm = (n / 10).max(100);
+    let sim_times = measure(&mut sim, warm, n)?;
+    let bare_times = measure(&mut bare, warm, n)?;
+    let (s50, s99, s_rate) = summary(&sim_times);
+    let (b50, b99, b_rate) = summary(&bare_times);
+    println!("signoff-sim bench: {n} invocations of a trivial resolver (hello.echo), one thread");
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10} {:>14}",
+        "", "p50", "p99", "invocations/s"
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>14.0}",
+        "simulator (store, context, limits)",
+        us(s50),
+        us(s99),
+        s_rate
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>14.0}",
+        "bare wasmtime (same engine)",
+        us(b50),
+        us(b99),
+        b_rate
+    );
+    let ratio = s50.as_secs_f64() / b50.as_secs_f64();
+    println!();
+    println!(
+        "overhead ratio (p50 simulator / p50 bare): {ratio:.2}   goals: p50 < 100 µs, ratio < 1.5, >= 5,000/s"
+    );
+    Ok(())
+}
+
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn measure(
+    f: &mut impl FnMut() -> Result<(), String>,
+    warm: usize,
+    n: usize,
+) -> Result<Vec<Duration>, String> {
+    for _ in 0..warm {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed());
+    }
+    Ok(times)
+}
+
+/// p50, p99 and the rate the measured calls add up to.
+fn summary(times: &[Duration]) -> (Duration, Duration, f64) {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
+    let total: Duration = times.iter().sum();
+    (at(0.50), at(0.99), times.len() as f64 / total.as_secs_f64())
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}

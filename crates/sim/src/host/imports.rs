@@ -1,0 +1,602 @@
+//! The host side of the WIT imports: what an app's calls do, for the one installation the
+//! platform is invoking. Nothing here takes a site, installation or realm from the guest.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roa_check::address::Address;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{Deterministic, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::signoff::forge::{analytics, context, fetch, kvs, log, product, types};
+use super::{
+    AnalyticsEvent, App, Endpoint, EndpointRequest, Installation, InvocationLimits, LogLine, World,
+};
+use crate::clock::Millis;
+use crate::egress::{self, EGRESS_ERROR_CODE, EgressAttempt, Verdict};
+use crate::kvs::{KvsError, Scope, SetOptions, TxOp};
+use crate::product::{ContentState, ProductError};
+
+type PlatformError = types::PlatformError;
+
+/// Everything an invocation starts with.
+pub(crate) struct Invocation {
+    pub(crate) world: Box<World>,
+    pub(crate) app: Arc<App>,
+    pub(crate) installation: Arc<Installation>,
+    pub(crate) function: String,
+    pub(crate) endpoints: Arc<HashMap<String, Endpoint>>,
+    pub(crate) now: Millis,
+    pub(crate) deadline: Instant,
+    pub(crate) limits: InvocationLimits,
+    pub(crate) limiter: Limiter,
+    pub(crate) wall_clock: VirtualWallClock,
+    /// Drawn from the platform's seeded generator: WASI randomness replays with the seed.
+    pub(crate) random: [u64; 8],
+}
+
+/// The `T` of each invocation's `Store`.
+pub(crate) struct HostState {
+    world: Box<World>,
+    app: Arc<App>,
+    installation: Arc<Installation>,
+    scope: Scope,
+    function: String,
+    endpoints: Arc<HashMap<String, Endpoint>>,
+    now: Millis,
+    started: Instant,
+    deadline: Instant,
+    limits: InvocationLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) instantiated: bool,
+    pub(crate) log_lines: usize,
+    pub(crate) log_lines_dropped: usize,
+    log_bytes: usize,
+    pub(crate) fetches: u32,
+}
+
+impl HostState {
+    pub(crate) fn new(i: Invocation) -> HostState {
+        // No preopened directories, no environment, no arguments, stdin closed, stdout and
+        // stderr discarded, no sockets and no name lookups; the wall clock is the
+        // simulation's, and randomness comes from the simulation's seed.
+        let bytes: Vec<u8> = i.random[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let seed = u128::from(i.random[0]) << 64 | u128::from(i.random[1]);
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(i.wall_clock)
+            .secure_random(Deterministic::new(bytes.clone()))
+            .insecure_random(Deterministic::new(bytes))
+            .insecure_random_seed(seed)
+            .build();
+        HostState {
+            scope: i.installation.scope(),
+            world: i.world,
+            app: i.app,
+            installation: i.installation,
+            function: i.function,
+            endpoints: i.endpoints,
+            now: i.now,
+            started: Instant::now(),
+            deadline: i.deadline,
+            limits: i.limits,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: i.limiter,
+            instantiated: false,
+            log_lines: 0,
+            log_lines_dropped: 0,
+            log_bytes: 0,
+            fetches: 0,
+        }
+    }
+
+    pub(crate) fn into_world(self) -> Box<World> {
+        self.world
+    }
+
+    fn author(&self) -> String {
+        format!("app:{}", self.app.id)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The memory limit of one invocation, remembering whether the guest hit it.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    memory_bytes: usize,
+    hit: bool,
+}
+
+impl Limiter {
+    pub(crate) fn new(memory_bytes: u64) -> Limiter {
+        Limiter {
+            memory_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
+            hit: false,
+        }
+    }
+
+    pub(crate) fn hit(&self) -> bool {
+        self.hit
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.memory_bytes;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+}
+
+/// WASI's wall clock reads the simulation's clock, frozen for the invocation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VirtualWallClock(pub(crate) Millis);
+
+impl HostWallClock for VirtualWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.0)
+    }
+}
+
+impl types::Host for HostState {}
+
+impl context::Host for HostState {
+    fn current(&mut self) -> context::InvocationContext {
+        let i = &self.installation;
+        context::InvocationContext {
+            app_id: i.app.clone(),
+            environment: i.environment.clone(),
+            site: i.site.clone(),
+            installation: i.id.clone(),
+            realm: i.realm.code().to_string(),
+            function: self.function.clone(),
+            now_ms: self.now.0,
+            remaining_ms: self
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64,
+        }
+    }
+}
+
+impl kvs::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<String>, PlatformError> {
+        let (realm, now) = (self.installation.realm, self.now);
+        let v = self.world.kvs.get(&self.scope, realm, now, &key);
+        Ok(v.map_err(kvs_error)?.map(|v| v.to_string()))
+    }
+
+    fn set(
+        &mut self,
+        key: String,
+        value: String,
+        options: kvs::SetOptions,
+    ) -> Result<(), PlatformError> {
+        let value = json(&key, &value)?;
+        let (realm, now) = (self.installation.realm, self.now);
+        let options = set_options(options);
+        let r = self
+            .world
+            .kvs
+            .set(&self.scope, realm, now, &key, value, options);
+        r.map_err(kvs_error)
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), PlatformError> {
+        let (realm, now) = (self.installation.realm, self.now);
+        let r = self.world.kvs.delete(&self.scope, realm, now, &key);
+        r.map_err(kvs_error)
+    }
+
+    fn query(
+        &mut self,
+        prefix: String,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> Result<kvs::Page, PlatformError> {
+        let (realm, now) = (self.installation.realm, self.now);
+        let page = self
+            .world
+            .kvs
+            .query(
+                &self.scope,
+                realm,
+                now,
+                &prefix,
+                limit.map(|l| l as usize),
+                cursor.as_deref(),
+            )
+            .map_err(kvs_error)?;
+        Ok(kvs::Page {
+            results: page
+                .results
+                .into_iter()
+                .map(|(key, value)| kvs::Entry {
+                    key,
+                    value: value.to_string(),
+                })
+                .collect(),
+            cursor: page.cursor,
+        })
+    }
+
+    fn transact(&mut self, ops: Vec<kvs::TxOp>) -> Result<(), PlatformError> {
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                kvs::TxOp::Set((key, value, options)) => Ok(TxOp::Set {
+                    value: json(&key, &value)?,
+                    key,
+                    options: set_options(options),
+                }),
+                kvs::TxOp::Delete(key) => Ok(TxOp::Delete { key }),
+            })
+            .collect::<Result<Vec<_>, PlatformError>>()?;
+        let (realm, now) = (self.installation.realm, self.now);
+        let r = self.world.kvs.transact(&self.scope, realm, now, ops);
+        r.map_err(kvs_error)
+    }
+
+    fn batch_set(
+        &mut self,
+        entries: Vec<kvs::Entry>,
+    ) -> Result<Vec<Result<(), PlatformError>>, PlatformError> {
+        // A value that is not JSON fails its own entry only, as the batch is best effort.
+        let mut parsed = Vec::with_capacity(entries.len());
+        let mut bad = HashMap::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            match json(&e.key, &e.value) {
+                Ok(v) => parsed.push((e.key, v)),
+                Err(err) => {
+                    bad.insert(i, err);
+                    parsed.push((e.key, serde_json::Value::Null));
+                }
+            }
+        }
+        let (realm, now) = (self.installation.realm, self.now);
+        let results = self
+            .world
+            .kvs
+            .batch_set(&self.scope, realm, now, parsed)
+            .map_err(kvs_error)?;
+        Ok(results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match bad.remove(&i) {
+                Some(e) => Err(e),
+                None => r.map_err(kvs_error),
+            })
+            .collect())
+    }
+
+    fn get_secret(&mut self, key: String) -> Result<Option<String>, PlatformError> {
+        let (realm, now) = (self.installation.realm, self.now);
+        let v = self.world.kvs.get_secret(&self.scope, realm, now, &key);
+        Ok(v.map_err(kvs_error)?.map(|v| v.to_string()))
+    }
+
+    fn set_secret(&mut self, key: String, value: String) -> Result<(), PlatformError> {
+        let value = json(&key, &value)?;
+        let (realm, now) = (self.installation.realm, self.now);
+        let r = self
+            .world
+            .kvs
+            .set_secret(&self.scope, realm, now, &key, value);
+        r.map_err(kvs_error)
+    }
+}
+
+impl fetch::Host for HostState {
+    fn fetch(&mut self, req: fetch::Request) -> Result<fetch::Response, PlatformError> {
+        if self.fetches >= self.limits.max_fetches {
+            return Err(PlatformError {
+                code: "OUTBOUND_REQUEST_LIMIT".into(),
+                message: format!(
+                    "an invocation may make {} outbound requests",
+                    self.limits.max_fetches
+                ),
+            });
+        }
+        self.fetches += 1;
+        let gate = egress::Request {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers: req.headers.clone(),
+            body_bytes: req.body.len(),
+        };
+        let verdict = self.app.egress.check(&gate, self.installation.admin);
+        let i = &self.installation;
+        let mut attempt = EgressAttempt {
+            at: self.now,
+            site: i.site.clone(),
+            installation: i.id.clone(),
+            realm: i.realm,
+            method: req.method.clone(),
+            destination: egress::destination(&req.url),
+            category: "other",
+            in_scope_eud: true,
+            bytes: req.body.len(),
+            allowed: false,
+            blocked_because: None,
+            manifest_entry: None,
+        };
+        match verdict {
+            Verdict::Blocked(reason) => {
+                attempt.blocked_because = Some(reason);
+                self.world.ledger.push(attempt);
+                Err(PlatformError {
+                    code: EGRESS_ERROR_CODE.into(),
+                    message: format!("{}: {}", egress::destination(&req.url), reason.describe()),
+                })
+            }
+            Verdict::Allowed {
+                analytics,
+                in_scope_eud,
+                entry,
+            } => {
+                attempt.allowed = true;
+                attempt.category = if analytics { "analytics" } else { "other" };
+                attempt.in_scope_eud = in_scope_eud;
+                attempt.manifest_entry = Some(entry);
+                self.world.ledger.push(attempt);
+                let host = Address::parse(&req.url).host;
+                let Some(endpoint) = self.endpoints.get(&host) else {
+                    return Err(PlatformError {
+                        code: "HOST_UNREACHABLE".into(),
+                        message: format!("no simulated endpoint answers for {host}"),
+                    });
+                };
+                let r = endpoint(&EndpointRequest {
+                    method: req.method,
+                    url: req.url,
+                    headers: req.headers,
+                    body: req.body,
+                });
+                Ok(fetch::Response {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                })
+            }
+        }
+    }
+}
+
+impl product::Host for HostState {
+    fn get_page(&mut self, id: String) -> Result<Option<product::Page>, PlatformError> {
+        Ok(self
+            .world
+            .confluence
+            .get_page(&self.installation.site, &id)
+            .map(page))
+    }
+
+    fn create_page(
+        &mut self,
+        space: String,
+        title: String,
+        body: String,
+    ) -> Result<product::Page, PlatformError> {
+        let author = self.author();
+        let site = &self.installation.site;
+        let r = self
+            .world
+            .confluence
+            .create_page(site, &author, &space, &title, &body);
+        r.map(page).map_err(product_error)
+    }
+
+    fn update_page(
+        &mut self,
+        id: String,
+        title: String,
+        body: String,
+        version: u32,
+    ) -> Result<product::Page, PlatformError> {
+        let author = self.author();
+        let site = &self.installation.site;
+        let r = self
+            .world
+            .confluence
+            .update_page(site, &author, &id, &title, &body, version);
+        r.map(page).map_err(product_error)
+    }
+
+    fn get_property(
+        &mut self,
+        page_id: String,
+        key: String,
+    ) -> Result<Option<product::ContentProperty>, PlatformError> {
+        let site = &self.installation.site;
+        Ok(self
+            .world
+            .confluence
+            .get_property(site, &page_id, &key)
+            .map(|p| product::ContentProperty {
+                key: p.key,
+                value: p.value,
+                version: p.version,
+            }))
+    }
+
+    fn set_property(
+        &mut self,
+        page_id: String,
+        key: String,
+        value: String,
+        version: u32,
+    ) -> Result<product::ContentProperty, PlatformError> {
+        let site = &self.installation.site;
+        let r = self
+            .world
+            .confluence
+            .set_property(site, &page_id, &key, &value, version);
+        r.map(|p| product::ContentProperty {
+            key: p.key,
+            value: p.value,
+            version: p.version,
+        })
+        .map_err(product_error)
+    }
+
+    fn get_content_state(
+        &mut self,
+        page_id: String,
+    ) -> Result<Option<product::ContentState>, PlatformError> {
+        let site = &self.installation.site;
+        Ok(self
+            .world
+            .confluence
+            .get_content_state(site, &page_id)
+            .map(|s| product::ContentState {
+                name: s.name,
+                color: s.color,
+            }))
+    }
+
+    fn set_content_state(
+        &mut self,
+        page_id: String,
+        state: product::ContentState,
+    ) -> Result<product::Page, PlatformError> {
+        let author = self.author();
+        let site = &self.installation.site;
+        let state = ContentState {
+            name: state.name,
+            color: state.color,
+        };
+        let r = self
+            .world
+            .confluence
+            .set_content_state(site, &author, &page_id, state);
+        r.map(page).map_err(product_error)
+    }
+}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: log::Level, message: String) {
+        // 100 lines per started minute of run time, 200 KB per invocation; the rest is
+        // dropped and counted.
+        let minutes = self.started.elapsed().as_secs() / 60 + 1;
+        let lines_allowed = self.limits.log_lines_per_minute as u64 * minutes;
+        if self.log_lines as u64 >= lines_allowed
+            || self.log_bytes + message.len() > self.limits.max_log_bytes
+        {
+            self.log_lines_dropped += 1;
+            return;
+        }
+        self.log_lines += 1;
+        self.log_bytes += message.len();
+        self.world.logs.push(LogLine {
+            at: self.now,
+            installation: self.installation.id.clone(),
+            function: self.function.clone(),
+            level: match level {
+                log::Level::Debug => "debug",
+                log::Level::Info => "info",
+                log::Level::Warn => "warn",
+                log::Level::Error => "error",
+            },
+            message,
+            shared_with_vendor: !self.installation.admin.logs_blocked,
+        });
+    }
+}
+
+impl analytics::Host for HostState {
+    fn track(&mut self, event: String, properties: String) -> Result<(), PlatformError> {
+        json(&event, &properties)?;
+        self.world.analytics.push(AnalyticsEvent {
+            at: self.now,
+            installation: self.installation.id.clone(),
+            event,
+            properties,
+            delivered: !self.installation.admin.analytics_blocked,
+        });
+        Ok(())
+    }
+}
+
+fn json(what: &str, text: &str) -> Result<serde_json::Value, PlatformError> {
+    serde_json::from_str(text).map_err(|e| PlatformError {
+        code: "INVALID_JSON".into(),
+        message: format!("the value of `{what}` is not JSON: {e}"),
+    })
+}
+
+fn set_options(o: kvs::SetOptions) -> SetOptions {
+    SetOptions {
+        ttl_ms: o.ttl_ms,
+        fail_if_exists: o.fail_if_exists,
+    }
+}
+
+fn kvs_error(e: KvsError) -> PlatformError {
+    PlatformError {
+        code: e.code.as_str().into(),
+        message: e.message,
+    }
+}
+
+fn product_error(e: ProductError) -> PlatformError {
+    PlatformError {
+        code: e.code.into(),
+        message: e.message,
+    }
+}
+
+fn page(p: crate::product::Page) -> product::Page {
+    product::Page {
+        id: p.id,
+        space: p.space,
+        title: p.title,
+        body: p.body,
+        author: p.author,
+        version: p.version,
+    }
+}

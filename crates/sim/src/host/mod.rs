@@ -1,0 +1,917 @@
+//! The wasm host: apps are WebAssembly components (`wasm32-wasip2`) speaking the WIT contract
+//! in `crates/sim/wit/platform.wit`, run under the platform's limits.
+//!
+//! One [`Runtime`] per process holds the `Engine` (pooling allocator, epoch interruption,
+//! optionally fuel) and the thread that ticks the epoch. An [`App`] is compiled once into an
+//! `InstancePre`. A [`Platform`] holds installations and the simulated world (hosted storage,
+//! Confluence, the egress ledger, logs, analytics, the trace) and runs each invocation in a
+//! fresh `Store` with a memory limit, an epoch deadline and a WASI context with no
+//! preopened directories, no sockets, no environment and no arguments.
+//!
+//! Whatever a guest does (trap, loop, exhaust memory or stack, answer garbage), the
+//! invocation ends with a typed [`InvocationError`] in the trace and the platform keeps
+//! serving.
+
+mod imports;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::clock::{Millis, Rng, VirtualClock};
+use crate::egress::{AdminSwitches, EgressAttempt, EgressPolicy};
+use crate::kvs::{Kvs, KvsLimits, Scope};
+use crate::product::Confluence;
+use crate::realm::Realm;
+
+use imports::{HostState, Limiter, VirtualWallClock};
+
+/// Bindings generated from the WIT contract.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod bindings {
+    wasmtime::component::bindgen!({ world: "app", path: "wit" });
+}
+
+/// Engine-wide choices, made once per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// How often the epoch advances; timeouts are rounded up to whole ticks.
+    pub epoch_tick: Duration,
+    /// Fully deterministic runs: each invocation gets this much fuel and stops with
+    /// [`InvocationError::FuelExhausted`] when it runs out (timeouts still apply).
+    pub fuel: Option<u64>,
+    /// Instances alive at once (pooling allocator slots).
+    pub max_concurrent_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            epoch_tick: Duration::from_millis(5),
+            fuel: None,
+            max_concurrent_instances: 64,
+        }
+    }
+}
+
+/// The largest memory a function may ask for (platform.md §5).
+pub const MAX_MEMORY_MB: u64 = 1024;
+/// Memory when neither the function nor the app says (platform.md §5).
+pub const DEFAULT_MEMORY_MB: u64 = 512;
+
+/// One `Engine` and its epoch ticker. Share it (`Arc`) between platforms.
+pub struct Runtime {
+    engine: Engine,
+    config: RuntimeConfig,
+    linker: Linker<HostState>,
+    stop: Arc<AtomicBool>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Setting up the runtime or loading an app failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("wasmtime engine: {0}")]
+    Engine(String),
+    #[error("{path}: {message}")]
+    Component { path: String, message: String },
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("manifest has no app.id")]
+    NoAppId,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Runtime>, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_concurrent_instances.max(1);
+        // A wasip2 component instantiates a handful of core instances, memories and tables.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
+        let mut wc = Config::new();
+        wc.wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(config.fuel.is_some())
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wc).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| {
+                bindings::App::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            })
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+            std::thread::Builder::new()
+                .name("signoff-sim-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| LoadError::Engine(e.to_string()))?
+        };
+        Ok(Arc::new(Runtime {
+            engine,
+            config,
+            linker,
+            stop,
+            ticker: Mutex::new(Some(ticker)),
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component (the slow part: do it once per app).
+    pub fn compile(&self, path: &Path) -> Result<Component, LoadError> {
+        Component::from_file(&self.engine, path).map_err(|e| LoadError::Component {
+            path: path.display().to_string(),
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// Loads an app: its manifest (through `roa-check`), its compiled component, and the
+    /// `InstancePre` every invocation starts from. `env` fills `${VAR}` placeholders of
+    /// the egress entries.
+    pub fn load_app(
+        &self,
+        manifest_yaml: &str,
+        component: &Component,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Arc<App>, LoadError> {
+        let manifest = roa_check::load("manifest.yml", manifest_yaml.as_bytes())
+            .map_err(|e| LoadError::Manifest(e.to_string()))?;
+        let id = manifest
+            .app
+            .id
+            .as_ref()
+            .map(|i| i.value.clone())
+            .ok_or(LoadError::NoAppId)?;
+        let app_memory = manifest
+            .root
+            .get("app")
+            .and_then(|a| a.get("runtime"))
+            .and_then(|r| r.get("memoryMB"))
+            .and_then(int);
+        let functions = manifest
+            .modules
+            .iter()
+            .filter(|m| m.kind == "function")
+            .filter_map(|m| {
+                let key = m.key.clone()?;
+                let memory_mb = m
+                    .node
+                    .get("runtime")
+                    .and_then(|r| r.get("memoryMB"))
+                    .and_then(int)
+                    .or(app_memory)
+                    .unwrap_or(DEFAULT_MEMORY_MB)
+                    .clamp(1, MAX_MEMORY_MB);
+                let timeout_seconds = m.node.get("timeoutSeconds").and_then(int);
+                Some((
+                    key,
+                    FunctionLimits {
+                        memory_mb,
+                        timeout_seconds,
+                    },
+                ))
+            })
+            .collect();
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .and_then(bindings::AppPre::new)
+            .map_err(|e| LoadError::Component {
+                path: id.clone(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(Arc::new(App {
+            egress: EgressPolicy::from_manifest(&manifest, env),
+            id,
+            functions,
+            pre,
+        }))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An app ready to run: its limits per function, its egress policy, its `InstancePre`.
+pub struct App {
+    id: String,
+    functions: BTreeMap<String, FunctionLimits>,
+    egress: EgressPolicy,
+    pre: bindings::AppPre<HostState>,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field("functions", &self.functions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The `function` modules of the manifest and their limits.
+    pub fn functions(&self) -> &BTreeMap<String, FunctionLimits> {
+        &self.functions
+    }
+}
+
+/// What the manifest says about one `function` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionLimits {
+    /// `runtime.memoryMB` of the function, else of the app, else 512.
+    pub memory_mb: u64,
+    /// `timeoutSeconds` (async consumers and scheduled triggers only).
+    pub timeout_seconds: Option<u64>,
+}
+
+/// How long each kind of invocation may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub resolver: Duration,
+    pub web_trigger: Duration,
+    /// Product events, scheduled triggers and consumers without `timeoutSeconds`.
+    pub async_default: Duration,
+    /// Whether a function's `timeoutSeconds` (capped at 900 s) overrides `async_default`.
+    pub honour_timeout_seconds: bool,
+}
+
+impl Timeouts {
+    /// The platform's values (platform.md §5).
+    pub fn forge() -> Timeouts {
+        Timeouts {
+            resolver: Duration::from_secs(25),
+            web_trigger: Duration::from_secs(55),
+            async_default: Duration::from_secs(55),
+            honour_timeout_seconds: true,
+        }
+    }
+
+    /// One short timeout for everything, for tests.
+    pub fn all(limit: Duration) -> Timeouts {
+        Timeouts {
+            resolver: limit,
+            web_trigger: limit,
+            async_default: limit,
+            honour_timeout_seconds: false,
+        }
+    }
+}
+
+/// The per-invocation limits that are not per function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvocationLimits {
+    pub timeouts: Timeouts,
+    /// Invocation payload (platform.md §5: 5 MB).
+    pub max_payload_bytes: usize,
+    /// Outbound requests per invocation (product API calls do not count).
+    pub max_fetches: u32,
+    /// Log lines per started minute of the invocation's run time.
+    pub log_lines_per_minute: u32,
+    /// Log bytes per invocation.
+    pub max_log_bytes: usize,
+}
+
+impl InvocationLimits {
+    pub fn forge() -> InvocationLimits {
+        InvocationLimits {
+            timeouts: Timeouts::forge(),
+            max_payload_bytes: 5 * 1024 * 1024,
+            max_fetches: 100,
+            log_lines_per_minute: 100,
+            max_log_bytes: 200 * 1024,
+        }
+    }
+}
+
+/// A platform's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Where the virtual clock starts.
+    pub start: Millis,
+    /// Seeds everything random an app can observe (WASI randomness, hash seeds).
+    pub seed: u64,
+    pub limits: InvocationLimits,
+    pub kvs: KvsLimits,
+}
+
+impl SimConfig {
+    pub fn forge() -> SimConfig {
+        SimConfig {
+            start: Millis(1_767_225_600_000),
+            seed: 0,
+            limits: InvocationLimits::forge(),
+            kvs: KvsLimits::forge(),
+        }
+    }
+}
+
+/// An installation of an app on a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub id: String,
+    pub app: String,
+    pub site: String,
+    pub realm: Realm,
+    pub environment: String,
+    pub admin: AdminSwitches,
+}
+
+impl Installation {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            app: self.app.clone(),
+            environment: self.environment.clone(),
+            installation: self.id.clone(),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// A UI call; `payload` is JSON text.
+    Resolver {
+        name: String,
+        payload: String,
+    },
+    WebTrigger(WebRequest),
+    /// A product event, as JSON text.
+    Event(String),
+    /// A scheduled trigger, by module key.
+    Schedule(String),
+    Consume {
+        queue: String,
+        payload: String,
+    },
+}
+
+impl Call {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Call::Resolver { .. } => "resolver",
+            Call::WebTrigger(_) => "web-trigger",
+            Call::Event(_) => "event",
+            Call::Schedule(_) => "schedule",
+            Call::Consume { .. } => "consume",
+        }
+    }
+
+    fn payload_bytes(&self) -> usize {
+        match self {
+            Call::Resolver { name, payload } => name.len() + payload.len(),
+            Call::WebTrigger(r) => r.body.len() + r.path.len(),
+            Call::Event(e) => e.len(),
+            Call::Schedule(k) => k.len(),
+            Call::Consume { queue, payload } => queue.len() + payload.len(),
+        }
+    }
+}
+
+/// A web trigger request (platform.md §5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, Vec<String>)>,
+    pub query_parameters: Vec<(String, Vec<String>)>,
+    pub body: String,
+}
+
+/// A web trigger response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebResponse {
+    pub status_code: u16,
+    pub headers: Vec<(String, Vec<String>)>,
+    pub body: String,
+}
+
+/// What a successful invocation produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The resolver's JSON text.
+    Json(String),
+    WebResponse(WebResponse),
+    /// Events, schedules and consumers answer nothing.
+    Done,
+}
+
+/// Why an invocation failed. The platform never crashes: every guest failure ends here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InvocationError {
+    #[error("timed out after {limit_ms} ms")]
+    Timeout { limit_ms: u64 },
+    #[error("exceeded its memory limit of {limit_mb} MB")]
+    MemoryLimit { limit_mb: u64 },
+    #[error("exhausted its stack")]
+    StackOverflow,
+    #[error("ran out of fuel ({fuel} units)")]
+    FuelExhausted { fuel: u64 },
+    #[error("trapped: {message}")]
+    Trap { message: String },
+    #[error("answered something the platform cannot use: {reason}")]
+    BadOutput { reason: String },
+    /// The app returned an error of its own (or passed one of the platform's on).
+    #[error("app error {code}: {message}")]
+    App { code: String, message: String },
+    #[error("payload of {bytes} bytes; the platform allows {limit}")]
+    PayloadTooLarge { bytes: usize, limit: usize },
+    #[error("no installation `{0}`")]
+    UnknownInstallation(String),
+    #[error("app {app} has no function `{function}`")]
+    UnknownFunction { app: String, function: String },
+    #[error("could not instantiate: {message}")]
+    Instantiate { message: String },
+}
+
+/// One invocation, as the trace records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceEvent {
+    /// Virtual time when it started.
+    pub at: Millis,
+    pub app: String,
+    pub installation: String,
+    pub function: String,
+    pub handler: &'static str,
+    pub outcome: Result<(), InvocationError>,
+    pub log_lines: usize,
+    pub log_lines_dropped: usize,
+    pub fetches: u32,
+}
+
+/// A log line an app wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub at: Millis,
+    pub installation: String,
+    pub function: String,
+    pub level: &'static str,
+    pub message: String,
+    /// False when the site admin turned off sharing logs with the vendor.
+    pub shared_with_vendor: bool,
+}
+
+/// An analytics event an app sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnalyticsEvent {
+    pub at: Millis,
+    pub installation: String,
+    pub event: String,
+    pub properties: String,
+    /// False when the site admin blocked analytics: the event was dropped.
+    pub delivered: bool,
+}
+
+/// A simulated HTTP request, as an endpoint sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A simulated endpoint's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A simulated remote host.
+pub type Endpoint = Arc<dyn Fn(&EndpointRequest) -> EndpointResponse + Send + Sync>;
+
+/// The simulated world an invocation may touch, moved into the `Store` for the invocation
+/// and back out afterwards.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) kvs: Kvs,
+    pub(crate) confluence: Confluence,
+    pub(crate) ledger: Vec<EgressAttempt>,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) analytics: Vec<AnalyticsEvent>,
+}
+
+/// Installations of apps and the world they live in.
+pub struct Platform {
+    runtime: Arc<Runtime>,
+    config: SimConfig,
+    clock: VirtualClock,
+    rng: Rng,
+    apps: HashMap<String, Arc<App>>,
+    installations: HashMap<String, Arc<Installation>>,
+    endpoints: Arc<HashMap<String, Endpoint>>,
+    world: Option<Box<World>>,
+    trace: Vec<TraceEvent>,
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Platform")
+            .field("clock", &self.clock)
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .field("installations", &self.installations.len())
+            .field("trace", &self.trace.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    pub fn new(runtime: Arc<Runtime>, config: SimConfig) -> Platform {
+        Platform {
+            runtime,
+            clock: VirtualClock::starting_at(config.start),
+            rng: Rng::seeded(config.seed),
+            world: Some(Box::new(World {
+                kvs: Kvs::new(config.kvs),
+                confluence: Confluence::default(),
+                ledger: Vec::new(),
+                logs: Vec::new(),
+                analytics: Vec::new(),
+            })),
+            config,
+            apps: HashMap::new(),
+            installations: HashMap::new(),
+            endpoints: Arc::new(HashMap::new()),
+            trace: Vec::new(),
+        }
+    }
+
+    pub fn add_app(&mut self, app: Arc<App>) {
+        self.apps.insert(app.id.clone(), app);
+    }
+
+    /// Installs an app on a site: its hosted storage is pinned to the site's realm.
+    pub fn install(&mut self, installation: Installation) {
+        self.world_mut()
+            .kvs
+            .install(installation.scope(), installation.realm);
+        self.installations
+            .insert(installation.id.clone(), Arc::new(installation));
+    }
+
+    /// Registers a simulated remote host (e.g. `api.example.com`) that answers allowed
+    /// fetches. An allowed fetch to a host with no endpoint fails with `HOST_UNREACHABLE`.
+    pub fn add_endpoint(&mut self, host: &str, endpoint: Endpoint) {
+        Arc::make_mut(&mut self.endpoints).insert(host.to_ascii_lowercase(), endpoint);
+    }
+
+    pub fn clock(&mut self) -> &mut VirtualClock {
+        &mut self.clock
+    }
+
+    pub fn trace(&self) -> &[TraceEvent] {
+        &self.trace
+    }
+
+    pub fn ledger(&self) -> &[EgressAttempt] {
+        &self.world().ledger
+    }
+
+    pub fn logs(&self) -> &[LogLine] {
+        &self.world().logs
+    }
+
+    pub fn analytics(&self) -> &[AnalyticsEvent] {
+        &self.world().analytics
+    }
+
+    pub fn kvs(&mut self) -> &mut Kvs {
+        &mut self.world_mut().kvs
+    }
+
+    pub fn confluence(&mut self) -> &mut Confluence {
+        &mut self.world_mut().confluence
+    }
+
+    /// Runs one invocation in a fresh `Store` and records it in the trace.
+    pub fn invoke(
+        &mut self,
+        installation: &str,
+        function: &str,
+        call: Call,
+    ) -> Result<Output, InvocationError> {
+        let at = self.clock.now();
+        let Some(inst) = self.installations.get(installation).cloned() else {
+            return self.record_refusal(
+                at,
+                installation,
+                "",
+                function,
+                &call,
+                InvocationError::UnknownInstallation(installation.to_string()),
+            );
+        };
+        let app = self.apps.get(&inst.app).cloned();
+        let Some((app, limits)) = app.and_then(|a| {
+            let l = *a.functions.get(function)?;
+            Some((a, l))
+        }) else {
+            let e = InvocationError::UnknownFunction {
+                app: inst.app.clone(),
+                function: function.to_string(),
+            };
+            return self.record_refusal(at, installation, &inst.app, function, &call, e);
+        };
+        let max = self.config.limits.max_payload_bytes;
+        if call.payload_bytes() > max {
+            let e = InvocationError::PayloadTooLarge {
+                bytes: call.payload_bytes(),
+                limit: max,
+            };
+            return self.record_refusal(at, installation, &inst.app, function, &call, e);
+        }
+
+        let timeout = self.timeout(&call, limits);
+        let world = self
+            .world
+            .take()
+            .expect("the world is home between invocations");
+        let state = HostState::new(imports::Invocation {
+            world,
+            app: app.clone(),
+            installation: inst.clone(),
+            function: function.to_string(),
+            endpoints: self.endpoints.clone(),
+            now: at,
+            deadline: Instant::now() + timeout,
+            limits: self.config.limits,
+            limiter: Limiter::new(limits.memory_mb << 20),
+            wall_clock: VirtualWallClock(at),
+            random: std::array::from_fn(|_| self.rng.next_u64()),
+        });
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let tick = self.runtime.config.epoch_tick.as_nanos().max(1);
+        store.set_epoch_deadline(timeout.as_nanos().div_ceil(tick) as u64);
+        store.epoch_deadline_trap();
+        if let Some(fuel) = self.runtime.config.fuel {
+            // Fuel is enabled on the engine, so this cannot fail.
+            let _ = store.set_fuel(fuel);
+        }
+
+        let max_output = self.config.limits.max_payload_bytes;
+        let result = run(&app, &mut store, call.clone(), max_output);
+        let result = result.map_err(|e| classify(e, &store, timeout, limits, self.runtime.config));
+        let result = result.and_then(|r| r);
+        let state = store.into_data();
+        let event = TraceEvent {
+            at,
+            app: inst.app.clone(),
+            installation: installation.to_string(),
+            function: function.to_string(),
+            handler: call.kind(),
+            outcome: result.as_ref().map(|_| ()).map_err(Clone::clone),
+            log_lines: state.log_lines,
+            log_lines_dropped: state.log_lines_dropped,
+            fetches: state.fetches,
+        };
+        self.world = Some(state.into_world());
+        self.trace.push(event);
+        result
+    }
+
+    fn timeout(&self, call: &Call, limits: FunctionLimits) -> Duration {
+        let t = self.config.limits.timeouts;
+        match call {
+            Call::Resolver { .. } => t.resolver,
+            Call::WebTrigger(_) => t.web_trigger,
+            Call::Event(_) | Call::Schedule(_) | Call::Consume { .. } => {
+                match limits.timeout_seconds {
+                    Some(s) if t.honour_timeout_seconds => Duration::from_secs(s.clamp(1, 900)),
+                    _ => t.async_default,
+                }
+            }
+        }
+    }
+
+    fn record_refusal(
+        &mut self,
+        at: Millis,
+        installation: &str,
+        app: &str,
+        function: &str,
+        call: &Call,
+        error: InvocationError,
+    ) -> Result<Output, InvocationError> {
+        self.trace.push(TraceEvent {
+            at,
+            app: app.to_string(),
+            installation: installation.to_string(),
+            function: function.to_string(),
+            handler: call.kind(),
+            outcome: Err(error.clone()),
+            log_lines: 0,
+            log_lines_dropped: 0,
+            fetches: 0,
+        });
+        Err(error)
+    }
+
+    fn world(&self) -> &World {
+        self.world
+            .as_deref()
+            .expect("the world is home between invocations")
+    }
+
+    fn world_mut(&mut self) -> &mut World {
+        self.world
+            .as_deref_mut()
+            .expect("the world is home between invocations")
+    }
+}
+
+/// Instantiates and calls the export; the outer error is wasmtime's (trap, limit), the
+/// inner one the platform's judgement of what the guest answered.
+fn run(
+    app: &App,
+    store: &mut Store<HostState>,
+    call: Call,
+    max_output: usize,
+) -> wasmtime::Result<Result<Output, InvocationError>> {
+    let instance = app.pre.instantiate(&mut *store)?;
+    store.data_mut().instantiated = true;
+    Ok(match call {
+        Call::Resolver { name, payload } => {
+            match instance.call_resolver(&mut *store, &name, &payload)? {
+                Ok(json) if json.len() > max_output => Err(too_big(json.len(), max_output)),
+                Ok(json) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+                    Ok(_) => Ok(Output::Json(json)),
+                    Err(e) => Err(InvocationError::BadOutput {
+                        reason: format!("the resolver's result is not JSON ({e})"),
+                    }),
+                },
+                Err(e) => Err(app_error(e)),
+            }
+        }
+        Call::WebTrigger(req) => {
+            let req = bindings::WebRequest {
+                method: req.method,
+                path: req.path,
+                headers: req.headers,
+                query_parameters: req.query_parameters,
+                body: req.body,
+            };
+            match instance.call_web_trigger(&mut *store, &req)? {
+                Ok(r) if r.body.len() > max_output => Err(too_big(r.body.len(), max_output)),
+                Ok(r) => check_web_response(WebResponse {
+                    status_code: r.status_code,
+                    headers: r.headers,
+                    body: r.body,
+                })
+                .map(Output::WebResponse),
+                Err(e) => Err(app_error(e)),
+            }
+        }
+        Call::Event(event) => instance
+            .call_on_event(&mut *store, &event)?
+            .map(|()| Output::Done)
+            .map_err(app_error),
+        Call::Schedule(key) => instance
+            .call_on_schedule(&mut *store, &key)?
+            .map(|()| Output::Done)
+            .map_err(app_error),
+        Call::Consume { queue, payload } => instance
+            .call_consume(&mut *store, &queue, &payload)?
+            .map(|()| Output::Done)
+            .map_err(app_error),
+    })
+}
+
+/// The platform's rules for a dynamic web trigger's answer: a status code from 100 to 599,
+/// and, when the content type is JSON or not given (the platform's default), a body that
+/// parses as JSON. Anything else is [`InvocationError::BadOutput`]; the caller of the web
+/// trigger then gets a 500 from the platform, not the app's bytes.
+pub fn check_web_response(r: WebResponse) -> Result<WebResponse, InvocationError> {
+    if !(100..=599).contains(&r.status_code) {
+        return Err(InvocationError::BadOutput {
+            reason: format!("status code {} is not an HTTP status", r.status_code),
+        });
+    }
+    let content_type = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, v)| v.first())
+        .map(|v| v.to_ascii_lowercase());
+    let json = content_type
+        .as_deref()
+        .is_none_or(|t| t.starts_with("application/json") || t.contains("+json"));
+    if json && !r.body.is_empty() && serde_json::from_str::<serde::de::IgnoredAny>(&r.body).is_err()
+    {
+        return Err(InvocationError::BadOutput {
+            reason: format!(
+                "the web trigger's body is not JSON but its content type is {}",
+                content_type.as_deref().unwrap_or("unset (JSON by default)")
+            ),
+        });
+    }
+    Ok(r)
+}
+
+fn too_big(bytes: usize, limit: usize) -> InvocationError {
+    InvocationError::BadOutput {
+        reason: format!("an answer of {bytes} bytes; the platform carries {limit}"),
+    }
+}
+
+fn app_error(e: bindings::PlatformError) -> InvocationError {
+    InvocationError::App {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// Turns what wasmtime reported into the platform's typed error.
+fn classify(
+    e: wasmtime::Error,
+    store: &Store<HostState>,
+    timeout: Duration,
+    limits: FunctionLimits,
+    config: RuntimeConfig,
+) -> InvocationError {
+    // A refused memory growth makes the guest's allocator abort with `unreachable`: the
+    // limiter's record says what really happened.
+    if store.data().limiter.hit() {
+        return InvocationError::MemoryLimit {
+            limit_mb: limits.memory_mb,
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvocationError::Timeout {
+            limit_ms: timeout.as_millis() as u64,
+        },
+        Some(Trap::StackOverflow) => InvocationError::StackOverflow,
+        Some(Trap::OutOfFuel) => InvocationError::FuelExhausted {
+            fuel: config.fuel.unwrap_or(0),
+        },
+        Some(t) => InvocationError::Trap {
+            message: t.to_string(),
+        },
+        None if store.data().instantiated => InvocationError::Trap {
+            message: format!("{e:#}"),
+        },
+        None => InvocationError::Instantiate {
+            message: format!("{e:#}"),
+        },
+    }
+}
+
+fn int(n: &signoff_yaml::Node) -> Option<u64> {
+    match n.value {
+        signoff_yaml::Value::Int(i) if i > 0 => Some(i as u64),
+        _ => None,
+    }
+}
+
+/// Where `cargo xtask guests` puts the guest components: `$SIGNOFF_GUESTS_TARGET_DIR` or
+/// `<workspace>/guests/target`, then `wasm32-wasip2/release/<name>.wasm`.
+pub fn guest_path(workspace_root: &Path, name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("SIGNOFF_GUESTS_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root.join("guests").join("target"));
+    target
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"))
+}

@@ -1,0 +1,101 @@
+//! The guest components of `signoff-sim` (the `guests/` workspace): building them for
+//! `wasm32-wasip2`, and the simulator's benchmark that runs one of them.
+//!
+//! The components land in `$SIGNOFF_GUESTS_TARGET_DIR/wasm32-wasip2/release/*.wasm`, by
+//! default `guests/target/wasm32-wasip2/release/*.wasm`, where the simulator's tests and
+//! bench look for them (`signoff_sim::host::guest_path`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// Builds every guest component in release (they are tiny; release keeps them small and
+/// fast) and lists the `.wasm` files built.
+pub fn build_guests(root: &Path) -> Result<(), String> {
+    ensure_wasip2()?;
+    let target_dir = guests_target_dir(root);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root.join("guests"))
+        .args(["build", "--release", "--quiet", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The guests are a workspace of their own: the outer build's target directory and
+        // flags must not leak into it.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    run(&mut cmd)?;
+    let out = target_dir.join(TARGET).join("release");
+    let mut built: Vec<PathBuf> = std::fs::read_dir(&out)
+        .map_err(|e| format!("{}: {e}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    built.sort();
+    if built.is_empty() {
+        return Err(format!("no .wasm file was built in {}", out.display()));
+    }
+    for p in &built {
+        let size = std::fs::metadata(p).map_or(0, |m| m.len());
+        eprintln!("  guest {} ({} KiB)", p.display(), size / 1024);
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench sim`: builds the guests, then runs the simulator's bench in release
+/// (p50/p99 of one trivial resolver invocation through the simulator beside bare wasmtime,
+/// the ratio, and invocations per second on one core).
+pub fn bench_sim(root: &Path) -> Result<(), String> {
+    build_guests(root)?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "signoff-sim",
+            "--example",
+            "bench",
+        ])
+        .env("SIGNOFF_GUESTS_TARGET_DIR", guests_target_dir(root));
+    run(&mut cmd)
+}
+
+fn guests_target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("SIGNOFF_GUESTS_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("guests").join("target"))
+}
+
+fn ensure_wasip2() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("installing the {TARGET} target (one time)");
+    run(Command::new("rustup").args(["target", "add", TARGET]))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("$ {shown}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+    eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
