@@ -5,6 +5,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
 
+mod guests;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -17,7 +19,8 @@ USAGE:
     cargo xtask <COMMAND> [ARGS]
 
 COMMANDS:
-    test                 Run every test of the workspace (unit, integration, end-to-end, doc)
+    test                 Build the guest components, then run every test of the workspace
+                         (unit, integration, end-to-end, doc)
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
@@ -29,6 +32,9 @@ COMMANDS:
                          YAML parse, and a cold roa-check process beside a bare process spawn
     bench core           Benchmark signoff-core: decisions/s through decide -> append -> fold
                          for a two-stage workflow with 5 reviewers, and a 10,000-record replay
+    bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
+                         simulator beside bare wasmtime, the ratio, and invocations/s
+    guests               Build the guest components of signoff-sim (guests/, wasm32-wasip2)
     wasm                 Check that signoff-core compiles for wasm32-wasip2 (adds the target
                          with rustup when it is missing)
     fuzz roa [SECONDS]   Fuzz the manifest parser with cargo-fuzz for SECONDS (default 60);
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         ["corpus", dir] => corpus(Path::new(dir)),
         ["bench", "roa"] => bench_roa(),
         ["bench", "core"] => bench_core(),
+        ["bench", "sim"] => guests::bench_sim(&root()),
+        ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
         ["fuzz", "roa", secs] => match secs.parse() {
@@ -107,6 +115,8 @@ fn has_nextest() -> bool {
 }
 
 fn test() -> Result<(), String> {
+    // The simulator's tests run real guest components.
+    guests::build_guests(&root())?;
     // Doc tests first: nextest does not run them, and its summary should close the output.
     run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     if has_nextest() {
@@ -132,6 +142,11 @@ fn shared_corpus() -> Option<PathBuf> {
 fn ci() -> Result<(), String> {
     let insta = [("INSTA_UPDATE", "no"), ("CI", "true")];
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    // The guests are a workspace of their own, which `fmt --all` above does not reach.
+    run(cargo()
+        .current_dir(root().join("guests"))
+        .args(["fmt", "--all", "--check"]))?;
+    guests::build_guests(&root())?;
     run(cargo()
         .args([
             "clippy",
