@@ -1,0 +1,537 @@
+//! [`RedbStore`]: the default embedded store, one redb file.
+//!
+//! Layout (version [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)), one table each:
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next` |
+//! | `stream_heads` | document id | stream length |
+//! | `events` | (document id, seq) | the record as JSON |
+//! | `index` | document id | the index row as JSON |
+//! | `index_by_state` | (state, document id) | `()` |
+//! | `index_by_reviewer` | (reviewer, document id) | `()` |
+//! | `index_by_due` | (due time in Unix seconds, document id) | `()` |
+//! | `outbox` | item id (from 1, never reused) | the notification as JSON |
+//! | `workflows` | workflow hash | the definition's source text |
+
+// redb's own error type is large; it lives only inside this module, on the writer and
+// blocking threads, and becomes a `StoreError` before it reaches a caller.
+#![allow(clippy::result_large_err)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{
+    Database, ReadableTable, StorageBackend, TableDefinition, TableError, WriteTransaction,
+};
+use signoff_core::notify::Notification;
+use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
+use signoff_core::{Record, Timestamp};
+
+use crate::codec::{StoredEntry, encode_notifications, encode_records, from_json};
+use crate::writer::{Backend, Done, Op, Writer, blocking};
+use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("stream_heads");
+const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
+const INDEX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("index");
+const BY_STATE: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("index_by_state");
+const BY_REVIEWER: TableDefinition<'_, (&str, &str), ()> =
+    TableDefinition::new("index_by_reviewer");
+const BY_DUE: TableDefinition<'_, (i64, &str), ()> = TableDefinition::new("index_by_due");
+const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
+const WORKFLOWS: TableDefinition<'_, &str, &str> = TableDefinition::new("workflows");
+
+const SCHEMA_KEY: &str = "schema_version";
+const OUTBOX_NEXT: &str = "outbox_next";
+
+/// The default store: streams, index, outbox and workflow definitions in one redb file.
+///
+/// Writes go through a dedicated writer thread (see [`StoreConfig`]); reads run on tokio's
+/// blocking pool. Dropping the store finishes the queued writes and closes the file.
+#[derive(Debug)]
+pub struct RedbStore {
+    // Declared first so that it is dropped first: the writer thread ends (and drops its
+    // handle on the database) before ours goes.
+    writer: Writer,
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating it (and its layout) when the file does not exist.
+    pub fn create(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        let db = Database::builder()
+            .create(path)
+            .map_err(|e| open_error(path, e))?;
+        RedbStore::start(db, path, config)
+    }
+
+    /// Opens an existing store; fails with [`OpenError::Missing`] when there is none.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(OpenError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let db = Database::builder()
+            .open(path)
+            .map_err(|e| open_error(path, e))?;
+        RedbStore::start(db, path, config)
+    }
+
+    /// Creates or opens a store on a storage backend of the caller's (for example one that
+    /// injects IO errors, in tests). `path` only names the store in errors.
+    pub fn with_backend(
+        backend: impl StorageBackend,
+        path: impl AsRef<Path>,
+        config: StoreConfig,
+    ) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| open_error(path, e))?;
+        RedbStore::start(db, path, config)
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn start(db: Database, path: &Path, config: StoreConfig) -> Result<RedbStore, OpenError> {
+        init_layout(&db, path)?;
+        let db = Arc::new(db);
+        let backend = RedbWriter {
+            db: db.clone(),
+            durability: config.durability,
+        };
+        let writer =
+            Writer::start("redb", backend, config.max_batch()).map_err(|e| OpenError::Io {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        Ok(RedbStore {
+            writer,
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `f` in a read transaction on the blocking pool.
+    async fn read_with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            f(&txn).map_err(backend)
+        })
+        .await
+    }
+
+    async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        self.writer.submit(op).await
+    }
+}
+
+#[async_trait]
+impl EventStore for RedbStore {
+    async fn append(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+    ) -> Result<u64, StoreError> {
+        self.commit(doc, expected, records, None, &[]).await
+    }
+
+    async fn read(&self, doc: &str, from: u64) -> Result<Vec<Record>, StoreError> {
+        let doc = doc.to_owned();
+        let raw = self
+            .read_with(move |txn| {
+                let t = txn.open_table(EVENTS)?;
+                let mut out = Vec::new();
+                for row in t.range((doc.as_str(), from)..=(doc.as_str(), u64::MAX))? {
+                    out.push(row?.1.value().to_vec());
+                }
+                Ok(out)
+            })
+            .await?;
+        raw.iter().map(|b| from_json(b, "record")).collect()
+    }
+}
+
+#[async_trait]
+impl DocumentIndex for RedbStore {
+    async fn upsert(&self, entry: IndexEntry) -> Result<(), StoreError> {
+        self.write(Op::Upsert(entry)).await.map(|_| ())
+    }
+
+    async fn by_state(&self, state: &str) -> Result<Vec<String>, StoreError> {
+        let state = state.to_owned();
+        self.read_with(move |txn| prefix_docs(&txn.open_table(BY_STATE)?, &state))
+            .await
+    }
+
+    async fn by_reviewer(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.read_with(move |txn| prefix_docs(&txn.open_table(BY_REVIEWER)?, &user))
+            .await
+    }
+
+    async fn due_before(&self, t: Timestamp) -> Result<Vec<String>, StoreError> {
+        let mut docs = self
+            .read_with(move |txn| {
+                let table = txn.open_table(BY_DUE)?;
+                let mut out = Vec::new();
+                for row in table.range((i64::MIN, "")..)? {
+                    let (key, _) = row?;
+                    let (due, doc) = key.value();
+                    if due > t.0 {
+                        break;
+                    }
+                    out.push(doc.to_owned());
+                }
+                Ok(out)
+            })
+            .await?;
+        // Every query answers in document order, like the in-memory index.
+        docs.sort();
+        Ok(docs)
+    }
+}
+
+#[async_trait]
+impl Outbox for RedbStore {
+    async fn enqueue(&self, items: &[Notification]) -> Result<(), StoreError> {
+        let items = encode_notifications(items)?;
+        self.write(Op::Enqueue(items)).await.map(|_| ())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<(u64, Notification)>, StoreError> {
+        let raw = self
+            .read_with(move |txn| {
+                let t = txn.open_table(OUTBOX)?;
+                let mut out = Vec::new();
+                for row in t.iter()?.take(limit) {
+                    let (id, n) = row?;
+                    out.push((id.value(), n.value().to_vec()));
+                }
+                Ok(out)
+            })
+            .await?;
+        raw.into_iter()
+            .map(|(id, b)| Ok((id, from_json(&b, "notification")?)))
+            .collect()
+    }
+
+    async fn ack(&self, id: u64) -> Result<(), StoreError> {
+        self.write(Op::Ack(id)).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl LocalStore for RedbStore {
+    async fn commit(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+        entry: Option<IndexEntry>,
+        notifications: &[Notification],
+    ) -> Result<u64, StoreError> {
+        let op = Op::Append {
+            doc: doc.to_owned(),
+            expected,
+            records: encode_records(doc, expected, records)?,
+            entry,
+            notifications: encode_notifications(notifications)?,
+        };
+        match self.write(op).await? {
+            Done::Len(n) => Ok(n),
+            Done::Unit => Err(StoreError::Backend(
+                "the writer answered out of turn".into(),
+            )),
+        }
+    }
+
+    async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read_with(|txn| {
+            let t = txn.open_table(HEADS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (doc, len) = row?;
+                out.push((doc.value().to_owned(), len.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_workflow(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.write(Op::PutWorkflow {
+            hash: hash.to_owned(),
+            source: source.to_owned(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn workflow(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        self.read_with(move |txn| {
+            Ok(txn
+                .open_table(WORKFLOWS)?
+                .get(hash.as_str())?
+                .map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+}
+
+/// The writer thread's side: commits batches in one redb write transaction.
+struct RedbWriter {
+    db: Arc<Database>,
+    durability: Durability,
+}
+
+impl Backend for RedbWriter {
+    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        txn.set_durability(match self.durability {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::None => redb::Durability::None,
+        });
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            // An error from redb inside the transaction leaves it in an unknown state: give
+            // up the whole batch (the transaction aborts when dropped).
+            results.push(apply(&txn, op).map_err(backend)?);
+        }
+        txn.commit().map_err(backend)?;
+        Ok(results)
+    }
+
+    fn close(&mut self) {
+        if self.durability == Durability::Immediate {
+            return;
+        }
+        // Non-durable commits reach the disk only with a later durable one: an empty
+        // durable commit makes a clean close keep everything.
+        let done = (|| -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate);
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "the final durable commit failed");
+        }
+    }
+}
+
+/// Applies one operation. The outer error is redb's (abort the batch); the inner one is the
+/// operation's own (a conflict: it wrote nothing).
+fn apply(txn: &WriteTransaction, op: &Op) -> Result<Result<Done, StoreError>, redb::Error> {
+    match op {
+        Op::Append {
+            doc,
+            expected,
+            records,
+            entry,
+            notifications,
+        } => {
+            let mut heads = txn.open_table(HEADS)?;
+            let actual = heads.get(doc.as_str())?.map_or(0, |v| v.value());
+            if actual != *expected {
+                return Ok(Err(StoreError::Conflict {
+                    doc: doc.clone(),
+                    expected: *expected,
+                    actual,
+                }));
+            }
+            let len = expected + records.len() as u64;
+            if !records.is_empty() {
+                let mut events = txn.open_table(EVENTS)?;
+                for (i, r) in records.iter().enumerate() {
+                    events.insert((doc.as_str(), expected + i as u64), r.as_slice())?;
+                }
+                heads.insert(doc.as_str(), len)?;
+            }
+            if let Some(entry) = entry {
+                upsert(txn, entry)?;
+            }
+            enqueue(txn, notifications)?;
+            Ok(Ok(Done::Len(len)))
+        }
+        Op::Upsert(entry) => {
+            upsert(txn, entry)?;
+            Ok(Ok(Done::Unit))
+        }
+        Op::Enqueue(items) => {
+            enqueue(txn, items)?;
+            Ok(Ok(Done::Unit))
+        }
+        Op::Ack(id) => {
+            let removed = txn.open_table(OUTBOX)?.remove(*id)?.is_some();
+            Ok(if removed {
+                Ok(Done::Unit)
+            } else {
+                Err(StoreError::UnknownOutboxItem(*id))
+            })
+        }
+        Op::PutWorkflow { hash, source } => {
+            txn.open_table(WORKFLOWS)?
+                .insert(hash.as_str(), source.as_str())?;
+            Ok(Ok(Done::Unit))
+        }
+    }
+}
+
+fn upsert(txn: &WriteTransaction, entry: &IndexEntry) -> Result<(), redb::Error> {
+    let mut index = txn.open_table(INDEX)?;
+    let mut by_state = txn.open_table(BY_STATE)?;
+    let mut by_reviewer = txn.open_table(BY_REVIEWER)?;
+    let mut by_due = txn.open_table(BY_DUE)?;
+    let doc = entry.doc.as_str();
+    let old = index.get(doc)?.map(|v| v.value().to_vec());
+    if let Some(old) = old {
+        // The row was written by us; one that does not decode is left for the readers to
+        // report, and its secondary keys cannot be found: they would only be stale hits.
+        if let Ok(old) = serde_json::from_slice::<StoredEntry>(&old) {
+            by_state.remove((old.state.as_str(), doc))?;
+            for r in &old.pending_reviewers {
+                by_reviewer.remove((r.as_str(), doc))?;
+            }
+            if let Some(due) = old.due_at {
+                by_due.remove((due, doc))?;
+            }
+        }
+    }
+    let stored = StoredEntry::of(entry);
+    let bytes = serde_json::to_vec(&stored).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    index.insert(doc, bytes.as_slice())?;
+    by_state.insert((entry.state.as_str(), doc), ())?;
+    for r in &entry.pending_reviewers {
+        by_reviewer.insert((r.as_str(), doc), ())?;
+    }
+    if let Some(due) = entry.due_at {
+        by_due.insert((due.0, doc), ())?;
+    }
+    Ok(())
+}
+
+fn enqueue(txn: &WriteTransaction, items: &[Vec<u8>]) -> Result<(), redb::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut meta = txn.open_table(META)?;
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut next = meta.get(OUTBOX_NEXT)?.map_or(1, |v| v.value());
+    for item in items {
+        outbox.insert(next, item.as_slice())?;
+        next += 1;
+    }
+    meta.insert(OUTBOX_NEXT, next)?;
+    Ok(())
+}
+
+/// The document ids under `prefix` in a (prefix, doc) table, in document order.
+fn prefix_docs(
+    table: &impl ReadableTable<(&'static str, &'static str), ()>,
+    prefix: &str,
+) -> Result<Vec<String>, redb::Error> {
+    let mut out = Vec::new();
+    for row in table.range((prefix, "")..)? {
+        let (key, _) = row?;
+        let (p, doc) = key.value();
+        if p != prefix {
+            break;
+        }
+        out.push(doc.to_owned());
+    }
+    Ok(out)
+}
+
+/// Checks the layout version of an existing store, or writes the layout of a new one.
+fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let found = {
+        let txn = db.begin_read().map_err(|e| open_error(path, e))?;
+        match txn.open_table(META) {
+            Ok(meta) => meta
+                .get(SCHEMA_KEY)
+                .map_err(|e| open_error(path, e))?
+                .map(|v| v.value()),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(open_error(path, e)),
+        }
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => Err(OpenError::NewerSchema {
+            path: path.to_owned(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        // Version 1 is the first layout: there is nothing older to migrate from yet.
+        Some(_) => Ok(()),
+        None => {
+            let txn = db.begin_write().map_err(|e| open_error(path, e))?;
+            let has_tables = txn
+                .list_tables()
+                .map_err(|e| open_error(path, e))?
+                .next()
+                .is_some();
+            if has_tables {
+                return Err(OpenError::NotAStore {
+                    path: path.to_owned(),
+                    detail: "a redb file without signoff's `meta` table".into(),
+                });
+            }
+            let create = |txn: &WriteTransaction| -> Result<(), redb::Error> {
+                txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                txn.open_table(HEADS)?;
+                txn.open_table(EVENTS)?;
+                txn.open_table(INDEX)?;
+                txn.open_table(BY_STATE)?;
+                txn.open_table(BY_REVIEWER)?;
+                txn.open_table(BY_DUE)?;
+                txn.open_table(OUTBOX)?;
+                txn.open_table(WORKFLOWS)?;
+                Ok(())
+            };
+            create(&txn).map_err(|e| open_error(path, e))?;
+            txn.commit().map_err(|e| open_error(path, e))
+        }
+    }
+}
+
+fn open_error(path: &Path, e: impl Into<redb::Error>) -> OpenError {
+    let path = path.to_owned();
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => OpenError::Locked { path },
+        redb::Error::Corrupted(detail) => OpenError::Corrupted { path, detail },
+        redb::Error::UpgradeRequired(v) => OpenError::NotAStore {
+            path,
+            detail: format!("a redb file of format version {v}, which this redb cannot read"),
+        },
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::WouldBlock => {
+            OpenError::Locked { path }
+        }
+        redb::Error::Io(source) => OpenError::Io { path, source },
+        e => OpenError::Backend {
+            path,
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}
