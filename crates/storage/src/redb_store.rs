@@ -64,9 +64,7 @@ impl RedbStore {
     /// Opens the store at `path`, creating it (and its layout) when the file does not exist.
     pub fn create(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, OpenError> {
         let path = path.as_ref();
-        let db = Database::builder()
-            .create(path)
-            .map_err(|e| open_error(path, e))?;
+        let db = guard(path, || Database::builder().create(path))?;
         RedbStore::start(db, path, config)
     }
 
@@ -78,9 +76,7 @@ impl RedbStore {
                 path: path.to_owned(),
             });
         }
-        let db = Database::builder()
-            .open(path)
-            .map_err(|e| open_error(path, e))?;
+        let db = guard(path, || Database::builder().open(path))?;
         RedbStore::start(db, path, config)
     }
 
@@ -92,9 +88,9 @@ impl RedbStore {
         config: StoreConfig,
     ) -> Result<RedbStore, OpenError> {
         let path = path.as_ref();
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|e| open_error(path, e))?;
+        let db = guard(path, move || {
+            Database::builder().create_with_backend(backend)
+        })?;
         RedbStore::start(db, path, config)
     }
 
@@ -508,6 +504,29 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
             };
             create(&txn).map_err(|e| open_error(path, e))?;
             txn.commit().map_err(|e| open_error(path, e))
+        }
+    }
+}
+
+/// Opens the database, turning redb's assertion failures on some damaged files (redb 2.6
+/// asserts, for example, that a file is at least as long as its header says) into
+/// [`OpenError::Corrupted`]: a damaged file must give an error, never take the caller down.
+fn guard(
+    path: &Path,
+    open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database, OpenError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(result) => result.map_err(|e| open_error(path, e)),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "redb could not read it".into());
+            Err(OpenError::Corrupted {
+                path: path.to_owned(),
+                detail,
+            })
         }
     }
 }

@@ -6,12 +6,14 @@
 //! fsyncs) after every commit and before answering; under [`Durability::None`] it relies
 //! on the background flush, so a crash may lose the last half second of acknowledged writes.
 //!
-//! Layout (version [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)): trees `meta`
-//! (`schema_version` → u64 big-endian), `events` (len-prefixed doc ++ seq big-endian →
-//! record JSON), `index` (`e` doc → row JSON; `s` state doc, `r` reviewer doc, `d` due doc →
-//! empty), `outbox` (`n` → next id; `i` ++ id → notification JSON), `workflows` (hash →
-//! source). Each operation writes one tree in one atomic `Batch`, so no partial operation
-//! is ever visible; the stream length is the last key of the document's range.
+//! Layout (version [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)), where `lp(s)` is `s` with a
+//! 4-byte big-endian length prefix: trees `meta` (`schema_version` → u64 big-endian),
+//! `events` (`lp(doc)` ++ seq big-endian → record JSON), `index` (`e` ++ `lp(doc)` → row
+//! JSON; `s` ++ `lp(state)` ++ doc, `r` ++ `lp(reviewer)` ++ doc, `d` ++ due time
+//! (order-preserving 8 bytes) ++ doc → empty), `outbox` (`n` → next id; `i` ++ id → notification
+//! JSON), `workflows` (hash → source). Each operation writes each tree in one atomic `Batch`, so
+//! no partial record, row or notification is ever visible; the stream length is the last key of
+//! the document's range.
 
 use std::path::{Path, PathBuf};
 
@@ -194,9 +196,7 @@ impl DocumentIndex for SledStore {
                 let mut out = Vec::new();
                 for row in trees.index.range(&b"d"[..]..end.as_slice()) {
                     let (key, _) = row?;
-                    if let Some((doc, _)) = read_str(&key, 9) {
-                        out.push(doc.to_owned());
-                    }
+                    out.push(doc_after(&key, 9)?);
                 }
                 Ok(out)
             })
@@ -445,18 +445,18 @@ fn secondary_keys(e: &StoredEntry, doc: &str) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
     let mut k = vec![b's'];
     push_str(&mut k, &e.state);
-    push_str(&mut k, doc);
+    k.extend_from_slice(doc.as_bytes());
     keys.push(k);
     for r in &e.pending_reviewers {
         let mut k = vec![b'r'];
         push_str(&mut k, r);
-        push_str(&mut k, doc);
+        k.extend_from_slice(doc.as_bytes());
         keys.push(k);
     }
     if let Some(due) = e.due_at {
         let mut k = vec![b'd'];
         k.extend_from_slice(&ordered_i64(due));
-        push_str(&mut k, doc);
+        k.extend_from_slice(doc.as_bytes());
         keys.push(k);
     }
     keys
@@ -490,16 +490,23 @@ fn stream_len(events: &sled::Tree, doc: &str) -> Result<u64, sled::Error> {
     })
 }
 
-/// The document ids of the keys under `prefix` (each key is `prefix` ++ len-prefixed doc).
+/// The document ids of the keys under `prefix`, in document order (each key is `prefix` ++
+/// the document id, unprefixed, so that keys sort like the ids).
 fn prefix_docs(index: &sled::Tree, prefix: &[u8]) -> Result<Vec<String>, sled::Error> {
     let mut out = Vec::new();
     for row in index.scan_prefix(prefix) {
         let (k, _) = row?;
-        if let Some((doc, _)) = read_str(&k, prefix.len()) {
-            out.push(doc.to_owned());
-        }
+        out.push(doc_after(&k, prefix.len())?);
     }
     Ok(out)
+}
+
+/// The document id that ends an index key, from `at` on.
+fn doc_after(key: &[u8], at: usize) -> Result<String, sled::Error> {
+    key.get(at..)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .map(str::to_owned)
+        .ok_or_else(|| sled::Error::Unsupported("corrupted index key in the store".into()))
 }
 
 fn open_error(path: &Path, e: sled::Error) -> OpenError {
