@@ -62,8 +62,15 @@ pub struct RedbStore {
 
 impl RedbStore {
     /// Opens the store at `path`, creating it (and its layout) when the file does not exist.
+    ///
+    /// A new store is built under a temporary name and linked into place complete, so that a
+    /// crash during creation leaves either no store or an empty, valid one, never a file
+    /// that cannot be opened.
     pub fn create(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, OpenError> {
         let path = path.as_ref();
+        if !path.exists() {
+            create_new(path)?;
+        }
         let db = guard(path, || Database::builder().create(path))?;
         RedbStore::start(db, path, config)
     }
@@ -506,6 +513,39 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
             txn.commit().map_err(|e| open_error(path, e))
         }
     }
+}
+
+/// Builds an empty store at a temporary name beside `path`, makes it durable, and links it
+/// to `path` unless something else got there first (`hard_link` never replaces a file).
+fn create_new(path: &Path) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".creating-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    // A leftover of a crash during an earlier creation by a process of the same id.
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let db = guard(&tmp, || Database::builder().create(&tmp))?;
+        init_layout(&db, &tmp)?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io(e)),
+    }
+    // The new directory entry must reach the disk too.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }
 
 /// Opens the database, turning redb's assertion failures on some damaged files (redb 2.6

@@ -72,10 +72,23 @@ impl SledStore {
     }
 
     fn start(path: &Path, config: StoreConfig) -> Result<SledStore, OpenError> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| open_error(path, e))?;
+        // sled's background IO threads release the file lock shortly after the last handle
+        // of an earlier open in this process goes: wait up to a second before calling the
+        // store locked.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .open()
+                .map_err(|e| open_error(path, e))
+            {
+                Err(OpenError::Locked { .. }) if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(path, e));
         let trees = Trees {
             events: tree("events")?,
