@@ -5,8 +5,7 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next` |
-//! | `stream_heads` | document id | stream length |
-//! | `events` | (document id, seq) | the record as JSON |
+//! | `events` | (document id, seq) | the record as JSON (a stream's length is its last seq + 1) |
 //! | `index` | document id | the index row as JSON |
 //! | `index_by_state` | (state, document id) | `()` |
 //! | `index_by_reviewer` | (reviewer, document id) | `()` |
@@ -22,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use std::ops::Bound;
+
 use redb::{
-    Database, ReadableTable, StorageBackend, TableDefinition, TableError, WriteTransaction,
+    Database, ReadableTable, StorageBackend, Table, TableDefinition, TableError, WriteTransaction,
 };
 use signoff_core::notify::Notification;
 use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
@@ -34,7 +35,6 @@ use crate::writer::{Backend, Done, Op, Writer, blocking};
 use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
-const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("stream_heads");
 const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
 const INDEX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("index");
 const BY_STATE: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("index_by_state");
@@ -267,11 +267,23 @@ impl LocalStore for RedbStore {
 
     async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read_with(|txn| {
-            let t = txn.open_table(HEADS)?;
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (doc, len) = row?;
-                out.push((doc.value().to_owned(), len.value()));
+            let events = txn.open_table(EVENTS)?;
+            let mut out: Vec<(String, u64)> = Vec::new();
+            // One step per document: from each stream's end to the next stream.
+            loop {
+                let next = match out.last() {
+                    None => events.iter()?.next(),
+                    Some((doc, _)) => {
+                        let after = (doc.as_str(), u64::MAX);
+                        events
+                            .range::<(&str, u64)>((Bound::Excluded(after), Bound::Unbounded))?
+                            .next()
+                    }
+                };
+                let Some(row) = next else { break };
+                let doc = row?.0.value().0.to_owned();
+                let len = stream_len(&events, &doc)?;
+                out.push((doc, len));
             }
             Ok(out)
         })
@@ -313,10 +325,14 @@ impl Backend for RedbWriter {
             Durability::None => redb::Durability::None,
         });
         let mut results = Vec::with_capacity(ops.len());
-        for op in ops {
-            // An error from redb inside the transaction leaves it in an unknown state: give
-            // up the whole batch (the transaction aborts when dropped).
-            results.push(apply(&txn, op).map_err(backend)?);
+        {
+            // Each table is opened once per batch, when an operation first needs it.
+            let mut tables = Tables::new(&txn);
+            for op in ops {
+                // An error from redb inside the transaction leaves it in an unknown state:
+                // give up the whole batch (the transaction aborts when dropped).
+                results.push(tables.apply(op).map_err(backend)?);
+            }
         }
         txn.commit().map_err(backend)?;
         Ok(results)
@@ -340,110 +356,161 @@ impl Backend for RedbWriter {
     }
 }
 
-/// Applies one operation. The outer error is redb's (abort the batch); the inner one is the
-/// operation's own (a conflict: it wrote nothing).
-fn apply(txn: &WriteTransaction, op: &Op) -> Result<Result<Done, StoreError>, redb::Error> {
-    match op {
-        Op::Append {
-            doc,
-            expected,
-            records,
-            entry,
-            notifications,
-        } => {
-            let mut heads = txn.open_table(HEADS)?;
-            let actual = heads.get(doc.as_str())?.map_or(0, |v| v.value());
-            if actual != *expected {
-                return Ok(Err(StoreError::Conflict {
-                    doc: doc.clone(),
-                    expected: *expected,
-                    actual,
-                }));
-            }
-            let len = expected + records.len() as u64;
-            if !records.is_empty() {
-                let mut events = txn.open_table(EVENTS)?;
+type Events<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
+type Pairs<'t> = Table<'t, (&'static str, &'static str), ()>;
+
+/// The tables of one write transaction, opened lazily and kept for the whole batch.
+struct Tables<'t> {
+    txn: &'t WriteTransaction,
+    meta: Option<Table<'t, &'static str, u64>>,
+    events: Option<Events<'t>>,
+    index: Option<Table<'t, &'static str, &'static [u8]>>,
+    by_state: Option<Pairs<'t>>,
+    by_reviewer: Option<Pairs<'t>>,
+    by_due: Option<Table<'t, (i64, &'static str), ()>>,
+    outbox: Option<Table<'t, u64, &'static [u8]>>,
+    workflows: Option<Table<'t, &'static str, &'static str>>,
+}
+
+/// Opens `$def` into `$slot` unless it is open, and yields the table.
+macro_rules! table {
+    ($self:ident . $slot:ident, $def:expr) => {{
+        if $self.$slot.is_none() {
+            $self.$slot = Some($self.txn.open_table($def)?);
+        }
+        $self.$slot.as_mut().expect("opened just above")
+    }};
+}
+
+impl<'t> Tables<'t> {
+    fn new(txn: &'t WriteTransaction) -> Tables<'t> {
+        Tables {
+            txn,
+            meta: None,
+            events: None,
+            index: None,
+            by_state: None,
+            by_reviewer: None,
+            by_due: None,
+            outbox: None,
+            workflows: None,
+        }
+    }
+
+    /// Applies one operation. The outer error is redb's (abort the batch); the inner one is
+    /// the operation's own (a conflict: it wrote nothing).
+    fn apply(&mut self, op: &Op) -> Result<Result<Done, StoreError>, redb::Error> {
+        match op {
+            Op::Append {
+                doc,
+                expected,
+                records,
+                entry,
+                notifications,
+            } => {
+                let events = table!(self.events, EVENTS);
+                let actual = stream_len(events, doc)?;
+                if actual != *expected {
+                    return Ok(Err(StoreError::Conflict {
+                        doc: doc.clone(),
+                        expected: *expected,
+                        actual,
+                    }));
+                }
                 for (i, r) in records.iter().enumerate() {
                     events.insert((doc.as_str(), expected + i as u64), r.as_slice())?;
                 }
-                heads.insert(doc.as_str(), len)?;
+                if let Some(entry) = entry {
+                    self.upsert(entry)?;
+                }
+                self.enqueue(notifications)?;
+                Ok(Ok(Done::Len(expected + records.len() as u64)))
             }
-            if let Some(entry) = entry {
-                upsert(txn, entry)?;
+            Op::Upsert(entry) => {
+                self.upsert(entry)?;
+                Ok(Ok(Done::Unit))
             }
-            enqueue(txn, notifications)?;
-            Ok(Ok(Done::Len(len)))
-        }
-        Op::Upsert(entry) => {
-            upsert(txn, entry)?;
-            Ok(Ok(Done::Unit))
-        }
-        Op::Enqueue(items) => {
-            enqueue(txn, items)?;
-            Ok(Ok(Done::Unit))
-        }
-        Op::Ack(id) => {
-            let removed = txn.open_table(OUTBOX)?.remove(*id)?.is_some();
-            Ok(if removed {
-                Ok(Done::Unit)
-            } else {
-                Err(StoreError::UnknownOutboxItem(*id))
-            })
-        }
-        Op::PutWorkflow { hash, source } => {
-            txn.open_table(WORKFLOWS)?
-                .insert(hash.as_str(), source.as_str())?;
-            Ok(Ok(Done::Unit))
+            Op::Enqueue(items) => {
+                self.enqueue(items)?;
+                Ok(Ok(Done::Unit))
+            }
+            Op::Ack(id) => {
+                let removed = table!(self.outbox, OUTBOX).remove(*id)?.is_some();
+                Ok(if removed {
+                    Ok(Done::Unit)
+                } else {
+                    Err(StoreError::UnknownOutboxItem(*id))
+                })
+            }
+            Op::PutWorkflow { hash, source } => {
+                table!(self.workflows, WORKFLOWS).insert(hash.as_str(), source.as_str())?;
+                Ok(Ok(Done::Unit))
+            }
         }
     }
-}
 
-fn upsert(txn: &WriteTransaction, entry: &IndexEntry) -> Result<(), redb::Error> {
-    let mut index = txn.open_table(INDEX)?;
-    let mut by_state = txn.open_table(BY_STATE)?;
-    let mut by_reviewer = txn.open_table(BY_REVIEWER)?;
-    let mut by_due = txn.open_table(BY_DUE)?;
-    let doc = entry.doc.as_str();
-    let old = index.get(doc)?.map(|v| v.value().to_vec());
-    if let Some(old) = old {
-        // The row was written by us; one that does not decode is left for the readers to
-        // report, and its secondary keys cannot be found: they would only be stale hits.
-        if let Ok(old) = serde_json::from_slice::<StoredEntry>(&old) {
-            by_state.remove((old.state.as_str(), doc))?;
+    fn upsert(&mut self, entry: &IndexEntry) -> Result<(), redb::Error> {
+        let doc = entry.doc.as_str();
+        let old = table!(self.index, INDEX)
+            .get(doc)?
+            .map(|v| v.value().to_vec());
+        let old = old.and_then(|old| serde_json::from_slice::<StoredEntry>(&old).ok());
+        // A row that does not decode was not written by us; its secondary keys cannot be
+        // found, and would only be stale hits.
+        if let Some(old) = &old {
+            table!(self.by_state, BY_STATE).remove((old.state.as_str(), doc))?;
+            let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
             for r in &old.pending_reviewers {
                 by_reviewer.remove((r.as_str(), doc))?;
             }
             if let Some(due) = old.due_at {
-                by_due.remove((due, doc))?;
+                table!(self.by_due, BY_DUE).remove((due, doc))?;
             }
         }
+        let stored = StoredEntry::of(entry);
+        let bytes =
+            serde_json::to_vec(&stored).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        table!(self.index, INDEX).insert(doc, bytes.as_slice())?;
+        table!(self.by_state, BY_STATE).insert((entry.state.as_str(), doc), ())?;
+        let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
+        for r in &entry.pending_reviewers {
+            by_reviewer.insert((r.as_str(), doc), ())?;
+        }
+        if let Some(due) = entry.due_at {
+            table!(self.by_due, BY_DUE).insert((due.0, doc), ())?;
+        }
+        Ok(())
     }
-    let stored = StoredEntry::of(entry);
-    let bytes = serde_json::to_vec(&stored).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-    index.insert(doc, bytes.as_slice())?;
-    by_state.insert((entry.state.as_str(), doc), ())?;
-    for r in &entry.pending_reviewers {
-        by_reviewer.insert((r.as_str(), doc), ())?;
+
+    fn enqueue(&mut self, items: &[Vec<u8>]) -> Result<(), redb::Error> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let meta = table!(self.meta, META);
+        let mut next = meta.get(OUTBOX_NEXT)?.map_or(1, |v| v.value());
+        let first = next;
+        next += items.len() as u64;
+        meta.insert(OUTBOX_NEXT, next)?;
+        let outbox = table!(self.outbox, OUTBOX);
+        for (i, item) in items.iter().enumerate() {
+            outbox.insert(first + i as u64, item.as_slice())?;
+        }
+        Ok(())
     }
-    if let Some(due) = entry.due_at {
-        by_due.insert((due.0, doc), ())?;
-    }
-    Ok(())
 }
 
-fn enqueue(txn: &WriteTransaction, items: &[Vec<u8>]) -> Result<(), redb::Error> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut meta = txn.open_table(META)?;
-    let mut outbox = txn.open_table(OUTBOX)?;
-    let mut next = meta.get(OUTBOX_NEXT)?.map_or(1, |v| v.value());
-    for item in items {
-        outbox.insert(next, item.as_slice())?;
-        next += 1;
-    }
-    meta.insert(OUTBOX_NEXT, next)?;
-    Ok(())
+/// The length of `doc`'s stream: one past the seq of its last record (no separate table of
+/// lengths, so an append writes one B-tree).
+fn stream_len(
+    events: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    doc: &str,
+) -> Result<u64, redb::Error> {
+    Ok(
+        match events.range((doc, 0)..=(doc, u64::MAX))?.next_back() {
+            Some(row) => row?.0.value().1 + 1,
+            None => 0,
+        },
+    )
 }
 
 /// The document ids under `prefix` in a (prefix, doc) table, in document order.
@@ -499,7 +566,6 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
             }
             let create = |txn: &WriteTransaction| -> Result<(), redb::Error> {
                 txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
-                txn.open_table(HEADS)?;
                 txn.open_table(EVENTS)?;
                 txn.open_table(INDEX)?;
                 txn.open_table(BY_STATE)?;

@@ -2,9 +2,11 @@
 //!
 //! sled 0.34 (its last release, 2021) writes to its log in memory and persists it when
 //! `flush()` is called or every 500 ms in the background. Under
-//! [`Durability::Immediate`] this adapter calls `flush()` (which writes the log and
-//! fsyncs) after every commit and before answering; under [`Durability::None`] it relies
-//! on the background flush, so a crash may lose the last half second of acknowledged writes.
+//! [`Durability::Immediate`] this adapter calls `flush()` after every commit and then
+//! fsyncs sled's log file itself (on Linux, sled's flush ends with `sync_file_range`, which
+//! does not reach the device's write cache), before answering; under [`Durability::None`]
+//! it relies on the background flush, so a crash may lose the last half second of
+//! acknowledged writes.
 //!
 //! Layout (version [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)), where `lp(s)` is `s` with a
 //! 4-byte big-endian length prefix: trees `meta` (`schema_version` → u64 big-endian),
@@ -126,9 +128,15 @@ impl SledStore {
                 db.flush().map_err(|e| open_error(path, e))?;
             }
         }
+        // sled's log file, to fsync after sled's own flush (see `SledWriter::commit`).
+        let log = std::fs::File::open(path.join("db")).map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let backend = SledWriter {
             trees: trees.clone(),
             durability: config.durability,
+            log,
         };
         let writer =
             Writer::start("sled", backend, config.max_batch()).map_err(|e| OpenError::Io {
@@ -332,6 +340,7 @@ impl LocalStore for SledStore {
 struct SledWriter {
     trees: Trees,
     durability: Durability,
+    log: std::fs::File,
 }
 
 impl Backend for SledWriter {
@@ -341,9 +350,14 @@ impl Backend for SledWriter {
             results.push(self.apply(op)?);
         }
         if self.durability == Durability::Immediate {
-            // Everything above is in sled's memory; this writes and fsyncs its log. Only
-            // then are the callers answered.
+            // Everything above is in sled's memory; `flush` writes its log. On Linux, sled
+            // 0.34 then calls `sync_file_range`, which neither flushes the device's write
+            // cache nor the file's metadata, so we fsync the log file ourselves. Only then
+            // are the callers answered.
             self.trees.db.flush().map_err(backend)?;
+            self.log
+                .sync_all()
+                .map_err(|e| StoreError::Backend(format!("fsync of sled's log: {e}")))?;
         }
         Ok(results)
     }

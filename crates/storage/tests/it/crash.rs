@@ -199,14 +199,41 @@ fn crash_loop(adapter: &str) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Kill after a random delay: early enough to hit startup and recovery sometimes,
-        // late enough to hit a stream of commits mostly.
-        std::thread::sleep(Duration::from_millis(20 + rng.below(400)));
+        // Read the child's acknowledgements as they come, on a thread of their own.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // One kill in four hits startup (opening, creating, recovering the store); the others
+        // come at a random point after the first acknowledged commit, however slow the
+        // machine is today.
+        let mut lines = Vec::new();
+        if rng.below(4) != 0 {
+            loop {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(line) => {
+                        let ack = line.starts_with("ack ");
+                        lines.push(line);
+                        if ack {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("{adapter}: the child acknowledged nothing in a minute: {e}"),
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        for line in out.lines() {
-            let line = line.unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        for line in lines {
             let mut parts = line.split(' ');
             if parts.next() != Some("ack") {
                 continue;
