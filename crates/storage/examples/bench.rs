@@ -4,7 +4,8 @@
 //! table.
 //!
 //! Run with `cargo run --release -p signoff-storage --example bench` (or
-//! `cargo xtask bench storage`). `BENCH_DECISIONS` sets the number of single durable
+//! `cargo xtask bench storage`). `BENCH_ONLY=single|group|group100|pending` runs one part.
+//! `BENCH_DECISIONS` sets the number of single durable
 //! decisions per measurement (default 1,200); group-commit runs use 10 times as many.
 //! The files go to a temporary directory on the same disk as `$TMPDIR`.
 
@@ -81,55 +82,77 @@ fn main() {
     let mut append = Vec::new();
     let mut commit = Vec::new();
     let mut sled = Vec::new();
-    for round in 0..ROUNDS {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
+    for round in (0..ROUNDS).filter(|_| run("single")) {
         let p = |name: &str| dir.join(format!("{name}-{round}"));
-        raw.push(raw_redb(&p("raw.redb"), n, bytes_per_decision, 1));
+        raw.push(raw_redb(&p("raw.redb"), n, bytes_per_decision, 1, None));
         append.push(rt.block_on(engine_single_redb(&wf, &p("append.redb"), docs, false)));
         commit.push(rt.block_on(engine_single_redb(&wf, &p("commit.redb"), docs, true)));
         sled.push(rt.block_on(engine_single_sled(&wf, &p("s.sled"), docs)));
     }
-    let raw_rate = median_rate(n, &raw);
-    rows.push(Row {
-        what: format!("raw redb write transactions, one {bytes_per_decision}-byte value each"),
-        batch: "1".into(),
-        ops: n,
-        rate: raw_rate,
-        raw: None,
-    });
-    for (what, times) in [
-        ("engine decisions: decide + RedbStore::append", &append),
-        (
-            "engine decisions: decide + RedbStore::commit (records, index row, outbox)",
-            &commit,
-        ),
-        (
-            "engine decisions: decide + SledStore::append (flush + fsync)",
-            &sled,
-        ),
-    ] {
+    if run("single") {
+        let raw_rate = median_rate(n, &raw);
         rows.push(Row {
-            what: what.into(),
+            what: format!("raw redb write transactions, one {bytes_per_decision}-byte value each"),
             batch: "1".into(),
             ops: n,
-            rate: median_rate(n, times),
-            raw: Some(raw_rate),
+            rate: raw_rate,
+            raw: None,
         });
+        for (what, times) in [
+            ("engine decisions: decide + RedbStore::append", &append),
+            (
+                "engine decisions: decide + RedbStore::commit (records, index row, outbox)",
+                &commit,
+            ),
+            (
+                "engine decisions: decide + SledStore::append (flush + fsync)",
+                &sled,
+            ),
+        ] {
+            rows.push(Row {
+                what: what.into(),
+                batch: "1".into(),
+                ops: n,
+                rate: median_rate(n, times),
+                raw: Some(raw_rate),
+            });
+        }
     }
 
     // Group commit: many concurrent callers, one durable transaction per batch.
-    for batch in [1usize, 10, 100] {
+    for batch in [1usize, 10, 100]
+        .into_iter()
+        .filter(|b| run("group") || run(&format!("group{b}")))
+    {
         let n = n * if batch == 1 { 1 } else { 10 };
         let docs = n / DECIDERS.len();
         let mut raw = Vec::new();
+        let mut spread = Vec::new();
         let mut engine = Vec::new();
+        let mut means = Vec::new();
         for round in 0..ROUNDS {
             let p = |name: &str| dir.join(format!("{name}-{batch}-{round}"));
-            raw.push(raw_redb(&p("raw.redb"), n, bytes_per_decision, batch));
-            engine.push(rt.block_on(engine_group_redb(&wf, &p("g.redb"), docs, batch)));
+            let size = bytes_per_decision;
+            raw.push(raw_redb(&p("raw.redb"), n, size, batch, None));
+            spread.push(raw_redb(&p("spread.redb"), n, size, batch, Some(docs)));
+            let (elapsed, mean) = rt.block_on(engine_group_redb(&wf, &p("g.redb"), docs, batch));
+            engine.push(elapsed);
+            means.push(mean);
         }
-        let raw_rate = median_rate(n, &raw);
         rows.push(Row {
-            what: format!("raw redb, {batch} values per write transaction"),
+            what: format!("raw redb, {batch} values per write transaction, sequential keys"),
+            batch: batch.to_string(),
+            ops: n,
+            rate: median_rate(n, &raw),
+            raw: None,
+        });
+        let raw_rate = median_rate(n, &spread);
+        rows.push(Row {
+            what: format!(
+                "raw redb, {batch} values per write transaction, keys spread over {docs} documents"
+            ),
             batch: batch.to_string(),
             ops: n,
             rate: raw_rate,
@@ -140,14 +163,21 @@ fn main() {
                 "engine decisions: group commit, {} concurrent callers",
                 callers(batch)
             ),
-            batch: format!("up to {batch}"),
+            batch: format!(
+                "up to {batch} (mean {:.1})",
+                means.iter().sum::<f64>() / means.len() as f64
+            ),
             ops: n,
             rate: median_rate(n, &engine),
             raw: Some(raw_rate),
         });
     }
 
-    let (rows_read, docs_total) = rt.block_on(pending_read(&dir.join("pending.redb")));
+    let (rows_read, docs_total) = if run("pending") {
+        rt.block_on(pending_read(&dir.join("pending.redb")))
+    } else {
+        ((0, 0.0, 0.0), 0)
+    };
 
     println!();
     println!(
@@ -234,10 +264,23 @@ fn bytes_per_decision(wf: &Workflow) -> usize {
 
 /// `n` bare redb write transactions (or `n / batch` of `batch` writes), each write one value
 /// of `size` bytes under a fresh key, with the given durability: what any redb user pays.
-fn raw_redb(path: &std::path::Path, n: usize, size: usize, batch: usize) -> Duration {
+///
+/// With `docs`, the keys are spread over that many documents as the engine's are (each
+/// transaction then touches as many B-tree leaves as documents); without, they are
+/// sequential (the cheapest case for redb).
+fn raw_redb(
+    path: &std::path::Path,
+    n: usize,
+    size: usize,
+    batch: usize,
+    docs: Option<usize>,
+) -> Duration {
     const T: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("raw");
     let db = Database::create(path).expect("raw redb");
     let value = vec![b'x'; size];
+    let names: Vec<String> = (0..docs.unwrap_or(1))
+        .map(|i| format!("doc-{i:06}"))
+        .collect();
     let start = Instant::now();
     let mut written = 0;
     while written < n {
@@ -246,8 +289,11 @@ fn raw_redb(path: &std::path::Path, n: usize, size: usize, batch: usize) -> Dura
         {
             let mut t = txn.open_table(T).expect("table");
             for _ in 0..batch.min(n - written) {
-                t.insert(("doc", written as u64), value.as_slice())
-                    .expect("insert");
+                let (doc, seq) = match docs {
+                    Some(d) => (names[written % d].as_str(), (written / d) as u64),
+                    None => ("doc", written as u64),
+                };
+                t.insert((doc, seq), value.as_slice()).expect("insert");
                 written += 1;
             }
         }
@@ -340,7 +386,7 @@ async fn engine_group_redb(
     path: &std::path::Path,
     docs: usize,
     batch: usize,
-) -> Duration {
+) -> (Duration, f64) {
     let states = {
         let store = RedbStore::create(path, fast()).expect("store");
         setup(&store, wf, docs).await
@@ -383,7 +429,10 @@ async fn engine_group_redb(
     for t in tasks {
         t.await.expect("task");
     }
-    start.elapsed()
+    let elapsed = start.elapsed();
+    let stats = store.writer_stats();
+    let mean_batch = stats.operations as f64 / stats.commits.max(1) as f64;
+    (elapsed, mean_batch)
 }
 
 /// 100,000 index rows, each document waiting for 3 of 1,000 users; then the pending list of

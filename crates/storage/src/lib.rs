@@ -32,6 +32,7 @@ pub use signoff_core::store::{
 pub use error::OpenError;
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
+pub use writer::WriterStats;
 
 /// The version of the on-disk layout that this build writes and reads. A store written by a
 /// newer layout is refused with [`OpenError::NewerSchema`]; see the README for migrating.

@@ -31,7 +31,7 @@ use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreEr
 use signoff_core::{Record, Timestamp};
 
 use crate::codec::{StoredEntry, encode_notifications, encode_records, from_json};
-use crate::writer::{Backend, Done, Op, Writer, blocking};
+use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
 use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
@@ -104,6 +104,12 @@ impl RedbStore {
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many transactions the writer thread committed, and how many operations they
+    /// carried (their ratio is the mean group-commit batch).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     fn start(db: Database, path: &Path, config: StoreConfig) -> Result<RedbStore, OpenError> {

@@ -28,7 +28,7 @@ use crate::codec::{
     StoredEntry, encode_notifications, encode_records, from_json, ordered_i64, push_str, read_str,
     to_json,
 };
-use crate::writer::{Backend, Done, Op, Writer, blocking};
+use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
 use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -71,6 +71,12 @@ impl SledStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many transactions the writer thread committed, and how many operations they
+    /// carried (their ratio is the mean group-commit batch).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     fn start(path: &Path, config: StoreConfig) -> Result<SledStore, OpenError> {

@@ -2,6 +2,8 @@
 //! queued by async callers, commits up to `max_batch` of them in one transaction (group
 //! commit), and answers each caller after that commit returned.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -61,6 +63,22 @@ struct Request {
 pub(crate) struct Writer {
     tx: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
+    stats: Arc<Counters>,
+}
+
+/// What the writer thread has done so far, for benchmarks and monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Transactions committed (or attempted: failed ones count too).
+    pub commits: u64,
+    /// Operations they carried.
+    pub operations: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    operations: AtomicU64,
 }
 
 impl std::fmt::Debug for Request {
@@ -76,6 +94,8 @@ impl Writer {
         max_batch: usize,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Request>();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("signoff-{name}-writer"))
             .spawn(move || {
@@ -91,6 +111,10 @@ impl Writer {
                     let (ops, replies): (Vec<Op>, Vec<_>) =
                         batch.drain(..).map(|r| (r.op, r.reply)).unzip();
                     let _span = tracing::trace_span!("commit", ops = ops.len()).entered();
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .operations
+                        .fetch_add(ops.len() as u64, Ordering::Relaxed);
                     match backend.commit(&ops) {
                         Ok(results) => {
                             for (reply, result) in replies.into_iter().zip(results) {
@@ -112,7 +136,15 @@ impl Writer {
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
+            stats,
         })
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            operations: self.stats.operations.load(Ordering::Relaxed),
+        }
     }
 
     /// Queues `op` and waits, without blocking the executor, for the commit that carries it.
