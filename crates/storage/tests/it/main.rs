@@ -5,5 +5,6 @@
 mod conformance;
 mod crash;
 mod differential;
+mod group;
 mod open;
 mod support;
