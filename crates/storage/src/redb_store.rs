@@ -5,7 +5,7 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next` |
-//! | `events` | (document id, seq) | the record as JSON (a stream's length is its last seq + 1) |
+//! | `events` | (document id, seq of the append's first record) | the records of one append: their count (4 bytes, big-endian), then a JSON array |
 //! | `index` | document id | the index row as JSON |
 //! | `index_by_state` | (state, document id) | `()` |
 //! | `index_by_reviewer` | (reviewer, document id) | `()` |
@@ -166,14 +166,31 @@ impl EventStore for RedbStore {
         let raw = self
             .read_with(move |txn| {
                 let t = txn.open_table(EVENTS)?;
+                // Start at the append that holds `from` (the last one starting at or before
+                // it), then take every later one.
+                let start = match t
+                    .range((doc.as_str(), 0)..=(doc.as_str(), from))?
+                    .next_back()
+                {
+                    Some(row) => row?.0.value().1,
+                    None => from,
+                };
                 let mut out = Vec::new();
-                for row in t.range((doc.as_str(), from)..=(doc.as_str(), u64::MAX))? {
-                    out.push(row?.1.value().to_vec());
+                for row in t.range((doc.as_str(), start)..=(doc.as_str(), u64::MAX))? {
+                    let (key, value) = row?;
+                    out.push((key.value().1, value.value().to_vec()));
                 }
                 Ok(out)
             })
             .await?;
-        raw.iter().map(|b| from_json(b, "record")).collect()
+        let mut records = Vec::new();
+        for (first, value) in raw {
+            let body = value.get(4..).unwrap_or_default();
+            let chunk: Vec<Record> = from_json(body, "records")?;
+            let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
+            records.extend(chunk.into_iter().skip(skip));
+        }
+        Ok(records)
     }
 }
 
@@ -256,10 +273,16 @@ impl LocalStore for RedbStore {
         entry: Option<IndexEntry>,
         notifications: &[Notification],
     ) -> Result<u64, StoreError> {
+        let encoded = encode_records(doc, expected, records)?;
         let op = Op::Append {
             doc: doc.to_owned(),
             expected,
-            records: encode_records(doc, expected, records)?,
+            count: records.len() as u64,
+            records: if encoded.is_empty() {
+                Vec::new()
+            } else {
+                vec![chunk(&encoded)]
+            },
             entry,
             notifications: encode_notifications(notifications)?,
         };
@@ -410,6 +433,7 @@ impl<'t> Tables<'t> {
             Op::Append {
                 doc,
                 expected,
+                count,
                 records,
                 entry,
                 notifications,
@@ -423,14 +447,16 @@ impl<'t> Tables<'t> {
                         actual,
                     }));
                 }
-                for (i, r) in records.iter().enumerate() {
-                    events.insert((doc.as_str(), expected + i as u64), r.as_slice())?;
+                // One value per append (the caller built it with `chunk`): one B-tree insert
+                // however many records the command produced.
+                for r in records {
+                    events.insert((doc.as_str(), *expected), r.as_slice())?;
                 }
                 if let Some(entry) = entry {
                     self.upsert(entry)?;
                 }
                 self.enqueue(notifications)?;
-                Ok(Ok(Done::Len(expected + records.len() as u64)))
+                Ok(Ok(Done::Len(expected + count)))
             }
             Op::Upsert(entry) => {
                 self.upsert(entry)?;
@@ -505,15 +531,18 @@ impl<'t> Tables<'t> {
     }
 }
 
-/// The length of `doc`'s stream: one past the seq of its last record (no separate table of
-/// lengths, so an append writes one B-tree).
+/// The length of `doc`'s stream: the first seq of its last append plus that append's count
+/// (no separate table of lengths, so an append writes one B-tree).
 fn stream_len(
     events: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     doc: &str,
 ) -> Result<u64, redb::Error> {
     Ok(
         match events.range((doc, 0)..=(doc, u64::MAX))?.next_back() {
-            Some(row) => row?.0.value().1 + 1,
+            Some(row) => {
+                let (key, value) = row?;
+                key.value().1 + chunk_len(value.value())?
+            }
             None => 0,
         },
     )
@@ -665,4 +694,30 @@ fn open_error(path: &Path, e: impl Into<redb::Error>) -> OpenError {
 
 fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(e.into().to_string())
+}
+
+/// The stored form of one append: the record count (4 bytes, big-endian), then the records
+/// as one JSON array.
+fn chunk(encoded: &[Vec<u8>]) -> Vec<u8> {
+    let body: usize = encoded.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(4 + body + 1);
+    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    out.push(b'[');
+    for (i, r) in encoded.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r);
+    }
+    out.push(b']');
+    out
+}
+
+/// The record count of a stored append.
+fn chunk_len(value: &[u8]) -> Result<u64, redb::Error> {
+    value
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u64::from(u32::from_be_bytes(b)))
+        .ok_or_else(|| redb::Error::Corrupted("an append of the events table has no count".into()))
 }

@@ -283,6 +283,7 @@ impl LocalStore for SledStore {
         let op = Op::Append {
             doc: doc.to_owned(),
             expected,
+            count: records.len() as u64,
             records: encode_records(doc, expected, records)?,
             entry,
             notifications: encode_notifications(notifications)?,
@@ -385,6 +386,7 @@ impl SledWriter {
                 records,
                 entry,
                 notifications,
+                ..
             } => {
                 let actual = stream_len(&t.events, doc).map_err(backend)?;
                 if actual != *expected {

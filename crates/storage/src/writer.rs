@@ -19,6 +19,10 @@ pub(crate) enum Op {
     Append {
         doc: String,
         expected: u64,
+        /// How many records are appended.
+        count: u64,
+        /// The encoded records: one value per record (sled), or one value holding all of
+        /// them (redb).
         records: Vec<Vec<u8>>,
         entry: Option<IndexEntry>,
         notifications: Vec<Vec<u8>>,
