@@ -13,9 +13,9 @@
 //! `events` (`lp(doc)` ++ seq big-endian → record JSON), `index` (`e` ++ `lp(doc)` → row
 //! JSON; `s` ++ `lp(state)` ++ doc, `r` ++ `lp(reviewer)` ++ doc, `d` ++ due time
 //! (order-preserving 8 bytes) ++ doc → empty), `outbox` (`n` → next id; `i` ++ id → notification
-//! JSON), `workflows` (hash → source). Each operation writes each tree in one atomic `Batch`, so
-//! no partial record, row or notification is ever visible; the stream length is the last key of
-//! the document's range.
+//! JSON), `workflows` (hash → source). An append with its index row and notifications is one
+//! sled transaction over `events`, `index` and `outbox`, so no partial record, row or
+//! notification is ever visible; the stream length is the last key of the document's range.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use signoff_core::notify::Notification;
 use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
 use signoff_core::{Record, Timestamp};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::codec::{
     StoredEntry, encode_notifications, encode_records, from_json, ordered_i64, push_str, read_str,
@@ -388,6 +390,8 @@ impl SledWriter {
                 notifications,
                 ..
             } => {
+                // The writer thread is the only writer, so the length read here cannot change
+                // before the transaction below.
                 let actual = stream_len(&t.events, doc).map_err(backend)?;
                 if actual != *expected {
                     return Ok(Err(StoreError::Conflict {
@@ -396,27 +400,32 @@ impl SledWriter {
                         actual,
                     }));
                 }
-                // The records go in one atomic batch: all or none after a crash. The index
-                // row and notifications are separate trees, written after: a crash in
-                // between leaves them behind the stream (they are rebuilt from it), never
-                // ahead of it.
-                let mut batch = sled::Batch::default();
-                for (i, r) in records.iter().enumerate() {
-                    batch.insert(event_key(doc, expected + i as u64), r.as_slice());
-                }
-                t.events.apply_batch(batch).map_err(backend)?;
-                if let Some(entry) = entry {
-                    self.upsert(entry)?;
-                }
-                self.enqueue(notifications)?;
+                // Records, index row and notifications in one transaction over the three
+                // trees: all or none after a crash.
+                (&t.events, &t.index, &t.outbox)
+                    .transaction(|(events, index, outbox)| {
+                        for (i, r) in records.iter().enumerate() {
+                            events.insert(event_key(doc, expected + i as u64), r.as_slice())?;
+                        }
+                        if let Some(entry) = entry {
+                            upsert(index, entry)?;
+                        }
+                        enqueue(outbox, notifications)?;
+                        Ok(())
+                    })
+                    .map_err(tx_error)?;
                 Ok(Ok(Done::Len(expected + records.len() as u64)))
             }
             Op::Upsert(entry) => {
-                self.upsert(entry)?;
+                t.index
+                    .transaction(|index| upsert(index, entry))
+                    .map_err(tx_error)?;
                 Ok(Ok(Done::Unit))
             }
             Op::Enqueue(items) => {
-                self.enqueue(items)?;
+                t.outbox
+                    .transaction(|outbox| enqueue(outbox, items))
+                    .map_err(tx_error)?;
                 Ok(Ok(Done::Unit))
             }
             Op::Ack(id) => {
@@ -434,45 +443,56 @@ impl SledWriter {
             }
         }
     }
+}
 
-    fn upsert(&self, entry: &IndexEntry) -> Result<(), StoreError> {
-        let index = &self.trees.index;
-        let doc = entry.doc.as_str();
-        let mut main = vec![b'e'];
-        push_str(&mut main, doc);
-        let mut batch = sled::Batch::default();
-        if let Some(old) = index.get(&main).map_err(backend)? {
-            let old: StoredEntry = from_json(&old, "index row")?;
-            for key in secondary_keys(&old, doc) {
-                batch.remove(key);
-            }
+type TxResult = Result<(), ConflictableTransactionError<StoreError>>;
+
+/// Replaces `entry`'s row and its secondary keys, inside a transaction.
+fn upsert(index: &TransactionalTree, entry: &IndexEntry) -> TxResult {
+    let doc = entry.doc.as_str();
+    let mut main = vec![b'e'];
+    push_str(&mut main, doc);
+    if let Some(old) = index.get(&main)? {
+        let old: StoredEntry =
+            from_json(&old, "index row").map_err(ConflictableTransactionError::Abort)?;
+        for key in secondary_keys(&old, doc) {
+            index.remove(key)?;
         }
-        let stored = StoredEntry::of(entry);
-        for key in secondary_keys(&stored, doc) {
-            batch.insert(key, &[][..]);
-        }
-        batch.insert(main, to_json(&stored)?);
-        index.apply_batch(batch).map_err(backend)
     }
+    let stored = StoredEntry::of(entry);
+    for key in secondary_keys(&stored, doc) {
+        index.insert(key, &[][..])?;
+    }
+    let row = to_json(&stored).map_err(ConflictableTransactionError::Abort)?;
+    index.insert(main, row)?;
+    Ok(())
+}
 
-    fn enqueue(&self, items: &[Vec<u8>]) -> Result<(), StoreError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let outbox = &self.trees.outbox;
-        let mut next = match outbox.get(OUTBOX_NEXT).map_err(backend)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                StoreError::Backend("corrupted outbox counter in the store".into())
-            })?),
-            None => 1,
-        };
-        let mut batch = sled::Batch::default();
-        for item in items {
-            batch.insert(outbox_key(next).to_vec(), item.as_slice());
-            next += 1;
-        }
-        batch.insert(OUTBOX_NEXT, &next.to_be_bytes()[..]);
-        outbox.apply_batch(batch).map_err(backend)
+/// Adds `items` to the outbox under the next ids, inside a transaction.
+fn enqueue(outbox: &TransactionalTree, items: &[Vec<u8>]) -> TxResult {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut next = match outbox.get(OUTBOX_NEXT)? {
+        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+            ConflictableTransactionError::Abort(StoreError::Backend(
+                "corrupted outbox counter in the store".into(),
+            ))
+        })?),
+        None => 1,
+    };
+    for item in items {
+        outbox.insert(outbox_key(next).to_vec(), item.as_slice())?;
+        next += 1;
+    }
+    outbox.insert(OUTBOX_NEXT, &next.to_be_bytes()[..])?;
+    Ok(())
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
     }
 }
 
