@@ -32,6 +32,9 @@ COMMANDS:
                          YAML parse, and a cold roa-check process beside a bare process spawn
     bench core           Benchmark signoff-core: decisions/s through decide -> append -> fold
                          for a two-stage workflow with 5 reviewers, and a 10,000-record replay
+    bench storage        Benchmark the stores: durable decisions/s through the engine on redb
+                         and sled beside bare redb commits of the same size, group commit
+                         (1, 10, 100), and a pending list read from 100,000 documents
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
     guests               Build the guest components of signoff-sim (guests/, wasm32-wasip2)
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         ["bench", "roa"] => bench_roa(),
         ["bench", "core"] => bench_core(),
         ["bench", "sim"] => guests::bench_sim(&root()),
+        ["bench", "storage"] => bench_storage(),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
@@ -350,6 +354,18 @@ fn wasm_check() -> Result<(), String> {
         "signoff-core",
         "--target",
         "wasm32-wasip2",
+    ]))
+}
+
+fn bench_storage() -> Result<(), String> {
+    run(cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "signoff-storage",
+        "--example",
+        "bench",
     ]))
 }
 

@@ -8,6 +8,7 @@ use std::io::Write;
 
 use clap::Parser;
 
+pub mod doc;
 pub mod workflow;
 
 /// The signoff command line.
@@ -22,8 +23,9 @@ const LONG_ABOUT: &str = "\
 signoff: build, check and run document-approval apps for Atlassian Forge on your laptop.
 
 Today it checks Forge manifests for Runs-on-Atlassian eligibility and classifies upgrades
-(`signoff roa`), and validates, draws and unit-tests approval workflows (`signoff workflow`).
-Local stores and the platform simulator come next.";
+(`signoff roa`), validates, draws and unit-tests approval workflows (`signoff workflow`), and
+runs documents through a workflow on a local store (`signoff doc`, `pending`, `audit`, `tick`;
+the default store is ./signoff.redb).";
 
 /// Top-level commands.
 #[derive(Debug, clap::Subcommand)]
@@ -34,6 +36,8 @@ pub enum Command {
     /// Approval workflows: validate a definition, draw it, and run scenario tests.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    #[command(flatten)]
+    Local(doc::LocalCommand),
 }
 
 /// Parses `args` (including the program name) and runs the command, writing to `out` and
@@ -56,5 +60,6 @@ where
     match &cli.command {
         Command::Roa(cmd) => roa_check::cli::run(cmd, out, err, stdout_is_terminal),
         Command::Workflow(cmd) => workflow::run(cmd, out, err),
+        Command::Local(cmd) => doc::run(cmd, out, err),
     }
 }

@@ -1,0 +1,723 @@
+//! [`RedbStore`]: the default embedded store, one redb file.
+//!
+//! Layout (version [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)), one table each:
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next` |
+//! | `events` | (document id, seq of the append's first record) | the records of one append: their count (4 bytes, big-endian), then a JSON array |
+//! | `index` | document id | the index row as JSON |
+//! | `index_by_state` | (state, document id) | `()` |
+//! | `index_by_reviewer` | (reviewer, document id) | `()` |
+//! | `index_by_due` | (due time in Unix seconds, document id) | `()` |
+//! | `outbox` | item id (from 1, never reused) | the notification as JSON |
+//! | `workflows` | workflow hash | the definition's source text |
+
+// redb's own error type is large; it lives only inside this module, on the writer and
+// blocking threads, and becomes a `StoreError` before it reaches a caller.
+#![allow(clippy::result_large_err)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use std::ops::Bound;
+
+use redb::{
+    Database, ReadableTable, StorageBackend, Table, TableDefinition, TableError, WriteTransaction,
+};
+use signoff_core::notify::Notification;
+use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
+use signoff_core::{Record, Timestamp};
+
+use crate::codec::{StoredEntry, encode_notifications, encode_records, from_json};
+use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
+use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
+const INDEX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("index");
+const BY_STATE: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("index_by_state");
+const BY_REVIEWER: TableDefinition<'_, (&str, &str), ()> =
+    TableDefinition::new("index_by_reviewer");
+const BY_DUE: TableDefinition<'_, (i64, &str), ()> = TableDefinition::new("index_by_due");
+const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
+const WORKFLOWS: TableDefinition<'_, &str, &str> = TableDefinition::new("workflows");
+
+const SCHEMA_KEY: &str = "schema_version";
+const OUTBOX_NEXT: &str = "outbox_next";
+
+/// The default store: streams, index, outbox and workflow definitions in one redb file.
+///
+/// Writes go through a dedicated writer thread (see [`StoreConfig`]); reads run on tokio's
+/// blocking pool. Dropping the store finishes the queued writes and closes the file.
+#[derive(Debug)]
+pub struct RedbStore {
+    // Declared first so that it is dropped first: the writer thread ends (and drops its
+    // handle on the database) before ours goes.
+    writer: Writer,
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating it (and its layout) when the file does not exist.
+    ///
+    /// A new store is built under a temporary name and linked into place complete, so that a
+    /// crash during creation leaves either no store or an empty, valid one, never a file
+    /// that cannot be opened.
+    pub fn create(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            create_new(path)?;
+        }
+        let db = guard(path, || Database::builder().create(path))?;
+        RedbStore::start(db, path, config)
+    }
+
+    /// Opens an existing store; fails with [`OpenError::Missing`] when there is none.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(OpenError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let db = guard(path, || Database::builder().open(path))?;
+        RedbStore::start(db, path, config)
+    }
+
+    /// Creates or opens a store on a storage backend of the caller's (for example one that
+    /// injects IO errors, in tests). `path` only names the store in errors.
+    pub fn with_backend(
+        backend: impl StorageBackend,
+        path: impl AsRef<Path>,
+        config: StoreConfig,
+    ) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        let db = guard(path, move || {
+            Database::builder().create_with_backend(backend)
+        })?;
+        RedbStore::start(db, path, config)
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many transactions the writer thread committed, and how many operations they
+    /// carried (their ratio is the mean group-commit batch).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    fn start(db: Database, path: &Path, config: StoreConfig) -> Result<RedbStore, OpenError> {
+        init_layout(&db, path)?;
+        let db = Arc::new(db);
+        let backend = RedbWriter {
+            db: db.clone(),
+            durability: config.durability,
+        };
+        let writer =
+            Writer::start("redb", backend, config.max_batch()).map_err(|e| OpenError::Io {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        Ok(RedbStore {
+            writer,
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `f` in a read transaction on the blocking pool.
+    async fn read_with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            f(&txn).map_err(backend)
+        })
+        .await
+    }
+
+    async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        self.writer.submit(op).await
+    }
+}
+
+#[async_trait]
+impl EventStore for RedbStore {
+    async fn append(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+    ) -> Result<u64, StoreError> {
+        self.commit(doc, expected, records, None, &[]).await
+    }
+
+    async fn read(&self, doc: &str, from: u64) -> Result<Vec<Record>, StoreError> {
+        let doc = doc.to_owned();
+        let raw = self
+            .read_with(move |txn| {
+                let t = txn.open_table(EVENTS)?;
+                // Start at the append that holds `from` (the last one starting at or before
+                // it), then take every later one.
+                let start = match t
+                    .range((doc.as_str(), 0)..=(doc.as_str(), from))?
+                    .next_back()
+                {
+                    Some(row) => row?.0.value().1,
+                    None => from,
+                };
+                let mut out = Vec::new();
+                for row in t.range((doc.as_str(), start)..=(doc.as_str(), u64::MAX))? {
+                    let (key, value) = row?;
+                    out.push((key.value().1, value.value().to_vec()));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut records = Vec::new();
+        for (first, value) in raw {
+            let body = value.get(4..).unwrap_or_default();
+            let chunk: Vec<Record> = from_json(body, "records")?;
+            let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
+            records.extend(chunk.into_iter().skip(skip));
+        }
+        Ok(records)
+    }
+}
+
+#[async_trait]
+impl DocumentIndex for RedbStore {
+    async fn upsert(&self, entry: IndexEntry) -> Result<(), StoreError> {
+        self.write(Op::Upsert(entry)).await.map(|_| ())
+    }
+
+    async fn by_state(&self, state: &str) -> Result<Vec<String>, StoreError> {
+        let state = state.to_owned();
+        self.read_with(move |txn| prefix_docs(&txn.open_table(BY_STATE)?, &state))
+            .await
+    }
+
+    async fn by_reviewer(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.read_with(move |txn| prefix_docs(&txn.open_table(BY_REVIEWER)?, &user))
+            .await
+    }
+
+    async fn due_before(&self, t: Timestamp) -> Result<Vec<String>, StoreError> {
+        let mut docs = self
+            .read_with(move |txn| {
+                let table = txn.open_table(BY_DUE)?;
+                let mut out = Vec::new();
+                for row in table.range((i64::MIN, "")..)? {
+                    let (key, _) = row?;
+                    let (due, doc) = key.value();
+                    if due > t.0 {
+                        break;
+                    }
+                    out.push(doc.to_owned());
+                }
+                Ok(out)
+            })
+            .await?;
+        // Every query answers in document order, like the in-memory index.
+        docs.sort();
+        Ok(docs)
+    }
+}
+
+#[async_trait]
+impl Outbox for RedbStore {
+    async fn enqueue(&self, items: &[Notification]) -> Result<(), StoreError> {
+        let items = encode_notifications(items)?;
+        self.write(Op::Enqueue(items)).await.map(|_| ())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<(u64, Notification)>, StoreError> {
+        let raw = self
+            .read_with(move |txn| {
+                let t = txn.open_table(OUTBOX)?;
+                let mut out = Vec::new();
+                for row in t.iter()?.take(limit) {
+                    let (id, n) = row?;
+                    out.push((id.value(), n.value().to_vec()));
+                }
+                Ok(out)
+            })
+            .await?;
+        raw.into_iter()
+            .map(|(id, b)| Ok((id, from_json(&b, "notification")?)))
+            .collect()
+    }
+
+    async fn ack(&self, id: u64) -> Result<(), StoreError> {
+        self.write(Op::Ack(id)).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl LocalStore for RedbStore {
+    async fn commit(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+        entry: Option<IndexEntry>,
+        notifications: &[Notification],
+    ) -> Result<u64, StoreError> {
+        let encoded = encode_records(doc, expected, records)?;
+        let op = Op::Append {
+            doc: doc.to_owned(),
+            expected,
+            count: records.len() as u64,
+            records: if encoded.is_empty() {
+                Vec::new()
+            } else {
+                vec![chunk(&encoded)]
+            },
+            entry,
+            notifications: encode_notifications(notifications)?,
+        };
+        match self.write(op).await? {
+            Done::Len(n) => Ok(n),
+            Done::Unit => Err(StoreError::Backend(
+                "the writer answered out of turn".into(),
+            )),
+        }
+    }
+
+    async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read_with(|txn| {
+            let events = txn.open_table(EVENTS)?;
+            let mut out: Vec<(String, u64)> = Vec::new();
+            // One step per document: from each stream's end to the next stream.
+            loop {
+                let next = match out.last() {
+                    None => events.iter()?.next(),
+                    Some((doc, _)) => {
+                        let after = (doc.as_str(), u64::MAX);
+                        events
+                            .range::<(&str, u64)>((Bound::Excluded(after), Bound::Unbounded))?
+                            .next()
+                    }
+                };
+                let Some(row) = next else { break };
+                let doc = row?.0.value().0.to_owned();
+                let len = stream_len(&events, &doc)?;
+                out.push((doc, len));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_workflow(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.write(Op::PutWorkflow {
+            hash: hash.to_owned(),
+            source: source.to_owned(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn workflow(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        self.read_with(move |txn| {
+            Ok(txn
+                .open_table(WORKFLOWS)?
+                .get(hash.as_str())?
+                .map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+}
+
+/// The writer thread's side: commits batches in one redb write transaction.
+struct RedbWriter {
+    db: Arc<Database>,
+    durability: Durability,
+}
+
+impl Backend for RedbWriter {
+    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        txn.set_durability(match self.durability {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::None => redb::Durability::None,
+        });
+        let mut results = Vec::with_capacity(ops.len());
+        {
+            // Each table is opened once per batch, when an operation first needs it.
+            let mut tables = Tables::new(&txn);
+            for op in ops {
+                // An error from redb inside the transaction leaves it in an unknown state:
+                // give up the whole batch (the transaction aborts when dropped).
+                results.push(tables.apply(op).map_err(backend)?);
+            }
+        }
+        txn.commit().map_err(backend)?;
+        Ok(results)
+    }
+
+    fn close(&mut self) {
+        if self.durability == Durability::Immediate {
+            return;
+        }
+        // Non-durable commits reach the disk only with a later durable one: an empty
+        // durable commit makes a clean close keep everything.
+        let done = (|| -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate);
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "the final durable commit failed");
+        }
+    }
+}
+
+type Events<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
+type Pairs<'t> = Table<'t, (&'static str, &'static str), ()>;
+
+/// The tables of one write transaction, opened lazily and kept for the whole batch.
+struct Tables<'t> {
+    txn: &'t WriteTransaction,
+    meta: Option<Table<'t, &'static str, u64>>,
+    events: Option<Events<'t>>,
+    index: Option<Table<'t, &'static str, &'static [u8]>>,
+    by_state: Option<Pairs<'t>>,
+    by_reviewer: Option<Pairs<'t>>,
+    by_due: Option<Table<'t, (i64, &'static str), ()>>,
+    outbox: Option<Table<'t, u64, &'static [u8]>>,
+    workflows: Option<Table<'t, &'static str, &'static str>>,
+}
+
+/// Opens `$def` into `$slot` unless it is open, and yields the table.
+macro_rules! table {
+    ($self:ident . $slot:ident, $def:expr) => {{
+        if $self.$slot.is_none() {
+            $self.$slot = Some($self.txn.open_table($def)?);
+        }
+        $self.$slot.as_mut().expect("opened just above")
+    }};
+}
+
+impl<'t> Tables<'t> {
+    fn new(txn: &'t WriteTransaction) -> Tables<'t> {
+        Tables {
+            txn,
+            meta: None,
+            events: None,
+            index: None,
+            by_state: None,
+            by_reviewer: None,
+            by_due: None,
+            outbox: None,
+            workflows: None,
+        }
+    }
+
+    /// Applies one operation. The outer error is redb's (abort the batch); the inner one is
+    /// the operation's own (a conflict: it wrote nothing).
+    fn apply(&mut self, op: &Op) -> Result<Result<Done, StoreError>, redb::Error> {
+        match op {
+            Op::Append {
+                doc,
+                expected,
+                count,
+                records,
+                entry,
+                notifications,
+            } => {
+                let events = table!(self.events, EVENTS);
+                let actual = stream_len(events, doc)?;
+                if actual != *expected {
+                    return Ok(Err(StoreError::Conflict {
+                        doc: doc.clone(),
+                        expected: *expected,
+                        actual,
+                    }));
+                }
+                // One value per append (the caller built it with `chunk`): one B-tree insert
+                // however many records the command produced.
+                for r in records {
+                    events.insert((doc.as_str(), *expected), r.as_slice())?;
+                }
+                if let Some(entry) = entry {
+                    self.upsert(entry)?;
+                }
+                self.enqueue(notifications)?;
+                Ok(Ok(Done::Len(expected + count)))
+            }
+            Op::Upsert(entry) => {
+                self.upsert(entry)?;
+                Ok(Ok(Done::Unit))
+            }
+            Op::Enqueue(items) => {
+                self.enqueue(items)?;
+                Ok(Ok(Done::Unit))
+            }
+            Op::Ack(id) => {
+                let removed = table!(self.outbox, OUTBOX).remove(*id)?.is_some();
+                Ok(if removed {
+                    Ok(Done::Unit)
+                } else {
+                    Err(StoreError::UnknownOutboxItem(*id))
+                })
+            }
+            Op::PutWorkflow { hash, source } => {
+                table!(self.workflows, WORKFLOWS).insert(hash.as_str(), source.as_str())?;
+                Ok(Ok(Done::Unit))
+            }
+        }
+    }
+
+    fn upsert(&mut self, entry: &IndexEntry) -> Result<(), redb::Error> {
+        let doc = entry.doc.as_str();
+        let old = table!(self.index, INDEX)
+            .get(doc)?
+            .map(|v| v.value().to_vec());
+        let old = old.and_then(|old| serde_json::from_slice::<StoredEntry>(&old).ok());
+        // A row that does not decode was not written by us; its secondary keys cannot be
+        // found, and would only be stale hits.
+        if let Some(old) = &old {
+            table!(self.by_state, BY_STATE).remove((old.state.as_str(), doc))?;
+            let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
+            for r in &old.pending_reviewers {
+                by_reviewer.remove((r.as_str(), doc))?;
+            }
+            if let Some(due) = old.due_at {
+                table!(self.by_due, BY_DUE).remove((due, doc))?;
+            }
+        }
+        let stored = StoredEntry::of(entry);
+        let bytes =
+            serde_json::to_vec(&stored).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        table!(self.index, INDEX).insert(doc, bytes.as_slice())?;
+        table!(self.by_state, BY_STATE).insert((entry.state.as_str(), doc), ())?;
+        let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
+        for r in &entry.pending_reviewers {
+            by_reviewer.insert((r.as_str(), doc), ())?;
+        }
+        if let Some(due) = entry.due_at {
+            table!(self.by_due, BY_DUE).insert((due.0, doc), ())?;
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, items: &[Vec<u8>]) -> Result<(), redb::Error> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let meta = table!(self.meta, META);
+        let mut next = meta.get(OUTBOX_NEXT)?.map_or(1, |v| v.value());
+        let first = next;
+        next += items.len() as u64;
+        meta.insert(OUTBOX_NEXT, next)?;
+        let outbox = table!(self.outbox, OUTBOX);
+        for (i, item) in items.iter().enumerate() {
+            outbox.insert(first + i as u64, item.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// The length of `doc`'s stream: the first seq of its last append plus that append's count
+/// (no separate table of lengths, so an append writes one B-tree).
+fn stream_len(
+    events: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    doc: &str,
+) -> Result<u64, redb::Error> {
+    Ok(
+        match events.range((doc, 0)..=(doc, u64::MAX))?.next_back() {
+            Some(row) => {
+                let (key, value) = row?;
+                key.value().1 + chunk_len(value.value())?
+            }
+            None => 0,
+        },
+    )
+}
+
+/// The document ids under `prefix` in a (prefix, doc) table, in document order.
+fn prefix_docs(
+    table: &impl ReadableTable<(&'static str, &'static str), ()>,
+    prefix: &str,
+) -> Result<Vec<String>, redb::Error> {
+    let mut out = Vec::new();
+    for row in table.range((prefix, "")..)? {
+        let (key, _) = row?;
+        let (p, doc) = key.value();
+        if p != prefix {
+            break;
+        }
+        out.push(doc.to_owned());
+    }
+    Ok(out)
+}
+
+/// Checks the layout version of an existing store, or writes the layout of a new one.
+fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let found = {
+        let txn = db.begin_read().map_err(|e| open_error(path, e))?;
+        match txn.open_table(META) {
+            Ok(meta) => meta
+                .get(SCHEMA_KEY)
+                .map_err(|e| open_error(path, e))?
+                .map(|v| v.value()),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(open_error(path, e)),
+        }
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => Err(OpenError::NewerSchema {
+            path: path.to_owned(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        // Version 1 is the first layout: there is nothing older to migrate from yet.
+        Some(_) => Ok(()),
+        None => {
+            let txn = db.begin_write().map_err(|e| open_error(path, e))?;
+            let has_tables = txn
+                .list_tables()
+                .map_err(|e| open_error(path, e))?
+                .next()
+                .is_some();
+            if has_tables {
+                return Err(OpenError::NotAStore {
+                    path: path.to_owned(),
+                    detail: "a redb file without signoff's `meta` table".into(),
+                });
+            }
+            let create = |txn: &WriteTransaction| -> Result<(), redb::Error> {
+                txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                txn.open_table(EVENTS)?;
+                txn.open_table(INDEX)?;
+                txn.open_table(BY_STATE)?;
+                txn.open_table(BY_REVIEWER)?;
+                txn.open_table(BY_DUE)?;
+                txn.open_table(OUTBOX)?;
+                txn.open_table(WORKFLOWS)?;
+                Ok(())
+            };
+            create(&txn).map_err(|e| open_error(path, e))?;
+            txn.commit().map_err(|e| open_error(path, e))
+        }
+    }
+}
+
+/// Builds an empty store at a temporary name beside `path`, makes it durable, and links it
+/// to `path` unless something else got there first (`hard_link` never replaces a file).
+fn create_new(path: &Path) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".creating-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    // A leftover of a crash during an earlier creation by a process of the same id.
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let db = guard(&tmp, || Database::builder().create(&tmp))?;
+        init_layout(&db, &tmp)?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io(e)),
+    }
+    // The new directory entry must reach the disk too.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+/// Opens the database, turning redb's assertion failures on some damaged files (redb 2.6
+/// asserts, for example, that a file is at least as long as its header says) into
+/// [`OpenError::Corrupted`]: a damaged file must give an error, never take the caller down.
+fn guard(
+    path: &Path,
+    open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database, OpenError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(result) => result.map_err(|e| open_error(path, e)),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "redb could not read it".into());
+            Err(OpenError::Corrupted {
+                path: path.to_owned(),
+                detail,
+            })
+        }
+    }
+}
+
+fn open_error(path: &Path, e: impl Into<redb::Error>) -> OpenError {
+    let path = path.to_owned();
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => OpenError::Locked { path },
+        redb::Error::Corrupted(detail) => OpenError::Corrupted { path, detail },
+        redb::Error::UpgradeRequired(v) => OpenError::NotAStore {
+            path,
+            detail: format!("a redb file of format version {v}, which this redb cannot read"),
+        },
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::WouldBlock => {
+            OpenError::Locked { path }
+        }
+        redb::Error::Io(source) => OpenError::Io { path, source },
+        e => OpenError::Backend {
+            path,
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}
+
+/// The stored form of one append: the record count (4 bytes, big-endian), then the records
+/// as one JSON array.
+fn chunk(encoded: &[Vec<u8>]) -> Vec<u8> {
+    let body: usize = encoded.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(4 + body + 1);
+    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    out.push(b'[');
+    for (i, r) in encoded.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r);
+    }
+    out.push(b']');
+    out
+}
+
+/// The record count of a stored append.
+fn chunk_len(value: &[u8]) -> Result<u64, redb::Error> {
+    value
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u64::from(u32::from_be_bytes(b)))
+        .ok_or_else(|| redb::Error::Corrupted("an append of the events table has no count".into()))
+}

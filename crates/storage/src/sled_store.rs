@@ -1,0 +1,590 @@
+//! [`SledStore`]: the sled adapter, with durability made explicit.
+//!
+//! sled 0.34 (its last release, 2021) writes to its log in memory and persists it when
+//! `flush()` is called or every 500 ms in the background. Under
+//! [`Durability::Immediate`] this adapter calls `flush()` after every commit and then
+//! fsyncs sled's log file itself (on Linux, sled's flush ends with `sync_file_range`, which
+//! does not reach the device's write cache), before answering; under [`Durability::None`]
+//! it relies on the background flush, so a crash may lose the last half second of
+//! acknowledged writes.
+//!
+//! Layout (version [`SCHEMA_VERSION`](crate::SCHEMA_VERSION)), where `lp(s)` is `s` with a
+//! 4-byte big-endian length prefix: trees `meta` (`schema_version` → u64 big-endian),
+//! `events` (`lp(doc)` ++ seq big-endian → record JSON), `index` (`e` ++ `lp(doc)` → row
+//! JSON; `s` ++ `lp(state)` ++ doc, `r` ++ `lp(reviewer)` ++ doc, `d` ++ due time
+//! (order-preserving 8 bytes) ++ doc → empty), `outbox` (`n` → next id; `i` ++ id → notification
+//! JSON), `workflows` (hash → source). An append with its index row and notifications is one
+//! sled transaction over `events`, `index` and `outbox`, so no partial record, row or
+//! notification is ever visible; the stream length is the last key of the document's range.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use signoff_core::notify::Notification;
+use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
+use signoff_core::{Record, Timestamp};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use crate::codec::{
+    StoredEntry, encode_notifications, encode_records, from_json, ordered_i64, push_str, read_str,
+    to_json,
+};
+use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
+use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const OUTBOX_NEXT: &[u8] = b"n";
+
+/// The sled store: one sled directory.
+#[derive(Debug)]
+pub struct SledStore {
+    // Dropped first: the writer thread ends before the trees go.
+    writer: Writer,
+    trees: Trees,
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct Trees {
+    db: sled::Db,
+    events: sled::Tree,
+    index: sled::Tree,
+    outbox: sled::Tree,
+    workflows: sled::Tree,
+}
+
+impl SledStore {
+    /// Opens the store in the directory `path`, creating it when it does not exist.
+    pub fn create(path: impl AsRef<Path>, config: StoreConfig) -> Result<SledStore, OpenError> {
+        SledStore::start(path.as_ref(), config)
+    }
+
+    /// Opens an existing store; fails with [`OpenError::Missing`] when there is none.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<SledStore, OpenError> {
+        let path = path.as_ref();
+        if !path.join("conf").exists() {
+            return Err(OpenError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        SledStore::start(path, config)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many transactions the writer thread committed, and how many operations they
+    /// carried (their ratio is the mean group-commit batch).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    fn start(path: &Path, config: StoreConfig) -> Result<SledStore, OpenError> {
+        // sled's background IO threads release the file lock shortly after the last handle
+        // of an earlier open in this process goes: wait up to a second before calling the
+        // store locked.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .open()
+                .map_err(|e| open_error(path, e))
+            {
+                Err(OpenError::Locked { .. }) if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
+        let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(path, e));
+        let trees = Trees {
+            events: tree("events")?,
+            index: tree("index")?,
+            outbox: tree("outbox")?,
+            workflows: tree("workflows")?,
+            db: db.clone(),
+        };
+        let meta = tree("meta")?;
+        match meta.get(SCHEMA_KEY).map_err(|e| open_error(path, e))? {
+            Some(v) => {
+                let found = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    OpenError::Corrupted {
+                        path: path.to_owned(),
+                        detail: "the schema version is not 8 bytes".into(),
+                    }
+                })?);
+                if found > SCHEMA_VERSION {
+                    return Err(OpenError::NewerSchema {
+                        path: path.to_owned(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => {
+                if !trees.events.is_empty() || !trees.index.is_empty() {
+                    return Err(OpenError::NotAStore {
+                        path: path.to_owned(),
+                        detail: "a sled database without signoff's schema version".into(),
+                    });
+                }
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(|e| open_error(path, e))?;
+                db.flush().map_err(|e| open_error(path, e))?;
+            }
+        }
+        // sled's log file, to fsync after sled's own flush (see `SledWriter::commit`).
+        let log = std::fs::File::open(path.join("db")).map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let backend = SledWriter {
+            trees: trees.clone(),
+            durability: config.durability,
+            log,
+        };
+        let writer =
+            Writer::start("sled", backend, config.max_batch()).map_err(|e| OpenError::Io {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        Ok(SledStore {
+            writer,
+            trees,
+            path: path.to_owned(),
+        })
+    }
+
+    async fn read_with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Trees) -> Result<T, sled::Error> + Send + 'static,
+    {
+        let trees = self.trees.clone();
+        blocking(move || f(&trees).map_err(backend)).await
+    }
+}
+
+#[async_trait]
+impl EventStore for SledStore {
+    async fn append(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+    ) -> Result<u64, StoreError> {
+        self.commit(doc, expected, records, None, &[]).await
+    }
+
+    async fn read(&self, doc: &str, from: u64) -> Result<Vec<Record>, StoreError> {
+        let doc = doc.to_owned();
+        let raw: Vec<Vec<u8>> = self
+            .read_with(move |t| {
+                let start = event_key(&doc, from);
+                let end = event_key(&doc, u64::MAX);
+                t.events
+                    .range(start..=end)
+                    .map(|row| row.map(|(_, v)| v.to_vec()))
+                    .collect()
+            })
+            .await?;
+        raw.iter().map(|b| from_json(b, "record")).collect()
+    }
+}
+
+#[async_trait]
+impl DocumentIndex for SledStore {
+    async fn upsert(&self, entry: IndexEntry) -> Result<(), StoreError> {
+        self.writer.submit(Op::Upsert(entry)).await.map(|_| ())
+    }
+
+    async fn by_state(&self, state: &str) -> Result<Vec<String>, StoreError> {
+        let mut prefix = vec![b's'];
+        push_str(&mut prefix, state);
+        self.read_with(move |t| prefix_docs(&t.index, &prefix))
+            .await
+    }
+
+    async fn by_reviewer(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let mut prefix = vec![b'r'];
+        push_str(&mut prefix, user);
+        self.read_with(move |t| prefix_docs(&t.index, &prefix))
+            .await
+    }
+
+    async fn due_before(&self, t: Timestamp) -> Result<Vec<String>, StoreError> {
+        let mut docs = self
+            .read_with(move |trees| {
+                let mut end = vec![b'd'];
+                end.extend_from_slice(&ordered_i64(t.0));
+                // Every key of a due time at or before `t` sorts below `end` + 0xff.
+                end.push(0xff);
+                let mut out = Vec::new();
+                for row in trees.index.range(&b"d"[..]..end.as_slice()) {
+                    let (key, _) = row?;
+                    out.push(doc_after(&key, 9)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        docs.sort();
+        Ok(docs)
+    }
+}
+
+#[async_trait]
+impl Outbox for SledStore {
+    async fn enqueue(&self, items: &[Notification]) -> Result<(), StoreError> {
+        let items = encode_notifications(items)?;
+        self.writer.submit(Op::Enqueue(items)).await.map(|_| ())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<(u64, Notification)>, StoreError> {
+        let raw = self
+            .read_with(move |t| {
+                let mut out = Vec::new();
+                for row in t.outbox.scan_prefix(b"i").take(limit) {
+                    let (k, v) = row?;
+                    let id = k
+                        .get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes);
+                    out.push((id, v.to_vec()));
+                }
+                Ok(out)
+            })
+            .await?;
+        raw.into_iter()
+            .map(|(id, b)| {
+                let id = id.ok_or_else(|| {
+                    StoreError::Backend("corrupted outbox key in the store".into())
+                })?;
+                Ok((id, from_json(&b, "notification")?))
+            })
+            .collect()
+    }
+
+    async fn ack(&self, id: u64) -> Result<(), StoreError> {
+        self.writer.submit(Op::Ack(id)).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl LocalStore for SledStore {
+    async fn commit(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+        entry: Option<IndexEntry>,
+        notifications: &[Notification],
+    ) -> Result<u64, StoreError> {
+        let op = Op::Append {
+            doc: doc.to_owned(),
+            expected,
+            count: records.len() as u64,
+            records: encode_records(doc, expected, records)?,
+            entry,
+            notifications: encode_notifications(notifications)?,
+        };
+        match self.writer.submit(op).await? {
+            Done::Len(n) => Ok(n),
+            Done::Unit => Err(StoreError::Backend(
+                "the writer answered out of turn".into(),
+            )),
+        }
+    }
+
+    async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read_with(|t| {
+            let mut out: Vec<(String, u64)> = Vec::new();
+            // One step per document: jump from each stream's last key to the next stream.
+            let mut from: Vec<u8> = Vec::new();
+            loop {
+                let Some(row) = t.events.range(from.as_slice()..).next() else {
+                    break;
+                };
+                let (key, _) = row?;
+                let Some((doc, _)) = read_str(&key, 0) else {
+                    break;
+                };
+                let doc = doc.to_owned();
+                let len = stream_len(&t.events, &doc)?;
+                from = event_key(&doc, u64::MAX);
+                from.push(0);
+                out.push((doc, len));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_workflow(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.writer
+            .submit(Op::PutWorkflow {
+                hash: hash.to_owned(),
+                source: source.to_owned(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn workflow(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        let raw = self
+            .read_with(move |t| Ok(t.workflows.get(hash.as_bytes())?.map(|v| v.to_vec())))
+            .await?;
+        raw.map(|b| {
+            String::from_utf8(b)
+                .map_err(|_| StoreError::Backend("corrupted workflow in the store".into()))
+        })
+        .transpose()
+    }
+}
+
+struct SledWriter {
+    trees: Trees,
+    durability: Durability,
+    log: std::fs::File,
+}
+
+impl Backend for SledWriter {
+    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(self.apply(op)?);
+        }
+        if self.durability == Durability::Immediate {
+            // Everything above is in sled's memory; `flush` writes its log. On Linux, sled
+            // 0.34 then calls `sync_file_range`, which neither flushes the device's write
+            // cache nor the file's metadata, so we fsync the log file ourselves. Only then
+            // are the callers answered.
+            self.trees.db.flush().map_err(backend)?;
+            self.log
+                .sync_all()
+                .map_err(|e| StoreError::Backend(format!("fsync of sled's log: {e}")))?;
+        }
+        Ok(results)
+    }
+
+    fn close(&mut self) {
+        if let Err(e) = self.trees.db.flush() {
+            tracing::warn!(error = %e, "the final flush failed");
+        }
+    }
+}
+
+impl SledWriter {
+    fn apply(&self, op: &Op) -> Result<Result<Done, StoreError>, StoreError> {
+        let t = &self.trees;
+        match op {
+            Op::Append {
+                doc,
+                expected,
+                records,
+                entry,
+                notifications,
+                ..
+            } => {
+                // The writer thread is the only writer, so the length read here cannot change
+                // before the transaction below.
+                let actual = stream_len(&t.events, doc).map_err(backend)?;
+                if actual != *expected {
+                    return Ok(Err(StoreError::Conflict {
+                        doc: doc.clone(),
+                        expected: *expected,
+                        actual,
+                    }));
+                }
+                // Records, index row and notifications in one transaction over the three
+                // trees: all or none after a crash.
+                (&t.events, &t.index, &t.outbox)
+                    .transaction(|(events, index, outbox)| {
+                        for (i, r) in records.iter().enumerate() {
+                            events.insert(event_key(doc, expected + i as u64), r.as_slice())?;
+                        }
+                        if let Some(entry) = entry {
+                            upsert(index, entry)?;
+                        }
+                        enqueue(outbox, notifications)?;
+                        Ok(())
+                    })
+                    .map_err(tx_error)?;
+                Ok(Ok(Done::Len(expected + records.len() as u64)))
+            }
+            Op::Upsert(entry) => {
+                t.index
+                    .transaction(|index| upsert(index, entry))
+                    .map_err(tx_error)?;
+                Ok(Ok(Done::Unit))
+            }
+            Op::Enqueue(items) => {
+                t.outbox
+                    .transaction(|outbox| enqueue(outbox, items))
+                    .map_err(tx_error)?;
+                Ok(Ok(Done::Unit))
+            }
+            Op::Ack(id) => {
+                let removed = t.outbox.remove(outbox_key(*id)).map_err(backend)?;
+                Ok(match removed {
+                    Some(_) => Ok(Done::Unit),
+                    None => Err(StoreError::UnknownOutboxItem(*id)),
+                })
+            }
+            Op::PutWorkflow { hash, source } => {
+                t.workflows
+                    .insert(hash.as_bytes(), source.as_bytes())
+                    .map_err(backend)?;
+                Ok(Ok(Done::Unit))
+            }
+        }
+    }
+}
+
+type TxResult = Result<(), ConflictableTransactionError<StoreError>>;
+
+/// Replaces `entry`'s row and its secondary keys, inside a transaction.
+fn upsert(index: &TransactionalTree, entry: &IndexEntry) -> TxResult {
+    let doc = entry.doc.as_str();
+    let mut main = vec![b'e'];
+    push_str(&mut main, doc);
+    if let Some(old) = index.get(&main)? {
+        let old: StoredEntry =
+            from_json(&old, "index row").map_err(ConflictableTransactionError::Abort)?;
+        for key in secondary_keys(&old, doc) {
+            index.remove(key)?;
+        }
+    }
+    let stored = StoredEntry::of(entry);
+    for key in secondary_keys(&stored, doc) {
+        index.insert(key, &[][..])?;
+    }
+    let row = to_json(&stored).map_err(ConflictableTransactionError::Abort)?;
+    index.insert(main, row)?;
+    Ok(())
+}
+
+/// Adds `items` to the outbox under the next ids, inside a transaction.
+fn enqueue(outbox: &TransactionalTree, items: &[Vec<u8>]) -> TxResult {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut next = match outbox.get(OUTBOX_NEXT)? {
+        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+            ConflictableTransactionError::Abort(StoreError::Backend(
+                "corrupted outbox counter in the store".into(),
+            ))
+        })?),
+        None => 1,
+    };
+    for item in items {
+        outbox.insert(outbox_key(next).to_vec(), item.as_slice())?;
+        next += 1;
+    }
+    outbox.insert(OUTBOX_NEXT, &next.to_be_bytes()[..])?;
+    Ok(())
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+fn secondary_keys(e: &StoredEntry, doc: &str) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    let mut k = vec![b's'];
+    push_str(&mut k, &e.state);
+    k.extend_from_slice(doc.as_bytes());
+    keys.push(k);
+    for r in &e.pending_reviewers {
+        let mut k = vec![b'r'];
+        push_str(&mut k, r);
+        k.extend_from_slice(doc.as_bytes());
+        keys.push(k);
+    }
+    if let Some(due) = e.due_at {
+        let mut k = vec![b'd'];
+        k.extend_from_slice(&ordered_i64(due));
+        k.extend_from_slice(doc.as_bytes());
+        keys.push(k);
+    }
+    keys
+}
+
+fn event_key(doc: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(doc.len() + 12);
+    push_str(&mut k, doc);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn outbox_key(id: u64) -> [u8; 9] {
+    let mut k = [b'i'; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The length of `doc`'s stream: one past the seq of its last key.
+fn stream_len(events: &sled::Tree, doc: &str) -> Result<u64, sled::Error> {
+    let mut prefix = Vec::new();
+    push_str(&mut prefix, doc);
+    let prefix_len = prefix.len();
+    Ok(match events.scan_prefix(&prefix).next_back() {
+        Some(row) => {
+            let (k, _) = row?;
+            let seq: [u8; 8] = k[prefix_len..].try_into().unwrap_or([0xff; 8]);
+            u64::from_be_bytes(seq).saturating_add(1)
+        }
+        None => 0,
+    })
+}
+
+/// The document ids of the keys under `prefix`, in document order (each key is `prefix` ++
+/// the document id, unprefixed, so that keys sort like the ids).
+fn prefix_docs(index: &sled::Tree, prefix: &[u8]) -> Result<Vec<String>, sled::Error> {
+    let mut out = Vec::new();
+    for row in index.scan_prefix(prefix) {
+        let (k, _) = row?;
+        out.push(doc_after(&k, prefix.len())?);
+    }
+    Ok(out)
+}
+
+/// The document id that ends an index key, from `at` on.
+fn doc_after(key: &[u8], at: usize) -> Result<String, sled::Error> {
+    key.get(at..)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .map(str::to_owned)
+        .ok_or_else(|| sled::Error::Unsupported("corrupted index key in the store".into()))
+}
+
+fn open_error(path: &Path, e: sled::Error) -> OpenError {
+    let path = path.to_owned();
+    match e {
+        sled::Error::Io(source)
+            if source.kind() == std::io::ErrorKind::WouldBlock
+                || source.to_string().contains("lock") =>
+        {
+            OpenError::Locked { path }
+        }
+        sled::Error::Io(source) => OpenError::Io { path, source },
+        sled::Error::Corruption { .. } => OpenError::Corrupted {
+            path,
+            detail: e.to_string(),
+        },
+        e => OpenError::Backend {
+            path,
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}

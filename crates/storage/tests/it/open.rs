@@ -1,0 +1,163 @@
+//! Opening stores: missing, locked, corrupted, foreign and newer-layout files give typed
+//! errors that name the file, never a panic.
+
+use signoff_storage::{OpenError, RedbStore, SCHEMA_VERSION, SledStore, StoreConfig};
+
+use crate::support::TempDir;
+
+const CONFIG: StoreConfig = StoreConfig {
+    durability: signoff_storage::Durability::Immediate,
+    group_commit: signoff_storage::GroupCommit::Off,
+};
+
+#[test]
+fn a_missing_store_is_named() {
+    let dir = TempDir::new("open");
+    let path = dir.path().join("nope.redb");
+    let e = RedbStore::open(&path, CONFIG).unwrap_err();
+    assert!(matches!(e, OpenError::Missing { .. }), "{e:?}");
+    assert!(e.to_string().contains("nope.redb"), "{e}");
+    assert!(!path.exists(), "open must not create the file");
+    let e = SledStore::open(dir.path().join("nope.sled"), CONFIG).unwrap_err();
+    assert!(matches!(e, OpenError::Missing { .. }), "{e:?}");
+}
+
+#[test]
+fn a_store_in_use_is_locked() {
+    let dir = TempDir::new("open");
+    let path = dir.path().join("s.redb");
+    let first = RedbStore::create(&path, CONFIG).unwrap();
+    let e = RedbStore::open(&path, CONFIG).unwrap_err();
+    assert!(matches!(e, OpenError::Locked { .. }), "{e:?}");
+    assert!(e.to_string().contains("in use"), "{e}");
+    drop(first);
+    RedbStore::open(&path, CONFIG).unwrap();
+
+    let path = dir.path().join("s.sled");
+    let first = SledStore::create(&path, CONFIG).unwrap();
+    let e = SledStore::open(&path, CONFIG).unwrap_err();
+    assert!(matches!(e, OpenError::Locked { .. }), "{e:?}");
+    drop(first);
+    SledStore::open(&path, CONFIG).unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused() {
+    let dir = TempDir::new("open");
+    let path = dir.path().join("notes.redb");
+    std::fs::write(&path, "these are my notes, not a database\n".repeat(200)).unwrap();
+    for e in [
+        RedbStore::open(&path, CONFIG).unwrap_err(),
+        RedbStore::create(&path, CONFIG).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                e,
+                OpenError::Corrupted { .. } | OpenError::NotAStore { .. } | OpenError::Io { .. }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("notes.redb"), "{e}");
+    }
+    // The file was left alone.
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("these are my notes")
+    );
+
+    // A redb file of another program.
+    let path = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let t: redb::TableDefinition<'_, u64, u64> = redb::TableDefinition::new("theirs");
+        txn.open_table(t).unwrap().insert(1, 2).unwrap();
+        txn.commit().unwrap();
+    }
+    let e = RedbStore::open(&path, CONFIG).unwrap_err();
+    assert!(matches!(e, OpenError::NotAStore { .. }), "{e:?}");
+}
+
+#[test]
+fn a_damaged_store_gives_an_error_not_a_panic() {
+    let dir = TempDir::new("open");
+    let path = dir.path().join("s.redb");
+    {
+        let store = RedbStore::create(&path, CONFIG).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use signoff_storage::EventStore;
+            let records = crate::support::recs("d", 0, 200);
+            store.append("d", 0, &records).await.unwrap();
+        });
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    // Cut the file, then overwrite its header: each must be refused or opened, never panic.
+    for damaged in [
+        bytes[..bytes.len() / 3].to_vec(),
+        [vec![0xa5; 64], bytes[64..].to_vec()].concat(),
+    ] {
+        std::fs::write(&path, &damaged).unwrap();
+        let result = std::panic::catch_unwind(|| RedbStore::open(&path, CONFIG).map(drop));
+        let result = result.expect("opening a damaged store must not panic");
+        if let Err(e) = result {
+            assert!(e.to_string().contains("s.redb"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused_with_both_versions() {
+    let dir = TempDir::new("open");
+    let path = dir.path().join("s.redb");
+    drop(RedbStore::create(&path, CONFIG).unwrap());
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("meta");
+        txn.open_table(meta)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let e = RedbStore::open(&path, CONFIG).unwrap_err();
+    match &e {
+        OpenError::NewerSchema {
+            found, supported, ..
+        } => assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION)),
+        other => panic!("{other:?}"),
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains("version 2") && text.contains("version 1"),
+        "{text}"
+    );
+    assert!(text.contains("Migrating"), "{text}");
+
+    let path = dir.path().join("s.sled");
+    drop(SledStore::create(&path, CONFIG).unwrap());
+    {
+        let db = sled::open(&path).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(&path, CONFIG).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OpenError::NewerSchema {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

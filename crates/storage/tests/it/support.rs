@@ -1,0 +1,185 @@
+//! Shared test helpers: temporary directories, adapters under test, records.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use signoff_core::event::{Action, Event};
+use signoff_core::notify::{Notification, NotificationKind};
+use signoff_core::{Command, DocState, Record, Timestamp, Workflow};
+use signoff_storage::{MemoryStore, RedbStore, SledStore, Store, StoreConfig};
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "signoff-storage-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An adapter under test: how to open it in a directory, and whether it persists.
+pub trait Adapter: 'static {
+    type S: Store + 'static;
+    const NAME: &'static str;
+    const PERSISTENT: bool;
+    fn open(dir: &Path, config: StoreConfig) -> Self::S;
+    /// Closes `store` and opens it again; the in-memory store keeps the same instance.
+    fn reopen(store: Self::S, dir: &Path, config: StoreConfig) -> Self::S {
+        if Self::PERSISTENT {
+            drop(store);
+            Self::open(dir, config)
+        } else {
+            store
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Memory;
+#[derive(Debug)]
+pub struct Redb;
+#[derive(Debug)]
+pub struct Sled;
+
+impl Adapter for Memory {
+    type S = MemoryStore;
+    const NAME: &'static str = "memory";
+    const PERSISTENT: bool = false;
+    fn open(_: &Path, _: StoreConfig) -> MemoryStore {
+        MemoryStore::new()
+    }
+}
+
+impl Adapter for Redb {
+    type S = RedbStore;
+    const NAME: &'static str = "redb";
+    const PERSISTENT: bool = true;
+    fn open(dir: &Path, config: StoreConfig) -> RedbStore {
+        RedbStore::create(dir.join("store.redb"), config).unwrap()
+    }
+}
+
+impl Adapter for Sled {
+    type S = SledStore;
+    const NAME: &'static str = "sled";
+    const PERSISTENT: bool = true;
+    fn open(dir: &Path, config: StoreConfig) -> SledStore {
+        SledStore::create(dir.join("store.sled"), config).unwrap()
+    }
+}
+
+pub fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+pub fn cmd(by: &str, action: Action) -> Command {
+    Command {
+        by: by.into(),
+        on_behalf_of: None,
+        comment: None,
+        action,
+    }
+}
+
+pub fn create_action() -> Action {
+    Action::Create {
+        title: "Travel policy".into(),
+        content_hash: "h1".into(),
+        page_owner: None,
+        space_admins: vec![],
+    }
+}
+
+pub fn approve(version: u32) -> Action {
+    Action::Approve {
+        version,
+        signature: None,
+    }
+}
+
+/// The basic template from core: draft, one approval stage (bob or carol), approved.
+pub fn basic() -> Workflow {
+    let text = include_str!("../../../core/templates/basic.yaml");
+    Workflow::from_text(text, "basic.yaml").unwrap()
+}
+
+/// A synthetic record of `doc` at `seq` (not hash-chained: the stores do not look at hashes).
+pub fn rec(doc: &str, seq: u64) -> Record {
+    Record {
+        doc: doc.into(),
+        seq,
+        at: Timestamp(1_767_225_600 + (seq % 1_000_000) as i64),
+        actor: "alice".into(),
+        on_behalf_of: None,
+        version: 1,
+        content_hash: "h1".into(),
+        from_state: "draft".into(),
+        to_state: "draft".into(),
+        comment: Some(format!("record {seq}")),
+        signature: None,
+        event: Event::Signed,
+        prev_hash: String::new(),
+        hash: format!("{seq:064}"),
+    }
+}
+
+pub fn recs(doc: &str, from: u64, n: u64) -> Vec<Record> {
+    (from..from + n).map(|s| rec(doc, s)).collect()
+}
+
+pub fn note(doc: &str, seq: u64) -> Notification {
+    Notification {
+        doc: doc.into(),
+        seq,
+        at: Timestamp(1_767_225_600),
+        kind: NotificationKind::Assigned,
+        to: vec!["bob".into()],
+        text: format!("please review {doc}"),
+    }
+}
+
+/// A real, hash-chained life of a document under the basic workflow: created, submitted,
+/// approved by bob. Returns the records of each step.
+pub fn basic_life(doc: &str) -> (Workflow, Vec<Vec<Record>>, DocState) {
+    let wf = basic();
+    let c = DocState::create(
+        &wf,
+        doc,
+        &cmd("alice", create_action()),
+        t("2026-01-05T09:00:00Z"),
+    )
+    .unwrap();
+    let s = c
+        .state
+        .decide(
+            &wf,
+            &cmd("alice", Action::Submit),
+            t("2026-01-05T10:00:00Z"),
+        )
+        .unwrap();
+    let a = s
+        .state
+        .decide(&wf, &cmd("bob", approve(1)), t("2026-01-06T08:30:00Z"))
+        .unwrap();
+    let state = a.state.clone();
+    (wf, vec![c.records, s.records, a.records], state)
+}
