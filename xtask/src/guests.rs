@@ -7,14 +7,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+
+use crate::run;
 
 const TARGET: &str = "wasm32-wasip2";
 
 /// Builds every guest component in release (they are tiny; release keeps them small and
 /// fast) and lists the `.wasm` files built.
 pub fn build_guests(root: &Path) -> Result<(), String> {
-    ensure_wasip2()?;
+    crate::ensure_target(TARGET)?;
     let target_dir = guests_target_dir(root);
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root.join("guests"))
@@ -68,34 +69,4 @@ fn guests_target_dir(root: &Path) -> PathBuf {
     std::env::var_os("SIGNOFF_GUESTS_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("guests").join("target"))
-}
-
-fn ensure_wasip2() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("cannot run rustup: {e}"))?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == TARGET)
-    {
-        return Ok(());
-    }
-    eprintln!("installing the {TARGET} target (one time)");
-    run(Command::new("rustup").args(["target", "add", TARGET]))
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let shown = format!("{cmd:?}").replace('"', "");
-    eprintln!("$ {shown}");
-    let started = Instant::now();
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
-    eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{shown}` failed ({status})"))
-    }
 }

@@ -54,9 +54,9 @@ fn main() -> ExitCode {
         ["demo"] => demo(),
         ["corpus", dir] => corpus(Path::new(dir)),
         ["bench", "roa"] => bench_roa(),
-        ["bench", "core"] => bench_core(),
+        ["bench", "core"] => bench_example("signoff-core"),
         ["bench", "sim"] => guests::bench_sim(&root()),
-        ["bench", "storage"] => bench_storage(),
+        ["bench", "storage"] => bench_example("signoff-storage"),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
@@ -357,25 +357,14 @@ fn wasm_check() -> Result<(), String> {
     ]))
 }
 
-fn bench_storage() -> Result<(), String> {
+/// Runs a package's `bench` example in release.
+fn bench_example(package: &str) -> Result<(), String> {
     run(cargo().args([
         "run",
         "--release",
         "--quiet",
         "-p",
-        "signoff-storage",
-        "--example",
-        "bench",
-    ]))
-}
-
-fn bench_core() -> Result<(), String> {
-    run(cargo().args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "signoff-core",
+        package,
         "--example",
         "bench",
     ]))
