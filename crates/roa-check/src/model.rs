@@ -6,7 +6,7 @@
 //! at its place and loading goes on. Only a root that is not a mapping, or `modules` that is
 //! not a mapping, stops it: nothing sensible can be checked then.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use signoff_yaml::{Node, Pos, Value};
 
@@ -673,7 +673,8 @@ impl Loader {
 
     fn scopes(&mut self, node: &Node) -> Vec<Item<String>> {
         let mut out: Vec<Item<String>> = Vec::new();
-        let mut seen: HashMap<String, Pos> = HashMap::new();
+        // Indexes into `out` by scope, to find duplicates without a quadratic search.
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         let mut add = |l: &mut Self, path: String, n: &Node| {
             let Some(text) = n.scalar_text() else {
                 if !n.is_null() {
@@ -682,16 +683,17 @@ impl Loader {
                 return;
             };
             let value = text.trim();
-            if let Some(first) = seen.get(value) {
+            if let Some(&first) = seen.get(value) {
+                let first: &Item<String> = &out[first];
                 l.warn(
                     "DUPLICATE_SCOPE",
                     &path,
                     n.pos,
-                    format!("scope `{value}` is listed twice (first at {first})"),
+                    format!("scope `{value}` is listed twice (first at {})", first.loc.pos),
                 );
                 return;
             }
-            seen.insert(value.to_string(), n.pos);
+            seen.insert(value.to_string(), out.len());
             out.push(Item {
                 value: value.to_string(),
                 loc: Loc { path, pos: n.pos },
