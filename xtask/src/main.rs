@@ -24,8 +24,8 @@ COMMANDS:
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
-    demo                 The main job: check the bundled example manifests and show an
-                         upgrade diff, as a new user would
+    demo                 The main job: check the bundled example manifests, show an upgrade
+                         diff, draw an approval workflow and run one of its scenario tests
     corpus DIR           Check every manifest of DIR against DIR/expected.json; print a score
                          (exit 1 below 100%)
     bench roa            Benchmark roa-check: manifests/s on a 300-line manifest beside a bare
@@ -201,7 +201,9 @@ fn demo() -> Result<(), String> {
     files.sort();
     run(cargo().args(["build", "--quiet", "-p", "signoff-cli"]))?;
     let signoff = root().join("target/debug/signoff");
-    println!("== signoff demo: Runs-on-Atlassian verdicts for the bundled example manifests ==\n");
+    println!(
+        "== signoff demo: Runs-on-Atlassian verdicts, an upgrade diff, and an approval workflow ==\n"
+    );
     for file in &files {
         let rel = file.strip_prefix(root()).unwrap_or(file);
         println!("$ signoff roa check {}", rel.display());
@@ -230,9 +232,27 @@ fn demo() -> Result<(), String> {
     if !status.success() {
         return Err("the example diff failed".into());
     }
+    for args in [
+        &["workflow", "show", "crates/core/templates/two-stage.yaml"][..],
+        &[
+            "workflow",
+            "test",
+            "crates/core/tests/scenarios/11-two-stage-with-e-signature.yaml",
+        ][..],
+    ] {
+        println!("\n$ signoff {}", args.join(" "));
+        let status = Command::new(&signoff)
+            .current_dir(root())
+            .args(args)
+            .status()
+            .map_err(|e| format!("cannot run signoff: {e}"))?;
+        if !status.success() {
+            return Err(format!("`signoff {}` failed", args.join(" ")));
+        }
+    }
     println!(
-        "\nThe platform simulator and the approval app are not built yet (issues #5, #6): \
-         this demo shows the offline RoA checker only."
+        "\nNot in this demo yet: the approval app running inside the platform simulator over a \
+         simulated year (issues #5 and #6). See README.md for the local store (`signoff doc`)."
     );
     Ok(())
 }

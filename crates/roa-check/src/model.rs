@@ -689,7 +689,10 @@ impl Loader {
                     "DUPLICATE_SCOPE",
                     &path,
                     n.pos,
-                    format!("scope `{value}` is listed twice (first at {})", first.loc.pos),
+                    format!(
+                        "scope `{value}` is listed twice (first at {})",
+                        first.loc.pos
+                    ),
                 );
                 return;
             }
