@@ -302,9 +302,7 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<Option<Json>, KvsError> {
-        self.admit(scope, from, now, "get")?;
-        self.check_key(key)?;
-        Ok(self.read(scope, key, 'k', now).map(|s| s.value))
+        self.lookup(scope, from, now, key, 'k', "get")
     }
 
     pub fn set(
@@ -526,9 +524,7 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<Option<Json>, KvsError> {
-        self.admit(scope, from, now, "get_secret")?;
-        self.check_key(key)?;
-        Ok(self.read(scope, key, 's', now).map(|s| s.value))
+        self.lookup(scope, from, now, key, 's', "get_secret")
     }
 
     /// Everything an installation stores, for `signoff sim inspect`: keys and values, with
@@ -657,6 +653,21 @@ impl Kvs {
         }
         bucket.tokens -= 1.0;
         Ok(())
+    }
+
+    /// A `get` of a key (`kind` `k`) or a secret (`s`), after the usual admission checks.
+    fn lookup(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+        kind: char,
+        operation: &'static str,
+    ) -> Result<Option<Json>, KvsError> {
+        self.admit(scope, from, now, operation)?;
+        self.check_key(key)?;
+        Ok(self.read(scope, key, kind, now).map(|s| s.value))
     }
 
     fn read(&mut self, scope: &Scope, key: &str, kind: char, now: Millis) -> Option<Stored> {
