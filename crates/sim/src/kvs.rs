@@ -108,6 +108,13 @@ pub struct KvsError {
     pub message: String,
 }
 
+fn unavailable(e: BackendError) -> KvsError {
+    err(
+        KvsErrorCode::StorageUnavailable,
+        format!("the store failed: {e}"),
+    )
+}
+
 fn err(code: KvsErrorCode, message: impl Into<String>) -> KvsError {
     KvsError {
         code,
@@ -169,17 +176,38 @@ pub struct RealmViolation {
     pub operation: &'static str,
 }
 
+/// A backend that failed (IO error, damaged file). Calls that meet one are refused with
+/// `STORAGE_UNAVAILABLE` and change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
 /// The physical store of one realm: an ordered map with atomic batches of writes.
 pub trait Backend: Send + fmt::Debug {
-    fn get(&self, key: &str) -> Option<String>;
+    fn get(&self, key: &str) -> Result<Option<String>, BackendError>;
     /// Keys starting with `prefix`, after `after` (exclusive), in order, at most `limit`.
-    fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, String)>;
+    fn range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, BackendError>;
     /// Applies every write or none.
-    fn apply(&mut self, writes: Vec<(String, Option<String>)>);
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn apply(&mut self, writes: Vec<(String, Option<String>)>) -> Result<(), BackendError>;
+    fn len(&self) -> Result<usize, BackendError>;
+    fn is_empty(&self) -> Result<bool, BackendError> {
+        Ok(self.len()? == 0)
     }
+}
+
+/// Where the realms' backends live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KvsStorage {
+    /// In memory (tests, benchmarks).
+    #[default]
+    Memory,
+    /// One redb file per realm, `DIR/REALM.redb`: realms are physically separate files.
+    Redb { dir: std::path::PathBuf },
 }
 
 /// An in-memory backend.
@@ -189,24 +217,30 @@ pub struct MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn get(&self, key: &str) -> Option<String> {
-        self.map.get(key).cloned()
+    fn get(&self, key: &str) -> Result<Option<String>, BackendError> {
+        Ok(self.map.get(key).cloned())
     }
 
-    fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, String)> {
+    fn range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, BackendError> {
         let start = match after {
             Some(a) => std::ops::Bound::Excluded(a.to_string()),
             None => std::ops::Bound::Included(prefix.to_string()),
         };
-        self.map
+        Ok(self
+            .map
             .range((start, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect())
     }
 
-    fn apply(&mut self, writes: Vec<(String, Option<String>)>) {
+    fn apply(&mut self, writes: Vec<(String, Option<String>)>) -> Result<(), BackendError> {
         for (k, v) in writes {
             match v {
                 Some(v) => {
@@ -217,10 +251,11 @@ impl Backend for MemoryBackend {
                 }
             }
         }
+        Ok(())
     }
 
-    fn len(&self) -> usize {
-        self.map.len()
+    fn len(&self) -> Result<usize, BackendError> {
+        Ok(self.map.len())
     }
 }
 
@@ -236,6 +271,7 @@ struct Stored {
 #[derive(Debug)]
 pub struct Kvs {
     limits: KvsLimits,
+    storage: KvsStorage,
     realms: BTreeMap<Realm, Box<dyn Backend>>,
     pinned: HashMap<Scope, Realm>,
     buckets: HashMap<Scope, Bucket>,
@@ -256,8 +292,15 @@ const SEP: char = '\u{1f}';
 impl Kvs {
     /// A store with in-memory backends, created per realm as needed.
     pub fn new(limits: KvsLimits) -> Kvs {
+        Kvs::with_storage(limits, KvsStorage::Memory)
+    }
+
+    /// A store whose realms live where `storage` says (one redb file per realm, or memory).
+    /// Files are opened on a realm's first use.
+    pub fn with_storage(limits: KvsLimits, storage: KvsStorage) -> Kvs {
         Kvs {
             limits,
+            storage,
             realms: BTreeMap::new(),
             pinned: HashMap::new(),
             buckets: HashMap::new(),
@@ -291,8 +334,11 @@ impl Kvs {
     }
 
     /// How many physical keys each realm holds (for residency checks).
-    pub fn keys_per_realm(&self) -> BTreeMap<Realm, usize> {
-        self.realms.iter().map(|(r, b)| (*r, b.len())).collect()
+    pub fn keys_per_realm(&self) -> Result<BTreeMap<Realm, usize>, KvsError> {
+        self.realms
+            .iter()
+            .map(|(r, b)| Ok((*r, b.len().map_err(unavailable)?)))
+            .collect()
     }
 
     pub fn get(
@@ -316,8 +362,7 @@ impl Kvs {
     ) -> Result<(), KvsError> {
         self.admit(scope, from, now, "set")?;
         let write = self.prepare_set(scope, now, key, value, options)?;
-        self.backend(from).apply(vec![write]);
-        Ok(())
+        self.apply(from, vec![write])
     }
 
     pub fn delete(
@@ -330,8 +375,7 @@ impl Kvs {
         self.admit(scope, from, now, "delete")?;
         self.check_key(key)?;
         let k = physical(scope, 'k', key);
-        self.backend(from).apply(vec![(k, None)]);
-        Ok(())
+        self.apply(from, vec![(k, None)])
     }
 
     /// `query().where('key', beginsWith(prefix))`: keys in lexicographic order, a page at a
@@ -374,9 +418,7 @@ impl Kvs {
         let mut last = after;
         'scan: loop {
             let want = limit + 1 - results.len();
-            let chunk = self
-                .backend(from)
-                .range(&full_prefix, last.as_deref(), want);
+            let chunk = self.range(from, &full_prefix, last.as_deref(), want)?;
             let read = chunk.len();
             for (k, v) in chunk {
                 last = Some(k.clone());
@@ -459,8 +501,7 @@ impl Kvs {
                 ),
             ));
         }
-        self.backend(from).apply(writes);
-        Ok(())
+        self.apply(from, writes)
     }
 
     /// Best effort: at most 25 keys; each key succeeds or fails on its own.
@@ -486,8 +527,7 @@ impl Kvs {
         for (key, value) in items {
             match self.prepare_set(scope, now, &key, value, SetOptions::default()) {
                 Ok(write) => {
-                    self.backend(from).apply(vec![write]);
-                    out.push(Ok(()));
+                    out.push(self.apply(from, vec![write]));
                 }
                 Err(e) => out.push(Err(e)),
             }
@@ -512,9 +552,7 @@ impl Kvs {
             expires: None,
         })
         .unwrap_or_default();
-        self.backend(from)
-            .apply(vec![(physical(scope, 's', key), Some(stored))]);
-        Ok(())
+        self.apply(from, vec![(physical(scope, 's', key), Some(stored))])
     }
 
     pub fn get_secret(
@@ -529,16 +567,17 @@ impl Kvs {
 
     /// Everything an installation stores, for `signoff sim inspect`: keys and values, with
     /// secrets listed by key only.
-    pub fn inspect(&self, scope: &Scope) -> Vec<(String, Json)> {
+    pub fn inspect(&self, scope: &Scope) -> Result<Vec<(String, Json)>, KvsError> {
         let Some(realm) = self.realm_of(scope) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let Some(backend) = self.realms.get(&realm) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let base = scope_prefix(scope);
-        backend
+        Ok(backend
             .range(&base, None, usize::MAX)
+            .map_err(unavailable)?
             .into_iter()
             .map(|(k, v)| {
                 let rest = &k[base.len()..];
@@ -554,7 +593,7 @@ impl Kvs {
                 };
                 (shown, value)
             })
-            .collect()
+            .collect())
     }
 
     /// Moves an installation's data to another realm, as when an admin migrates the site.
@@ -570,31 +609,67 @@ impl Kvs {
             return Ok(0);
         }
         let base = scope_prefix(scope);
-        let entries = self.backend(from).range(&base, None, usize::MAX);
+        let entries = self.range(from, &base, None, usize::MAX)?;
         let moved = entries.len();
         let deletes = entries.iter().map(|(k, _)| (k.clone(), None)).collect();
-        self.backend(to)
-            .apply(entries.into_iter().map(|(k, v)| (k, Some(v))).collect());
-        self.backend(from).apply(deletes);
-        debug_assert!(self.backend(from).range(&base, None, 1).is_empty());
+        // Copy first, then delete: a failure in between leaves a copy, never a loss.
+        self.apply(to, entries.into_iter().map(|(k, v)| (k, Some(v))).collect())?;
+        self.apply(from, deletes)?;
+        if !self.range(from, &base, None, 1)?.is_empty() {
+            return Err(err(
+                KvsErrorCode::StorageUnavailable,
+                format!("{scope}: data was left behind in {from}"),
+            ));
+        }
         self.pinned.insert(scope.clone(), to);
         Ok(moved)
     }
 
     /// Removes an installation and all its data.
-    pub fn uninstall(&mut self, scope: &Scope) {
+    pub fn uninstall(&mut self, scope: &Scope) -> Result<(), KvsError> {
         if let Some(realm) = self.pinned.remove(scope) {
             let base = scope_prefix(scope);
-            let keys = self.backend(realm).range(&base, None, usize::MAX);
-            self.backend(realm)
-                .apply(keys.into_iter().map(|(k, _)| (k, None)).collect());
+            let keys = self.range(realm, &base, None, usize::MAX)?;
+            self.apply(realm, keys.into_iter().map(|(k, _)| (k, None)).collect())?;
         }
+        Ok(())
     }
 
-    fn backend(&mut self, realm: Realm) -> &mut Box<dyn Backend> {
+    /// The backend of a realm, opened on first use.
+    fn backend(&mut self, realm: Realm) -> Result<&mut Box<dyn Backend>, KvsError> {
+        if !self.realms.contains_key(&realm) {
+            let backend: Box<dyn Backend> = match &self.storage {
+                KvsStorage::Memory => Box::new(MemoryBackend::default()),
+                KvsStorage::Redb { dir } => Box::new(
+                    crate::redb_backend::RedbBackend::open(&dir.join(format!("{realm}.redb")))
+                        .map_err(unavailable)?,
+                ),
+            };
+            self.realms.insert(realm, backend);
+        }
         self.realms
-            .entry(realm)
-            .or_insert_with(|| Box::new(MemoryBackend::default()))
+            .get_mut(&realm)
+            .ok_or_else(|| err(KvsErrorCode::StorageUnavailable, "no backend"))
+    }
+
+    fn apply(
+        &mut self,
+        realm: Realm,
+        writes: Vec<(String, Option<String>)>,
+    ) -> Result<(), KvsError> {
+        self.backend(realm)?.apply(writes).map_err(unavailable)
+    }
+
+    fn range(
+        &mut self,
+        realm: Realm,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, KvsError> {
+        self.backend(realm)?
+            .range(prefix, after, limit)
+            .map_err(unavailable)
     }
 
     /// Checks that the installation exists, the call runs in its realm, no fault is
@@ -667,17 +742,33 @@ impl Kvs {
     ) -> Result<Option<Json>, KvsError> {
         self.admit(scope, from, now, operation)?;
         self.check_key(key)?;
-        Ok(self.read(scope, key, kind, now).map(|s| s.value))
+        Ok(self.read(scope, key, kind, now)?.map(|s| s.value))
     }
 
-    fn read(&mut self, scope: &Scope, key: &str, kind: char, now: Millis) -> Option<Stored> {
-        let realm = self.realm_of(scope)?;
-        let raw = self.backend(realm).get(&physical(scope, kind, key))?;
-        let stored: Stored = serde_json::from_str(&raw).ok()?;
-        if stored.expires.is_some_and(|e| e <= now) {
-            return None;
-        }
-        Some(stored)
+    fn read(
+        &mut self,
+        scope: &Scope,
+        key: &str,
+        kind: char,
+        now: Millis,
+    ) -> Result<Option<Stored>, KvsError> {
+        let Some(realm) = self.realm_of(scope) else {
+            return Ok(None);
+        };
+        let Some(raw) = self
+            .backend(realm)?
+            .get(&physical(scope, kind, key))
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let stored: Stored = serde_json::from_str(&raw).map_err(|e| {
+            err(
+                KvsErrorCode::StorageUnavailable,
+                format!("stored value of `{key}` is damaged: {e}"),
+            )
+        })?;
+        Ok(stored.expires.is_none_or(|e| e > now).then_some(stored))
     }
 
     fn prepare_set(
@@ -698,7 +789,7 @@ impl Kvs {
                 format!("TTL of {ttl} ms is outside 1 ms to one year"),
             ));
         }
-        if options.fail_if_exists && self.read(scope, key, 'k', now).is_some() {
+        if options.fail_if_exists && self.read(scope, key, 'k', now)?.is_some() {
             return Err(err(
                 KvsErrorCode::KeyConflict,
                 format!("key `{key}` exists (keyPolicy FAIL_IF_EXISTS)"),

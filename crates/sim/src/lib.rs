@@ -24,6 +24,7 @@ pub mod host;
 pub mod kvs;
 pub mod product;
 pub mod realm;
+pub mod redb_backend;
 
 pub use clock::{Millis, Rng, VirtualClock};
 pub use realm::Realm;

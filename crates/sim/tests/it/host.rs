@@ -224,6 +224,7 @@ fn kvs_through_the_guest() {
     let keys: Vec<String> = p
         .kvs()
         .inspect(&scope)
+        .unwrap()
         .into_iter()
         .map(|(k, _)| k)
         .collect();
@@ -352,7 +353,7 @@ fn other_entry_points_run() {
         environment: "production".into(),
         installation: "good".into(),
     };
-    let stored = p.kvs().inspect(&scope);
+    let stored = p.kvs().inspect(&scope).unwrap();
     assert_eq!(
         stored,
         [

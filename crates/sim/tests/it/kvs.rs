@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use signoff_sim::kvs::{Kvs, KvsErrorCode, KvsLimits, Scope, SetOptions, TxOp};
+use signoff_sim::kvs::{Kvs, KvsErrorCode, KvsLimits, KvsStorage, Scope, SetOptions, TxOp};
 use signoff_sim::{Millis, Realm};
 
 const T0: Millis = Millis(1_767_225_600_000);
@@ -30,7 +30,10 @@ fn check_set(key: &str, value: Value, expect: Option<KvsErrorCode>) {
     let got = kvs.set(&s, Realm::Eu, T0, key, value, SetOptions::default());
     assert_eq!(got.as_ref().err().map(|e| e.code), expect, "{key}: {got:?}");
     if expect.is_some() {
-        assert!(kvs.inspect(&s).is_empty(), "a refused set changed nothing");
+        assert!(
+            kvs.inspect(&s).unwrap().is_empty(),
+            "a refused set changed nothing"
+        );
     }
 }
 
@@ -192,7 +195,7 @@ fn transactions_are_all_or_nothing() {
     );
     let ok: Vec<TxOp> = (0..25).map(|i| set(&format!("k{i}"))).collect();
     kvs.transact(&s, Realm::Eu, T0, ok).unwrap();
-    assert_eq!(kvs.inspect(&s).len(), 26);
+    assert_eq!(kvs.inspect(&s).unwrap().len(), 26);
     let huge: Vec<TxOp> = (0..20)
         .map(|i| TxOp::Set {
             key: format!("h{i}"),
@@ -252,7 +255,7 @@ fn secrets_are_never_queried() {
         kvs.get_secret(&s, Realm::Eu, T0, "api-token").unwrap(),
         Some(json!("s3cr3t"))
     );
-    let shown = kvs.inspect(&s);
+    let shown = kvs.inspect(&s).unwrap();
     assert!(
         shown.contains(&("secret:api-token".to_string(), json!("<secret>"))),
         "{shown:?}"
@@ -334,7 +337,7 @@ fn data_stays_in_its_realm_and_moves_with_the_site() {
         (Realm::Eu, Realm::Us)
     );
     assert_eq!(kvs.migrate(&s, Realm::De).unwrap(), 30);
-    let per_realm = kvs.keys_per_realm();
+    let per_realm = kvs.keys_per_realm().unwrap();
     assert_eq!(per_realm.get(&Realm::Eu), Some(&0), "nothing left behind");
     assert_eq!(per_realm.get(&Realm::De), Some(&30));
     assert_eq!(kvs.get(&s, Realm::De, T0, "doc:7").unwrap(), Some(json!(7)));
@@ -421,5 +424,119 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// A temporary folder for one test's redb realms.
+fn realm_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("signoff-sim-kvs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn redb_realms_are_separate_files_and_migration_empties_the_old_one() {
+    let dir = realm_dir("migrate");
+    let mut kvs = Kvs::with_storage(KvsLimits::forge(), KvsStorage::Redb { dir: dir.clone() });
+    let s = scope("site-a");
+    kvs.install(s.clone(), Realm::Eu);
+    for i in 0..120 {
+        kvs.set(
+            &s,
+            Realm::Eu,
+            T0,
+            &format!("doc:{i:03}"),
+            json!(i),
+            SetOptions::default(),
+        )
+        .unwrap();
+    }
+    kvs.set_secret(&s, Realm::Eu, T0, "token", json!("x"))
+        .unwrap();
+    let page = kvs
+        .query(&s, Realm::Eu, T0, "doc:", Some(100), None)
+        .unwrap();
+    assert_eq!(page.results.len(), 100);
+    let rest = kvs
+        .query(&s, Realm::Eu, T0, "doc:", Some(100), page.cursor.as_deref())
+        .unwrap();
+    assert_eq!((rest.results.len(), rest.cursor), (20, None));
+    assert!(dir.join("EU.redb").is_file());
+    assert_eq!(kvs.migrate(&s, Realm::De).unwrap(), 121);
+    assert!(dir.join("DE.redb").is_file());
+    let per_realm = kvs.keys_per_realm().unwrap();
+    assert_eq!(
+        (per_realm.get(&Realm::Eu), per_realm.get(&Realm::De)),
+        (Some(&0), Some(&121))
+    );
+    assert_eq!(
+        kvs.get(&s, Realm::De, T0, "doc:042").unwrap(),
+        Some(json!(42))
+    );
+    assert_eq!(
+        kvs.get_secret(&s, Realm::De, T0, "token").unwrap(),
+        Some(json!("x"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_damaged_realm_file_is_a_typed_error() {
+    let dir = realm_dir("damaged");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("EU.redb"), b"not a database at all").unwrap();
+    let mut kvs = Kvs::with_storage(KvsLimits::forge(), KvsStorage::Redb { dir: dir.clone() });
+    let s = scope("site-a");
+    kvs.install(s.clone(), Realm::Eu);
+    let e = kvs
+        .set(&s, Realm::Eu, T0, "k1", json!(1), SetOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code, KvsErrorCode::StorageUnavailable);
+    assert!(e.message.contains("EU.redb"), "{}", e.message);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The redb-backed store against the same BTreeMap model.
+    #[test]
+    fn redb_agrees_with_a_btreemap(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = realm_dir("prop");
+        let mut kvs = Kvs::with_storage(KvsLimits::forge(), KvsStorage::Redb { dir: dir.clone() });
+        let s = scope("site-a");
+        kvs.install(s.clone(), Realm::Eu);
+        let mut model = std::collections::BTreeMap::new();
+        let key = |k: u8| format!("p{}:{k:02}", k % 4);
+        for (i, op) in ops.into_iter().enumerate() {
+            let now = T0.plus(i as u64 * 10);
+            match op {
+                Op::Set(k, v) => {
+                    kvs.set(&s, Realm::Eu, now, &key(k), json!(v), SetOptions::default()).unwrap();
+                    model.insert(key(k), json!(v));
+                }
+                Op::Delete(k) => {
+                    kvs.delete(&s, Realm::Eu, now, &key(k)).unwrap();
+                    model.remove(&key(k));
+                }
+                Op::Get(k) => {
+                    prop_assert_eq!(kvs.get(&s, Realm::Eu, now, &key(k)).unwrap(), model.get(&key(k)).cloned());
+                }
+                Op::Query(p, n) => {
+                    let prefix = format!("p{p}:");
+                    let mut got = Vec::new();
+                    let mut cursor = None;
+                    loop {
+                        let page = kvs.query(&s, Realm::Eu, now, &prefix, Some(n), cursor.as_deref()).unwrap();
+                        got.extend(page.results);
+                        match page.cursor { Some(c) => cursor = Some(c), None => break }
+                    }
+                    let want: Vec<(String, Value)> = model.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+        drop(kvs);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
