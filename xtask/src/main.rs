@@ -38,7 +38,8 @@ COMMANDS:
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
     guests               Build the guest components of signoff-sim (guests/, wasm32-wasip2)
-    wasm                 Check that signoff-core compiles for wasm32-wasip2 (adds the target
+    wasm                 Check that signoff-core and signoff-storage's hosted adapter
+                         (--no-default-features) compile for wasm32-wasip2 (adds the target
                          with rustup when it is missing)
     fuzz roa [SECONDS]   Fuzz the manifest parser with cargo-fuzz for SECONDS (default 60);
                          installs cargo-fuzz when it is missing (needs the nightly toolchain)
@@ -372,6 +373,9 @@ fn wasm_check() -> Result<(), String> {
         "--quiet",
         "-p",
         "signoff-core",
+        "-p",
+        "signoff-storage",
+        "--no-default-features",
         "--target",
         "wasm32-wasip2",
     ]))

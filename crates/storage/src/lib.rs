@@ -7,7 +7,12 @@
 //!   what sled does and does not promise).
 //! - [`MemoryStore`] (re-exported from core): nothing survives the process.
 //!
-//! All three implement [`EventStore`], [`DocumentIndex`] and [`Outbox`] and pass the same
+//! - [`hosted::HostedStore`]: the same traits over the platform's hosted key-value store,
+//!   through the small [`hosted::Kvs`] trait that both a wasm guest's bindings and the
+//!   simulator's native store implement. It is the only adapter built without the default
+//!   `embedded` feature (what a `wasm32-wasip2` guest links).
+//!
+//! All of them implement [`EventStore`], [`DocumentIndex`] and [`Outbox`] and pass the same
 //! conformance suite (`tests/it/conformance.rs`).
 //!
 //! Durability is explicit ([`Durability`], [`StoreConfig`]) and durable by default: when
@@ -18,10 +23,15 @@
 //! (`spawn_blocking`), or inline when there is no tokio runtime. Blocking storage calls never
 //! run on the async executor threads.
 
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 mod codec;
 mod error;
+pub mod hosted;
+#[cfg(feature = "embedded")]
 mod redb_store;
+#[cfg(feature = "embedded")]
 mod sled_store;
+#[cfg(feature = "embedded")]
 mod writer;
 
 use async_trait::async_trait;
@@ -30,8 +40,11 @@ pub use signoff_core::store::{
 };
 
 pub use error::OpenError;
+#[cfg(feature = "embedded")]
 pub use redb_store::RedbStore;
+#[cfg(feature = "embedded")]
 pub use sled_store::SledStore;
+#[cfg(feature = "embedded")]
 pub use writer::WriterStats;
 
 /// The version of the on-disk layout that this build writes and reads. A store written by a
@@ -103,6 +116,7 @@ impl StoreConfig {
         StoreConfig::default()
     }
 
+    #[cfg(feature = "embedded")]
     pub(crate) fn max_batch(&self) -> usize {
         match self.group_commit {
             GroupCommit::Off => 1,
