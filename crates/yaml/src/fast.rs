@@ -27,33 +27,25 @@ pub(crate) fn parse(text: &str, builder: Builder) -> Option<Document> {
     if odd {
         return None;
     }
-    let mut lines: Vec<&str> = Vec::with_capacity(text.len() / 16 + 1);
-    lines.extend(text.split('\n'));
-    // Document markers (`---`, `...`, with or without content after them) are saphyr's,
-    // except a lone `---` opening the only document.
-    let marker = |l: &str| {
-        (l.starts_with("---") || l.starts_with("..."))
-            && matches!(l.as_bytes().get(3), None | Some(b' '))
-    };
-    let first = lines.iter().position(|l| {
-        !l.trim_start_matches(' ').is_empty() && !l.trim_start_matches(' ').starts_with('#')
-    });
-    for (i, l) in lines.iter().enumerate() {
-        if marker(l) && !(Some(i) == first && *l == "---") {
-            return None;
-        }
-    }
     let max_depth = builder.max_depth();
     let mut s = Scanner {
-        lines,
+        text,
+        raw: None,
+        next: 0,
         line: 0,
+        marker: false,
         builder,
         max_depth,
     };
+    s.load(0);
     s.skip_insignificant();
+    // Document markers (`---`, `...`, with or without content after them) are saphyr's,
+    // except a lone `---` opening the only document. Lines before it are blank or comments,
+    // never markers.
     let explicit = match s.current() {
         Some((0, "---")) => {
-            s.line += 1;
+            s.marker = false;
+            s.advance();
             s.skip_insignificant();
             true
         }
@@ -65,17 +57,24 @@ pub(crate) fn parse(text: &str, builder: Builder) -> Option<Document> {
     }
     s.emit(Event::DocumentStart(explicit), Pos { line: 1, column: 1 })?;
     s.block(0, 0)?;
-    // Anything after the root node (another document, a stray dedent) is for saphyr.
-    if s.current().is_some() {
+    // Anything after the root node (another document, a stray dedent) is for saphyr. Having
+    // reached the end, the scanner has seen every line, so `marker` covers them all.
+    if s.current().is_some() || s.marker {
         return None;
     }
     s.builder.finish().ok()
 }
 
 struct Scanner<'a> {
-    lines: Vec<&'a str>,
+    text: &'a str,
+    /// The current line, without its line break; `None` past the end.
+    raw: Option<&'a str>,
+    /// Where the line after the current one starts in `text` (past the end when none does).
+    next: usize,
     /// Index of the current line.
     line: usize,
+    /// Whether a line seen so far is a document marker.
+    marker: bool,
     builder: Builder,
     max_depth: usize,
 }
@@ -98,9 +97,32 @@ const fn table(bytes: &[u8]) -> [bool; 256] {
 }
 
 impl<'a> Scanner<'a> {
+    /// Makes the line starting at byte `start` of the text the current one.
+    fn load(&mut self, start: usize) {
+        let rest = &self.text[start..];
+        let (raw, next) = match rest.find('\n') {
+            Some(i) => (&rest[..i], start + i + 1),
+            None => (rest, self.text.len() + 1),
+        };
+        self.marker |= (raw.starts_with("---") || raw.starts_with("..."))
+            && matches!(raw.as_bytes().get(3), None | Some(b' '));
+        self.raw = Some(raw);
+        self.next = next;
+    }
+
+    /// Moves to the next line.
+    fn advance(&mut self) {
+        self.line += 1;
+        if self.next <= self.text.len() {
+            self.load(self.next);
+        } else {
+            self.raw = None;
+        }
+    }
+
     /// The current line as (indent, content after the indent), if any is left.
     fn current(&self) -> Option<(usize, &'a str)> {
-        let raw = *self.lines.get(self.line)?;
+        let raw = self.raw?;
         let content = raw.trim_start_matches(' ');
         Some((raw.len() - content.len(), content))
     }
@@ -109,7 +131,7 @@ impl<'a> Scanner<'a> {
     fn skip_insignificant(&mut self) {
         while let Some((_, content)) = self.current() {
             if content.is_empty() || content.starts_with('#') {
-                self.line += 1;
+                self.advance();
             } else {
                 break;
             }
@@ -133,7 +155,7 @@ impl<'a> Scanner<'a> {
         if depth >= self.max_depth {
             return None;
         }
-        let content = &self.lines[self.line][col..];
+        let content = self.raw?.get(col..)?;
         if content == "-" || content.starts_with("- ") {
             self.sequence(col, depth, false)
         } else if split_key(content).is_some() {
@@ -151,7 +173,7 @@ impl<'a> Scanner<'a> {
         loop {
             let content = if first {
                 first = false;
-                &self.lines[self.line][indent..]
+                self.raw?.get(indent..)?
             } else {
                 self.skip_insignificant();
                 match self.current() {
@@ -171,7 +193,7 @@ impl<'a> Scanner<'a> {
             if value.is_empty() {
                 // saphyr-parser places an empty value at the colon.
                 let at = self.pos(colon);
-                self.line += 1;
+                self.advance();
                 self.skip_insignificant();
                 match self.current() {
                     Some((i, _)) if i > indent => self.block(i, depth + 1)?,
@@ -182,7 +204,7 @@ impl<'a> Scanner<'a> {
                 }
             } else {
                 self.inline(value, value_col)?;
-                self.line += 1;
+                self.advance();
             }
         }
         self.emit(Event::MappingEnd, Pos::default())
@@ -194,7 +216,7 @@ impl<'a> Scanner<'a> {
     fn sequence(&mut self, indent: usize, depth: usize, indentless: bool) -> Option<()> {
         // saphyr-parser places an indentless sequence at its first item's content.
         let start = if indentless {
-            let line = self.lines[self.line];
+            let line = self.raw?;
             let value = line[indent + 1..].trim_start_matches(' ');
             if value.is_empty() {
                 return None;
@@ -217,14 +239,14 @@ impl<'a> Scanner<'a> {
                     _ => break,
                 }
             }
-            let line = self.lines[self.line];
+            let line = self.raw?;
             let after_dash = &line[indent + 1..];
             let value = after_dash.trim_start_matches(' ');
             let value_col = line.len() - value.len();
             first = false;
             if value.is_empty() {
                 let at = self.pos(value_col);
-                self.line += 1;
+                self.advance();
                 self.skip_insignificant();
                 match self.current() {
                     Some((i, _)) if i > indent => self.block(i, depth + 1)?,
@@ -236,7 +258,7 @@ impl<'a> Scanner<'a> {
                 self.mapping(value_col, depth + 1)?;
             } else {
                 self.inline(value, value_col)?;
-                self.line += 1;
+                self.advance();
             }
         }
         self.emit(Event::SequenceEnd, Pos::default())

@@ -367,17 +367,19 @@ impl Node {
     }
 }
 
-/// A collection under construction.
+/// A collection under construction. Its children wait on the builder's scratch stacks (from
+/// `start` on) until it ends, so that each finished collection is one allocation of exactly
+/// its size instead of a vector grown by doubling.
 enum Open {
     Seq {
         pos: Pos,
         anchor: usize,
-        items: Vec<Node>,
+        start: usize,
     },
     Map {
         pos: Pos,
         anchor: usize,
-        entries: Vec<(Node, Node)>,
+        start: usize,
         pending_key: Option<Node>,
     },
 }
@@ -385,6 +387,10 @@ enum Open {
 pub(crate) struct Builder {
     budget: Budget,
     stack: Vec<Open>,
+    /// Items of the open sequences, innermost last.
+    items: Vec<Node>,
+    /// Entries of the open mappings, innermost last.
+    entries: Vec<(Node, Node)>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
     root: Option<Node>,
@@ -397,6 +403,8 @@ impl Builder {
         Builder {
             budget,
             stack: Vec::new(),
+            items: Vec::new(),
+            entries: Vec::new(),
             anchors: HashMap::new(),
             nodes: 0,
             root: None,
@@ -458,7 +466,7 @@ impl Builder {
                 self.stack.push(Open::Seq {
                     pos,
                     anchor,
-                    items: Vec::new(),
+                    start: self.items.len(),
                 });
             }
             Event::MappingStart(anchor, _) => {
@@ -466,7 +474,7 @@ impl Builder {
                 self.stack.push(Open::Map {
                     pos,
                     anchor,
-                    entries: Vec::new(),
+                    start: self.entries.len(),
                     pending_key: None,
                 });
             }
@@ -478,25 +486,25 @@ impl Builder {
                     });
                 };
                 let (node, anchor) = match open {
-                    Open::Seq { pos, anchor, items } => (
+                    Open::Seq { pos, anchor, start } => (
                         Node {
-                            value: Value::Seq(items),
+                            value: Value::Seq(self.items.split_off(start)),
                             pos,
                         },
                         anchor,
                     ),
                     Open::Map {
-                        pos,
-                        anchor,
-                        entries,
-                        ..
-                    } => (
-                        Node {
-                            value: Value::Map(self.merge_keys(entries)),
-                            pos,
-                        },
-                        anchor,
-                    ),
+                        pos, anchor, start, ..
+                    } => {
+                        let entries = self.entries.split_off(start);
+                        (
+                            Node {
+                                value: Value::Map(self.merge_keys(entries)),
+                                pos,
+                            },
+                            anchor,
+                        )
+                    }
                 };
                 self.push(node, anchor)?;
             }
@@ -553,16 +561,16 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Open::Seq { items, .. }) => items.push(node),
+            Some(Open::Seq { .. }) => self.items.push(node),
             Some(Open::Map {
-                entries,
-                pending_key,
-                ..
+                start, pending_key, ..
             }) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if let Some(text) = key.scalar_text() {
-                        let dup = entries.iter().find(|(k, _)| k.is_key(text.trim()));
+                        let dup = self.entries[*start..]
+                            .iter()
+                            .find(|(k, _)| k.is_key(text.trim()));
                         if let Some((first, _)) = dup {
                             self.warnings.push(YamlWarning {
                                 pos: key.pos,
@@ -574,7 +582,7 @@ impl Builder {
                             });
                         }
                     }
-                    entries.push((key, node));
+                    self.entries.push((key, node));
                 }
             },
         }
