@@ -6,7 +6,9 @@
 //! at its place and loading goes on. Only a root that is not a mapping, or `modules` that is
 //! not a mapping, stops it: nothing sensible can be checked then.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use signoff_yaml::{Node, Pos, Value};
 
@@ -528,11 +530,11 @@ impl Loader {
             })
             .collect();
         for (index, (k, v)) in entries.into_iter().enumerate() {
-            let kind = names[index].clone();
-            if names[index + 1..].contains(&kind) {
+            let kind = &names[index];
+            if names[index + 1..].contains(kind) {
                 continue;
             }
-            if !is_known_module_type(&kind) {
+            if !is_known_module_type(kind) {
                 self.warn(
                     "UNKNOWN_MODULE_TYPE",
                     &format!("modules.{kind}"),
@@ -553,8 +555,9 @@ impl Loader {
                     Vec::new()
                 }
             };
+            let base = joined("modules.", kind);
             for (i, item) in items.into_iter().enumerate() {
-                let path = indexed(&joined("modules.", &kind), i);
+                let path = indexed(&base, i);
                 if item.as_map().is_none() {
                     self.wrong_type(&path, &item, "a mapping");
                     continue;
@@ -671,36 +674,44 @@ impl Loader {
         }
     }
 
-    fn scopes(&mut self, node: &Node) -> Vec<Item<String>> {
+    fn scopes<'t>(&mut self, node: &'t Node) -> Vec<Item<String>> {
         let mut out: Vec<Item<String>> = Vec::new();
-        // Indexes into `out` by scope, to find duplicates without a quadratic search.
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        let mut add = |l: &mut Self, path: String, n: &Node| {
+        // Indexes into `out` by scope, to find duplicates without a quadratic search. The
+        // keys borrow the tree's text, so finding a duplicate allocates nothing.
+        let len = node.as_seq().map_or(0, <[Node]>::len);
+        let mut seen: HashMap<Cow<'t, str>, usize> = HashMap::with_capacity(len);
+        let mut add = |l: &mut Self, path: String, n: &'t Node| {
             let Some(text) = n.scalar_text() else {
                 if !n.is_null() {
                     l.wrong_type(&path, n, "a string");
                 }
                 return;
             };
-            let value = text.trim();
-            if let Some(&first) = seen.get(value) {
-                let first: &Item<String> = &out[first];
-                l.warn(
-                    "DUPLICATE_SCOPE",
-                    &path,
-                    n.pos,
-                    format!(
-                        "scope `{value}` is listed twice (first at {})",
-                        first.loc.pos
-                    ),
-                );
-                return;
+            let value = match text {
+                Cow::Borrowed(t) => Cow::Borrowed(t.trim()),
+                Cow::Owned(t) => Cow::Owned(t.trim().to_string()),
+            };
+            match seen.entry(value) {
+                Entry::Occupied(first) => {
+                    let first: &Item<String> = &out[*first.get()];
+                    l.warn(
+                        "DUPLICATE_SCOPE",
+                        &path,
+                        n.pos,
+                        format!(
+                            "scope `{}` is listed twice (first at {})",
+                            first.value, first.loc.pos
+                        ),
+                    );
+                }
+                Entry::Vacant(slot) => {
+                    out.push(Item {
+                        value: slot.key().to_string(),
+                        loc: Loc { path, pos: n.pos },
+                    });
+                    slot.insert(out.len() - 1);
+                }
             }
-            seen.insert(value.to_string(), out.len());
-            out.push(Item {
-                value: value.to_string(),
-                loc: Loc { path, pos: n.pos },
-            });
         };
         match &node.value {
             Value::Seq(items) => {
@@ -828,10 +839,6 @@ impl Loader {
         };
         for (i, n) in items.iter().enumerate() {
             let path = indexed(base, i);
-            let loc = Loc {
-                path: path.clone(),
-                pos: n.pos,
-            };
             let kind = match &n.value {
                 Value::Map(_) => {
                     if let Some(remote) = n.get("remote") {
@@ -888,7 +895,11 @@ impl Loader {
                     }
                 },
             };
-            m.egress.push(Egress { list, loc, kind });
+            m.egress.push(Egress {
+                list,
+                loc: Loc { path, pos: n.pos },
+                kind,
+            });
         }
     }
 

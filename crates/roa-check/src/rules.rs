@@ -262,12 +262,12 @@ fn egress(m: &Manifest, out: &mut Findings) {
         }
     }
     for e in &m.egress {
-        if matches!(e.kind, EgressKind::Remote(_)) {
-            continue;
-        }
-        let raw = e.address();
-        let addr = Address::parse(&raw);
-        validate_address(e, &raw, &addr, out);
+        let raw = match &e.kind {
+            EgressKind::Legacy(a) | EgressKind::Object { address: a, .. } => a.as_str(),
+            EgressKind::Remote(_) => continue,
+        };
+        let addr = Address::parse(raw);
+        validate_address(e, raw, &addr, out);
         if is_default_allowed(e.list, &addr) {
             continue;
         }

@@ -402,9 +402,11 @@ impl Builder {
     pub(crate) fn new(budget: Budget) -> Self {
         Builder {
             budget,
-            stack: Vec::new(),
-            items: Vec::new(),
-            entries: Vec::new(),
+            // Room for the open collections of a typical manifest, so that the scratch stacks
+            // rarely grow: a grown stack is a large reallocation, and those are costly.
+            stack: Vec::with_capacity(16),
+            items: Vec::with_capacity(64),
+            entries: Vec::with_capacity(32),
             anchors: HashMap::new(),
             nodes: 0,
             root: None,
