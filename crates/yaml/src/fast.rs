@@ -1,20 +1,22 @@
-//! A fast event producer for the plain block YAML that almost every manifest is written in.
+//! A fast scanner for the plain block YAML that almost every manifest is written in.
 //!
 //! General YAML parsers spend most of their time on generality; on this machine a 300-line
 //! manifest takes saphyr-parser about 100 µs. Real manifests use a small subset: block
 //! mappings and sequences, single-line plain or quoted scalars, comments. This module scans
-//! exactly that subset and emits the same events, with the same positions, that saphyr-parser
-//! would; the tree builder is shared. At the first thing outside the subset (anchors, tags,
-//! flow collections, block scalars, multi-line scalars, tabs, non-ASCII text, several
-//! documents, anything odd) it gives up and the caller parses with saphyr-parser instead, so
-//! the subset only has to be right, never complete. A differential property test checks that
-//! whenever this module answers, its events build the same tree as saphyr-parser's.
+//! exactly that subset and makes the same builder calls, with the same positions, that
+//! saphyr-parser's events would (without making the events); the tree builder is shared. At
+//! the first thing outside the subset (anchors, tags, flow collections, block scalars,
+//! multi-line scalars, tabs, non-ASCII text, several documents, anything odd) it gives up and
+//! the caller parses with saphyr-parser instead, so the subset only has to be right, never
+//! complete. A differential property test checks that whenever this module answers, it builds
+//! the same tree as saphyr-parser's events.
 
 use std::borrow::Cow;
 
-use saphyr_parser::{Event, ScalarStyle};
+use compact_str::CompactString;
+use saphyr_parser::Event;
 
-use crate::{Builder, Document, Pos};
+use crate::{Builder, Document, Pos, Value, resolve_plain};
 
 /// Scans `text` as plain block YAML into `builder`. `None` means "not in the subset (or the
 /// builder refused something)": parse it the general way, which also reports any error.
@@ -55,7 +57,9 @@ pub(crate) fn parse(text: &str, builder: Builder) -> Option<Document> {
     if indent != 0 {
         return None;
     }
-    s.emit(Event::DocumentStart(explicit), Pos { line: 1, column: 1 })?;
+    s.builder
+        .event(Event::DocumentStart(explicit), Pos { line: 1, column: 1 })
+        .ok()?;
     s.block(0, 0)?;
     // Anything after the root node (another document, a stray dedent) is for saphyr. Having
     // reached the end, the scanner has seen every line, so `marker` covers them all.
@@ -138,8 +142,14 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn emit(&mut self, event: Event<'a>, pos: Pos) -> Option<()> {
-        self.builder.event(event, pos).ok()
+    /// A scalar for the builder; `plain` ones are resolved by the core schema.
+    fn scalar(&mut self, text: &str, plain: bool, pos: Pos) -> Option<()> {
+        let value = if plain {
+            resolve_plain(text)
+        } else {
+            Value::Str(CompactString::from(text))
+        };
+        self.builder.scalar(value, pos, 0).ok()
     }
 
     fn pos(&self, column: usize) -> Pos {
@@ -158,35 +168,31 @@ impl<'a> Scanner<'a> {
         let content = self.raw?.get(col..)?;
         if content == "-" || content.starts_with("- ") {
             self.sequence(col, depth, false)
-        } else if split_key(content).is_some() {
-            self.mapping(col, depth)
+        } else if let Some(first) = split_key(content) {
+            self.mapping(col, depth, first)
         } else {
             None
         }
     }
 
     /// A block mapping whose keys sit at column `indent`; the first key is on the current line
-    /// at that column (possibly after a `- `).
-    fn mapping(&mut self, indent: usize, depth: usize) -> Option<()> {
-        self.emit(Event::MappingStart(0, None), self.pos(indent))?;
-        let mut first = true;
+    /// at that column (possibly after a `- `), already split by the caller into key and rest.
+    fn mapping(&mut self, indent: usize, depth: usize, first: (&'a str, &'a str)) -> Option<()> {
+        self.builder.start_map(self.pos(indent), 0).ok()?;
+        let mut first = Some(first);
         loop {
-            let content = if first {
-                first = false;
-                self.raw?.get(indent..)?
-            } else {
-                self.skip_insignificant();
-                match self.current() {
-                    Some((i, c)) if i == indent => c,
-                    Some((i, _)) if i > indent => return None,
-                    _ => break,
+            let (key, rest) = match first.take() {
+                Some(split) => split,
+                None => {
+                    self.skip_insignificant();
+                    match self.current() {
+                        Some((i, c)) if i == indent => split_key(c)?,
+                        Some((i, _)) if i > indent => return None,
+                        _ => break,
+                    }
                 }
             };
-            let (key, rest) = split_key(content)?;
-            self.emit(
-                Event::Scalar(Cow::Borrowed(key), ScalarStyle::Plain, 0, None),
-                self.pos(indent),
-            )?;
+            self.scalar(key, true, self.pos(indent))?;
             let colon = indent + key.len();
             let value_col = colon + 1 + (rest.len() - rest.trim_start_matches(' ').len());
             let value = rest.trim_start_matches(' ');
@@ -207,7 +213,7 @@ impl<'a> Scanner<'a> {
                 self.advance();
             }
         }
-        self.emit(Event::MappingEnd, Pos::default())
+        self.builder.end(Pos::default()).ok()
     }
 
     /// A block sequence whose dashes sit at column `indent`; the first dash is on the current
@@ -225,7 +231,7 @@ impl<'a> Scanner<'a> {
         } else {
             self.pos(indent)
         };
-        self.emit(Event::SequenceStart(0, None), start)?;
+        self.builder.start_seq(start, 0).ok()?;
         let mut first = true;
         loop {
             if !first {
@@ -254,35 +260,32 @@ impl<'a> Scanner<'a> {
                 }
             } else if value == "-" || value.starts_with("- ") || value.starts_with('#') {
                 return None;
-            } else if split_key(value).is_some() {
-                self.mapping(value_col, depth + 1)?;
+            } else if let Some(first) = split_key(value) {
+                self.mapping(value_col, depth + 1, first)?;
             } else {
                 self.inline(value, value_col)?;
                 self.advance();
             }
         }
-        self.emit(Event::SequenceEnd, Pos::default())
+        self.builder.end(Pos::default()).ok()
     }
 
     fn null_at(&mut self, pos: Pos) -> Option<()> {
-        self.emit(
-            Event::Scalar(Cow::Borrowed(""), ScalarStyle::Plain, 0, None),
-            pos,
-        )
+        self.scalar("", true, pos)
     }
 
     /// A single-line scalar value starting at column `col` of the current line, followed by
     /// nothing but an optional comment.
     fn inline(&mut self, value: &'a str, col: usize) -> Option<()> {
         let pos = self.pos(col);
-        let (text, style, rest) = match value.as_bytes()[0] {
+        let (text, plain, rest) = match value.as_bytes()[0] {
             b'\'' => {
                 let (text, rest) = single_quoted(&value[1..])?;
-                (text, ScalarStyle::SingleQuoted, rest)
+                (text, false, rest)
             }
             b'"' => {
                 let (text, rest) = double_quoted(&value[1..])?;
-                (text, ScalarStyle::DoubleQuoted, rest)
+                (text, false, rest)
             }
             b'-' if value.len() == 1 || value.as_bytes()[1] == b' ' => return None,
             c if INDICATORS[c as usize] => return None,
@@ -305,7 +308,7 @@ impl<'a> Scanner<'a> {
                 if text.ends_with(':') {
                     return None;
                 }
-                (Cow::Borrowed(text), ScalarStyle::Plain, "")
+                (Cow::Borrowed(text), true, "")
             }
         };
         // After the scalar: nothing, or white space and a comment.
@@ -314,7 +317,7 @@ impl<'a> Scanner<'a> {
         if !(trimmed.is_empty() || comment) {
             return None;
         }
-        self.emit(Event::Scalar(text, style, 0, None), pos)
+        self.scalar(&text, plain, pos)
     }
 }
 

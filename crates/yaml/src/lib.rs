@@ -256,7 +256,9 @@ impl Node {
     pub fn is_key(&self, key: &str) -> bool {
         match &self.value {
             // Exact first: keys with surrounding white space are rare.
-            Value::Str(s) => s.as_str() == key || (s.len() > key.len() && s.trim() == key),
+            Value::Str(s) => {
+                s.as_str() == key || (s.len() > key.len() && has_outer_space(s) && s.trim() == key)
+            }
             Value::Null | Value::Seq(_) | Value::Map(_) => false,
             _ => self.scalar_text().is_some_and(|t| t == key),
         }
@@ -450,8 +452,7 @@ impl Builder {
                 } else {
                     resolve_plain(&text)
                 };
-                self.count(1, pos)?;
-                self.push(Node { value, pos }, anchor)?;
+                self.scalar(value, pos, anchor)?;
             }
             Event::Alias(id) => {
                 let Some(target) = self.anchors.get(&id) else {
@@ -463,56 +464,77 @@ impl Builder {
                 node.pos = pos;
                 self.push(node, 0)?;
             }
-            Event::SequenceStart(anchor, _) => {
-                self.open(pos)?;
-                self.stack.push(Open::Seq {
-                    pos,
-                    anchor,
-                    start: self.items.len(),
-                });
-            }
-            Event::MappingStart(anchor, _) => {
-                self.open(pos)?;
-                self.stack.push(Open::Map {
-                    pos,
-                    anchor,
-                    start: self.entries.len(),
-                    pending_key: None,
-                });
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some(open) = self.stack.pop() else {
-                    return Err(ParseError::Syntax {
-                        pos,
-                        message: "unbalanced end of collection".into(),
-                    });
-                };
-                let (node, anchor) = match open {
-                    Open::Seq { pos, anchor, start } => (
-                        Node {
-                            value: Value::Seq(self.items.split_off(start)),
-                            pos,
-                        },
-                        anchor,
-                    ),
-                    Open::Map {
-                        pos, anchor, start, ..
-                    } => {
-                        let entries = self.entries.split_off(start);
-                        (
-                            Node {
-                                value: Value::Map(self.merge_keys(entries)),
-                                pos,
-                            },
-                            anchor,
-                        )
-                    }
-                };
-                self.push(node, anchor)?;
-            }
+            Event::SequenceStart(anchor, _) => self.start_seq(pos, anchor)?,
+            Event::MappingStart(anchor, _) => self.start_map(pos, anchor)?,
+            Event::SequenceEnd | Event::MappingEnd => self.end(pos)?,
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
         Ok(())
+    }
+
+    /// Takes a scalar whose value is already resolved. The fast scanner calls this and the
+    /// collection methods below directly, without making events.
+    pub(crate) fn scalar(
+        &mut self,
+        value: Value,
+        pos: Pos,
+        anchor: usize,
+    ) -> Result<(), ParseError> {
+        self.count(1, pos)?;
+        self.push(Node { value, pos }, anchor)
+    }
+
+    pub(crate) fn start_seq(&mut self, pos: Pos, anchor: usize) -> Result<(), ParseError> {
+        self.open(pos)?;
+        self.stack.push(Open::Seq {
+            pos,
+            anchor,
+            start: self.items.len(),
+        });
+        Ok(())
+    }
+
+    pub(crate) fn start_map(&mut self, pos: Pos, anchor: usize) -> Result<(), ParseError> {
+        self.open(pos)?;
+        self.stack.push(Open::Map {
+            pos,
+            anchor,
+            start: self.entries.len(),
+            pending_key: None,
+        });
+        Ok(())
+    }
+
+    /// Ends the innermost open collection.
+    pub(crate) fn end(&mut self, pos: Pos) -> Result<(), ParseError> {
+        let Some(open) = self.stack.pop() else {
+            return Err(ParseError::Syntax {
+                pos,
+                message: "unbalanced end of collection".into(),
+            });
+        };
+        let (node, anchor) = match open {
+            Open::Seq { pos, anchor, start } => (
+                Node {
+                    value: Value::Seq(self.items.split_off(start)),
+                    pos,
+                },
+                anchor,
+            ),
+            Open::Map {
+                pos, anchor, start, ..
+            } => {
+                let entries = self.entries.split_off(start);
+                (
+                    Node {
+                        value: Value::Map(self.merge_keys(entries)),
+                        pos,
+                    },
+                    anchor,
+                )
+            }
+        };
+        self.push(node, anchor)
     }
 
     /// The finished document.
@@ -646,8 +668,16 @@ fn scan_error(e: ScanError) -> ParseError {
     }
 }
 
+/// Whether `s` may start or end with white space (`str::trim` also trims non-ASCII spaces,
+/// so any non-ASCII byte at an end counts).
+fn has_outer_space(s: &str) -> bool {
+    let outer = |b: u8| b.is_ascii_whitespace() || b >= 0x80;
+    let bytes = s.as_bytes();
+    bytes.first().is_some_and(|&b| outer(b)) || bytes.last().is_some_and(|&b| outer(b))
+}
+
 /// Resolves a plain scalar by the YAML 1.2 core schema.
-fn resolve_plain(text: &str) -> Value {
+pub(crate) fn resolve_plain(text: &str) -> Value {
     // Most scalars in a manifest are words: only these first characters can start a null,
     // a boolean or a number.
     let first = text.as_bytes().first().copied().unwrap_or(b'~');
