@@ -87,8 +87,12 @@ struct Scanner<'a> {
 /// which is handled where it matters.
 const INDICATORS: [bool; 256] = table(b"?:,[]{}#&*!|>'\"%@`");
 
-/// Characters the fast path does not accept inside a key.
-const KEY_REJECTS: [bool; 256] = table(b"[]{},'\"&*!|>%@`");
+/// Characters that end or refuse a key: `:` (the end when a space or the line end follows),
+/// `#` (refused after a space) and those the fast path does not accept inside a key.
+const KEY_STOPS: [bool; 256] = table(b":#[]{},'\"&*!|>%@`");
+
+/// Characters that may end a plain value (` #`) or refuse it (`: `).
+const VALUE_STOPS: [bool; 256] = table(b"#:");
 
 const fn table(bytes: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
@@ -127,7 +131,7 @@ impl<'a> Scanner<'a> {
     /// The current line as (indent, content after the indent), if any is left.
     fn current(&self) -> Option<(usize, &'a str)> {
         let raw = self.raw?;
-        let content = raw.trim_start_matches(' ');
+        let content = skip_spaces(raw);
         Some((raw.len() - content.len(), content))
     }
 
@@ -194,8 +198,8 @@ impl<'a> Scanner<'a> {
             };
             self.scalar(key, true, self.pos(indent))?;
             let colon = indent + key.len();
-            let value_col = colon + 1 + (rest.len() - rest.trim_start_matches(' ').len());
-            let value = rest.trim_start_matches(' ');
+            let value_col = colon + 1 + (rest.len() - skip_spaces(rest).len());
+            let value = skip_spaces(rest);
             if value.is_empty() {
                 // saphyr-parser places an empty value at the colon.
                 let at = self.pos(colon);
@@ -223,7 +227,7 @@ impl<'a> Scanner<'a> {
         // saphyr-parser places an indentless sequence at its first item's content.
         let start = if indentless {
             let line = self.raw?;
-            let value = line[indent + 1..].trim_start_matches(' ');
+            let value = skip_spaces(&line[indent + 1..]);
             if value.is_empty() {
                 return None;
             }
@@ -247,7 +251,7 @@ impl<'a> Scanner<'a> {
             }
             let line = self.raw?;
             let after_dash = &line[indent + 1..];
-            let value = after_dash.trim_start_matches(' ');
+            let value = skip_spaces(after_dash);
             let value_col = line.len() - value.len();
             first = false;
             if value.is_empty() {
@@ -295,16 +299,20 @@ impl<'a> Scanner<'a> {
                 let bytes = value.as_bytes();
                 let mut end = bytes.len();
                 for i in 1..bytes.len() {
-                    match (bytes[i - 1], bytes[i]) {
-                        (b' ', b'#') => {
+                    if !VALUE_STOPS[bytes[i] as usize] {
+                        continue;
+                    }
+                    match bytes[i] {
+                        b'#' if bytes[i - 1] == b' ' => {
                             end = i - 1;
                             break;
                         }
-                        (b':', b' ') => return None,
+                        b':' if bytes.get(i + 1) == Some(&b' ') => return None,
                         _ => {}
                     }
                 }
-                let text = value[..end].trim_end_matches(' ');
+                // The text is ASCII without tabs or line breaks: only spaces are trimmed.
+                let text = value[..end].trim_ascii_end();
                 if text.ends_with(':') {
                     return None;
                 }
@@ -312,7 +320,7 @@ impl<'a> Scanner<'a> {
             }
         };
         // After the scalar: nothing, or white space and a comment.
-        let trimmed = rest.trim_start_matches(' ');
+        let trimmed = skip_spaces(rest);
         let comment = trimmed.starts_with('#') && trimmed.len() < rest.len();
         if !(trimmed.is_empty() || comment) {
             return None;
@@ -334,12 +342,17 @@ fn split_key(content: &str) -> Option<(&str, &str)> {
     let bytes = content.as_bytes();
     let mut colon = None;
     for (i, &b) in bytes.iter().enumerate() {
-        if b == b':' && matches!(bytes.get(i + 1), None | Some(b' ')) {
-            colon = Some(i);
-            break;
+        if !KEY_STOPS[b as usize] {
+            continue;
         }
-        if KEY_REJECTS[b as usize] || (b == b'#' && i > 0 && bytes[i - 1] == b' ') {
-            return None;
+        match b {
+            b':' if matches!(bytes.get(i + 1), None | Some(b' ')) => {
+                colon = Some(i);
+                break;
+            }
+            b':' => {}
+            b'#' if i == 0 || bytes[i - 1] != b' ' => {}
+            _ => return None,
         }
     }
     let colon = colon?;
@@ -416,4 +429,10 @@ fn double_quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
         }
     }
     None
+}
+
+/// `s` without its leading spaces. Byte-wise: the fast path only takes ASCII text.
+fn skip_spaces(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| b == b' ').count();
+    &s[n..]
 }

@@ -592,16 +592,20 @@ impl Builder {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if let Some(text) = key.scalar_text() {
+                        let trimmed = if has_outer_space(&text) {
+                            text.trim()
+                        } else {
+                            &text
+                        };
                         let dup = self.entries[*start..]
                             .iter()
-                            .find(|(k, _)| k.is_key(text.trim()));
+                            .find(|(k, _)| k.is_key(trimmed));
                         if let Some((first, _)) = dup {
                             self.warnings.push(YamlWarning {
                                 pos: key.pos,
                                 message: format!(
                                     "duplicate key `{}` (first at {}); the last one is used",
-                                    text.trim(),
-                                    first.pos
+                                    trimmed, first.pos
                                 ),
                             });
                         }
@@ -697,6 +701,10 @@ pub(crate) fn resolve_plain(text: &str) -> Value {
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
+    }
+    // Other words starting with those letters (`true`, `function`) are strings.
+    if first.is_ascii_alphabetic() {
+        return Value::Str(CompactString::from(text));
     }
     if let Some(hex) = text.strip_prefix("0x") {
         if let Ok(i) = i64::from_str_radix(hex, 16) {
