@@ -108,7 +108,7 @@ impl<'a> Scanner<'a> {
     /// Makes the line starting at byte `start` of the text the current one.
     fn load(&mut self, start: usize) {
         let rest = &self.text[start..];
-        let (raw, next) = match rest.find('\n') {
+        let (raw, next) = match line_end(rest.as_bytes()) {
             Some(i) => (&rest[..i], start + i + 1),
             None => (rest, self.text.len() + 1),
         };
@@ -435,4 +435,53 @@ fn double_quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
 fn skip_spaces(s: &str) -> &str {
     let n = s.bytes().take_while(|&b| b == b' ').count();
     &s[n..]
+}
+
+/// Where the first line break in `bytes` is. Lines are short (a few dozen bytes), too short
+/// for `memchr`'s set-up to pay off: this looks at eight bytes at a time with the classic
+/// "has a zero byte" trick, which is exact for the lowest match.
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'\n'));
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == b'\n').map(|i| at + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_end_finds_the_first_break() {
+        for text in [
+            "",
+            "a",
+            "\n",
+            "abcdefgh\n",
+            "abcdefg\nh\n",
+            "abcdefghijklmnopq",
+            "x\n\n",
+        ] {
+            assert_eq!(line_end(text.as_bytes()), text.find('\n'), "{text:?}");
+        }
+        let long: String = (0..40)
+            .map(|i| if i % 13 == 12 { '\n' } else { 'a' })
+            .collect();
+        for start in 0..long.len() {
+            let s = &long[start..];
+            assert_eq!(line_end(s.as_bytes()), s.find('\n'), "{s:?}");
+        }
+    }
 }
