@@ -191,6 +191,7 @@ fn saphyr_events(text: &str) -> impl Iterator<Item = Result<(Event<'_>, Pos), Pa
 
 impl Node {
     /// A short name of the node's kind, for messages: "a mapping", "a string", ...
+    #[inline]
     pub fn kind(&self) -> &'static str {
         match &self.value {
             Value::Null => "null",
@@ -202,6 +203,7 @@ impl Node {
         }
     }
 
+    #[inline]
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::Str(s) => Some(s),
@@ -209,6 +211,7 @@ impl Node {
         }
     }
 
+    #[inline]
     pub fn as_bool(&self) -> Option<bool> {
         match &self.value {
             Value::Bool(b) => Some(*b),
@@ -216,6 +219,7 @@ impl Node {
         }
     }
 
+    #[inline]
     pub fn as_seq(&self) -> Option<&[Node]> {
         match &self.value {
             Value::Seq(items) => Some(items),
@@ -223,6 +227,7 @@ impl Node {
         }
     }
 
+    #[inline]
     pub fn as_map(&self) -> Option<&[(Node, Node)]> {
         match &self.value {
             Value::Map(entries) => Some(entries),
@@ -230,6 +235,7 @@ impl Node {
         }
     }
 
+    #[inline]
     pub fn is_null(&self) -> bool {
         matches!(self.value, Value::Null)
     }
@@ -237,11 +243,13 @@ impl Node {
     /// The value under `key` in a mapping. Keys are compared with surrounding white space
     /// ignored, because real manifests contain keys such as `"scopes "`. When a key occurs
     /// twice the last one wins, as in the JavaScript loaders the Forge CLI uses.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.get_entry(key).map(|(_, v)| v)
     }
 
     /// Like [`Node::get`], but also returns the key node (for its position).
+    #[inline]
     pub fn get_entry(&self, key: &str) -> Option<(&Node, &Node)> {
         let entries = self.as_map()?;
         entries
@@ -253,11 +261,17 @@ impl Node {
 
     /// Whether this node is a scalar whose text, white space trimmed, is `key`. Allocates
     /// only for non-string scalars (`true`, `3`).
+    #[inline]
     pub fn is_key(&self, key: &str) -> bool {
         match &self.value {
             // Exact first: keys with surrounding white space are rare.
             Value::Str(s) => {
-                s.as_str() == key || (s.len() > key.len() && has_outer_space(s) && s.trim() == key)
+                let s = s.as_str();
+                match s.len().cmp(&key.len()) {
+                    std::cmp::Ordering::Equal => s == key,
+                    std::cmp::Ordering::Greater => has_outer_space(s) && s.trim() == key,
+                    std::cmp::Ordering::Less => false,
+                }
             }
             Value::Null | Value::Seq(_) | Value::Map(_) => false,
             _ => self.scalar_text().is_some_and(|t| t == key),
@@ -266,6 +280,7 @@ impl Node {
 
     /// The text of a scalar, whatever its resolved type (`true`, `3`, `abc`), or `None` for
     /// collections and null. Borrowed for strings, so asking is cheap.
+    #[inline]
     pub fn scalar_text(&self) -> Option<Cow<'_, str>> {
         match &self.value {
             Value::Str(s) => Some(Cow::Borrowed(s.as_str())),
@@ -672,6 +687,7 @@ fn scan_error(e: ScanError) -> ParseError {
     }
 }
 
+#[inline]
 /// Whether `s` may start or end with white space (`str::trim` also trims non-ASCII spaces,
 /// so any non-ASCII byte at an end counts).
 fn has_outer_space(s: &str) -> bool {
