@@ -389,7 +389,12 @@ impl Loader {
         );
     }
 
-    fn string(&mut self, path: &str, node: &Node) -> Option<Item<String>> {
+    /// A string item at `path`; a path built for the call is moved in, not copied.
+    fn string(
+        &mut self,
+        path: impl AsRef<str> + Into<String>,
+        node: &Node,
+    ) -> Option<Item<String>> {
         match node.scalar_text() {
             Some(s) => Some(Item {
                 value: s.into_owned(),
@@ -400,7 +405,7 @@ impl Loader {
             }),
             None => {
                 if !node.is_null() {
-                    self.wrong_type(path, node, "a string");
+                    self.wrong_type(path.as_ref(), node, "a string");
                 }
                 None
             }
@@ -761,7 +766,7 @@ impl Loader {
             };
             for (i, n) in items.iter().enumerate() {
                 let path = indexed(&base, i);
-                if let Some(item) = self.string(&path, n) {
+                if let Some(item) = self.string(path, n) {
                     out.push(CspOption {
                         list: list.clone(),
                         value: item.value.trim().trim_matches('\'').to_string(),
@@ -856,7 +861,7 @@ impl Loader {
                         };
                         let category = n
                             .get("category")
-                            .and_then(|c| self.string(&joined(&path, ".category"), c));
+                            .and_then(|c| self.string(joined(&path, ".category"), c));
                         let in_scope_eud = match n.get("inScopeEUD") {
                             None => InScope::Default,
                             Some(v) => match v.as_bool() {
@@ -984,7 +989,7 @@ impl Loader {
             let key = n.get("key").and_then(Node::scalar_text).unwrap_or_default();
             let client_id = n
                 .get("clientId")
-                .and_then(|c| self.string(&format!("{path}.clientId"), c));
+                .and_then(|c| self.string(format!("{path}.clientId"), c));
             let mut remotes: Vec<String> = n
                 .get("remotes")
                 .and_then(Node::as_seq)
