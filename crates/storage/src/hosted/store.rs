@@ -525,16 +525,19 @@ impl<K: Kvs> HostedStore<K> {
         })
     }
 
-    /// Removes the staged parts of an append that was not published, unless an append with
-    /// the same content was (its parts are the same keys). Best effort: parts left behind
-    /// are invisible, only space.
+    /// Removes the staged parts of an append that lost its position to a different append:
+    /// once `P:a:D:FIRST` holds another checksum, nothing can ever refer to these parts.
+    /// Otherwise (the position is still free, or taken by an append of the same content,
+    /// whose parts are the same keys) they stay: a concurrent writer of the same content may
+    /// publish them, and a retry reuses them. Best effort: parts left behind are invisible,
+    /// only space.
     fn unstage(&self, d: &str, first: u64, body: &Body) {
-        let key = self.keys.append(d, first);
-        if let Ok(Some(value)) = self.kvs.get(&key) {
-            let published = serde_json::from_str::<AppendHeader>(&value).ok();
-            if published.is_some_and(|h| h.sha == body.sha) {
-                return;
-            }
+        let Ok(Some(value)) = self.kvs.get(&self.keys.append(d, first)) else {
+            return;
+        };
+        match serde_json::from_str::<AppendHeader>(&value) {
+            Ok(published) if published.sha != body.sha => {}
+            _ => return,
         }
         let deletes = body
             .parts

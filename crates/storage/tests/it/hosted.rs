@@ -559,6 +559,14 @@ fn writers_on_separate_instances_conflict_cleanly() {
         }
         let stored = block_on(HostedStore::new(kvs.clone()).read(&doc, 0)).unwrap();
         assert_eq!(stored.len() as u64, size);
+        // The losers' staged parts are gone: only the winner's checksum has parts.
+        let part_prefix = format!("signoff:x:{doc}:");
+        let shas: BTreeSet<String> = kvs
+            .entries()
+            .into_iter()
+            .filter_map(|(k, _)| Some(k.strip_prefix(&part_prefix)?.split(':').nth(1)?.to_owned()))
+            .collect();
+        assert_eq!(shas.len(), usize::from(size > 1), "{shas:?}");
     }
 
     // Concurrent rows of one document and concurrent outbox writers.
@@ -649,4 +657,58 @@ fn prefixes_keep_stores_apart() {
         let e = HostedStore::with_prefix(kvs.clone(), bad).unwrap_err();
         assert_eq!(e.prefix, bad);
     }
+}
+
+/// An index row change too large for one transaction (here 30 reviewers at once) is refused
+/// before anything is written, with an error naming the document; the stream of a refused
+/// commit does not move.
+#[test]
+fn an_index_change_beyond_one_transaction_is_refused_whole() {
+    let kvs = MemoryKvs::new();
+    let store = HostedStore::new(kvs.clone());
+    let many: Vec<String> = (0..30).map(|i| format!("reviewer-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    block_on(async {
+        store.append("d", 0, &recs("d", 0, 1)).await.unwrap();
+        let before = kvs.entries();
+        let refused = store
+            .commit(
+                "d",
+                1,
+                &recs("d", 1, 1),
+                Some(entry("d", "review", &many, None)),
+                &[],
+            )
+            .await;
+        match refused {
+            Err(StoreError::Backend(m)) => {
+                assert!(
+                    m.contains("append to d at 1") && m.contains("operations"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match store.upsert(entry("d", "review", &many, None)).await {
+            Err(StoreError::Backend(m)) => assert!(m.contains("index row of d"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(kvs.entries(), before);
+        // Up to the limit it works: 18 index keys change in one commit.
+        let fits: Vec<&str> = many[..17].to_vec();
+        assert_eq!(
+            store
+                .commit(
+                    "d",
+                    1,
+                    &recs("d", 1, 1),
+                    Some(entry("d", "review", &fits, None)),
+                    &[note("d", 1)]
+                )
+                .await,
+            Ok(2)
+        );
+        assert_eq!(store.by_reviewer("reviewer-16").await.unwrap(), ["d"]);
+    });
+    assert_eq!(kvs.stats().refused, 0);
 }
