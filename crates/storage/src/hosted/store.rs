@@ -47,7 +47,7 @@ const BATCH_ITEMS: usize = 1 << 16;
 /// | `P:h:D` | the stream head: `{"doc", "len"}` |
 /// | `P:a:D:FIRST` | one append, taken with `FAIL_IF_EXISTS`: `{"doc", "first", "count", "records": [...]}`, or `{..., "parts", "sha"}` when it is split |
 /// | `P:x:D:FIRST:SHA16:I` | part `I` of a split append: a JSON string, a slice of the records' JSON text |
-/// | `P:r:D` | the index row: `{"doc", "state", "pending_reviewers", "due_at", "rev"}` |
+/// | `P:r:D` | the index row: `{"doc", "state", "pending_reviewers", "due_at", "rev"}`, with a `"journal"` while a large change settles |
 /// | `P:rm:D:REV` | taken (`FAIL_IF_EXISTS`) by the write of row revision `REV`; never deleted |
 /// | `P:s:STATE:D`, `P:u:USER:D`, `P:t:DUE:D` | the index by state, reviewer and due time: the document id |
 /// | `P:on` | the last outbox batch number handed out |
@@ -60,7 +60,8 @@ const BATCH_ITEMS: usize = 1 << 16;
 ///
 /// An append is one transaction: its record key (`FAIL_IF_EXISTS` at the expected
 /// position, so two writers at the same position cannot both win), the new head, the index
-/// row with its changed index keys, and the notifications. Records too large for one value
+/// row with its changed index keys (those that do not fit settle right after: see
+/// `settle`), and the notifications. Records too large for one value
 /// are split into parts; parts that do not fit in that transaction are written first in
 /// transactions of their own, under keys nothing refers to until the append is published.
 ///
@@ -138,20 +139,23 @@ impl<K: Kvs> EventStore for HostedStore<K> {
 impl<K: Kvs> DocumentIndex for HostedStore<K> {
     async fn upsert(&self, entry: IndexEntry) -> Result<(), StoreError> {
         check_entry(&entry)?;
+        let what = format!("the index row of {}", entry.doc);
         for _ in 0..MAX_ATTEMPTS {
-            let ops = self.index_ops(&entry)?;
-            if ops.is_empty() {
+            let Some(change) = self.index_change(&entry)? else {
                 return Ok(());
-            }
-            let what = format!("the index row of {}", entry.doc);
+            };
+            let (ops, rest) = change.ops(&self.keys, MAX_TRANSACTION_OPS - 2)?;
             check_transaction(&ops, &what)?;
             match self.kvs.transact(ops) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.settle(&change, rest);
+                    return Ok(());
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(refused(e, &format!("writing {what}"))),
             }
         }
-        Err(gave_up(&format!("the index row of {}", entry.doc)))
+        Err(gave_up(&what))
     }
 
     async fn by_state(&self, state: &str) -> Result<Vec<String>, StoreError> {
@@ -375,6 +379,29 @@ struct Row {
     pending_reviewers: Vec<String>,
     due_at: Option<i64>,
     rev: u64,
+    /// Index keys that this row's write had no room for in its transaction: not yet known
+    /// to match the row. Empty once the change has settled.
+    #[serde(default, skip_serializing_if = "Journal::is_empty")]
+    journal: Journal,
+}
+
+/// Index keys still to set (to the document id) or delete for a row to hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Journal {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    set: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    delete: Vec<String>,
+}
+
+/// The writes that make an index entry its document's row: the row at its next revision,
+/// the revision's marker, and the index keys that change.
+#[derive(Debug)]
+struct IndexChange {
+    d: String,
+    row: Row,
+    /// Deletes first, then sets.
+    index: Vec<KvsOp>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -452,26 +479,52 @@ impl<K: Kvs> HostedStore<K> {
                     };
                     ops.push(set(self.keys.head(&d), to_json(&head)?));
                 }
-                if let Some(e) = entry {
-                    ops.extend(self.index_ops(e)?);
-                }
                 if !batches.is_empty() {
                     ops.extend(self.outbox_ops(&batches)?);
                 }
-                if ops.is_empty() {
+                let change = match entry {
+                    Some(e) => self.index_change(e)?,
+                    None => None,
+                };
+                if ops.is_empty() && change.is_none() {
                     return Ok(len);
                 }
+                // Parts go in this transaction when everything fits; otherwise they are
+                // staged first, and index keys that still do not fit settle afterwards.
                 if let Some(b) = body.as_ref().filter(|b| !staged && !b.parts.is_empty()) {
-                    if fits(ops.iter().chain(&b.parts)) {
+                    // With the index row and its marker, if there is one.
+                    let (index_ops, index_bytes) = match &change {
+                        None => (0, 0),
+                        Some(c) => (
+                            c.index.len() + 2,
+                            c.index.iter().map(op_bytes).sum::<usize>() + to_json(&c.row)?.len(),
+                        ),
+                    };
+                    let count = ops.len() + b.parts.len() + index_ops;
+                    let bytes = ops.iter().chain(&b.parts).map(op_bytes).sum::<usize>();
+                    if count <= MAX_TRANSACTION_OPS && bytes + index_bytes <= MAX_TRANSACTION_BYTES
+                    {
                         ops.extend(b.parts.iter().cloned());
                     } else {
                         staged = true;
                         self.transact_in_groups(b.parts.clone(), &what)?;
                     }
                 }
+                let mut rest = Vec::new();
+                if let Some(c) = &change {
+                    let room = MAX_TRANSACTION_OPS.saturating_sub(ops.len() + 2);
+                    let (index, later) = c.ops(&self.keys, room)?;
+                    ops.extend(index);
+                    rest = later;
+                }
                 check_transaction(&ops, &what)?;
                 match self.kvs.transact(ops) {
-                    Ok(()) => return Ok(new_len),
+                    Ok(()) => {
+                        if let Some(c) = &change {
+                            self.settle(c, rest);
+                        }
+                        return Ok(new_len);
+                    }
                     // The stream moved (answered as a conflict above), or a concurrent writer
                     // took the next revision of the same index row or outbox batch: again.
                     Err(e) if e.is_conflict() => continue,
@@ -644,9 +697,11 @@ impl<K: Kvs> HostedStore<K> {
         }
     }
 
-    /// The writes that make `entry` the row of its document: the row (next revision), the
-    /// revision's marker, and the index keys that change. Nothing when the row is unchanged.
-    fn index_ops(&self, entry: &IndexEntry) -> Result<Vec<KvsOp>, StoreError> {
+    /// What writing `entry` as its document's row changes, from the stored row; `None` when
+    /// the row holds it already. A row whose last change has not settled (its journal is
+    /// not empty) is finished by this change: its journal's keys are set or deleted again
+    /// as the new row needs.
+    fn index_change(&self, entry: &IndexEntry) -> Result<Option<IndexChange>, StoreError> {
         let d = component(&entry.doc);
         let key = self.keys.row(&d);
         let old = self.get_json::<Row>(&key)?;
@@ -665,31 +720,68 @@ impl<K: Kvs> HostedStore<K> {
             pending_reviewers: reviewers,
             due_at: entry.due_at.map(|t| t.0),
             rev,
+            journal: Journal::default(),
         };
         if old
             .as_ref()
             .is_some_and(|o| Row { rev, ..o.clone() } == row)
         {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let old_keys = old.map(|o| self.index_keys(&d, &o)).unwrap_or_default();
         let new_keys = self.index_keys(&d, &row);
+        // Keys the old row has (as far as we know), and keys that may be there.
+        let (present, maybe) = match &old {
+            None => (BTreeSet::new(), BTreeSet::new()),
+            Some(o) => {
+                let keys = self.index_keys(&d, o);
+                let unsure: BTreeSet<&String> = o.journal.set.iter().collect();
+                let present = keys
+                    .iter()
+                    .filter(|k| !unsure.contains(k))
+                    .cloned()
+                    .collect();
+                let maybe = keys
+                    .into_iter()
+                    .chain(o.journal.delete.iter().cloned())
+                    .collect();
+                (present, maybe)
+            }
+        };
         let doc_json = to_json(&entry.doc)?;
-        let mut ops = vec![
-            set(key, to_json(&row)?),
-            set_new(self.keys.row_mark(&d, rev), "1"),
-        ];
-        ops.extend(
-            old_keys
-                .difference(&new_keys)
-                .map(|k| KvsOp::Delete { key: k.clone() }),
-        );
-        ops.extend(
+        let mut index: Vec<KvsOp> = maybe
+            .difference(&new_keys)
+            .map(|k| KvsOp::Delete { key: k.clone() })
+            .collect();
+        index.extend(
             new_keys
-                .difference(&old_keys)
+                .difference(&present)
                 .map(|k| set(k.clone(), doc_json.clone())),
         );
-        Ok(ops)
+        Ok(Some(IndexChange { d, row, index }))
+    }
+
+    /// Applies the index keys that a row's first transaction had no room for, in
+    /// transactions of their own, each writing the next revision of the row with what is
+    /// left in its journal. Stops quietly when a concurrent writer takes the row's next
+    /// revision (its write finishes the journal) or a call fails (the next write of the
+    /// document does): the row and the append it came with are stored either way.
+    fn settle(&self, change: &IndexChange, mut rest: Vec<KvsOp>) {
+        let mut row = change.row.clone();
+        while !rest.is_empty() {
+            let later = rest.split_off(rest.len().min(MAX_TRANSACTION_OPS - 2));
+            row.rev += 1;
+            row.journal = Journal::of(&later);
+            let Ok(value) = to_json(&row) else { return };
+            let mut ops = vec![
+                set(self.keys.row(&change.d), value),
+                set_new(self.keys.row_mark(&change.d, row.rev), "1"),
+            ];
+            ops.append(&mut rest);
+            if check_transaction(&ops, "").is_err() || self.kvs.transact(ops).is_err() {
+                return;
+            }
+            rest = later;
+        }
     }
 
     fn index_keys(&self, d: &str, row: &Row) -> BTreeSet<String> {
@@ -832,6 +924,42 @@ impl<K: Kvs> HostedStore<K> {
     }
 }
 
+impl IndexChange {
+    /// The row (with what does not fit in its journal), its marker and the first `room`
+    /// index writes; and the index writes left for [`HostedStore::settle`].
+    fn ops(&self, keys: &Keys, room: usize) -> Result<(Vec<KvsOp>, Vec<KvsOp>), StoreError> {
+        let mut now = self.index.clone();
+        let rest = now.split_off(now.len().min(room));
+        let row = Row {
+            journal: Journal::of(&rest),
+            ..self.row.clone()
+        };
+        let mut ops = vec![
+            set(keys.row(&self.d), to_json(&row)?),
+            set_new(keys.row_mark(&self.d, row.rev), "1"),
+        ];
+        ops.extend(now);
+        Ok((ops, rest))
+    }
+}
+
+impl Journal {
+    fn of(ops: &[KvsOp]) -> Journal {
+        let mut j = Journal::default();
+        for op in ops {
+            match op {
+                KvsOp::Set { key, .. } => j.set.push(key.clone()),
+                KvsOp::Delete { key } => j.delete.push(key.clone()),
+            }
+        }
+        j
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.delete.is_empty()
+    }
+}
+
 /// Cuts JSON text into JSON string values of at most [`MAX_VALUE_BYTES`] each (escaping
 /// counted), at character boundaries.
 fn split(text: &str) -> Result<Vec<String>, StoreError> {
@@ -930,15 +1058,9 @@ fn check_sha(key: &str, sha: &str) -> Result<(), StoreError> {
     }
 }
 
-/// Whether `ops` fit in one transaction.
-fn fits<'a>(ops: impl Iterator<Item = &'a KvsOp> + Clone) -> bool {
-    ops.clone().count() <= MAX_TRANSACTION_OPS
-        && ops.map(op_bytes).sum::<usize>() <= MAX_TRANSACTION_BYTES
-}
-
 /// Refuses a transaction that the platform would refuse, naming what it was for. The layout
-/// keeps normal writes far inside the limits; this catches the extreme ones (an index row
-/// with very many reviewers changing at once, a row larger than a value).
+/// keeps writes inside the limits; this catches the extreme ones (a row larger than a value,
+/// notifications in more batches than a transaction holds).
 fn check_transaction(ops: &[KvsOp], what: &str) -> Result<(), StoreError> {
     let limit = |detail: String| {
         StoreError::Backend(format!(
