@@ -281,10 +281,14 @@ where
         let kind = match ev.event_type.as_str() {
             "avi:confluence:created:page" => "created",
             "avi:confluence:updated:page" => "updated",
-            _ => return Ok(self.ignored("event", "other_event")),
+            _ => {
+                self.ignored("event", "other_event");
+                return Ok(());
+            }
         };
         if ev.content.kind.as_deref().is_some_and(|k| k != "page") {
-            return Ok(self.ignored(kind, "not_a_page"));
+            self.ignored(kind, "not_a_page");
+            return Ok(());
         }
         let page_id = ev.content.id.text();
         check_id("content.id", &page_id)?;
@@ -382,16 +386,16 @@ where
         };
         let wf = Workflow::from_text(&source, &format!("workflow of space {}", p.space))
             .map_err(|e| AppError::new("BAD_WORKFLOW", e.to_string()))?;
-        if let Some(current) = self.get::<SpaceRecord>(&space_key(&p.space))? {
-            if !current.space_admins.contains(&by) {
-                return Err(AppError::new(
-                    "NOT_PERMITTED",
-                    format!(
-                        "{by} is not an administrator of space {}; only they may change its workflow",
-                        p.space
-                    ),
-                ));
-            }
+        if let Some(current) = self.get::<SpaceRecord>(&space_key(&p.space))?
+            && !current.space_admins.contains(&by)
+        {
+            return Err(AppError::new(
+                "NOT_PERMITTED",
+                format!(
+                    "{by} is not an administrator of space {}; only they may change its workflow",
+                    p.space
+                ),
+            ));
         }
         let mut space_admins = p.space_admins;
         space_admins.push(by.clone());
@@ -438,13 +442,13 @@ where
                 ),
             ));
         }
-        if let Some(url) = &p.url {
-            if !url.starts_with("https://") {
-                return Err(AppError::new(
-                    "BAD_PAYLOAD",
-                    format!("payload.url: {url:?} is not an https:// URL"),
-                ));
-            }
+        if let Some(url) = &p.url
+            && !url.starts_with("https://")
+        {
+            return Err(AppError::new(
+                "BAD_PAYLOAD",
+                format!("payload.url: {url:?} is not an https:// URL"),
+            ));
         }
         self.put(
             "app:settings",

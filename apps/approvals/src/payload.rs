@@ -182,6 +182,8 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, AppError>
         let path = e.path().to_string();
         let at = if path == "." {
             what.to_owned()
+        } else if path.starts_with('[') {
+            format!("{what}{path}")
         } else {
             format!("{what}.{path}")
         };
@@ -228,7 +230,7 @@ mod tests {
             "unknown field `password`",
         );
         check_bad::<Decide>(r#"{"pageId":"1","version":"two"}"#, "payload.version");
-        check_bad::<Decide>("[1]", "payload: invalid type");
+        check_bad::<Decide>(r#""text""#, "payload: invalid type");
         check_bad::<PageCommand>("{}", "missing field `pageId`");
     }
 

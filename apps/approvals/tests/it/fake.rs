@@ -1,0 +1,278 @@
+//! In-memory stand-ins for the platform: a key-value store with the platform's semantics
+//! (prefix queries in key order with a cursor, all-or-nothing transactions, FAIL_IF_EXISTS)
+//! and a Confluence with pages, properties and content states.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use approvals::app::App;
+use approvals::ports::{AppError, ContentState, Level, Page, Platform, Property};
+use signoff_core::store::MemoryStore;
+use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, KvsOp, KvsPage};
+
+/// 2026-01-05T09:00:00Z.
+pub const START_MS: u64 = 1_767_603_600_000;
+
+#[derive(Debug, Default)]
+pub struct MemKvs(pub Mutex<BTreeMap<String, String>>);
+
+#[derive(Debug, Default)]
+pub struct FakePlatform {
+    pub now_ms: Cell<u64>,
+    pub caller: RefCell<Option<String>>,
+    pub pages: RefCell<BTreeMap<String, Page>>,
+    pub properties: RefCell<HashMap<(String, String), Property>>,
+    pub states: RefCell<HashMap<String, ContentState>>,
+    pub analytics: RefCell<Vec<(String, String)>>,
+    pub analytics_blocked: Cell<bool>,
+    pub posts: RefCell<Vec<(String, String)>>,
+    pub egress_blocked: Cell<bool>,
+    pub logs: RefCell<Vec<String>>,
+}
+
+/// Everything a test needs: the stores and the platform.
+#[derive(Debug, Default)]
+pub struct World {
+    pub store: MemoryStore,
+    pub kvs: MemKvs,
+    pub platform: FakePlatform,
+}
+
+impl World {
+    pub fn new() -> World {
+        let w = World::default();
+        w.platform.now_ms.set(START_MS);
+        w
+    }
+
+    pub fn app(&self) -> App<'_, MemoryStore, MemKvs, FakePlatform> {
+        App {
+            store: &self.store,
+            kvs: &self.kvs,
+            platform: &self.platform,
+        }
+    }
+
+    /// Calls a resolver and parses its JSON answer.
+    pub fn call(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, AppError> {
+        let out = self.app().resolver(name, &payload.to_string())?;
+        Ok(serde_json::from_str(&out).expect("resolvers answer JSON"))
+    }
+
+    /// Calls a resolver that must be refused; returns the error code.
+    #[track_caller]
+    pub fn refused(&self, name: &str, payload: serde_json::Value) -> AppError {
+        match self.call(name, payload) {
+            Ok(v) => panic!("{name} was not refused: {v}"),
+            Err(e) => e,
+        }
+    }
+
+    pub fn advance_secs(&self, secs: u64) {
+        self.platform
+            .now_ms
+            .set(self.platform.now_ms.get() + secs * 1000);
+    }
+
+    /// Creates or updates a page as `author` and sends the matching product event.
+    pub fn write_page(&self, id: &str, space: &str, title: &str, body: &str, author: &str) {
+        let mut pages = self.platform.pages.borrow_mut();
+        let (event, version) = match pages.get_mut(id) {
+            Some(p) => {
+                p.version += 1;
+                p.title = title.into();
+                p.body = body.into();
+                p.author = author.into();
+                ("avi:confluence:updated:page", p.version)
+            }
+            None => {
+                pages.insert(
+                    id.into(),
+                    Page {
+                        id: id.into(),
+                        space: space.into(),
+                        title: title.into(),
+                        body: body.into(),
+                        author: author.into(),
+                        version: 1,
+                    },
+                );
+                ("avi:confluence:created:page", 1)
+            }
+        };
+        drop(pages);
+        let ev = serde_json::json!({
+            "eventType": event,
+            "atlassianId": author,
+            "content": {"id": id, "type": "page", "status": "current", "title": title,
+                        "space": {"key": space}, "version": {"number": version}},
+        });
+        self.app()
+            .on_event(&ev.to_string())
+            .expect("the event is handled");
+    }
+
+    pub fn property(&self, page: &str, key: &str) -> Option<serde_json::Value> {
+        let props = self.platform.properties.borrow();
+        let p = props.get(&(page.to_owned(), key.to_owned()))?;
+        Some(serde_json::from_str(&p.value).expect("properties are JSON"))
+    }
+
+    pub fn lozenge(&self, page: &str) -> Option<ContentState> {
+        self.platform.states.borrow().get(page).cloned()
+    }
+}
+
+impl Kvs for MemKvs {
+    fn get(&self, key: &str) -> Result<Option<String>, KvsError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &str, policy: KeyPolicy) -> Result<(), KvsError> {
+        self.transact(vec![KvsOp::Set {
+            key: key.into(),
+            value: value.into(),
+            policy,
+        }])
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvsError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    fn query(&self, prefix: &str, limit: u32, cursor: Option<&str>) -> Result<KvsPage, KvsError> {
+        let map = self.0.lock().unwrap();
+        let entries: Vec<(String, String)> = map
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && cursor.is_none_or(|c| k.as_str() > c))
+            .take(limit as usize + 1)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let more = entries.len() > limit as usize;
+        let entries: Vec<_> = entries.into_iter().take(limit as usize).collect();
+        let cursor = more
+            .then(|| entries.last().map(|(k, _)| k.clone()))
+            .flatten();
+        Ok(KvsPage { entries, cursor })
+    }
+
+    fn transact(&self, ops: Vec<KvsOp>) -> Result<(), KvsError> {
+        let mut map = self.0.lock().unwrap();
+        for op in &ops {
+            if let KvsOp::Set {
+                key,
+                policy: KeyPolicy::FailIfExists,
+                ..
+            } = op
+                && map.contains_key(key)
+            {
+                return Err(KvsError {
+                    code: KvsError::KEY_CONFLICT.into(),
+                    message: format!("{key} exists"),
+                });
+            }
+        }
+        for op in ops {
+            match op {
+                KvsOp::Set { key, value, .. } => {
+                    map.insert(key, value);
+                }
+                KvsOp::Delete { key } => {
+                    map.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Platform for FakePlatform {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    fn caller(&self) -> Option<String> {
+        self.caller.borrow().clone()
+    }
+
+    fn get_page(&self, id: &str) -> Result<Option<Page>, AppError> {
+        Ok(self.pages.borrow().get(id).cloned())
+    }
+
+    fn get_property(&self, page: &str, key: &str) -> Result<Option<Property>, AppError> {
+        Ok(self
+            .properties
+            .borrow()
+            .get(&(page.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    fn set_property(
+        &self,
+        page: &str,
+        key: &str,
+        value: &str,
+        version: u32,
+    ) -> Result<(), AppError> {
+        assert!(value.len() <= 32 * 1024, "property {key} is too big");
+        let mut props = self.properties.borrow_mut();
+        let slot = (page.to_owned(), key.to_owned());
+        let current = props.get(&slot).map_or(0, |p| p.version);
+        if version != current + 1 {
+            return Err(AppError::new("CONFLICT", "stale property version"));
+        }
+        props.insert(
+            slot,
+            Property {
+                value: value.into(),
+                version,
+            },
+        );
+        Ok(())
+    }
+
+    fn get_content_state(&self, page: &str) -> Result<Option<ContentState>, AppError> {
+        Ok(self.states.borrow().get(page).cloned())
+    }
+
+    fn set_content_state(&self, page: &str, state: &ContentState) -> Result<u32, AppError> {
+        assert!(state.name.chars().count() <= 20, "{state:?}");
+        self.states.borrow_mut().insert(page.into(), state.clone());
+        // Like Confluence: a new page version with the same content.
+        let mut pages = self.pages.borrow_mut();
+        let p = pages.get_mut(page).expect("the page exists");
+        p.version += 1;
+        Ok(p.version)
+    }
+
+    fn post(&self, url: &str, body: &str) -> Result<u16, AppError> {
+        if self.egress_blocked.get() {
+            return Err(AppError::new("REQUEST_EGRESS_ALLOWLIST_ERR", url));
+        }
+        self.posts.borrow_mut().push((url.into(), body.into()));
+        Ok(200)
+    }
+
+    fn track(&self, event: &str, properties: &str) -> Result<(), AppError> {
+        if self.analytics_blocked.get() {
+            return Err(AppError::new(
+                "ANALYTICS_BLOCKED",
+                "blocked by the site admin",
+            ));
+        }
+        self.analytics
+            .borrow_mut()
+            .push((event.into(), properties.into()));
+        Ok(())
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push(format!("{level:?}: {message}"));
+    }
+}
