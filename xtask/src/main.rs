@@ -157,10 +157,15 @@ fn ci() -> Result<(), String> {
     }
     guests::build_guests(&root())?;
     guests::test_apps(&root())?;
-    run(guests::component_cargo(&root(), "apps")
-        .args(["clippy", "--quiet", "--all-targets", "--target-dir"])
-        .arg(guests::guests_target_dir(&root()))
-        .args(["--", "-D", "warnings"]))?;
+    // The apps natively (their logic and tests) and as components (the WIT glue).
+    for target in [&["--all-targets"][..], &["--target", "wasm32-wasip2"][..]] {
+        run(guests::component_cargo(&root(), "apps")
+            .args(["clippy", "--quiet"])
+            .args(target)
+            .arg("--target-dir")
+            .arg(guests::guests_target_dir(&root()))
+            .args(["--", "-D", "warnings"]))?;
+    }
     run(cargo()
         .args([
             "clippy",

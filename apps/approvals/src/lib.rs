@@ -20,7 +20,8 @@ pub mod interim;
 pub mod payload;
 pub mod ports;
 
-// The bindings wit-bindgen generates use unsafe code; nothing else in the app does.
+// The bindings wit-bindgen generates use unsafe code (nothing else in the app does) and
+// functions with many arguments.
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 mod guest;
