@@ -24,7 +24,7 @@ pub fn build_guests(root: &Path) -> Result<(), String> {
     crate::ensure_target(TARGET)?;
     let target_dir = guests_target_dir(root);
     for workspace in COMPONENT_WORKSPACES {
-        run(&mut component_cargo(root, workspace)
+        run(component_cargo(root, workspace)
             .args(["build", "--release", "--quiet", "--target", TARGET])
             .arg("--target-dir")
             .arg(&target_dir))?;
@@ -68,7 +68,7 @@ pub fn bench_sim(root: &Path) -> Result<(), String> {
 
 /// The native tests of the apps' logic (the components' own code has no native build).
 pub fn test_apps(root: &Path) -> Result<(), String> {
-    run(&mut component_cargo(root, "apps")
+    run(component_cargo(root, "apps")
         .args(["test", "--quiet"])
         .arg("--target-dir")
         .arg(guests_target_dir(root)))
