@@ -6,23 +6,35 @@ use signoff_core::Record;
 use signoff_core::notify::Notification;
 use signoff_core::store::{IndexEntry, StoreError};
 
-/// Checks that `records` continue `doc`'s stream at `expected` and encodes them.
+/// Checks that `records` continue `doc`'s stream at `expected` and encodes them, one value
+/// per record.
 pub(crate) fn encode_records(
     doc: &str,
     expected: u64,
     records: &[Record],
 ) -> Result<Vec<Vec<u8>>, StoreError> {
+    check_records(doc, expected, records)?;
+    records.iter().map(to_json).collect()
+}
+
+/// Checks that `records` continue `doc`'s stream at `expected`.
+pub(crate) fn check_records(
+    doc: &str,
+    expected: u64,
+    records: &[Record],
+) -> Result<(), StoreError> {
     let in_order = records
         .iter()
         .enumerate()
         .all(|(i, r)| r.doc == doc && expected.checked_add(i as u64) == Some(r.seq));
-    if !in_order {
-        return Err(StoreError::BadRecords {
+    if in_order {
+        Ok(())
+    } else {
+        Err(StoreError::BadRecords {
             doc: doc.to_owned(),
             expected,
-        });
+        })
     }
-    records.iter().map(to_json).collect()
 }
 
 pub(crate) fn encode_notifications(items: &[Notification]) -> Result<Vec<Vec<u8>>, StoreError> {

@@ -10,7 +10,8 @@
 //! - [`hosted::HostedStore`]: the same traits over the platform's hosted key-value store,
 //!   through the small [`hosted::Kvs`] trait that both a wasm guest's bindings and the
 //!   simulator's native store implement. It is the only adapter built without the default
-//!   `embedded` feature (what a `wasm32-wasip2` guest links).
+//!   `embedded` feature (what a `wasm32-wasip2` guest links). [`hosted::MemoryKvs`] is its
+//!   reference key-value store for tests: it refuses what the platform refuses.
 //!
 //! All of them implement [`EventStore`], [`DocumentIndex`] and [`Outbox`] and pass the same
 //! conformance suite (`tests/it/conformance.rs`).

@@ -59,6 +59,7 @@ macro_rules! conformance {
 conformance!(memory, Memory);
 conformance!(redb, Redb);
 conformance!(sled, Sled);
+conformance!(hosted, Hosted);
 
 async fn stream_append_and_read<A: Adapter>() {
     let dir = TempDir::new(A::NAME);

@@ -17,6 +17,7 @@ use std::time::Duration;
 use signoff_core::notify::notifications;
 use signoff_core::store::IndexEntry;
 use signoff_core::{DocState, audit};
+
 use signoff_storage::{
     Durability, EventStore, GroupCommit, LocalStore, OpenError, RedbStore, SledStore, StoreConfig,
 };
@@ -298,17 +299,35 @@ fn sled_survives_sigkill() {
     crash_loop("sled");
 }
 
-/// A redb storage backend that fails every write and sync once its budget is spent.
+/// Which calls of a [`Failing`] backend spend its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Every write, `set_len` and sync.
+    Any,
+    /// Writes only: the first failing call is a page write.
+    Write,
+    /// Syncs only: every write succeeds, the `fsync` that should make them durable fails.
+    Sync,
+}
+
+/// A redb storage backend that fails the calls of its `fault` kind once its budget is spent
+/// (and every one of them after that).
 #[derive(Debug)]
 struct Failing {
     inner: redb::backends::FileBackend,
+    fault: Fault,
     budget: Arc<AtomicI64>,
 }
 
 impl Failing {
-    fn spend(&self) -> std::io::Result<()> {
+    fn spend(&self, kind: Fault) -> std::io::Result<()> {
+        if self.fault != Fault::Any && self.fault != kind {
+            return Ok(());
+        }
         if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(std::io::Error::other("injected IO error"));
+            return Err(std::io::Error::other(format!(
+                "injected IO error ({kind:?})"
+            )));
         }
         Ok(())
     }
@@ -322,22 +341,53 @@ impl redb::StorageBackend for Failing {
         self.inner.read(offset, len)
     }
     fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.spend()?;
+        self.spend(Fault::Write)?;
         self.inner.set_len(len)
     }
     fn sync_data(&self, eventual: bool) -> std::io::Result<()> {
-        self.spend()?;
+        self.spend(Fault::Sync)?;
         self.inner.sync_data(eventual)
     }
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.spend()?;
+        self.spend(Fault::Write)?;
         self.inner.write(offset, data)
     }
 }
 
-/// Appends under a backend that starts failing after a random number of IO calls: every
-/// append acknowledged before the failure is there after reopening on a healthy file, and
-/// the store never shows a partial commit.
+/// Creates, submits and approves documents through `commit` (records, index row and
+/// notifications in one commit, as the CLI does) until a commit fails; records every
+/// acknowledged length in `acked`. Returns the error and the document it hit.
+async fn commit_until_error(
+    store: &RedbStore,
+    acked: &mut BTreeMap<String, u64>,
+) -> (String, u64, signoff_core::store::StoreError) {
+    for n in 0..10_000 {
+        let doc = format!("d{n}");
+        let (wf, steps, _) = basic_life(&doc);
+        let mut records = Vec::new();
+        let mut len = 0;
+        for step in &steps {
+            records.extend(step.iter().cloned());
+            let state = DocState::replay(&wf, &records).unwrap();
+            let notes: Vec<_> = step.iter().flat_map(|r| notifications(&state, r)).collect();
+            let entry = IndexEntry::of(&state, &wf);
+            match store.commit(&doc, len, step, Some(entry), &notes).await {
+                Ok(l) => {
+                    len = l;
+                    acked.insert(doc.clone(), l);
+                }
+                Err(e) => return (doc, len, e),
+            }
+        }
+    }
+    panic!("no IO error after 10,000 documents");
+}
+
+/// Appends under a backend that fails at a chosen point: the N-th write (or `set_len`), the
+/// N-th sync, or the N-th IO call of any kind (N from the seed). The commit that meets the
+/// error reports it (it is not acknowledged), the store refuses writes until reopened, and
+/// after reopening on a healthy file every acknowledged commit is there, no partial commit
+/// is visible, every chain verifies and the index agrees with the streams.
 #[test]
 fn redb_keeps_acknowledged_appends_through_io_errors() {
     let seed = seed();
@@ -346,11 +396,22 @@ fn redb_keeps_acknowledged_appends_through_io_errors() {
         .worker_threads(2)
         .build()
         .unwrap();
-    for round in 0..iterations().max(4) {
+    let faults = [Fault::Any, Fault::Write, Fault::Sync];
+    for round in 0..iterations().max(6) {
+        let fault = faults[round as usize % faults.len()];
+        let group = round % 2 == 1;
+        // Syncs are fewer than writes (one or two per commit): a smaller range reaches them.
+        let point = match fault {
+            Fault::Sync => rng.below(30),
+            _ => rng.below(120),
+        } as i64;
         let dir = TempDir::new("io");
         let path = dir.path().join("store.redb");
         let budget = Arc::new(AtomicI64::new(i64::MAX));
-        let context = format!("IO round {round} (SIGNOFF_CRASH_SEED={seed})");
+        let context = format!(
+            "IO round {round}: {fault:?} call {point} fails, group commit {group} \
+             (SIGNOFF_CRASH_SEED={seed})"
+        );
         let mut acked = BTreeMap::new();
         rt.block_on(async {
             let file = std::fs::OpenOptions::new()
@@ -362,24 +423,21 @@ fn redb_keeps_acknowledged_appends_through_io_errors() {
                 .unwrap();
             let backend = Failing {
                 inner: redb::backends::FileBackend::new(file).unwrap(),
+                fault,
                 budget: budget.clone(),
             };
-            let store = RedbStore::with_backend(backend, &path, config(round % 2 == 1)).unwrap();
-            budget.store(rng.below(120) as i64, Ordering::SeqCst);
-            'docs: for n in 0..1_000 {
-                let doc = format!("d{n}");
-                let (_, steps, _) = basic_life(&doc);
-                let mut len = 0;
-                for step in &steps {
-                    match store.commit(&doc, len, step, None, &[]).await {
-                        Ok(l) => {
-                            len = l;
-                            acked.insert(doc.clone(), l);
-                        }
-                        Err(_) => break 'docs,
-                    }
-                }
-            }
+            let store = RedbStore::with_backend(backend, &path, config(group)).unwrap();
+            budget.store(point, Ordering::SeqCst);
+            let (doc, at, error) = commit_until_error(&store, &mut acked).await;
+            assert!(
+                matches!(&error, signoff_core::store::StoreError::Backend(m) if m.contains("injected IO error")),
+                "{context}: {doc} at {at}: {error:?}"
+            );
+            assert_eq!(
+                acked.get(&doc).copied().unwrap_or(0),
+                at,
+                "{context}: the failed commit was acknowledged"
+            );
             // Once an IO error was seen, redb refuses further writes until reopened.
             assert!(
                 store.append("late", 0, &recs("late", 0, 1)).await.is_err(),
@@ -392,8 +450,14 @@ fn redb_keeps_acknowledged_appends_through_io_errors() {
         );
         rt.block_on(async {
             let store = RedbStore::open(&path, config(false)).unwrap();
-            // No index rows in this test: check the streams only.
-            check_after_crash(&store, &acked, false, &context).await;
+            check_after_crash(&store, &acked, true, &context).await;
+            // And the reopened store takes writes again.
+            let (_, steps, _) = basic_life("after");
+            assert_eq!(
+                store.append("after", 0, &steps[0]).await,
+                Ok(steps[0].len() as u64),
+                "{context}"
+            );
         });
     }
 }

@@ -1,10 +1,12 @@
 //! The one integration-test binary of `signoff-storage`: the conformance suite (once per
-//! adapter), the differential test against a `BTreeMap` model, crash and IO-error tests,
-//! and opening errors.
+//! adapter, the hosted one included), the differential test against a `BTreeMap` model,
+//! crash and IO-error tests, opening errors, and the hosted adapter's limits, names,
+//! injected faults and damaged values.
 
 mod conformance;
 mod crash;
 mod differential;
 mod group;
+mod hosted;
 mod open;
 mod support;

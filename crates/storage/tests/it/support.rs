@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use signoff_core::event::{Action, Event};
 use signoff_core::notify::{Notification, NotificationKind};
 use signoff_core::{Command, DocState, Record, Timestamp, Workflow};
+use signoff_storage::hosted::{HostedStore, MemoryKvs};
 use signoff_storage::{MemoryStore, RedbStore, SledStore, Store, StoreConfig};
 
 /// A directory removed when dropped.
@@ -59,6 +60,9 @@ pub struct Memory;
 pub struct Redb;
 #[derive(Debug)]
 pub struct Sled;
+/// [`HostedStore`] over a [`MemoryKvs`]; reopening starts a new store on the same data.
+#[derive(Debug)]
+pub struct Hosted;
 
 impl Adapter for Memory {
     type S = MemoryStore;
@@ -84,6 +88,19 @@ impl Adapter for Sled {
     const PERSISTENT: bool = true;
     fn open(dir: &Path, config: StoreConfig) -> SledStore {
         SledStore::create(dir.join("store.sled"), config).unwrap()
+    }
+}
+
+impl Adapter for Hosted {
+    type S = HostedStore<MemoryKvs>;
+    const NAME: &'static str = "hosted";
+    const PERSISTENT: bool = false;
+    fn open(_: &Path, _: StoreConfig) -> HostedStore<MemoryKvs> {
+        HostedStore::new(MemoryKvs::new())
+    }
+    fn reopen(store: Self::S, _: &Path, _: StoreConfig) -> Self::S {
+        // Everything lives in the key-value store: a new adapter over it sees it all.
+        HostedStore::new(store.into_inner())
     }
 }
 

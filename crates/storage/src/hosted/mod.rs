@@ -10,8 +10,20 @@
 //!
 //! Values are JSON text, as they travel through the WIT contract; implementations may check
 //! that they parse, the adapter only writes valid JSON.
+//!
+//! - [`HostedStore`]: core's storage traits over any [`Kvs`] (the key layout is documented
+//!   there and in the crate README).
+//! - [`MemoryKvs`]: a reference [`Kvs`] in memory that refuses what the platform refuses,
+//!   with injectable `STORAGE_UNAVAILABLE` failures, for tests.
 
 use std::fmt;
+
+mod keys;
+mod memory;
+mod store;
+
+pub use memory::{MAX_VALUE_DEPTH, MemoryKvs, MemoryKvsStats};
+pub use store::{DEFAULT_PREFIX, HostedStore, InvalidPrefix, MAX_NAME_BYTES};
 
 /// Keys: more than 1 and at most this many characters, from `[a-zA-Z0-9:._\s#-]`.
 pub const MAX_KEY_LEN: usize = 500;
@@ -78,6 +90,8 @@ impl std::error::Error for KvsError {}
 impl KvsError {
     /// The code of a refused `FAIL_IF_EXISTS` write.
     pub const KEY_CONFLICT: &'static str = "KEY_CONFLICT";
+    /// The code of a call the store could not serve (retrying later may succeed).
+    pub const STORAGE_UNAVAILABLE: &'static str = "STORAGE_UNAVAILABLE";
 
     pub fn is_conflict(&self) -> bool {
         self.code == Self::KEY_CONFLICT
