@@ -2,9 +2,9 @@
 //! each turned into engine commands over core's storage traits.
 //!
 //! Documents are event-sourced by `signoff-core`: a call loads the page's stream, replays
-//! it under the workflow the document is pinned to, decides the command, appends the new
-//! records with the expected stream length (retrying on a conflict), updates the index and
-//! queues the notifications. Then it mirrors the document onto its page: the content state
+//! it under the workflow the document is pinned to, decides the command, and commits the
+//! new records with the expected stream length, the index row and the notifications in one
+//! atomic commit ([`LocalStore::commit`]; a conflict decides again). Then it mirrors the document onto its page: the content state
 //! lozenge and the `signoff-summary` content property. Analytics carry only counts and state
 //! names; when analytics are blocked the app goes on.
 //!
@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use signoff_core::event::{Action, AuthEvidence, SignatureInput};
 use signoff_core::notify::{Notification, notifications};
 use signoff_core::state::Decided;
-use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
+use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::{Command, DocState, Event, Record, Refusal, Timestamp, Workflow, audit};
+use signoff_storage::LocalStore;
 use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, MAX_PAGE};
 
 use crate::block::block_on;
@@ -78,8 +79,8 @@ const KEEP_NOTIFICATIONS: usize = 20;
 /// How often a command is decided again when another call appended first.
 const MAX_ATTEMPTS: usize = 3;
 
-/// The app over a store for the engine, a key-value store for its own records, and the
-/// platform.
+/// The app over a store for the engine (in the component, `HostedStore` over the hosted
+/// key-value store), a key-value store for its own records, and the platform.
 #[derive(Debug)]
 pub struct App<'a, S, K, P> {
     pub store: &'a S,
@@ -136,7 +137,7 @@ struct Loaded {
 
 impl<S, K, P> App<'_, S, K, P>
 where
-    S: EventStore + DocumentIndex + Outbox,
+    S: LocalStore,
     K: Kvs,
     P: Platform,
 {
@@ -611,7 +612,8 @@ where
         unreachable!("the loop returns")
     }
 
-    /// Appends the records, updates the index row and queues the notifications.
+    /// Appends the records, updates the index row and queues the notifications, in one
+    /// atomic commit.
     fn commit(
         &self,
         doc: &str,
@@ -619,14 +621,17 @@ where
         wf: &Workflow,
         decided: &Decided,
     ) -> Result<(), StoreError> {
-        block_on(self.store.append(doc, expected, &decided.records))?;
-        block_on(self.store.upsert(IndexEntry::of(&decided.state, wf)))?;
         let notes: Vec<Notification> = decided
             .records
             .iter()
             .flat_map(|r| notifications(&decided.state, r))
             .collect();
-        block_on(self.store.enqueue(&notes))
+        let entry = IndexEntry::of(&decided.state, wf);
+        block_on(
+            self.store
+                .commit(doc, expected, &decided.records, Some(entry), &notes),
+        )
+        .map(|_| ())
     }
 
     /// What follows a committed change: the page mirrors the document, and the webhook (when

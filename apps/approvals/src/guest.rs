@@ -4,10 +4,9 @@
 wit_bindgen::generate!({ world: "app", path: "../../crates/sim/wit" });
 
 use signoff::forge::{analytics, context, fetch, kvs, log, product};
-use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, KvsOp, KvsPage};
+use signoff_storage::hosted::{HostedStore, KeyPolicy, Kvs, KvsError, KvsOp, KvsPage};
 
 use crate::app::App;
-use crate::interim::KvsStore;
 use crate::ports::{self, AppError, ContentState, Level, Page, Platform, Property};
 
 /// The hosted key-value store of the installation being invoked.
@@ -53,9 +52,11 @@ impl Guest for Approvals {
 export!(Approvals);
 
 fn with_app<T>(
-    f: impl FnOnce(&App<'_, KvsStore<GuestKvs>, GuestKvs, GuestPlatform>) -> Result<T, AppError>,
+    f: impl FnOnce(&App<'_, HostedStore<GuestKvs>, GuestKvs, GuestPlatform>) -> Result<T, AppError>,
 ) -> Result<T, PlatformError> {
-    let store = KvsStore::new(GuestKvs);
+    // The engine's streams, index and outbox under `signoff:`; the app's own records under
+    // `app:`, in the same installation's store.
+    let store = HostedStore::new(GuestKvs);
     let app = App {
         store: &store,
         kvs: &GuestKvs,

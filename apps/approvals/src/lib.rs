@@ -6,17 +6,17 @@
 //! the hosted key-value store, and mirrors each document's state onto its page (the content
 //! state lozenge and a `signoff-summary` content property).
 //!
-//! The logic ([`app::App`]) is generic over core's storage traits, over the [`Kvs`] seam for
-//! the app's own small records, and over a [`ports::Platform`] for everything else the
-//! platform offers, so it runs natively in unit tests with `MemoryStore` and fakes. The
-//! component glue (`guest`, wasm32 only) implements those seams over the WIT imports of
-//! `crates/sim/wit/platform.wit`.
+//! The logic ([`app::App`]) is generic over the storage traits (`LocalStore`: core's three
+//! traits and an atomic commit), over the [`Kvs`] seam for the app's own small records, and
+//! over a [`ports::Platform`] for everything else the platform offers, so it runs natively
+//! in unit tests over `MemoryKvs` and a fake platform. The component glue (`guest`, wasm32
+//! only) implements those seams over the WIT imports of `crates/sim/wit/platform.wit`:
+//! `HostedStore<GuestKvs>` keeps the engine's records in the hosted key-value store.
 //!
 //! [`Kvs`]: signoff_storage::hosted::Kvs
 
 pub mod app;
 pub mod block;
-pub mod interim;
 pub mod payload;
 pub mod ports;
 

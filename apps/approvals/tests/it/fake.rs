@@ -1,21 +1,15 @@
-//! In-memory stand-ins for the platform: a key-value store with the platform's semantics
-//! (prefix queries in key order with a cursor, all-or-nothing transactions, FAIL_IF_EXISTS)
-//! and a Confluence with pages, properties and content states.
+//! In-memory stand-ins for the platform: storage's `MemoryKvs` (which refuses what the
+//! platform refuses) and a Confluence with pages, properties and content states.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use approvals::app::App;
 use approvals::ports::{AppError, ContentState, Level, Page, Platform, Property};
-use signoff_core::store::MemoryStore;
-use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, KvsOp, KvsPage};
+use signoff_storage::hosted::{HostedStore, MemoryKvs};
 
 /// 2026-01-05T09:00:00Z.
 pub const START_MS: u64 = 1_767_603_600_000;
-
-#[derive(Debug, Default)]
-pub struct MemKvs(pub Mutex<BTreeMap<String, String>>);
 
 #[derive(Debug, Default)]
 pub struct FakePlatform {
@@ -31,22 +25,32 @@ pub struct FakePlatform {
     pub logs: RefCell<Vec<String>>,
 }
 
-/// Everything a test needs: the stores and the platform.
-#[derive(Debug, Default)]
+/// Everything a test needs: one installation's key-value store, the engine's store over
+/// it (as in the component), and the platform.
+#[derive(Debug)]
 pub struct World {
-    pub store: MemoryStore,
-    pub kvs: MemKvs,
+    pub store: HostedStore<&'static MemoryKvs>,
+    pub kvs: &'static MemoryKvs,
     pub platform: FakePlatform,
 }
 
 impl World {
     pub fn new() -> World {
-        let w = World::default();
+        // Leaked so that the store and the app can share it without a self-reference; a
+        // test's store is small.
+        let kvs: &'static MemoryKvs = Box::leak(Box::new(MemoryKvs::new()));
+        let w = World {
+            store: HostedStore::new(kvs),
+            kvs,
+            platform: FakePlatform::default(),
+        };
         w.platform.now_ms.set(START_MS);
         w
     }
 
-    pub fn app(&self) -> App<'_, MemoryStore, MemKvs, FakePlatform> {
+    pub fn app(
+        &self,
+    ) -> App<'_, HostedStore<&'static MemoryKvs>, &'static MemoryKvs, FakePlatform> {
         App {
             store: &self.store,
             kvs: &self.kvs,
@@ -125,70 +129,6 @@ impl World {
 
     pub fn lozenge(&self, page: &str) -> Option<ContentState> {
         self.platform.states.borrow().get(page).cloned()
-    }
-}
-
-impl Kvs for MemKvs {
-    fn get(&self, key: &str) -> Result<Option<String>, KvsError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-
-    fn set(&self, key: &str, value: &str, policy: KeyPolicy) -> Result<(), KvsError> {
-        self.transact(vec![KvsOp::Set {
-            key: key.into(),
-            value: value.into(),
-            policy,
-        }])
-    }
-
-    fn delete(&self, key: &str) -> Result<(), KvsError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-
-    fn query(&self, prefix: &str, limit: u32, cursor: Option<&str>) -> Result<KvsPage, KvsError> {
-        let map = self.0.lock().unwrap();
-        let entries: Vec<(String, String)> = map
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix) && cursor.is_none_or(|c| k.as_str() > c))
-            .take(limit as usize + 1)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let more = entries.len() > limit as usize;
-        let entries: Vec<_> = entries.into_iter().take(limit as usize).collect();
-        let cursor = more
-            .then(|| entries.last().map(|(k, _)| k.clone()))
-            .flatten();
-        Ok(KvsPage { entries, cursor })
-    }
-
-    fn transact(&self, ops: Vec<KvsOp>) -> Result<(), KvsError> {
-        let mut map = self.0.lock().unwrap();
-        for op in &ops {
-            if let KvsOp::Set {
-                key,
-                policy: KeyPolicy::FailIfExists,
-                ..
-            } = op
-                && map.contains_key(key)
-            {
-                return Err(KvsError {
-                    code: KvsError::KEY_CONFLICT.into(),
-                    message: format!("{key} exists"),
-                });
-            }
-        }
-        for op in ops {
-            match op {
-                KvsOp::Set { key, value, .. } => {
-                    map.insert(key, value);
-                }
-                KvsOp::Delete { key } => {
-                    map.remove(&key);
-                }
-            }
-        }
-        Ok(())
     }
 }
 
