@@ -1,7 +1,8 @@
 //! The approval app (`apps/approvals`) as a wasm component inside the platform simulator:
 //! the manifest and the component `cargo xtask guests` builds, one installation, and a page
 //! taken from draft through two approvals to a signed, approved version, with the page's
-//! content state, summary property and audit chain checked from outside the app.
+//! content state, summary property and audit chain checked from outside the app; and the
+//! webhook variant of the manifest, the only one that lets page content out.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -10,14 +11,15 @@ use serde_json::{Value, json};
 use signoff_core::{Record, audit};
 use signoff_e2e::root;
 use signoff_sim::Realm;
-use signoff_sim::egress::AdminSwitches;
+use signoff_sim::egress::{AdminSwitches, BlockReason};
 use signoff_sim::host::{
-    App, Call, Installation, InvocationError, Output, Platform, Runtime, RuntimeConfig, SimConfig,
-    WebRequest, guest_path,
+    App, Call, EndpointResponse, Installation, InvocationError, Output, Platform, Runtime,
+    RuntimeConfig, SimConfig, WebRequest, guest_path,
 };
 
 const SITE: &str = "acme.atlassian.net";
 const MANIFEST: &str = include_str!("../../apps/approvals/manifest.yml");
+const WEBHOOK_MANIFEST: &str = include_str!("../../apps/approvals/manifest-webhook.yml");
 
 /// Two reviewers must both approve.
 const WORKFLOW: &str = r#"
@@ -48,9 +50,15 @@ states:
 "#;
 
 /// One engine and one compilation of the component per test binary (compiling is the slow
-/// part).
-fn loaded() -> &'static (Arc<Runtime>, Arc<App>) {
-    static LOADED: OnceLock<(Arc<Runtime>, Arc<App>)> = OnceLock::new();
+/// part), loaded with each manifest.
+struct Loaded {
+    runtime: Arc<Runtime>,
+    eligible: Arc<App>,
+    webhook: Arc<App>,
+}
+
+fn loaded() -> &'static Loaded {
+    static LOADED: OnceLock<Loaded> = OnceLock::new();
     LOADED.get_or_init(|| {
         let path = guest_path(&root(), "approvals");
         assert!(
@@ -60,17 +68,26 @@ fn loaded() -> &'static (Arc<Runtime>, Arc<App>) {
         );
         let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
         let component = runtime.compile(&path).expect("the app compiles");
-        let app = runtime
-            .load_app(MANIFEST, &component, &BTreeMap::new())
-            .expect("the manifest loads");
-        (runtime, app)
+        let load = |manifest| {
+            runtime
+                .load_app(manifest, &component, &BTreeMap::new())
+                .expect("the manifest loads")
+        };
+        Loaded {
+            eligible: load(MANIFEST),
+            webhook: load(WEBHOOK_MANIFEST),
+            runtime,
+        }
     })
 }
 
 /// The simulator with the app installed on `acme` (EU), analytics allowed or blocked.
 fn platform(analytics_blocked: bool) -> Platform {
-    let (runtime, app) = loaded();
-    let mut p = Platform::new(runtime.clone(), SimConfig::forge());
+    platform_with(&loaded().eligible, analytics_blocked)
+}
+
+fn platform_with(app: &Arc<App>, analytics_blocked: bool) -> Platform {
+    let mut p = Platform::new(loaded().runtime.clone(), SimConfig::forge());
     p.install(Installation {
         id: "acme".into(),
         app: app.id().into(),
@@ -260,4 +277,56 @@ fn with_analytics_blocked_the_app_works_the_same_and_the_schedule_runs() {
         .get_property(SITE, &id, "signoff-notifications")
         .expect("notifications");
     assert!(notes.value.contains("reminder"), "{}", notes.value);
+}
+
+#[test]
+fn only_the_webhook_variant_can_send_page_content_out_and_the_app_works_either_way() {
+    for (app, allowed) in [(&loaded().eligible, false), (&loaded().webhook, true)] {
+        let mut p = platform_with(app, false);
+        p.add_endpoint(
+            "hooks.signoff.example",
+            Arc::new(|_| EndpointResponse {
+                status: 200,
+                headers: vec![],
+                body: String::new(),
+            }),
+        );
+        call(
+            &mut p,
+            "assign-workflow",
+            json!({"accountId": "admin", "space": "ENG", "source": WORKFLOW}),
+        )
+        .unwrap();
+        call(
+            &mut p,
+            "configure-webhook",
+            json!({"accountId": "admin", "url": "https://hooks.signoff.example/in"}),
+        )
+        .unwrap();
+        let page = p
+            .confluence()
+            .create_page(SITE, "alice", "ENG", "Secret plan", "<p>v1</p>")
+            .unwrap();
+        page_event(&mut p, "created", &page, "alice");
+        let s = call(
+            &mut p,
+            "submit",
+            json!({"accountId": "alice", "pageId": page.id}),
+        )
+        .unwrap();
+        assert_eq!(s["state"], "in_review");
+
+        let hooks: Vec<_> = p
+            .ledger()
+            .iter()
+            .filter(|a| a.destination.starts_with("hooks.signoff.example"))
+            .collect();
+        assert_eq!(hooks.len(), 2, "{hooks:?}");
+        for a in hooks {
+            assert_eq!(a.allowed, allowed, "{a:?}");
+            if !allowed {
+                assert_eq!(a.blocked_because, Some(BlockReason::NotDeclared));
+            }
+        }
+    }
 }
