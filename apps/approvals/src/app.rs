@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use signoff_core::event::{Action, AuthEvidence, SignatureInput};
 use signoff_core::notify::{Notification, notifications};
-use signoff_core::state::Decided;
+use signoff_core::state::{Decided, SYSTEM};
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::{Command, DocState, Event, Record, Refusal, Timestamp, Workflow, audit};
 use signoff_storage::LocalStore;
@@ -321,7 +321,10 @@ where
             let d = match self.load(page_id) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.log(Level::Warn, &format!("tick: page {page_id}: {e}"));
+                    self.log(
+                        Level::Warn,
+                        &format!("tick: a document did not load: {}", e.code),
+                    );
                     continue;
                 }
             };
@@ -335,7 +338,10 @@ where
                     self.after(page_id, &d.page, &d.wf, &decided.state);
                 }
                 // Someone acted on the document meanwhile; the next run fires what is due.
-                Err(e) => self.log(Level::Warn, &format!("tick: {}: {e}", d.page.doc)),
+                Err(e) => self.log(
+                    Level::Warn,
+                    &format!("tick: not committed: {}", store_code(&e)),
+                ),
             }
         }
         self.track(
@@ -591,7 +597,7 @@ where
                 Err(r) => {
                     self.log(
                         Level::Info,
-                        &format!("page {}: edit not recorded: {r}", page.id),
+                        &format!("edit not recorded: {}", r.reason.code()),
                     );
                     return Ok("refused");
                 }
@@ -639,12 +645,15 @@ where
     /// the next change or tick mirrors again.
     fn after(&self, page_id: &str, page: &PageRecord, wf: &Workflow, state: &DocState) {
         if let Err(e) = self.mirror(page_id, page, wf, state) {
-            self.log(Level::Warn, &format!("page {page_id}: not mirrored: {e}"));
+            self.log(
+                Level::Warn,
+                &format!("not mirrored onto the page: {}", e.code),
+            );
         }
         match self.get::<Settings>("app:settings") {
             Ok(Some(Settings { webhook: Some(url) })) => self.webhook(&url, page_id, wf, state),
             Ok(_) => {}
-            Err(e) => self.log(Level::Warn, &format!("settings: {e}")),
+            Err(e) => self.log(Level::Warn, &format!("settings unreadable: {}", e.code)),
         }
     }
 
@@ -676,7 +685,12 @@ where
         let page = match self.platform.get_page(page_id) {
             Ok(Some(p)) => p,
             Ok(None) => return,
-            Err(e) => return self.log(Level::Warn, &format!("webhook: page {page_id}: {e}")),
+            Err(e) => {
+                return self.log(
+                    Level::Warn,
+                    &format!("webhook: page unreadable: {}", e.code),
+                );
+            }
         };
         let body = json!({
             "pageId": page_id,
@@ -697,7 +711,12 @@ where
     fn deliver(&self) {
         let items = match block_on(self.store.pending(MAX_PAGE as usize)) {
             Ok(items) => items,
-            Err(e) => return self.log(Level::Warn, &format!("outbox: {e}")),
+            Err(e) => {
+                return self.log(
+                    Level::Warn,
+                    &format!("outbox unreadable: {}", store_code(&e)),
+                );
+            }
         };
         let mut by_doc: Vec<(String, Vec<(u64, Notification)>)> = Vec::new();
         for (id, n) in items {
@@ -715,7 +734,10 @@ where
                 Ok(()) => {
                     for (id, _) in &items {
                         if let Err(e) = block_on(self.store.ack(*id)) {
-                            self.log(Level::Warn, &format!("outbox ack: {e}"));
+                            self.log(
+                                Level::Warn,
+                                &format!("outbox ack failed: {}", store_code(&e)),
+                            );
                         }
                     }
                     delivered += items.len();
@@ -800,6 +822,10 @@ where
             (Some(caller), Some(given)) if caller != given => Err(AppError::new(
                 "ACCOUNT_MISMATCH",
                 format!("payload.accountId {given:?} is not the caller {caller:?}"),
+            )),
+            (_, Some(given)) if given == SYSTEM => Err(AppError::new(
+                "BAD_PAYLOAD",
+                format!("payload.accountId: {SYSTEM:?} is reserved for what the schedule fires"),
             )),
             (Some(caller), _) => Ok(caller),
             (None, Some(given)) if !given.trim().is_empty() => Ok(given),
@@ -1021,6 +1047,16 @@ fn storage(e: StoreError) -> AppError {
             format!("{doc} was changed by another call while this one ran; try again"),
         ),
         e => AppError::new("STORAGE_ERROR", e.to_string()),
+    }
+}
+
+/// A store error's kind, for logs (which may be shared with the vendor: no ids, no names).
+fn store_code(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Conflict { .. } => "CONFLICT",
+        StoreError::BadRecords { .. } => "BAD_RECORDS",
+        StoreError::UnknownOutboxItem(_) => "UNKNOWN_OUTBOX_ITEM",
+        StoreError::Backend(_) => "STORAGE_ERROR",
     }
 }
 

@@ -163,6 +163,12 @@ fn refusals_come_back_with_the_engines_reason() {
     );
     check(
         "approve",
+        json!({"accountId": "system", "pageId": "1"}),
+        "BAD_PAYLOAD",
+        "reserved",
+    );
+    check(
+        "approve",
         json!({"accountId": "bob", "pageId": "1", "version": "one"}),
         "BAD_PAYLOAD",
         "payload.version",
@@ -429,6 +435,14 @@ fn analytics_carry_no_in_scope_data_and_blocking_them_changes_nothing() {
         .call("approve", json!({"accountId": "carol", "pageId": "1"}))
         .unwrap();
     assert_eq!(s["state"], "approved");
+    // Logs may be shared with the vendor too: no names, no titles.
+    w.write_page("1", "ENG", "Release plan", "<p>v2</p>", "alice");
+    assert!(!w.platform.logs.borrow().is_empty());
+    for line in w.platform.logs.borrow().iter() {
+        for secret in ["alice", "bob", "carol", "Release", "ENG"] {
+            assert!(!line.contains(secret), "{line} carries {secret}");
+        }
+    }
 }
 
 #[test]
