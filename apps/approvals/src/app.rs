@@ -10,7 +10,8 @@
 //!
 //! The app's own records live in the key-value store under `app:` (see the README):
 //! `app:space:<key>` the workflow assigned to a space, `app:workflow:<hash>` a workflow's
-//! source, `app:page:<id>` what the app knows of a page, `app:settings`.
+//! source, `app:page:<id>` what the app knows of a page, `app:delegations:<account>` the
+//! pages delegated to someone, `app:settings`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -215,7 +216,8 @@ where
             "delegate" => {
                 let p: Delegate = payload::parse("payload", payload)?;
                 let by = self.actor(p.account_id.clone())?;
-                self.act(&p.page_id, |_| {
+                check_id("to", &p.to)?;
+                let answer = self.act(&p.page_id, |_| {
                     Ok(Command {
                         by: by.clone(),
                         on_behalf_of: None,
@@ -226,7 +228,15 @@ where
                             reason: p.reason.clone(),
                         },
                     })
-                })?
+                })?;
+                // So that the delegate's pending list finds the page.
+                let key = delegations_key(&p.to);
+                let mut pages: Vec<String> = self.get(&key)?.unwrap_or_default();
+                if !pages.contains(&p.page_id) {
+                    pages.push(p.page_id.clone());
+                    self.put(&key, &pages)?;
+                }
+                answer
             }
             "status" => {
                 let p: PageQuery = payload::parse("payload", payload)?;
@@ -466,20 +476,39 @@ where
         Ok(json!({ "webhook": p.url }))
     }
 
+    /// What `user` has to review: as a reviewer (from the index), and for others under a
+    /// delegation valid now (from the pages delegated to them).
     fn pending(&self, user: &str) -> Result<Value, AppError> {
-        let docs = block_on(self.store.by_reviewer(user)).map_err(storage)?;
+        let now = self.now();
+        let mut pages: Vec<String> = block_on(self.store.by_reviewer(user))
+            .map_err(storage)?
+            .into_iter()
+            .filter_map(|doc| doc.strip_prefix("page-").map(str::to_owned))
+            .collect();
+        if check_id("accountId", user).is_ok() {
+            let delegated: Vec<String> = self.get(&delegations_key(user))?.unwrap_or_default();
+            for page in delegated {
+                if !pages.contains(&page) {
+                    pages.push(page);
+                }
+            }
+        }
         let mut items = Vec::new();
-        for doc in docs {
-            let Some(page_id) = doc.strip_prefix("page-") else {
-                continue;
-            };
+        for page_id in &pages {
             let d = self.load(page_id)?;
-            for p in d
-                .state
-                .pending(&d.wf)
-                .into_iter()
-                .filter(|p| p.reviewer == user)
-            {
+            for p in d.state.pending(&d.wf) {
+                let on_behalf_of = if p.reviewer == user {
+                    None
+                } else if d
+                    .state
+                    .delegations
+                    .iter()
+                    .any(|x| x.from == p.reviewer && x.to == user && now < x.until)
+                {
+                    Some(p.reviewer.clone())
+                } else {
+                    continue;
+                };
                 items.push(json!({
                     "pageId": page_id,
                     "title": d.state.title,
@@ -487,6 +516,7 @@ where
                     "version": d.state.version,
                     "stage": p.stage,
                     "group": p.group,
+                    "onBehalfOf": on_behalf_of,
                     "dueAt": d.state.deadline(),
                 }));
             }
@@ -1005,17 +1035,23 @@ fn page_key(page_id: &str) -> String {
     format!("app:page:{page_id}")
 }
 
+/// The pages on which someone was made a delegate: `app:delegations:<account id>`.
+fn delegations_key(user: &str) -> String {
+    format!("app:delegations:{user}")
+}
+
 fn space_key(space: &str) -> String {
     format!("app:space:{space}")
 }
 
-/// Page ids and space keys become parts of storage keys: letters, digits, `_`, `-`, `.`.
+/// Page ids, space keys and delegates' account ids become parts of storage keys: letters,
+/// digits, `_`, `-`, `.` and (for account ids like `557058:f58131cb-...`) `:`.
 fn check_id(field: &str, id: &str) -> Result<(), AppError> {
     let ok = !id.is_empty()
         && id.len() <= 255
         && id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
     if ok {
         Ok(())
     } else {

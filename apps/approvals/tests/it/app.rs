@@ -454,11 +454,15 @@ fn delegates_decide_on_behalf_of_reviewers() {
         json!({"accountId": "bob", "pageId": "1", "to": "dave", "until": until, "reason": "leave"}),
     )
     .unwrap();
+    let dave = w.call("pending", json!({"accountId": "dave"})).unwrap();
+    assert_eq!(dave["items"][0]["onBehalfOf"], "bob", "{dave}");
     w.call(
         "approve",
         json!({"accountId": "dave", "pageId": "1", "onBehalfOf": "bob"}),
     )
     .unwrap();
+    let dave = w.call("pending", json!({"accountId": "dave"})).unwrap();
+    assert_eq!(dave["items"], json!([]));
     let h = w.call("history", json!({"pageId": "1"})).unwrap();
     let records: Vec<Record> = serde_json::from_value(h["records"].clone()).unwrap();
     assert!(
