@@ -199,8 +199,15 @@ fn a_page_is_approved_by_two_reviewers_and_signed_inside_the_simulator() {
     assert_eq!(summary["lastApproved"]["version"], 1);
     assert_eq!(summary["readerPageVersion"], 1);
 
+    insta::assert_json_snapshot!("approvals_summary", summary, {
+        ".head" => "[hash]",
+        ".workflowHash" => "[hash]",
+        ".lastApproved.contentHash" => "[hash]",
+    });
+
     let h = call(&mut p, "history", json!({"pageId": id})).unwrap();
     assert_eq!(h["verified"], true);
+    insta::assert_snapshot!("approvals_signatures", h["signatures"].as_str().unwrap());
     let records: Vec<Record> = serde_json::from_value(h["records"].clone()).unwrap();
     audit::verify(&records).expect("the audit chain verifies");
     let signed = records.iter().find(|r| r.signature.is_some()).unwrap();
