@@ -96,6 +96,8 @@ struct SpaceRecord {
     workflow: String,
     workflow_hash: String,
     space_admins: Vec<String>,
+    #[serde(default)]
+    page_owner: Option<String>,
     assigned_by: String,
     at: Timestamp,
 }
@@ -428,6 +430,7 @@ where
                 workflow: wf.name().to_owned(),
                 workflow_hash: wf.hash().to_owned(),
                 space_admins,
+                page_owner: p.page_owner,
                 assigned_by: by,
                 at: self.now(),
             },
@@ -580,7 +583,7 @@ where
                     action: Action::Create {
                         title: page.title.clone(),
                         content_hash: content_hash.clone(),
-                        page_owner: None,
+                        page_owner: space.page_owner.clone(),
                         space_admins: space.space_admins.clone(),
                     },
                 };

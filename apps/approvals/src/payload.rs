@@ -31,6 +31,10 @@ pub struct AssignWorkflow {
     /// always one.
     #[serde(default)]
     pub space_admins: Vec<String>,
+    /// The page owner of documents started in the space (the `page_owner` role); by
+    /// default each page's creator.
+    #[serde(default)]
+    pub page_owner: Option<String>,
 }
 
 /// `submit`, `withdraw`, `mark-up-to-date`, `archive`: a page, a comment.

@@ -529,3 +529,61 @@ fn the_health_check_answers_json() {
         "ok"
     );
 }
+
+#[test]
+fn approved_pages_come_up_for_periodic_review_and_owners_confirm_them() {
+    let w = World::new();
+    w.call(
+        "assign-workflow",
+        json!({"accountId": "admin", "space": "POL", "template": "periodic-review", "pageOwner": "olivia"}),
+    )
+    .unwrap();
+    w.write_page("9", "POL", "Travel policy", "v1", "alice");
+    w.call("submit", json!({"accountId": "alice", "pageId": "9"}))
+        .unwrap();
+    let s = w
+        .call("approve", json!({"accountId": "olivia", "pageId": "9"}))
+        .unwrap();
+    assert_eq!(s["state"], "up_to_date");
+    w.advance_secs(366 * 86_400);
+    w.app().on_schedule("due-dates").unwrap();
+    let s = w.call("status", json!({"pageId": "9"})).unwrap();
+    assert_eq!(s["state"], "review_required");
+    assert_eq!(w.lozenge("9").unwrap().name, "Review required");
+    let s = w
+        .call(
+            "mark-up-to-date",
+            json!({"accountId": "olivia", "pageId": "9"}),
+        )
+        .unwrap();
+    assert_eq!(s["state"], "up_to_date");
+}
+
+#[test]
+fn overdue_reviews_escalate_to_backups() {
+    let w = World::new();
+    w.call(
+        "assign-workflow",
+        json!({"accountId": "admin", "space": "QA", "template": "two-stage"}),
+    )
+    .unwrap();
+    w.write_page("8", "QA", "Spec", "body", "alice");
+    w.call("submit", json!({"accountId": "alice", "pageId": "8"}))
+        .unwrap();
+    for peer in ["bob", "carol"] {
+        w.call("approve", json!({"accountId": peer, "pageId": "8"}))
+            .unwrap();
+    }
+    let lead = w
+        .call("pending", json!({"accountId": "quality_lead"}))
+        .unwrap();
+    assert_eq!(lead["items"], json!([]));
+    w.advance_secs(3 * 86_400 + 60);
+    w.app().on_schedule("due-dates").unwrap();
+    let lead = w
+        .call("pending", json!({"accountId": "quality_lead"}))
+        .unwrap();
+    assert_eq!(lead["items"][0]["group"], "qa", "{lead}");
+    let notes = w.property("8", "signoff-notifications").unwrap();
+    assert!(notes.to_string().contains("escalated"), "{notes}");
+}
