@@ -1,6 +1,8 @@
-//! End-to-end tests: the `signoff` command line as a user drives it, and the README's
-//! examples, which must print exactly what the README shows.
+//! End-to-end tests: the `signoff` command line as a user drives it, the approval app as a
+//! component inside the platform simulator, and the README's examples, which must print
+//! exactly what the README shows.
 
+mod approvals;
 mod local;
 mod readme;
 mod roa;

@@ -1,9 +1,12 @@
-//! The guest components of `signoff-sim` (the `guests/` workspace): building them for
-//! `wasm32-wasip2`, and the simulator's benchmark that runs one of them.
+//! The wasm components: the guests of `signoff-sim` (the `guests/` workspace) and the apps
+//! (the `apps/` workspace, e.g. `apps/approvals`), built for `wasm32-wasip2`; and the
+//! simulator's benchmark that runs one of them.
 //!
-//! The components land in `$SIGNOFF_GUESTS_TARGET_DIR/wasm32-wasip2/release/*.wasm`, by
-//! default `guests/target/wasm32-wasip2/release/*.wasm`, where the simulator's tests and
-//! bench look for them (`signoff_sim::host::guest_path`).
+//! Both workspaces build into one target directory, so every component lands in
+//! `$SIGNOFF_GUESTS_TARGET_DIR/wasm32-wasip2/release/<name>.wasm`, by default
+//! `guests/target/wasm32-wasip2/release/<name>.wasm` (`hello.wasm`, `hostile.wasm`,
+//! `approvals.wasm`), where the tests and the bench look for them
+//! (`signoff_sim::host::guest_path`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,22 +15,20 @@ use crate::run;
 
 const TARGET: &str = "wasm32-wasip2";
 
-/// Builds every guest component in release (they are tiny; release keeps them small and
-/// fast) and lists the `.wasm` files built.
+/// The workspaces of wasm components, relative to the root.
+pub const COMPONENT_WORKSPACES: [&str; 2] = ["guests", "apps"];
+
+/// Builds every guest and app component in release (release keeps them small and fast)
+/// and lists the `.wasm` files built.
 pub fn build_guests(root: &Path) -> Result<(), String> {
     crate::ensure_target(TARGET)?;
     let target_dir = guests_target_dir(root);
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root.join("guests"))
-        .args(["build", "--release", "--quiet", "--target", TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // The guests are a workspace of their own: the outer build's target directory and
-        // flags must not leak into it.
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    run(&mut cmd)?;
+    for workspace in COMPONENT_WORKSPACES {
+        run(component_cargo(root, workspace)
+            .args(["build", "--release", "--quiet", "--target", TARGET])
+            .arg("--target-dir")
+            .arg(&target_dir))?;
+    }
     let out = target_dir.join(TARGET).join("release");
     let mut built: Vec<PathBuf> = std::fs::read_dir(&out)
         .map_err(|e| format!("{}: {e}", out.display()))?
@@ -65,7 +66,26 @@ pub fn bench_sim(root: &Path) -> Result<(), String> {
     run(&mut cmd)
 }
 
-fn guests_target_dir(root: &Path) -> PathBuf {
+/// The native tests of the apps' logic (the components' own code has no native build).
+pub fn test_apps(root: &Path) -> Result<(), String> {
+    run(component_cargo(root, "apps")
+        .args(["test", "--quiet"])
+        .arg("--target-dir")
+        .arg(guests_target_dir(root)))
+}
+
+/// `cargo` in one of the component workspaces. They are workspaces of their own: the outer
+/// build's target directory and flags must not leak into them.
+pub fn component_cargo(root: &Path, workspace: &str) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root.join(workspace))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd
+}
+
+pub fn guests_target_dir(root: &Path) -> PathBuf {
     std::env::var_os("SIGNOFF_GUESTS_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("guests").join("target"))

@@ -19,8 +19,8 @@ USAGE:
     cargo xtask <COMMAND> [ARGS]
 
 COMMANDS:
-    test                 Build the guest components, then run every test of the workspace
-                         (unit, integration, end-to-end, doc)
+    test                 Build the guest and app components, run the apps' native tests, then
+                         every test of the workspace (unit, integration, end-to-end, doc)
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
@@ -37,7 +37,9 @@ COMMANDS:
                          (1, 10, 100), and a pending list read from 100,000 documents
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
-    guests               Build the guest components of signoff-sim (guests/, wasm32-wasip2)
+    guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
+                         (guests/) and the apps (apps/, e.g. apps/approvals), all into
+                         guests/target/wasm32-wasip2/release/
     wasm                 Check that signoff-core and signoff-storage's hosted adapter
                          (--no-default-features) compile for wasm32-wasip2 (adds the target
                          with rustup when it is missing)
@@ -120,8 +122,9 @@ fn has_nextest() -> bool {
 }
 
 fn test() -> Result<(), String> {
-    // The simulator's tests run real guest components.
+    // The simulator's and the end-to-end tests run real guest and app components.
     guests::build_guests(&root())?;
+    guests::test_apps(&root())?;
     // Doc tests first: nextest does not run them, and its summary should close the output.
     run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     if has_nextest() {
@@ -147,11 +150,22 @@ fn shared_corpus() -> Option<PathBuf> {
 fn ci() -> Result<(), String> {
     let insta = [("INSTA_UPDATE", "no"), ("CI", "true")];
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    // The guests are a workspace of their own, which `fmt --all` above does not reach.
-    run(cargo()
-        .current_dir(root().join("guests"))
-        .args(["fmt", "--all", "--check"]))?;
+    // The guests and the apps are workspaces of their own, which `fmt --all` above does not
+    // reach.
+    for workspace in guests::COMPONENT_WORKSPACES {
+        run(guests::component_cargo(&root(), workspace).args(["fmt", "--all", "--check"]))?;
+    }
     guests::build_guests(&root())?;
+    guests::test_apps(&root())?;
+    // The apps natively (their logic and tests) and as components (the WIT glue).
+    for target in [&["--all-targets"][..], &["--target", "wasm32-wasip2"][..]] {
+        run(guests::component_cargo(&root(), "apps")
+            .args(["clippy", "--quiet"])
+            .args(target)
+            .arg("--target-dir")
+            .arg(guests::guests_target_dir(&root()))
+            .args(["--", "-D", "warnings"]))?;
+    }
     run(cargo()
         .args([
             "clippy",

@@ -1,0 +1,1104 @@
+//! The app logic: resolvers, product events, the scheduled trigger and the health check,
+//! each turned into engine commands over core's storage traits.
+//!
+//! Documents are event-sourced by `signoff-core`: a call loads the page's stream, replays
+//! it under the workflow the document is pinned to, decides the command, and commits the
+//! new records with the expected stream length, the index row and the notifications in one
+//! atomic commit ([`LocalStore::commit`]; a conflict decides again). Then it mirrors the document onto its page: the content state
+//! lozenge and the `signoff-summary` content property. Analytics carry only counts and state
+//! names; when analytics are blocked the app goes on.
+//!
+//! The app's own records live in the key-value store under `app:` (see the README):
+//! `app:space:<key>` the workflow assigned to a space, `app:workflow:<hash>` a workflow's
+//! source, `app:page:<id>` what the app knows of a page, `app:delegations:<account>` the
+//! pages delegated to someone, `app:settings`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use signoff_core::event::{Action, AuthEvidence, SignatureInput};
+use signoff_core::notify::{Notification, notifications};
+use signoff_core::state::{Decided, SYSTEM};
+use signoff_core::store::{IndexEntry, StoreError};
+use signoff_core::{Command, DocState, Event, Record, Refusal, Timestamp, Workflow, audit};
+use signoff_storage::LocalStore;
+use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, MAX_PAGE};
+
+use crate::block::block_on;
+use crate::payload::{
+    self, AssignWorkflow, ConfigureWebhook, Decide, Delegate, PageCommand, PageEvent, PageQuery,
+    Reauth, Sign,
+};
+use crate::ports::{AppError, ContentState, Level, Page, Platform};
+
+/// The content property that holds a page's approval summary.
+pub const SUMMARY_PROPERTY: &str = "signoff-summary";
+/// The content property where notifications are delivered (the platform has no notify API).
+pub const NOTIFICATIONS_PROPERTY: &str = "signoff-notifications";
+/// The resolvers, in the order the README lists them.
+pub const RESOLVERS: [&str; 15] = [
+    "assign-workflow",
+    "submit",
+    "approve",
+    "reject",
+    "request-changes",
+    "sign",
+    "delegate",
+    "withdraw",
+    "mark-up-to-date",
+    "archive",
+    "status",
+    "history",
+    "pending",
+    "configure-webhook",
+    "templates",
+];
+/// The built-in workflow templates of `signoff-core`, by name.
+pub const TEMPLATES: [(&str, &str); 4] = [
+    (
+        "basic",
+        include_str!("../../../crates/core/templates/basic.yaml"),
+    ),
+    (
+        "two-stage",
+        include_str!("../../../crates/core/templates/two-stage.yaml"),
+    ),
+    (
+        "regulated",
+        include_str!("../../../crates/core/templates/regulated.yaml"),
+    ),
+    (
+        "periodic-review",
+        include_str!("../../../crates/core/templates/periodic-review.yaml"),
+    ),
+];
+/// Re-authentication evidence older than this does not count for a signature.
+pub const REAUTH_MAX_AGE_SECS: i64 = 300;
+/// Re-authentication evidence may be this far in the future (clock skew).
+const REAUTH_MAX_SKEW_SECS: i64 = 60;
+/// How many delivered notifications a page's notification property keeps.
+const KEEP_NOTIFICATIONS: usize = 20;
+/// How often a command is decided again when another call appended first.
+const MAX_ATTEMPTS: usize = 3;
+
+/// The app over a store for the engine (in the component, `HostedStore` over the hosted
+/// key-value store), a key-value store for its own records, and the platform.
+#[derive(Debug)]
+pub struct App<'a, S, K, P> {
+    pub store: &'a S,
+    pub kvs: &'a K,
+    pub platform: &'a P,
+}
+
+/// The workflow assigned to a space: `app:space:<key>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpaceRecord {
+    workflow: String,
+    workflow_hash: String,
+    space_admins: Vec<String>,
+    #[serde(default)]
+    page_owner: Option<String>,
+    assigned_by: String,
+    at: Timestamp,
+}
+
+/// A workflow's source, by hash: `app:workflow:<hash>`. Documents pin the hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WorkflowRecord {
+    source: String,
+}
+
+/// What the app knows of a tracked page: `app:page:<id>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageRecord {
+    doc: String,
+    space: String,
+    title_hash: String,
+    body_hash: String,
+    /// Document version -> the page version it was read from.
+    versions: Vec<(u32, u32)>,
+}
+
+/// App-wide settings: `app:settings`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    /// Where changed pages' content is posted (the webhook variant only).
+    #[serde(default)]
+    webhook: Option<String>,
+}
+
+/// A document loaded from its stream.
+#[derive(Debug)]
+struct Loaded {
+    page: PageRecord,
+    wf: Workflow,
+    records: Vec<Record>,
+    state: DocState,
+}
+
+impl<S, K, P> App<'_, S, K, P>
+where
+    S: LocalStore,
+    K: Kvs,
+    P: Platform,
+{
+    /// A UI call: `payload` and the answer are JSON text.
+    pub fn resolver(&self, name: &str, payload: &str) -> Result<String, AppError> {
+        let answer = match name {
+            "assign-workflow" => self.assign_workflow(payload::parse("payload", payload)?)?,
+            "submit" | "withdraw" | "mark-up-to-date" | "archive" => {
+                let p: PageCommand = payload::parse("payload", payload)?;
+                let by = self.actor(p.account_id)?;
+                let action = match name {
+                    "submit" => Action::Submit,
+                    "withdraw" => Action::Withdraw,
+                    "mark-up-to-date" => Action::MarkUpToDate,
+                    _ => Action::Archive,
+                };
+                self.act(&p.page_id, |_| {
+                    Ok(Command {
+                        by: by.clone(),
+                        on_behalf_of: None,
+                        comment: p.comment.clone(),
+                        action: action.clone(),
+                    })
+                })?
+            }
+            "approve" | "reject" | "request-changes" => {
+                let p: Decide = payload::parse("payload", payload)?;
+                let by = self.actor(p.account_id.clone())?;
+                let signature = match &p.signature {
+                    Some(s) => Some(SignatureInput {
+                        name: s.name.clone(),
+                        meaning: s.meaning,
+                        auth: s.reauth.as_ref().map(|r| self.evidence(r)).transpose()?,
+                    }),
+                    None => None,
+                };
+                self.act(&p.page_id, |state| {
+                    let version = p.version.unwrap_or(state.version);
+                    let action = match name {
+                        "approve" => Action::Approve {
+                            version,
+                            signature: signature.clone(),
+                        },
+                        "reject" => Action::Reject { version },
+                        _ => Action::RequestChanges { version },
+                    };
+                    Ok(Command {
+                        by: by.clone(),
+                        on_behalf_of: p.on_behalf_of.clone(),
+                        comment: p.comment.clone(),
+                        action,
+                    })
+                })?
+            }
+            "sign" => {
+                let p: Sign = payload::parse("payload", payload)?;
+                let by = self.actor(p.account_id.clone())?;
+                let auth = self.evidence(&p.reauth)?;
+                self.act(&p.page_id, |state| {
+                    Ok(Command {
+                        by: by.clone(),
+                        on_behalf_of: None,
+                        comment: p.comment.clone(),
+                        action: Action::Sign {
+                            version: p.version.unwrap_or(state.version),
+                            signature: SignatureInput {
+                                name: p.name.clone(),
+                                meaning: p.meaning,
+                                auth: Some(auth.clone()),
+                            },
+                        },
+                    })
+                })?
+            }
+            "delegate" => {
+                let p: Delegate = payload::parse("payload", payload)?;
+                let by = self.actor(p.account_id.clone())?;
+                check_id("to", &p.to)?;
+                let answer = self.act(&p.page_id, |_| {
+                    Ok(Command {
+                        by: by.clone(),
+                        on_behalf_of: None,
+                        comment: None,
+                        action: Action::Delegate {
+                            to: p.to.clone(),
+                            until: p.until,
+                            reason: p.reason.clone(),
+                        },
+                    })
+                })?;
+                // So that the delegate's pending list finds the page.
+                let key = delegations_key(&p.to);
+                let mut pages: Vec<String> = self.get(&key)?.unwrap_or_default();
+                if !pages.contains(&p.page_id) {
+                    pages.push(p.page_id.clone());
+                    self.put(&key, &pages)?;
+                }
+                answer
+            }
+            "status" => {
+                let p: PageQuery = payload::parse("payload", payload)?;
+                let d = self.load(&p.page_id)?;
+                let mut s = summary(&p.page_id, &d.page, &d.wf, &d.state);
+                s["verified"] = json!(audit::verify_head(&d.records, &d.state.head).is_ok());
+                s
+            }
+            "history" => {
+                let p: PageQuery = payload::parse("payload", payload)?;
+                let d = self.load(&p.page_id)?;
+                let problem = audit::verify_head(&d.records, &d.state.head)
+                    .err()
+                    .map(|e| e.to_string());
+                json!({
+                    "pageId": p.page_id,
+                    "doc": d.page.doc,
+                    "verified": problem.is_none(),
+                    "problem": problem,
+                    "signatures": audit::manifestation(&d.records, d.state.version),
+                    "records": d.records,
+                })
+            }
+            "pending" => {
+                let p: payload::Actor = payload::parse("payload", payload)?;
+                let user = self.actor(p.account_id)?;
+                self.pending(&user)?
+            }
+            "configure-webhook" => self.configure_webhook(payload::parse("payload", payload)?)?,
+            "templates" => json!({
+                "templates": TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            }),
+            other => {
+                return Err(AppError::new(
+                    "UNKNOWN_RESOLVER",
+                    format!(
+                        "no resolver named `{other}`; the app has {}",
+                        RESOLVERS.join(", ")
+                    ),
+                ));
+            }
+        };
+        self.deliver();
+        Ok(answer.to_string())
+    }
+
+    /// A product event. Page events of spaces with a workflow start documents and record new
+    /// versions; anything else is acknowledged and ignored. Events may come late, twice or
+    /// out of order: the app reads the page as it is now and records a version only when
+    /// its content changed.
+    pub fn on_event(&self, text: &str) -> Result<(), AppError> {
+        let ev: PageEvent = payload::parse("event", text)?;
+        let kind = match ev.event_type.as_str() {
+            "avi:confluence:created:page" => "created",
+            "avi:confluence:updated:page" => "updated",
+            _ => {
+                self.ignored("event", "other_event");
+                return Ok(());
+            }
+        };
+        if ev.content.kind.as_deref().is_some_and(|k| k != "page") {
+            self.ignored(kind, "not_a_page");
+            return Ok(());
+        }
+        let page_id = ev.content.id.text();
+        check_id("content.id", &page_id)?;
+        let page = self
+            .platform
+            .get_page(&page_id)?
+            .ok_or_else(|| unknown_page(&page_id))?;
+        let editor = ev
+            .atlassian_id
+            .clone()
+            .unwrap_or_else(|| page.author.clone());
+        let outcome = self.page_changed(&page, &editor)?;
+        self.track(
+            "signoff.page-event",
+            json!({ "kind": kind, "outcome": outcome }),
+        );
+        self.deliver();
+        Ok(())
+    }
+
+    /// A scheduled trigger: fires what is due on every tracked document at the invocation's
+    /// time (expiry, reminders, escalations, periodic reviews), then delivers notifications.
+    pub fn on_schedule(&self, key: &str) -> Result<(), AppError> {
+        let now = self.now();
+        let (mut documents, mut fired, mut records) = (0, 0, 0);
+        for (key_name, _) in self.scan("app:page:")? {
+            let page_id = &key_name["app:page:".len()..];
+            documents += 1;
+            let d = match self.load(page_id) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.log(
+                        Level::Warn,
+                        &format!("tick: a document did not load: {}", e.code),
+                    );
+                    continue;
+                }
+            };
+            let Some(decided) = d.state.tick(&d.wf, now) else {
+                continue;
+            };
+            match self.commit(&d.page.doc, d.state.seq, &d.wf, &decided) {
+                Ok(()) => {
+                    fired += 1;
+                    records += decided.records.len();
+                    self.after(page_id, &d.page, &d.wf, &decided.state);
+                }
+                // Someone acted on the document meanwhile; the next run fires what is due.
+                Err(e) => self.log(
+                    Level::Warn,
+                    &format!("tick: not committed: {}", store_code(&e)),
+                ),
+            }
+        }
+        self.track(
+            "signoff.schedule",
+            json!({ "trigger": key, "documents": documents, "fired": fired, "records": records }),
+        );
+        self.deliver();
+        Ok(())
+    }
+
+    /// The health check's answer: JSON, and whether the store answers.
+    pub fn health(&self) -> (u16, String) {
+        match self.kvs.get("app:settings") {
+            Ok(_) => (
+                200,
+                json!({"status": "ok", "app": "signoff-approvals"}).to_string(),
+            ),
+            Err(e) => (
+                503,
+                json!({"status": "unavailable", "app": "signoff-approvals", "storage": e.code})
+                    .to_string(),
+            ),
+        }
+    }
+
+    fn assign_workflow(&self, p: AssignWorkflow) -> Result<Value, AppError> {
+        let by = self.actor(p.account_id)?;
+        check_id("space", &p.space)?;
+        let (source, template) = match (p.template, p.source) {
+            (Some(t), None) => match TEMPLATES.iter().find(|(n, _)| *n == t) {
+                Some((_, s)) => ((*s).to_owned(), t),
+                None => {
+                    return Err(AppError::new(
+                        "BAD_PAYLOAD",
+                        format!(
+                            "payload.template: no template `{t}`; there are {}",
+                            TEMPLATES.map(|(n, _)| n).join(", ")
+                        ),
+                    ));
+                }
+            },
+            (None, Some(s)) => (s, "custom".to_owned()),
+            _ => {
+                return Err(AppError::new(
+                    "BAD_PAYLOAD",
+                    "payload: give either `template` (a built-in name) or `source` (YAML or JSON)",
+                ));
+            }
+        };
+        let wf = Workflow::from_text(&source, &format!("workflow of space {}", p.space))
+            .map_err(|e| AppError::new("BAD_WORKFLOW", e.to_string()))?;
+        if let Some(current) = self.get::<SpaceRecord>(&space_key(&p.space))?
+            && !current.space_admins.contains(&by)
+        {
+            return Err(AppError::new(
+                "NOT_PERMITTED",
+                format!(
+                    "{by} is not an administrator of space {}; only they may change its workflow",
+                    p.space
+                ),
+            ));
+        }
+        let mut space_admins = p.space_admins;
+        space_admins.push(by.clone());
+        space_admins.sort();
+        space_admins.dedup();
+        self.put(
+            &format!("app:workflow:{}", wf.hash()),
+            &WorkflowRecord { source },
+        )?;
+        self.put(
+            &space_key(&p.space),
+            &SpaceRecord {
+                workflow: wf.name().to_owned(),
+                workflow_hash: wf.hash().to_owned(),
+                space_admins,
+                page_owner: p.page_owner,
+                assigned_by: by,
+                at: self.now(),
+            },
+        )?;
+        self.track(
+            "signoff.workflow-assigned",
+            json!({ "template": template, "states": wf.states().len() }),
+        );
+        Ok(json!({
+            "space": p.space,
+            "workflow": wf.name(),
+            "workflowHash": wf.hash(),
+            "states": wf.states().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn configure_webhook(&self, p: ConfigureWebhook) -> Result<Value, AppError> {
+        let by = self.actor(p.account_id)?;
+        let admin = self
+            .scan("app:space:")?
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_str::<SpaceRecord>(v).ok())
+            .any(|s| s.space_admins.contains(&by));
+        if !admin {
+            return Err(AppError::new(
+                "NOT_PERMITTED",
+                format!(
+                    "{by} administers no space with a workflow; only space administrators configure the webhook"
+                ),
+            ));
+        }
+        if let Some(url) = &p.url
+            && !url.starts_with("https://")
+        {
+            return Err(AppError::new(
+                "BAD_PAYLOAD",
+                format!("payload.url: {url:?} is not an https:// URL"),
+            ));
+        }
+        self.put(
+            "app:settings",
+            &Settings {
+                webhook: p.url.clone(),
+            },
+        )?;
+        Ok(json!({ "webhook": p.url }))
+    }
+
+    /// What `user` has to review: as a reviewer (from the index), and for others under a
+    /// delegation valid now (from the pages delegated to them).
+    fn pending(&self, user: &str) -> Result<Value, AppError> {
+        let now = self.now();
+        let mut pages: Vec<String> = block_on(self.store.by_reviewer(user))
+            .map_err(storage)?
+            .into_iter()
+            .filter_map(|doc| doc.strip_prefix("page-").map(str::to_owned))
+            .collect();
+        if check_id("accountId", user).is_ok() {
+            let delegated: Vec<String> = self.get(&delegations_key(user))?.unwrap_or_default();
+            for page in delegated {
+                if !pages.contains(&page) {
+                    pages.push(page);
+                }
+            }
+        }
+        let mut items = Vec::new();
+        for page_id in &pages {
+            let d = self.load(page_id)?;
+            for p in d.state.pending(&d.wf) {
+                let on_behalf_of = if p.reviewer == user {
+                    None
+                } else if d
+                    .state
+                    .delegations
+                    .iter()
+                    .any(|x| x.from == p.reviewer && x.to == user && now < x.until)
+                {
+                    Some(p.reviewer.clone())
+                } else {
+                    continue;
+                };
+                items.push(json!({
+                    "pageId": page_id,
+                    "title": d.state.title,
+                    "state": d.state.state_name(&d.wf),
+                    "version": d.state.version,
+                    "stage": p.stage,
+                    "group": p.group,
+                    "onBehalfOf": on_behalf_of,
+                    "dueAt": d.state.deadline(),
+                }));
+            }
+        }
+        Ok(json!({ "accountId": user, "items": items }))
+    }
+
+    /// Decides a command on a page's document, appends it, and mirrors the result.
+    /// `build` makes the command from the current state (for the default version).
+    fn act(
+        &self,
+        page_id: &str,
+        build: impl Fn(&DocState) -> Result<Command, AppError>,
+    ) -> Result<Value, AppError> {
+        let now = self.now();
+        for attempt in 1.. {
+            let d = self.load(page_id)?;
+            let cmd = build(&d.state)?;
+            let decided = d.state.decide(&d.wf, &cmd, now).map_err(refused)?;
+            match self.commit(&d.page.doc, d.state.seq, &d.wf, &decided) {
+                Ok(()) => {
+                    self.after(page_id, &d.page, &d.wf, &decided.state);
+                    self.track(
+                        "signoff.command",
+                        json!({
+                            "action": cmd.action.name(),
+                            "state": decided.state.state_name(&d.wf),
+                            "records": decided.records.len(),
+                        }),
+                    );
+                    return Ok(summary(page_id, &d.page, &d.wf, &decided.state));
+                }
+                Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// A page was created or changed: start its document, or record a new version. Returns
+    /// what happened, for analytics.
+    fn page_changed(&self, page: &Page, editor: &str) -> Result<&'static str, AppError> {
+        let (title_hash, body_hash) = (
+            audit::sha256_hex(page.title.as_bytes()),
+            audit::sha256_hex(page.body.as_bytes()),
+        );
+        let content_hash = audit::sha256_hex(format!("{title_hash}\n{body_hash}").as_bytes());
+        let doc = doc_id(&page.id);
+        let now = self.now();
+        for attempt in 1.. {
+            let records = block_on(self.store.read(&doc, 0)).map_err(storage)?;
+            if records.is_empty() {
+                let Some(space) = self.get::<SpaceRecord>(&space_key(&page.space))? else {
+                    return Ok("untracked_space");
+                };
+                let wf = self.workflow(&space.workflow_hash)?;
+                let cmd = Command {
+                    by: editor.to_owned(),
+                    on_behalf_of: None,
+                    comment: None,
+                    action: Action::Create {
+                        title: page.title.clone(),
+                        content_hash: content_hash.clone(),
+                        page_owner: space.page_owner.clone(),
+                        space_admins: space.space_admins.clone(),
+                    },
+                };
+                let decided = DocState::create(&wf, &doc, &cmd, now).map_err(refused)?;
+                match self.commit(&doc, 0, &wf, &decided) {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+                    Err(e) => return Err(storage(e)),
+                }
+                let rec = PageRecord {
+                    doc: doc.clone(),
+                    space: page.space.clone(),
+                    title_hash,
+                    body_hash,
+                    versions: vec![(1, page.version)],
+                };
+                self.put(&page_key(&page.id), &rec)?;
+                self.after(&page.id, &rec, &wf, &decided.state);
+                return Ok("started");
+            }
+            let d = self.loaded(&page.id, records)?;
+            if d.state.content_hash == content_hash {
+                // A retried event, or a page version the app made itself (the lozenge).
+                return Ok("unchanged");
+            }
+            let mut changed = Vec::new();
+            if d.page.title_hash != title_hash {
+                changed.push("title".to_owned());
+            }
+            if d.page.body_hash != body_hash {
+                changed.push("body".to_owned());
+            }
+            let cmd = Command {
+                by: editor.to_owned(),
+                on_behalf_of: None,
+                comment: None,
+                action: Action::Edit {
+                    content_hash: content_hash.clone(),
+                    changed: (!changed.is_empty()).then_some(changed),
+                },
+            };
+            let decided = match d.state.decide(&d.wf, &cmd, now) {
+                Ok(decided) => decided,
+                Err(r) => {
+                    self.log(
+                        Level::Info,
+                        &format!("edit not recorded: {}", r.reason.code()),
+                    );
+                    return Ok("refused");
+                }
+            };
+            match self.commit(&d.page.doc, d.state.seq, &d.wf, &decided) {
+                Ok(()) => {}
+                Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+                Err(e) => return Err(storage(e)),
+            }
+            let mut rec = d.page;
+            rec.title_hash = title_hash;
+            rec.body_hash = body_hash;
+            rec.versions.push((decided.state.version, page.version));
+            self.put(&page_key(&page.id), &rec)?;
+            self.after(&page.id, &rec, &d.wf, &decided.state);
+            return Ok("edited");
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Appends the records, updates the index row and queues the notifications, in one
+    /// atomic commit.
+    fn commit(
+        &self,
+        doc: &str,
+        expected: u64,
+        wf: &Workflow,
+        decided: &Decided,
+    ) -> Result<(), StoreError> {
+        let notes: Vec<Notification> = decided
+            .records
+            .iter()
+            .flat_map(|r| notifications(&decided.state, r))
+            .collect();
+        let entry = IndexEntry::of(&decided.state, wf);
+        block_on(
+            self.store
+                .commit(doc, expected, &decided.records, Some(entry), &notes),
+        )
+        .map(|_| ())
+    }
+
+    /// What follows a committed change: the page mirrors the document, and the webhook (when
+    /// configured) receives the page. Failures are logged: the change itself is stored, and
+    /// the next change or tick mirrors again.
+    fn after(&self, page_id: &str, page: &PageRecord, wf: &Workflow, state: &DocState) {
+        if let Err(e) = self.mirror(page_id, page, wf, state) {
+            self.log(
+                Level::Warn,
+                &format!("not mirrored onto the page: {}", e.code),
+            );
+        }
+        match self.get::<Settings>("app:settings") {
+            Ok(Some(Settings { webhook: Some(url) })) => self.webhook(&url, page_id, wf, state),
+            Ok(_) => {}
+            Err(e) => self.log(Level::Warn, &format!("settings unreadable: {}", e.code)),
+        }
+    }
+
+    /// Sets the content state lozenge and the summary property when they differ.
+    fn mirror(
+        &self,
+        page_id: &str,
+        page: &PageRecord,
+        wf: &Workflow,
+        state: &DocState,
+    ) -> Result<(), AppError> {
+        let want = lozenge(wf, state);
+        if self.platform.get_content_state(page_id)?.as_ref() != Some(&want) {
+            self.platform.set_content_state(page_id, &want)?;
+        }
+        let value = summary(page_id, page, wf, state).to_string();
+        let current = self.platform.get_property(page_id, SUMMARY_PROPERTY)?;
+        if current.as_ref().map(|p| p.value.as_str()) != Some(value.as_str()) {
+            let version = current.map_or(1, |p| p.version + 1);
+            self.platform
+                .set_property(page_id, SUMMARY_PROPERTY, &value, version)?;
+        }
+        Ok(())
+    }
+
+    /// Posts the page's content to the configured webhook: egress of in-scope data, which
+    /// only the webhook variant of the manifest allows. A refused post changes nothing.
+    fn webhook(&self, url: &str, page_id: &str, wf: &Workflow, state: &DocState) {
+        let page = match self.platform.get_page(page_id) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                return self.log(
+                    Level::Warn,
+                    &format!("webhook: page unreadable: {}", e.code),
+                );
+            }
+        };
+        let body = json!({
+            "pageId": page_id,
+            "title": page.title,
+            "body": page.body,
+            "state": state.state_name(wf),
+            "version": state.version,
+        });
+        match self.platform.post(url, &body.to_string()) {
+            Ok(status) if (200..300).contains(&status) => {}
+            Ok(status) => self.log(Level::Warn, &format!("webhook answered {status}")),
+            Err(e) => self.log(Level::Warn, &format!("webhook not delivered: {}", e.code)),
+        }
+    }
+
+    /// Delivers queued notifications to their pages' notification property (the platform
+    /// offers no notification API), keeping the last few; acknowledges what was delivered.
+    fn deliver(&self) {
+        let items = match block_on(self.store.pending(MAX_PAGE as usize)) {
+            Ok(items) => items,
+            Err(e) => {
+                return self.log(
+                    Level::Warn,
+                    &format!("outbox unreadable: {}", store_code(&e)),
+                );
+            }
+        };
+        let mut by_doc: Vec<(String, Vec<(u64, Notification)>)> = Vec::new();
+        for (id, n) in items {
+            match by_doc.iter_mut().find(|(d, _)| *d == n.doc) {
+                Some((_, v)) => v.push((id, n)),
+                None => by_doc.push((n.doc.clone(), vec![(id, n)])),
+            }
+        }
+        let mut delivered = 0;
+        for (doc, items) in by_doc {
+            let Some(page_id) = doc.strip_prefix("page-") else {
+                continue;
+            };
+            match self.deliver_to(page_id, &items) {
+                Ok(()) => {
+                    for (id, _) in &items {
+                        if let Err(e) = block_on(self.store.ack(*id)) {
+                            self.log(
+                                Level::Warn,
+                                &format!("outbox ack failed: {}", store_code(&e)),
+                            );
+                        }
+                    }
+                    delivered += items.len();
+                }
+                Err(e) => self.log(
+                    Level::Warn,
+                    &format!("notifications not delivered: {}", e.code),
+                ),
+            }
+        }
+        if delivered > 0 {
+            self.log(Level::Info, &format!("delivered {delivered} notifications"));
+        }
+    }
+
+    fn deliver_to(&self, page_id: &str, items: &[(u64, Notification)]) -> Result<(), AppError> {
+        let current = self
+            .platform
+            .get_property(page_id, NOTIFICATIONS_PROPERTY)?;
+        let mut list: Vec<Value> = current
+            .as_ref()
+            .and_then(|p| serde_json::from_str::<Value>(&p.value).ok())
+            .and_then(|v| v.get("items").and_then(Value::as_array).cloned())
+            .unwrap_or_default();
+        list.extend(items.iter().map(|(_, n)| json!(n)));
+        let from = list.len().saturating_sub(KEEP_NOTIFICATIONS);
+        let value = json!({ "items": &list[from..] }).to_string();
+        let version = current.map_or(1, |p| p.version + 1);
+        self.platform
+            .set_property(page_id, NOTIFICATIONS_PROPERTY, &value, version)
+    }
+
+    /// Loads a page's document: its record, workflow, stream and state.
+    fn load(&self, page_id: &str) -> Result<Loaded, AppError> {
+        check_id("pageId", page_id)?;
+        let records = block_on(self.store.read(&doc_id(page_id), 0)).map_err(storage)?;
+        if records.is_empty() {
+            return Err(unknown_page(page_id));
+        }
+        self.loaded(page_id, records)
+    }
+
+    fn loaded(&self, page_id: &str, records: Vec<Record>) -> Result<Loaded, AppError> {
+        let Some(Event::Created { workflow_hash, .. }) = records.first().map(|r| &r.event) else {
+            return Err(AppError::new(
+                "CORRUPT_STREAM",
+                format!("page {page_id}: the stream does not start with `created`"),
+            ));
+        };
+        let wf = self.workflow(workflow_hash)?;
+        let state = DocState::replay(&wf, &records)
+            .map_err(|e| AppError::new("CORRUPT_STREAM", format!("page {page_id}: {e}")))?;
+        // A page record lost between the append and its write is rebuilt without hashes:
+        // the next edit then counts as changing everything.
+        let page = self.get(&page_key(page_id))?.unwrap_or_else(|| PageRecord {
+            doc: doc_id(page_id),
+            space: String::new(),
+            title_hash: String::new(),
+            body_hash: String::new(),
+            versions: Vec::new(),
+        });
+        Ok(Loaded {
+            page,
+            wf,
+            records,
+            state,
+        })
+    }
+
+    fn workflow(&self, hash: &str) -> Result<Workflow, AppError> {
+        let rec: WorkflowRecord = self.get(&format!("app:workflow:{hash}"))?.ok_or_else(|| {
+            AppError::new("UNKNOWN_WORKFLOW", format!("workflow {hash} is not stored"))
+        })?;
+        Workflow::from_text(&rec.source, "stored workflow")
+            .map_err(|e| AppError::new("BAD_WORKFLOW", e.to_string()))
+    }
+
+    /// The acting user: the invocation context's caller when the platform carries it, else
+    /// the payload's `accountId`. When both are given they must agree.
+    fn actor(&self, given: Option<String>) -> Result<String, AppError> {
+        match (self.platform.caller(), given) {
+            (Some(caller), Some(given)) if caller != given => Err(AppError::new(
+                "ACCOUNT_MISMATCH",
+                format!("payload.accountId {given:?} is not the caller {caller:?}"),
+            )),
+            (_, Some(given)) if given == SYSTEM => Err(AppError::new(
+                "BAD_PAYLOAD",
+                format!("payload.accountId: {SYSTEM:?} is reserved for what the schedule fires"),
+            )),
+            (Some(caller), _) => Ok(caller),
+            (None, Some(given)) if !given.trim().is_empty() => Ok(given),
+            _ => Err(AppError::new(
+                "BAD_PAYLOAD",
+                "payload.accountId: missing (the acting user's account id)",
+            )),
+        }
+    }
+
+    /// Checks re-authentication evidence for an e-signature: a method, and a time within
+    /// the last [`REAUTH_MAX_AGE_SECS`] seconds.
+    fn evidence(&self, r: &Reauth) -> Result<AuthEvidence, AppError> {
+        let now = self.now();
+        if r.method.trim().is_empty() {
+            return Err(AppError::new(
+                "REAUTH_REQUIRED",
+                "payload.reauth.method: say how the signer re-authenticated (e.g. sso, webauthn)",
+            ));
+        }
+        if r.at.0 > now.0 + REAUTH_MAX_SKEW_SECS {
+            return Err(AppError::new(
+                "REAUTH_INVALID",
+                format!(
+                    "payload.reauth.at: {} is in the future (now is {now})",
+                    r.at
+                ),
+            ));
+        }
+        if now.0 - r.at.0 > REAUTH_MAX_AGE_SECS {
+            return Err(AppError::new(
+                "REAUTH_STALE",
+                format!(
+                    "payload.reauth.at: re-authenticated at {}, more than {} minutes before {now}; authenticate again",
+                    r.at,
+                    REAUTH_MAX_AGE_SECS / 60
+                ),
+            ));
+        }
+        Ok(AuthEvidence {
+            method: r.method.clone(),
+            reference: r.reference.clone(),
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(i64::try_from(self.platform.now_ms() / 1000).unwrap_or(i64::MAX))
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, AppError> {
+        match self.kvs.get(key).map_err(kvs_error)? {
+            Some(v) => serde_json::from_str(&v)
+                .map(Some)
+                .map_err(|e| AppError::new("CORRUPT_RECORD", format!("{key}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), AppError> {
+        let text = serde_json::to_string(value)
+            .map_err(|e| AppError::new("INTERNAL", format!("{key}: {e}")))?;
+        self.kvs
+            .set(key, &text, KeyPolicy::Overwrite)
+            .map_err(kvs_error)
+    }
+
+    /// Every key and value under `prefix`.
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, String)>, AppError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .kvs
+                .query(prefix, MAX_PAGE, cursor.as_deref())
+                .map_err(kvs_error)?;
+            out.extend(page.entries);
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    fn track(&self, event: &str, properties: Value) {
+        // Analytics are optional: a site admin may block them, and the app goes on.
+        if let Err(e) = self.platform.track(event, &properties.to_string()) {
+            self.log(Level::Debug, &format!("analytics unavailable: {}", e.code));
+        }
+    }
+
+    fn ignored(&self, kind: &str, why: &str) {
+        self.track(
+            "signoff.page-event",
+            json!({ "kind": kind, "outcome": why }),
+        );
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.platform.log(level, message);
+    }
+}
+
+/// The summary a page's `signoff-summary` property holds and `status` answers. Readers
+/// are pointed at `readerPageVersion`: the page version of the last approved document
+/// version, while a newer one is in review.
+fn summary(page_id: &str, page: &PageRecord, wf: &Workflow, state: &DocState) -> Value {
+    let page_version = |v: u32| page.versions.iter().find(|(d, _)| *d == v).map(|(_, p)| *p);
+    let last_approved = state.last_approved.as_ref().map(|a| {
+        json!({
+            "version": a.version,
+            "pageVersion": page_version(a.version),
+            "contentHash": a.content_hash,
+            "at": a.at,
+        })
+    });
+    let pending: Vec<Value> = state
+        .pending(wf)
+        .into_iter()
+        .map(|p| json!({ "stage": p.stage, "group": p.group, "reviewer": p.reviewer }))
+        .collect();
+    json!({
+        "pageId": page_id,
+        "doc": page.doc,
+        "workflow": wf.name(),
+        "workflowHash": wf.hash(),
+        "state": state.state_name(wf),
+        "lozenge": lozenge(wf, state).name,
+        "version": state.version,
+        "pageVersion": page_version(state.version),
+        "lastApproved": last_approved,
+        "readerPageVersion": state.last_approved.as_ref().and_then(|a| page_version(a.version)),
+        "pending": pending,
+        "dueAt": state.deadline(),
+        "records": state.seq,
+        "head": state.head,
+    })
+}
+
+/// The content state lozenge for a document's state: the state's name made readable and
+/// cut to the platform's 20 characters, in a colour by kind of state.
+pub fn lozenge(wf: &Workflow, state: &DocState) -> ContentState {
+    let def = wf.state(state.state);
+    let mut name: String = def.name.replace(['_', '-'], " ");
+    if let Some(first) = name.get(..1) {
+        name = first.to_ascii_uppercase() + &name[1..];
+    }
+    let name: String = name.chars().take(20).collect();
+    let lower = def.name.to_ascii_lowercase();
+    let color = if ["reject", "obsolete", "archiv"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        "#ff5630"
+    } else if def.approval.is_some() {
+        "#ffc400"
+    } else if def.is_final
+        && state
+            .last_approved
+            .as_ref()
+            .is_some_and(|a| a.version == state.version)
+    {
+        "#36b37e"
+    } else {
+        "#97a0af"
+    };
+    ContentState {
+        name,
+        color: color.to_owned(),
+    }
+}
+
+fn doc_id(page_id: &str) -> String {
+    format!("page-{page_id}")
+}
+
+fn page_key(page_id: &str) -> String {
+    format!("app:page:{page_id}")
+}
+
+/// The pages on which someone was made a delegate: `app:delegations:<account id>`.
+fn delegations_key(user: &str) -> String {
+    format!("app:delegations:{user}")
+}
+
+fn space_key(space: &str) -> String {
+    format!("app:space:{space}")
+}
+
+/// Page ids, space keys and delegates' account ids become parts of storage keys: letters,
+/// digits, `_`, `-`, `.` and (for account ids like `557058:f58131cb-...`) `:`.
+fn check_id(field: &str, id: &str) -> Result<(), AppError> {
+    let ok = !id.is_empty()
+        && id.len() <= 255
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            "BAD_PAYLOAD",
+            format!("payload.{field}: {id:?} is not an id (letters, digits, _ - . only)"),
+        ))
+    }
+}
+
+fn unknown_page(page_id: &str) -> AppError {
+    AppError::new(
+        "UNKNOWN_PAGE",
+        format!(
+            "page {page_id} is not under approval (its space has no workflow, or it was never seen)"
+        ),
+    )
+}
+
+/// A refusal from the engine: its reason's code in capitals, and the engine's words.
+fn refused(r: Refusal) -> AppError {
+    AppError::new(&r.reason.code().to_ascii_uppercase(), r.to_string())
+}
+
+fn storage(e: StoreError) -> AppError {
+    match e {
+        StoreError::Conflict { doc, .. } => AppError::new(
+            "CONFLICT",
+            format!("{doc} was changed by another call while this one ran; try again"),
+        ),
+        e => AppError::new("STORAGE_ERROR", e.to_string()),
+    }
+}
+
+/// A store error's kind, for logs (which may be shared with the vendor: no ids, no names).
+fn store_code(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Conflict { .. } => "CONFLICT",
+        StoreError::BadRecords { .. } => "BAD_RECORDS",
+        StoreError::UnknownOutboxItem(_) => "UNKNOWN_OUTBOX_ITEM",
+        StoreError::Backend(_) => "STORAGE_ERROR",
+    }
+}
+
+fn kvs_error(e: KvsError) -> AppError {
+    AppError::new(&e.code, e.message)
+}

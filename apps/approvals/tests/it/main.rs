@@ -1,0 +1,5 @@
+//! Native tests of the approval app's logic, over `HostedStore<MemoryKvs>` (the component's
+//! store, over an in-memory key-value store) and a fake platform.
+
+mod app;
+mod fake;
