@@ -530,6 +530,17 @@ pub(crate) struct World {
     pub(crate) ledger: Vec<EgressAttempt>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) analytics: Vec<AnalyticsEvent>,
+    pub(crate) pushed: Vec<QueuePush>,
+}
+
+/// A payload an app pushed onto one of its queues (the `queue` import), waiting for the
+/// simulation to deliver it to the queue's consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuePush {
+    pub at: Millis,
+    pub installation: String,
+    pub queue: String,
+    pub payload: String,
 }
 
 /// Installations of apps and the world they live in.
@@ -540,6 +551,12 @@ pub struct Platform {
     rng: Rng,
     apps: HashMap<String, Arc<App>>,
     installations: HashMap<String, Arc<Installation>>,
+    /// The app version an installation runs, when it is not the one `add_app` registered
+    /// (an installation waiting for its admin's consent keeps its old version).
+    running: HashMap<String, Arc<App>>,
+    /// Invocations of an installation to fail with a timeout without running (fault
+    /// injection).
+    timeouts: HashMap<String, u32>,
     endpoints: Arc<HashMap<String, Endpoint>>,
     world: Option<Box<World>>,
     trace: Vec<TraceEvent>,
@@ -568,10 +585,13 @@ impl Platform {
                 ledger: Vec::new(),
                 logs: Vec::new(),
                 analytics: Vec::new(),
+                pushed: Vec::new(),
             })),
             config,
             apps: HashMap::new(),
             installations: HashMap::new(),
+            running: HashMap::new(),
+            timeouts: HashMap::new(),
             endpoints: Arc::new(HashMap::new()),
             trace: Vec::new(),
         }
@@ -588,6 +608,56 @@ impl Platform {
             .install(installation.scope(), installation.realm);
         self.installations
             .insert(installation.id.clone(), Arc::new(installation));
+    }
+
+    /// Makes an installation run `app` (a version of its app) from its next invocation on.
+    pub fn run_version(&mut self, installation: &str, app: Arc<App>) {
+        self.running.insert(installation.to_string(), app);
+    }
+
+    /// The installation, if it exists.
+    pub fn installation(&self, id: &str) -> Option<&Installation> {
+        self.installations.get(id).map(|i| &**i)
+    }
+
+    /// Changes a site admin's switches (analytics and log sharing) for one installation.
+    pub fn set_admin(&mut self, installation: &str, admin: AdminSwitches) -> bool {
+        let Some(i) = self.installations.get_mut(installation) else {
+            return false;
+        };
+        Arc::make_mut(i).admin = admin;
+        true
+    }
+
+    /// Migrates an installation's site to another realm: its hosted storage moves with it.
+    /// Returns the number of keys moved.
+    pub fn migrate(
+        &mut self,
+        installation: &str,
+        to: Realm,
+    ) -> Result<usize, crate::kvs::KvsError> {
+        let Some(i) = self.installations.get(installation).cloned() else {
+            return Err(crate::kvs::KvsError {
+                code: crate::kvs::KvsErrorCode::UnknownInstallation,
+                message: format!("no installation `{installation}`"),
+            });
+        };
+        let moved = self.world_mut().kvs.migrate(&i.scope(), to)?;
+        if let Some(i) = self.installations.get_mut(installation) {
+            Arc::make_mut(i).realm = to;
+        }
+        Ok(moved)
+    }
+
+    /// Makes the next `calls` invocations of an installation time out without running
+    /// (fault injection: the platform's own timeouts, whatever the app does).
+    pub fn inject_timeouts(&mut self, installation: &str, calls: u32) {
+        *self.timeouts.entry(installation.to_string()).or_insert(0) += calls;
+    }
+
+    /// The payloads apps pushed onto queues since the last call, oldest first.
+    pub fn take_pushed(&mut self) -> Vec<QueuePush> {
+        std::mem::take(&mut self.world_mut().pushed)
     }
 
     /// Registers a simulated remote host (e.g. `api.example.com`) that answers allowed
@@ -631,6 +701,18 @@ impl Platform {
         function: &str,
         call: Call,
     ) -> Result<Output, InvocationError> {
+        self.invoke_as(installation, function, call, None)
+    }
+
+    /// Like [`Platform::invoke`], for a user: `account_id` is the invocation context's
+    /// `account-id` (a resolver's calling user).
+    pub fn invoke_as(
+        &mut self,
+        installation: &str,
+        function: &str,
+        call: Call,
+        account_id: Option<&str>,
+    ) -> Result<Output, InvocationError> {
         let at = self.clock.now();
         let Some(inst) = self.installations.get(installation).cloned() else {
             return self.record_refusal(
@@ -642,7 +724,11 @@ impl Platform {
                 InvocationError::UnknownInstallation(installation.to_string()),
             );
         };
-        let app = self.apps.get(&inst.app).cloned();
+        let app = self
+            .running
+            .get(installation)
+            .or_else(|| self.apps.get(&inst.app))
+            .cloned();
         let Some((app, limits)) = app.and_then(|a| {
             let l = *a.functions.get(function)?;
             Some((a, l))
@@ -663,6 +749,13 @@ impl Platform {
         }
 
         let timeout = self.timeout(&call, limits);
+        if let Some(n) = self.timeouts.get_mut(installation).filter(|n| **n > 0) {
+            *n -= 1;
+            let e = InvocationError::Timeout {
+                limit_ms: timeout.as_millis() as u64,
+            };
+            return self.record_refusal(at, installation, &inst.app, function, &call, e);
+        }
         let world = self
             .world
             .take()
@@ -672,6 +765,7 @@ impl Platform {
             app: app.clone(),
             installation: inst.clone(),
             function: function.to_string(),
+            account_id: account_id.map(str::to_string),
             endpoints: self.endpoints.clone(),
             now: at,
             deadline: Instant::now() + timeout,

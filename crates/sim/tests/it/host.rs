@@ -185,9 +185,20 @@ fn context_comes_from_the_platform() {
         json!({
             "app": HELLO_ID, "environment": "production", "site": "good.atlassian.net",
             "installation": "good", "realm": "EU", "function": "main",
-            "now": SimConfig::forge().start.0, "remainingPositive": true
+            "now": SimConfig::forge().start.0, "remainingPositive": true, "accountId": null
         })
     );
+    // A resolver called for a user sees the user's account id.
+    let v = json_of(
+        p.invoke_as(
+            "good",
+            "main",
+            resolver("context", "null"),
+            Some("acc-alice"),
+        )
+        .unwrap(),
+    );
+    assert_eq!(v["accountId"], "acc-alice");
 }
 
 #[test]
