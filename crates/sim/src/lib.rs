@@ -20,11 +20,13 @@
 
 pub mod clock;
 pub mod egress;
+pub mod flow;
 pub mod host;
 pub mod kvs;
 pub mod product;
 pub mod realm;
 pub mod redb_backend;
+pub mod report;
 
 pub use clock::{Millis, Rng, VirtualClock};
 pub use realm::Realm;

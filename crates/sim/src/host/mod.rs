@@ -666,6 +666,10 @@ impl Platform {
         Arc::make_mut(&mut self.endpoints).insert(host.to_ascii_lowercase(), endpoint);
     }
 
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
     pub fn clock(&mut self) -> &mut VirtualClock {
         &mut self.clock
     }
@@ -684,6 +688,27 @@ impl Platform {
 
     pub fn analytics(&self) -> &[AnalyticsEvent] {
         &self.world().analytics
+    }
+
+    /// Cross-realm storage attempts refused so far.
+    pub fn kvs_violations(&self) -> &[crate::kvs::RealmViolation] {
+        self.world().kvs.violations()
+    }
+
+    /// Everything an installation stores (keys and values, secrets by key only).
+    pub fn inspect(
+        &self,
+        installation: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, crate::kvs::KvsError> {
+        match self.installations.get(installation) {
+            Some(i) => self.world().kvs.inspect(&i.scope()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The in-memory Confluence, read only.
+    pub fn pages(&self) -> &Confluence {
+        &self.world().confluence
     }
 
     pub fn kvs(&mut self) -> &mut Kvs {

@@ -65,14 +65,15 @@ permissions:
 /// The test timeout: short, so the infinite loop costs little.
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-struct Loaded {
+pub(crate) struct Loaded {
     hello: Arc<App>,
     hostile: Arc<App>,
-    runtime: Arc<Runtime>,
+    pub(crate) hello_component: wasmtime::component::Component,
+    pub(crate) runtime: Arc<Runtime>,
 }
 
 /// One engine and one compilation of each guest per test binary.
-fn loaded() -> &'static Loaded {
+pub(crate) fn loaded() -> &'static Loaded {
     static LOADED: OnceLock<Loaded> = OnceLock::new();
     LOADED.get_or_init(|| {
         let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
@@ -84,6 +85,7 @@ fn loaded() -> &'static Loaded {
         Loaded {
             hello: runtime.load_app(HELLO_MANIFEST, &hello, &env).unwrap(),
             hostile: runtime.load_app(HOSTILE_MANIFEST, &hostile, &env).unwrap(),
+            hello_component: hello,
             runtime,
         }
     })
