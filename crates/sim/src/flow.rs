@@ -29,7 +29,7 @@ use crate::host::{
     App, Call, Installation, InvocationError, LoadError, Output, Platform, Runtime, SimConfig,
     WebRequest, WebResponse,
 };
-use crate::kvs::KvsError;
+use crate::kvs::{KvsError, KvsStorage};
 use crate::product::{Page, PageEvent, ProductError};
 use crate::realm::Realm;
 
@@ -280,8 +280,19 @@ impl Simulation {
     /// A world with no apps. `config.seed` seeds both the apps' randomness and the
     /// platform's choices (delays, jitter).
     pub fn new(runtime: Arc<Runtime>, config: SimConfig, flow: FlowConfig) -> Simulation {
+        Simulation::with_storage(runtime, config, flow, KvsStorage::Memory)
+    }
+
+    /// Like [`Simulation::new`], with hosted storage where `storage` says (e.g. redb files
+    /// that `signoff sim inspect` reads after the run).
+    pub fn with_storage(
+        runtime: Arc<Runtime>,
+        config: SimConfig,
+        flow: FlowConfig,
+        storage: KvsStorage,
+    ) -> Simulation {
         Simulation {
-            platform: Platform::new(runtime.clone(), config),
+            platform: Platform::with_storage(runtime.clone(), config, storage),
             runtime,
             config: flow,
             // A stream of its own, so that the platform's choices do not shift when an app

@@ -27,6 +27,7 @@ pub mod product;
 pub mod realm;
 pub mod redb_backend;
 pub mod report;
+pub mod scenario;
 
 pub use clock::{Millis, Rng, VirtualClock};
 pub use realm::Realm;

@@ -575,12 +575,22 @@ impl fmt::Debug for Platform {
 
 impl Platform {
     pub fn new(runtime: Arc<Runtime>, config: SimConfig) -> Platform {
+        Platform::with_storage(runtime, config, crate::kvs::KvsStorage::Memory)
+    }
+
+    /// A platform whose hosted storage lives where `storage` says (memory, or one redb
+    /// file per realm in a directory).
+    pub fn with_storage(
+        runtime: Arc<Runtime>,
+        config: SimConfig,
+        storage: crate::kvs::KvsStorage,
+    ) -> Platform {
         Platform {
             runtime,
             clock: VirtualClock::starting_at(config.start),
             rng: Rng::seeded(config.seed),
             world: Some(Box::new(World {
-                kvs: Kvs::new(config.kvs),
+                kvs: Kvs::with_storage(config.kvs, storage),
                 confluence: Confluence::default(),
                 ledger: Vec::new(),
                 logs: Vec::new(),

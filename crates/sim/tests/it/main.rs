@@ -4,3 +4,4 @@ mod egress;
 mod flow;
 mod host;
 mod kvs;
+mod scenario;
