@@ -4,4 +4,5 @@
 mod local;
 mod readme;
 mod roa;
+mod sim;
 mod workflow;

@@ -1335,7 +1335,7 @@ impl Cx<'_> {
             }
             let actions = body
                 .iter()
-                .map(|a| Ok((a.pos, self.action(s, a, pages)?)))
+                .map(|a| self.action(s, a, pages))
                 .collect::<Result<Vec<_>, ScenarioError>>()?;
             let mut t = from;
             while t <= until {
@@ -1357,23 +1357,24 @@ impl Cx<'_> {
             *now = self.duration(at)?;
         }
         *order += 1;
-        let action = self.action(s, step, pages)?;
+        let (pos, action) = self.action(s, step, pages)?;
         out.push(Step {
             at: *now,
             order: *order,
-            pos: step.pos,
+            pos,
             action,
         });
         Ok(out)
     }
 
-    /// A mapping with one action key (and `at` on a top-level step).
+    /// A mapping with one action key (and `at` on a top-level step), and the place of the
+    /// action's key, which errors and failures point at.
     fn action(
         &self,
         s: &Scenario,
         n: &Node,
         pages: &mut Vec<(String, String)>,
-    ) -> Result<Action, ScenarioError> {
+    ) -> Result<(Pos, Action), ScenarioError> {
         let mut allowed = ACTIONS.to_vec();
         allowed.push("at");
         self.keys(n, &allowed)?;
@@ -1393,26 +1394,25 @@ impl Cx<'_> {
         };
         let kind = self.string(k)?;
         let install = |v: &Node| self.name_in(self.req(v, "install")?, &s.installs, "installation");
-        let page = |v: &Node,
-                    pages: &[(String, String)]|
-         -> Result<(String, String), ScenarioError> {
-            let node = self.req(v, "page")?;
-            let name = self.string(node)?;
-            pages
-                .iter()
-                .rev()
-                .find(|(p, _)| *p == name)
-                .cloned()
-                .ok_or_else(|| {
-                    self.err(
+        let page =
+            |v: &Node, pages: &[(String, String)]| -> Result<(String, String), ScenarioError> {
+                let node = self.req(v, "page")?;
+                let name = self.string(node)?;
+                pages
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        self.err(
                         node.pos,
                         &format!(
                             "no page `{name}`: name it in an earlier create-page (`name: {name}`)"
                         ),
                     )
-                })
-        };
-        Ok(match kind.as_str() {
+                    })
+            };
+        let action = match kind.as_str() {
             "create-page" => {
                 self.keys(v, &["site", "as", "space", "title", "body", "name"])?;
                 let site = self.name_in(self.req(v, "site")?, &s.sites, "site")?;
@@ -1577,7 +1577,8 @@ impl Cx<'_> {
             }
             "expect" => Action::Expect(self.expectations(s, v, pages)?),
             _ => return Err(self.err(k.pos, &format!("unknown action `{kind}`"))),
-        })
+        };
+        Ok((k.pos, action))
     }
 
     fn expectations(
