@@ -112,7 +112,8 @@ impl Guest for Hello {
                     code: "NOT_FOUND".into(),
                     message: format!("no page {payload}"),
                 })?;
-                let p = product::update_page(&p.id, &p.title, &format!("{} +", p.body), p.version + 1)?;
+                let p =
+                    product::update_page(&p.id, &p.title, &format!("{} +", p.body), p.version + 1)?;
                 Ok(p.version.to_string())
             }
             "log" => {
