@@ -1335,7 +1335,14 @@ impl Cx<'_> {
             }
             let actions = body
                 .iter()
-                .map(|a| self.action(s, a, pages))
+                .map(|a| {
+                    if let Some((k, _)) = a.get_entry("at") {
+                        return Err(
+                            self.err(k.pos, "a step inside `do` takes its time from `every`")
+                        );
+                    }
+                    self.action(s, a, pages)
+                })
                 .collect::<Result<Vec<_>, ScenarioError>>()?;
             let mut t = from;
             while t <= until {
@@ -1348,7 +1355,10 @@ impl Cx<'_> {
                         action: action.clone(),
                     });
                 }
-                t += period;
+                let Some(next) = t.checked_add(period) else {
+                    break;
+                };
+                t = next;
             }
             *now = (*now).max(until);
             return Ok(out);

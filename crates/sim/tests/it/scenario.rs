@@ -69,6 +69,16 @@ fn bad_scenarios_point_at_the_place() {
         "s.yaml:9:12: a fault is one of storage-errors, timeouts, duplicate-events",
     );
     check_error(
+        &format!(
+            "{HEAD}steps:\n  - every: 1d\n    until: 3d\n    do:\n      - at: 1h\n        consent: {{install: i}}\n"
+        ),
+        "s.yaml:12:9: a step inside `do` takes its time from `every`",
+    );
+    check_error(
+        &format!("{HEAD}steps:\n  - every: 1d\n    until: 100000000000000000w\n    do: []\n"),
+        "s.yaml:10:12: `100000000000000000w` is not a duration (e.g. 500ms, 90s, 5m, 2h, 30d, 1w, 1d12h)",
+    );
+    check_error(
         "sites: [\n",
         "s.yaml:2:1: invalid YAML: while parsing a node, did not find expected node content",
     );
