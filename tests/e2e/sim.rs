@@ -90,7 +90,7 @@ fn failed_expectations_exit_1_with_the_place_and_the_seed() {
     );
     assert!(
         run.stdout
-            .contains("tests/e2e/data/sim-failing.yaml:19:5: expected page `plan` at version 2, found version 1"),
+            .contains("tests/e2e/data/sim-failing.yaml:22:5: expected page `plan` at version 2, found version 1"),
         "{}",
         run.stdout
     );

@@ -753,15 +753,24 @@ impl Run<'_> {
                 expect,
                 expect_error,
             } => {
+                let payload = self.expand(payload, step.pos)?;
                 let r = sim
                     .call_resolver(
                         install,
                         function.as_deref(),
                         account.as_deref(),
                         resolver,
-                        payload,
+                        &payload,
                     )
                     .map_err(fail)?;
+                let expect = match expect {
+                    Some(e) => {
+                        let text = self.expand(&e.to_string(), step.pos)?;
+                        Some(serde_json::from_str::<Json>(&text).unwrap_or(Json::Null))
+                    }
+                    None => None,
+                };
+                let expect = &expect;
                 let at = sim.now();
                 match (r, expect, expect_error) {
                     (Ok(json), Some(want), _) => {
@@ -797,9 +806,12 @@ impl Run<'_> {
                 request,
                 expect_status,
             } => {
-                let r = sim
-                    .web_trigger(install, key, request.clone())
-                    .map_err(fail)?;
+                let request = WebRequest {
+                    path: self.expand(&request.path, step.pos)?,
+                    body: self.expand(&request.body, step.pos)?,
+                    ..request.clone()
+                };
+                let r = sim.web_trigger(install, key, request).map_err(fail)?;
                 if let Some(want) = expect_status.filter(|w| *w != r.status_code) {
                     let at = sim.now();
                     self.failed(
@@ -816,7 +828,10 @@ impl Run<'_> {
                 install,
                 queue,
                 payload,
-            } => sim.push(install, queue, payload).map_err(fail)?,
+            } => {
+                let payload = self.expand(payload, step.pos)?;
+                sim.push(install, queue, &payload).map_err(fail)?;
+            }
             Action::Deploy {
                 app,
                 manifest,
@@ -874,6 +889,30 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Replaces `${page:NAME}` with the id of the page created as NAME (page ids are only
+    /// known once the run has created the page).
+    fn expand(&self, text: &str, pos: Pos) -> Result<String, ScenarioError> {
+        const OPEN: &str = "${page:";
+        if !text.contains(OPEN) {
+            return Ok(text.to_string());
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len()..];
+            let Some(end) = after.find('}') else {
+                return Err(self
+                    .scenario
+                    .fail(Some(pos), "`${page:` without a closing `}`"));
+            };
+            out.push_str(&self.page(&after[..end], pos)?.1);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 
     fn page(&self, name: &str, pos: Pos) -> Result<(String, String), ScenarioError> {
