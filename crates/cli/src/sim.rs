@@ -90,15 +90,25 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         shown = true;
         let width = 30;
         let filled = (done * width / total.max(1)) as usize;
-        let day = 86_400_000;
+        // Virtual time in the largest unit the run spans at least twice.
+        let unit = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ]
+        .into_iter()
+        .find(|(ms, _)| total >= 2 * ms)
+        .unwrap_or((1, "ms"));
         let _ = write!(
             err,
-            "\rsim: [{}{}] {:>3}%  day {} of {}",
+            "\rsim: [{}{}] {:>3}%  {}{u} of {}{u} simulated",
             "#".repeat(filled),
             " ".repeat(width as usize - filled),
             done * 100 / total.max(1),
-            done / day,
-            total.div_ceil(day)
+            done / unit.0,
+            total.div_ceil(unit.0),
+            u = unit.1,
         );
         let _ = err.flush();
     };

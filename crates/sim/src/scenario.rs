@@ -409,23 +409,22 @@ impl Scenario {
             })
             .map_err(|e| self.fail(None, e))?;
         }
-        let total = self.end.max(1);
-        let mut shown = u64::MAX;
+        // Time moves in slices of at most a thousandth of the run, so that the progress
+        // line moves during long stretches without steps too.
+        let mut clock = Progress {
+            start,
+            total: self.end.max(1),
+            at: 0,
+            shown: u64::MAX,
+            report: options.progress.take(),
+        };
         for step in &self.steps {
-            sim.run_until(start.plus(step.at));
+            clock.advance(&mut sim, step.at);
             run.apply(&mut sim, step)?;
-            if let Some(p) = options.progress.as_mut() {
-                // At most a thousand updates, whatever the number of steps.
-                let tick = step.at * 1000 / total;
-                if tick != shown {
-                    shown = tick;
-                    p(step.at, total);
-                }
-            }
         }
-        sim.run_until(start.plus(self.end));
-        if let Some(p) = options.progress.as_mut() {
-            p(total, total);
+        clock.advance(&mut sim, self.end);
+        if let Some(p) = clock.report.as_mut().filter(|_| clock.shown != 1000) {
+            p(clock.total, clock.total);
         }
         for e in &self.expect {
             run.check(&sim, e);
@@ -1112,6 +1111,40 @@ impl Run<'_> {
                     )),
                     _ => None,
                 }
+            }
+        }
+    }
+}
+
+/// Runs the simulation forward and tells the progress callback, at most a thousand times.
+struct Progress<'a> {
+    start: Millis,
+    total: u64,
+    /// Offset from the start reached so far.
+    at: u64,
+    shown: u64,
+    report: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+impl Progress<'_> {
+    fn advance(&mut self, sim: &mut Simulation, to: u64) {
+        let Some(report) = self.report.as_mut() else {
+            sim.run_until(self.start.plus(to));
+            self.at = self.at.max(to);
+            return;
+        };
+        let slice = (self.total / 1000).max(1);
+        loop {
+            let next = self.at.saturating_add(slice).min(to).max(self.at);
+            sim.run_until(self.start.plus(next));
+            self.at = next;
+            let tick = next.min(self.total) * 1000 / self.total;
+            if tick != self.shown {
+                self.shown = tick;
+                report(next.min(self.total), self.total);
+            }
+            if next >= to {
+                break;
             }
         }
     }
