@@ -6,7 +6,7 @@
 //! one core.
 //!
 //! Then virtual-time throughput (issue #5): simulated events per second of wall time for a
-//! do-nothing app (the `hostile` guest, whose `on-event` and `on-schedule` return at once)
+//! do-nothing app (the `idle` guest, whose exports all return at once)
 //! over a simulated year, in three cases: page events nobody subscribes to (dispatched
 //! without an invocation), page events to a subscribed trigger (one invocation each), and a
 //! `fiveMinute` scheduled trigger (one invocation per firing). Goal: 100,000 simulated
@@ -164,12 +164,12 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let wasm = guest_path(root, "hostile");
+    let wasm = guest_path(root, "idle");
     let component = runtime.compile(&wasm).map_err(|e| e.to_string())?;
     let year = 365 * Millis::DAY;
     let app = |modules: &str| {
         format!(
-            "app:\n  id: ari:cloud:ecosystem::app/00000000-0000-0000-0000-0000000000ba\n  runtime: {{name: wasm32-wasip2}}\nmodules:\n  function:\n    - {{key: main, handler: hostile}}\n{modules}"
+            "app:\n  id: ari:cloud:ecosystem::app/00000000-0000-0000-0000-0000000000ba\n  runtime: {{name: wasm32-wasip2}}\nmodules:\n  function:\n    - {{key: main, handler: idle}}\n{modules}"
         )
     };
     let trigger =
@@ -222,7 +222,7 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
         ),
         ("a fiveMinute scheduled trigger", case(app(schedule), 0)?),
     ];
-    println!("virtual time: a do-nothing app (guests/hostile) over 365 simulated days, one thread");
+    println!("virtual time: a do-nothing app (guests/idle) over 365 simulated days, one thread");
     println!();
     println!(
         "{:<38} {:>10} {:>12} {:>10} {:>18}",
