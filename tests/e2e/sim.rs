@@ -21,9 +21,13 @@ fn every_example_scenario_passes() {
     files.sort();
     for f in files {
         let rel = f.strip_prefix(root()).unwrap().display().to_string();
-        let run = signoff(&["sim", "run", &rel]);
+        let run = signoff(&["sim", "run", &rel, "--report", "json"]);
         assert_eq!(run.code, 0, "{rel}: {run:?}");
-        assert!(run.stdout.contains(": passed (seed "), "{}", run.stdout);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(v["passed"], true, "{}", run.stdout);
+        // The whole summary is a snapshot: a run is a function of the scenario and its seed.
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        insta::assert_json_snapshot!(format!("sim_example_{name}"), v);
         n += 1;
     }
     assert!(n >= 2, "the examples are gone");
