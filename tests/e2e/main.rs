@@ -6,4 +6,5 @@ mod approvals;
 mod local;
 mod readme;
 mod roa;
+mod sim;
 mod workflow;

@@ -48,7 +48,8 @@ pub fn build_guests(root: &Path) -> Result<(), String> {
 
 /// `cargo xtask bench sim`: builds the guests, then runs the simulator's bench in release
 /// (p50/p99 of one trivial resolver invocation through the simulator beside bare wasmtime,
-/// the ratio, and invocations per second on one core).
+/// the ratio, and invocations per second on one core; then simulated events per second of
+/// a do-nothing app over a simulated year).
 pub fn bench_sim(root: &Path) -> Result<(), String> {
     build_guests(root)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

@@ -9,6 +9,7 @@ use std::io::Write;
 use clap::Parser;
 
 pub mod doc;
+pub mod sim;
 pub mod workflow;
 
 /// The signoff command line.
@@ -25,7 +26,8 @@ signoff: build, check and run document-approval apps for Atlassian Forge on your
 Today it checks Forge manifests for Runs-on-Atlassian eligibility and classifies upgrades
 (`signoff roa`), validates, draws and unit-tests approval workflows (`signoff workflow`), and
 runs documents through a workflow on a local store (`signoff doc`, `pending`, `audit`, `tick`;
-the default store is ./signoff.redb).";
+the default store is ./signoff.redb), and runs apps on a simulated Forge platform from a
+scenario file (`signoff sim run`, `signoff sim inspect`).";
 
 /// Top-level commands.
 #[derive(Debug, clap::Subcommand)]
@@ -36,6 +38,9 @@ pub enum Command {
     /// Approval workflows: validate a definition, draw it, and run scenario tests.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// The simulated Forge platform: run a scenario, inspect what installations stored.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
     #[command(flatten)]
     Local(doc::LocalCommand),
 }
@@ -60,6 +65,7 @@ where
     match &cli.command {
         Command::Roa(cmd) => roa_check::cli::run(cmd, out, err, stdout_is_terminal),
         Command::Workflow(cmd) => workflow::run(cmd, out, err),
+        Command::Sim(cmd) => sim::run(cmd, out, err),
         Command::Local(cmd) => doc::run(cmd, out, err),
     }
 }

@@ -112,6 +112,10 @@ pub struct EgressAttempt {
     pub blocked_because: Option<BlockReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_entry: Option<String>,
+    /// What the request carried that the platform recognises as the site's content (e.g.
+    /// `page 100001 body`): the request's body or URL holds a page's body or title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carries: Option<String>,
 }
 
 impl EgressPolicy {

@@ -879,6 +879,60 @@ fn depth(v: &Json) -> usize {
     max
 }
 
+/// One key of a data directory written by a run with `KvsStorage::Redb`, for
+/// `signoff sim inspect`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredKey {
+    pub realm: Realm,
+    pub scope: Scope,
+    /// The app's key; secrets are shown as `secret:<key>` with the value hidden.
+    pub key: String,
+    pub value: Json,
+}
+
+/// Everything stored in a data directory (one redb file per realm), in realm, then key
+/// order. Expired values are shown too: expiry is judged on the run's virtual clock.
+pub fn inspect_dir(dir: &std::path::Path) -> Result<Vec<StoredKey>, KvsError> {
+    let mut out = Vec::new();
+    for realm in Realm::ALL {
+        let path = dir.join(format!("{realm}.redb"));
+        if !path.exists() {
+            continue;
+        }
+        let backend = crate::redb_backend::RedbBackend::open(&path).map_err(unavailable)?;
+        for (k, v) in backend.range("", None, usize::MAX).map_err(unavailable)? {
+            let mut parts = k.splitn(4, SEP);
+            let (Some(app), Some(environment), Some(installation), Some(rest)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Some(kind) = rest.chars().next() else {
+                continue;
+            };
+            let key = &rest[kind.len_utf8()..];
+            let (key, value) = match kind {
+                's' => (format!("secret:{key}"), Json::String("<secret>".into())),
+                _ => (
+                    key.to_string(),
+                    serde_json::from_str::<Stored>(&v).map_or(Json::Null, |s| s.value),
+                ),
+            };
+            out.push(StoredKey {
+                realm,
+                scope: Scope {
+                    app: app.to_string(),
+                    environment: environment.to_string(),
+                    installation: installation.to_string(),
+                },
+                key,
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn scope_prefix(scope: &Scope) -> String {
     format!(
         "{}{SEP}{}{SEP}{}{SEP}",

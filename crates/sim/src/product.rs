@@ -3,6 +3,10 @@
 //! concurrency, and content state, one model per site.
 //!
 //! Calls to it are not egress: they never reach the egress gate or the ledger.
+//!
+//! Every change to a page, whoever makes it (a scenario's user or an app through the
+//! `product` import), is also a product event in an outbox ([`Confluence::take_events`]):
+//! the simulation stamps it with the virtual time and delivers it to subscribed apps.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +22,48 @@ pub struct Page {
     pub author: String,
     pub version: u32,
 }
+
+/// A change to a page, as the platform's product events describe it (platform.md §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PageEvent {
+    pub site: String,
+    /// `avi:confluence:created:page`, `...:updated:page`, `...:trashed:page`,
+    /// `...:restored:page`, `...:moved:page`, `...:viewed:page`.
+    pub event_type: &'static str,
+    /// Who made the change: a user's account id, or `app:<app id>` for an app.
+    pub atlassian_id: String,
+    /// The page after the change.
+    pub page: Page,
+    /// `current` or `trashed`.
+    pub status: &'static str,
+}
+
+impl PageEvent {
+    /// The event as apps receive it: `{eventType, atlassianId, content{id, type, status,
+    /// title, space{key}, version{number}}}` as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "eventType": self.event_type,
+            "atlassianId": self.atlassian_id,
+            "content": {
+                "id": self.page.id,
+                "type": "page",
+                "status": self.status,
+                "title": self.page.title,
+                "space": {"key": self.page.space},
+                "version": {"number": self.page.version},
+            },
+        })
+        .to_string()
+    }
+}
+
+pub const CREATED: &str = "avi:confluence:created:page";
+pub const UPDATED: &str = "avi:confluence:updated:page";
+pub const TRASHED: &str = "avi:confluence:trashed:page";
+pub const RESTORED: &str = "avi:confluence:restored:page";
+pub const MOVED: &str = "avi:confluence:moved:page";
+pub const VIEWED: &str = "avi:confluence:viewed:page";
 
 /// A content property: JSON text under a key of a page, versioned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +97,7 @@ pub const MAX_STATE_NAME: usize = 20;
 #[derive(Debug, Default)]
 pub struct Confluence {
     sites: HashMap<String, Site>,
+    events: Vec<PageEvent>,
 }
 
 #[derive(Debug, Default)]
@@ -60,12 +107,97 @@ struct Site {
     history: HashMap<String, Vec<Page>>,
     properties: HashMap<(String, String), Property>,
     states: HashMap<String, ContentState>,
+    trashed: std::collections::BTreeSet<String>,
     next_id: u64,
 }
 
 impl Confluence {
     pub fn get_page(&self, site: &str, id: &str) -> Option<Page> {
         self.sites.get(site)?.pages.get(id).cloned()
+    }
+
+    /// The product events of the changes made since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<PageEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether any change is waiting in the outbox.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The pages of a site, by id.
+    pub fn pages(&self, site: &str) -> impl Iterator<Item = &Page> + '_ {
+        self.sites
+            .get(site)
+            .into_iter()
+            .flat_map(|s| s.pages.values())
+    }
+
+    /// Whether a page is in the trash.
+    pub fn is_trashed(&self, site: &str, id: &str) -> bool {
+        self.sites.get(site).is_some_and(|s| s.trashed.contains(id))
+    }
+
+    /// Moves a page to the trash (`avi:confluence:trashed:page`).
+    pub fn trash_page(&mut self, site: &str, by: &str, id: &str) -> Result<Page, ProductError> {
+        let s = self.site(site, id)?;
+        s.trashed.insert(id.to_string());
+        let page = s.pages[id].clone();
+        self.emit(site, TRASHED, by, &page);
+        Ok(page)
+    }
+
+    /// Takes a page out of the trash (`avi:confluence:restored:page`).
+    pub fn restore_page(&mut self, site: &str, by: &str, id: &str) -> Result<Page, ProductError> {
+        let s = self.site(site, id)?;
+        s.trashed.remove(id);
+        let page = s.pages[id].clone();
+        self.emit(site, RESTORED, by, &page);
+        Ok(page)
+    }
+
+    /// Moves a page to another space (`avi:confluence:moved:page`).
+    pub fn move_page(
+        &mut self,
+        site: &str,
+        by: &str,
+        id: &str,
+        space: &str,
+    ) -> Result<Page, ProductError> {
+        if space.trim().is_empty() {
+            return Err(invalid("a page needs a space"));
+        }
+        let s = self.site(site, id)?;
+        let page = s.pages.get_mut(id).map(|p| {
+            p.space = space.to_string();
+            p.clone()
+        });
+        let page = page.ok_or_else(|| invalid("no such page"))?;
+        self.emit(site, MOVED, by, &page);
+        Ok(page)
+    }
+
+    /// A user looked at a page (`avi:confluence:viewed:page`).
+    pub fn view_page(&mut self, site: &str, by: &str, id: &str) -> Result<Page, ProductError> {
+        let page = self.site(site, id)?.pages[id].clone();
+        self.emit(site, VIEWED, by, &page);
+        Ok(page)
+    }
+
+    fn emit(&mut self, site: &str, event_type: &'static str, by: &str, page: &Page) {
+        let status = if self.is_trashed(site, &page.id) {
+            "trashed"
+        } else {
+            "current"
+        };
+        self.events.push(PageEvent {
+            site: site.to_string(),
+            event_type,
+            atlassian_id: by.to_string(),
+            page: page.clone(),
+            status,
+        });
     }
 
     /// Every version of a page, oldest first.
@@ -99,6 +231,7 @@ impl Confluence {
         };
         s.history.insert(page.id.clone(), vec![page.clone()]);
         s.pages.insert(page.id.clone(), page.clone());
+        self.emit(site, CREATED, author, &page);
         Ok(page)
     }
 
@@ -127,7 +260,9 @@ impl Confluence {
             version,
             ..current.clone()
         };
-        Ok(s.commit(page))
+        let page = s.commit(page);
+        self.emit(site, UPDATED, author, &page);
+        Ok(page)
     }
 
     pub fn get_property(&self, site: &str, page: &str, key: &str) -> Option<Property> {
@@ -200,7 +335,9 @@ impl Confluence {
             version: current.version + 1,
             ..current.clone()
         };
-        Ok(s.commit(next))
+        let page = s.commit(next);
+        self.emit(site, UPDATED, author, &page);
+        Ok(page)
     }
 
     /// The site, when it holds the page.
@@ -292,6 +429,14 @@ mod tests {
                 .code,
             "INVALID"
         );
+
+        // Every change is an event: created, updated twice (body, content state).
+        let events: Vec<_> = c.take_events().iter().map(|e| e.event_type).collect();
+        assert_eq!(events, [CREATED, UPDATED, UPDATED]);
+        c.trash_page("a", "bob", &p.id).unwrap();
+        let trashed = c.take_events().remove(0);
+        assert_eq!(trashed.status, "trashed");
+        assert!(trashed.to_json().contains(r#""atlassianId":"bob""#));
 
         // Sites do not see each other's pages.
         assert_eq!(c.get_page("b", &p.id), None);

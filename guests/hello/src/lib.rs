@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({ world: "app", path: "../../crates/sim/wit" });
 
-use signoff::forge::{analytics, context, fetch, kvs, log, product};
+use signoff::forge::{analytics, context, fetch, kvs, log, product, queue};
 
 struct Hello;
 
@@ -23,7 +23,7 @@ impl Guest for Hello {
             "context" => {
                 let c = context::current();
                 Ok(format!(
-                    r#"{{"app":{},"environment":{},"site":{},"installation":{},"realm":{},"function":{},"now":{},"remainingPositive":{}}}"#,
+                    r#"{{"app":{},"environment":{},"site":{},"installation":{},"realm":{},"function":{},"now":{},"remainingPositive":{},"accountId":{}}}"#,
                     q(&c.app_id),
                     q(&c.environment),
                     q(&c.site),
@@ -31,7 +31,8 @@ impl Guest for Hello {
                     q(&c.realm),
                     q(&c.function),
                     c.now_ms,
-                    c.remaining_ms > 0
+                    c.remaining_ms > 0,
+                    c.account_id.as_deref().map_or_else(|| "null".into(), q)
                 ))
             }
             // payload: a key; stores {"n": <len>} under it, reads it back, queries the prefix.
@@ -100,6 +101,21 @@ impl Guest for Hello {
                     Err(e) => format!(r#"{{"error":{}}}"#, q(&e.code)),
                 },
             ),
+            // payload: JSON; pushed onto the queue `work` for the consumer.
+            "push" => {
+                queue::push("work", &payload)?;
+                Ok("null".into())
+            }
+            // payload: a page id; appends to the page's body (an app's own edit).
+            "touch" => {
+                let p = product::get_page(&payload)?.ok_or_else(|| PlatformError {
+                    code: "NOT_FOUND".into(),
+                    message: format!("no page {payload}"),
+                })?;
+                let p =
+                    product::update_page(&p.id, &p.title, &format!("{} +", p.body), p.version + 1)?;
+                Ok(p.version.to_string())
+            }
             "log" => {
                 log::write(log::Level::Info, &payload);
                 Ok("null".into())

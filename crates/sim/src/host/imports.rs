@@ -10,9 +10,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{Deterministic, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::signoff::forge::{analytics, context, fetch, kvs, log, product, types};
+use super::bindings::signoff::forge::{analytics, context, fetch, kvs, log, product, queue, types};
 use super::{
-    AnalyticsEvent, App, Endpoint, EndpointRequest, Installation, InvocationLimits, LogLine, World,
+    AnalyticsEvent, App, Endpoint, EndpointRequest, Installation, InvocationLimits, LogLine,
+    QueuePush, World,
 };
 use crate::clock::Millis;
 use crate::egress::{self, EGRESS_ERROR_CODE, EgressAttempt, Verdict};
@@ -27,6 +28,7 @@ pub(crate) struct Invocation {
     pub(crate) app: Arc<App>,
     pub(crate) installation: Arc<Installation>,
     pub(crate) function: String,
+    pub(crate) account_id: Option<String>,
     pub(crate) endpoints: Arc<HashMap<String, Endpoint>>,
     pub(crate) now: Millis,
     pub(crate) deadline: Instant,
@@ -44,6 +46,7 @@ pub(crate) struct HostState {
     installation: Arc<Installation>,
     scope: Scope,
     function: String,
+    account_id: Option<String>,
     endpoints: Arc<HashMap<String, Endpoint>>,
     now: Millis,
     started: Instant,
@@ -81,6 +84,7 @@ impl HostState {
             app: i.app,
             installation: i.installation,
             function: i.function,
+            account_id: i.account_id,
             endpoints: i.endpoints,
             now: i.now,
             started: Instant::now(),
@@ -103,6 +107,24 @@ impl HostState {
 
     fn author(&self) -> String {
         format!("app:{}", self.app.id)
+    }
+
+    /// Whether a request carries the site's content: a page's body or title (of a useful
+    /// length, so that short words do not match) found in its body or URL.
+    fn carried_content(&self, url: &str, body: &str) -> Option<String> {
+        let site = &self.installation.site;
+        self.world.confluence.pages(site).find_map(|p| {
+            let holds = |needle: &str| {
+                needle.trim().len() >= 8 && (body.contains(needle) || url.contains(needle))
+            };
+            if holds(&p.body) {
+                Some(format!("page {} body", p.id))
+            } else if holds(&p.title) {
+                Some(format!("page {} title", p.id))
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -200,7 +222,39 @@ impl context::Host for HostState {
                 .deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64,
+            account_id: self.account_id.clone(),
         }
+    }
+}
+
+/// The largest payload a queue takes (the platform's async events carry 200 KB).
+const MAX_QUEUE_PAYLOAD: usize = 200 * 1024;
+
+impl queue::Host for HostState {
+    fn push(&mut self, queue: String, payload: String) -> Result<(), PlatformError> {
+        if queue.is_empty() || queue.len() > 100 {
+            return Err(PlatformError {
+                code: "INVALID_QUEUE".into(),
+                message: format!("queue names have 1 to 100 characters, not {}", queue.len()),
+            });
+        }
+        if payload.len() > MAX_QUEUE_PAYLOAD {
+            return Err(PlatformError {
+                code: "PAYLOAD_TOO_LARGE".into(),
+                message: format!(
+                    "a queue payload of {} bytes; queues take {MAX_QUEUE_PAYLOAD}",
+                    payload.len()
+                ),
+            });
+        }
+        json(&queue, &payload)?;
+        self.world.pushed.push(QueuePush {
+            at: self.now,
+            installation: self.installation.id.clone(),
+            queue,
+            payload,
+        });
+        Ok(())
     }
 }
 
@@ -364,6 +418,7 @@ impl fetch::Host for HostState {
             allowed: false,
             blocked_because: None,
             manifest_entry: None,
+            carries: self.carried_content(&req.url, &req.body),
         };
         match verdict {
             Verdict::Blocked(reason) => {

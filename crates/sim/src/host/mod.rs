@@ -530,6 +530,17 @@ pub(crate) struct World {
     pub(crate) ledger: Vec<EgressAttempt>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) analytics: Vec<AnalyticsEvent>,
+    pub(crate) pushed: Vec<QueuePush>,
+}
+
+/// A payload an app pushed onto one of its queues (the `queue` import), waiting for the
+/// simulation to deliver it to the queue's consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuePush {
+    pub at: Millis,
+    pub installation: String,
+    pub queue: String,
+    pub payload: String,
 }
 
 /// Installations of apps and the world they live in.
@@ -540,6 +551,12 @@ pub struct Platform {
     rng: Rng,
     apps: HashMap<String, Arc<App>>,
     installations: HashMap<String, Arc<Installation>>,
+    /// The app version an installation runs, when it is not the one `add_app` registered
+    /// (an installation waiting for its admin's consent keeps its old version).
+    running: HashMap<String, Arc<App>>,
+    /// Invocations of an installation to fail with a timeout without running (fault
+    /// injection).
+    timeouts: HashMap<String, u32>,
     endpoints: Arc<HashMap<String, Endpoint>>,
     world: Option<Box<World>>,
     trace: Vec<TraceEvent>,
@@ -558,20 +575,33 @@ impl fmt::Debug for Platform {
 
 impl Platform {
     pub fn new(runtime: Arc<Runtime>, config: SimConfig) -> Platform {
+        Platform::with_storage(runtime, config, crate::kvs::KvsStorage::Memory)
+    }
+
+    /// A platform whose hosted storage lives where `storage` says (memory, or one redb
+    /// file per realm in a directory).
+    pub fn with_storage(
+        runtime: Arc<Runtime>,
+        config: SimConfig,
+        storage: crate::kvs::KvsStorage,
+    ) -> Platform {
         Platform {
             runtime,
             clock: VirtualClock::starting_at(config.start),
             rng: Rng::seeded(config.seed),
             world: Some(Box::new(World {
-                kvs: Kvs::new(config.kvs),
+                kvs: Kvs::with_storage(config.kvs, storage),
                 confluence: Confluence::default(),
                 ledger: Vec::new(),
                 logs: Vec::new(),
                 analytics: Vec::new(),
+                pushed: Vec::new(),
             })),
             config,
             apps: HashMap::new(),
             installations: HashMap::new(),
+            running: HashMap::new(),
+            timeouts: HashMap::new(),
             endpoints: Arc::new(HashMap::new()),
             trace: Vec::new(),
         }
@@ -590,10 +620,64 @@ impl Platform {
             .insert(installation.id.clone(), Arc::new(installation));
     }
 
+    /// Makes an installation run `app` (a version of its app) from its next invocation on.
+    pub fn run_version(&mut self, installation: &str, app: Arc<App>) {
+        self.running.insert(installation.to_string(), app);
+    }
+
+    /// The installation, if it exists.
+    pub fn installation(&self, id: &str) -> Option<&Installation> {
+        self.installations.get(id).map(|i| &**i)
+    }
+
+    /// Changes a site admin's switches (analytics and log sharing) for one installation.
+    pub fn set_admin(&mut self, installation: &str, admin: AdminSwitches) -> bool {
+        let Some(i) = self.installations.get_mut(installation) else {
+            return false;
+        };
+        Arc::make_mut(i).admin = admin;
+        true
+    }
+
+    /// Migrates an installation's site to another realm: its hosted storage moves with it.
+    /// Returns the number of keys moved.
+    pub fn migrate(
+        &mut self,
+        installation: &str,
+        to: Realm,
+    ) -> Result<usize, crate::kvs::KvsError> {
+        let Some(i) = self.installations.get(installation).cloned() else {
+            return Err(crate::kvs::KvsError {
+                code: crate::kvs::KvsErrorCode::UnknownInstallation,
+                message: format!("no installation `{installation}`"),
+            });
+        };
+        let moved = self.world_mut().kvs.migrate(&i.scope(), to)?;
+        if let Some(i) = self.installations.get_mut(installation) {
+            Arc::make_mut(i).realm = to;
+        }
+        Ok(moved)
+    }
+
+    /// Makes the next `calls` invocations of an installation time out without running
+    /// (fault injection: the platform's own timeouts, whatever the app does).
+    pub fn inject_timeouts(&mut self, installation: &str, calls: u32) {
+        *self.timeouts.entry(installation.to_string()).or_insert(0) += calls;
+    }
+
+    /// The payloads apps pushed onto queues since the last call, oldest first.
+    pub fn take_pushed(&mut self) -> Vec<QueuePush> {
+        std::mem::take(&mut self.world_mut().pushed)
+    }
+
     /// Registers a simulated remote host (e.g. `api.example.com`) that answers allowed
     /// fetches. An allowed fetch to a host with no endpoint fails with `HOST_UNREACHABLE`.
     pub fn add_endpoint(&mut self, host: &str, endpoint: Endpoint) {
         Arc::make_mut(&mut self.endpoints).insert(host.to_ascii_lowercase(), endpoint);
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now()
     }
 
     pub fn clock(&mut self) -> &mut VirtualClock {
@@ -616,6 +700,27 @@ impl Platform {
         &self.world().analytics
     }
 
+    /// Cross-realm storage attempts refused so far.
+    pub fn kvs_violations(&self) -> &[crate::kvs::RealmViolation] {
+        self.world().kvs.violations()
+    }
+
+    /// Everything an installation stores (keys and values, secrets by key only).
+    pub fn inspect(
+        &self,
+        installation: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, crate::kvs::KvsError> {
+        match self.installations.get(installation) {
+            Some(i) => self.world().kvs.inspect(&i.scope()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The in-memory Confluence, read only.
+    pub fn pages(&self) -> &Confluence {
+        &self.world().confluence
+    }
+
     pub fn kvs(&mut self) -> &mut Kvs {
         &mut self.world_mut().kvs
     }
@@ -631,6 +736,18 @@ impl Platform {
         function: &str,
         call: Call,
     ) -> Result<Output, InvocationError> {
+        self.invoke_as(installation, function, call, None)
+    }
+
+    /// Like [`Platform::invoke`], for a user: `account_id` is the invocation context's
+    /// `account-id` (a resolver's calling user).
+    pub fn invoke_as(
+        &mut self,
+        installation: &str,
+        function: &str,
+        call: Call,
+        account_id: Option<&str>,
+    ) -> Result<Output, InvocationError> {
         let at = self.clock.now();
         let Some(inst) = self.installations.get(installation).cloned() else {
             return self.record_refusal(
@@ -642,7 +759,11 @@ impl Platform {
                 InvocationError::UnknownInstallation(installation.to_string()),
             );
         };
-        let app = self.apps.get(&inst.app).cloned();
+        let app = self
+            .running
+            .get(installation)
+            .or_else(|| self.apps.get(&inst.app))
+            .cloned();
         let Some((app, limits)) = app.and_then(|a| {
             let l = *a.functions.get(function)?;
             Some((a, l))
@@ -663,6 +784,13 @@ impl Platform {
         }
 
         let timeout = self.timeout(&call, limits);
+        if let Some(n) = self.timeouts.get_mut(installation).filter(|n| **n > 0) {
+            *n -= 1;
+            let e = InvocationError::Timeout {
+                limit_ms: timeout.as_millis() as u64,
+            };
+            return self.record_refusal(at, installation, &inst.app, function, &call, e);
+        }
         let world = self
             .world
             .take()
@@ -672,6 +800,7 @@ impl Platform {
             app: app.clone(),
             installation: inst.clone(),
             function: function.to_string(),
+            account_id: account_id.map(str::to_string),
             endpoints: self.endpoints.clone(),
             now: at,
             deadline: Instant::now() + timeout,

@@ -65,14 +65,15 @@ permissions:
 /// The test timeout: short, so the infinite loop costs little.
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-struct Loaded {
+pub(crate) struct Loaded {
     hello: Arc<App>,
     hostile: Arc<App>,
-    runtime: Arc<Runtime>,
+    pub(crate) hello_component: wasmtime::component::Component,
+    pub(crate) runtime: Arc<Runtime>,
 }
 
 /// One engine and one compilation of each guest per test binary.
-fn loaded() -> &'static Loaded {
+pub(crate) fn loaded() -> &'static Loaded {
     static LOADED: OnceLock<Loaded> = OnceLock::new();
     LOADED.get_or_init(|| {
         let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
@@ -84,6 +85,7 @@ fn loaded() -> &'static Loaded {
         Loaded {
             hello: runtime.load_app(HELLO_MANIFEST, &hello, &env).unwrap(),
             hostile: runtime.load_app(HOSTILE_MANIFEST, &hostile, &env).unwrap(),
+            hello_component: hello,
             runtime,
         }
     })
@@ -185,9 +187,20 @@ fn context_comes_from_the_platform() {
         json!({
             "app": HELLO_ID, "environment": "production", "site": "good.atlassian.net",
             "installation": "good", "realm": "EU", "function": "main",
-            "now": SimConfig::forge().start.0, "remainingPositive": true
+            "now": SimConfig::forge().start.0, "remainingPositive": true, "accountId": null
         })
     );
+    // A resolver called for a user sees the user's account id.
+    let v = json_of(
+        p.invoke_as(
+            "good",
+            "main",
+            resolver("context", "null"),
+            Some("acc-alice"),
+        )
+        .unwrap(),
+    );
+    assert_eq!(v["accountId"], "acc-alice");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Integration tests for signoff-sim: one binary, a module per part of the platform.
 
 mod egress;
+mod flow;
 mod host;
 mod kvs;
+mod scenario;

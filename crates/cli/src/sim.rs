@@ -1,0 +1,213 @@
+//! `signoff sim run|inspect`: runs a scenario on the simulated Forge platform and shows what
+//! installations stored.
+//!
+//! Exit codes of `run`: 0 when every expectation holds, 1 when one fails (the output names
+//! the seed that reproduces the run), 2 when the scenario or something it names cannot be
+//! used (the message names the file, line and column).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use signoff_sim::Realm;
+use signoff_sim::kvs::{KvsStorage, inspect_dir};
+use signoff_sim::scenario::{RunOptions, Scenario};
+
+/// `signoff sim ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Runs a scenario (YAML) on the simulated platform and checks its expectations.
+    Run(RunArgs),
+    /// Shows the keys and values installations stored in a data directory written by
+    /// `signoff sim run --data DIR`.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Overrides the scenario's seed (delays, reordering, jitter, the apps' randomness).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How to print the report on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub report: Format,
+    /// Writes the trace (every event of the run and the egress ledger) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Keeps hosted storage in redb files in DIR (one per realm; earlier realm files there
+    /// are replaced) for `signoff sim inspect`. Without it, storage is in memory.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The data directory of a run (`signoff sim run --data DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Only this installation.
+    pub installation: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(cmd: &SimCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match cmd {
+        SimCommand::Run(args) => run_scenario(args, out, err),
+        SimCommand::Inspect(args) => inspect(args, out, err),
+    }
+}
+
+fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let scenario = match Scenario::load(&args.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let storage = match &args.data {
+        Some(dir) => {
+            for realm in Realm::ALL {
+                let _ = std::fs::remove_file(dir.join(format!("{realm}.redb")));
+            }
+            KvsStorage::Redb { dir: dir.clone() }
+        }
+        None => KvsStorage::Memory,
+    };
+    // A progress line only for a person watching: stderr must be a terminal.
+    let tty = std::io::stderr().is_terminal();
+    let mut shown = false;
+    let mut progress = |done: u64, total: u64| {
+        shown = true;
+        let width = 30;
+        let filled = (done * width / total.max(1)) as usize;
+        // Virtual time in the largest unit the run spans at least twice.
+        let unit = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ]
+        .into_iter()
+        .find(|(ms, _)| total >= 2 * ms)
+        .unwrap_or((1, "ms"));
+        let _ = write!(
+            err,
+            "\rsim: [{}{}] {:>3}%  {}{u} of {}{u} simulated",
+            "#".repeat(filled),
+            " ".repeat(width as usize - filled),
+            done * 100 / total.max(1),
+            done / unit.0,
+            total.div_ceil(unit.0),
+            u = unit.1,
+        );
+        let _ = err.flush();
+    };
+    let options = RunOptions {
+        seed: args.seed,
+        storage,
+        progress: if tty { Some(&mut progress) } else { None },
+    };
+    let outcome = scenario.run(options);
+    if shown {
+        let _ = writeln!(err);
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            let seed = args.seed.unwrap_or(scenario.seed);
+            let _ = writeln!(err, "(seed {seed})");
+            return 2;
+        }
+    };
+    if let Some(path) = &args.trace {
+        let text = serde_json::to_string_pretty(&outcome.trace_json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            let _ = writeln!(err, "error: {}: {e}", path.display());
+            return 2;
+        }
+    }
+    let _ = match args.report {
+        Format::Text => out.write_all(outcome.to_text().as_bytes()),
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&outcome.summary()).unwrap_or_default();
+            writeln!(out, "{text}")
+        }
+    };
+    if outcome.passed() {
+        0
+    } else {
+        let _ = writeln!(
+            err,
+            "{} expectation(s) failed; reproduce with: signoff sim run {} --seed {}",
+            outcome.failures.len(),
+            args.scenario.display(),
+            outcome.seed
+        );
+        1
+    }
+}
+
+fn inspect(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    if !args.data.is_dir() {
+        let _ = writeln!(err, "error: {}: not a directory", args.data.display());
+        return 2;
+    }
+    let keys = match inspect_dir(&args.data) {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = writeln!(err, "error: {}: {e}", args.data.display());
+            return 2;
+        }
+    };
+    let keys: Vec<_> = keys
+        .into_iter()
+        .filter(|k| {
+            args.installation
+                .as_ref()
+                .is_none_or(|i| *i == k.scope.installation)
+        })
+        .collect();
+    if let Some(i) = &args.installation
+        && keys.is_empty()
+    {
+        let _ = writeln!(
+            err,
+            "error: installation `{i}` stored nothing in {}",
+            args.data.display()
+        );
+        return 2;
+    }
+    match args.format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&keys).unwrap_or_default();
+            let _ = writeln!(out, "{text}");
+        }
+        Format::Text => {
+            let mut last = None;
+            for k in &keys {
+                let head = (&k.scope.installation, k.realm);
+                if last != Some(head) {
+                    let _ = writeln!(
+                        out,
+                        "{} (realm {}, {} {})",
+                        k.scope.installation, k.realm, k.scope.app, k.scope.environment
+                    );
+                    last = Some(head);
+                }
+                let _ = writeln!(out, "  {} = {}", k.key, k.value);
+            }
+        }
+    }
+    0
+}

@@ -1,0 +1,1893 @@
+//! Scenarios: a YAML file that sets up sites, apps and installations, then drives a
+//! [`Simulation`] with timed steps (page changes, UI calls, admin actions, deploys, realm
+//! migrations, fault injection) and checks expectations. `signoff sim run` runs them.
+//!
+//! The format is documented in `crates/sim/README.md`. Unknown keys are errors, and every
+//! error names the file, line and column (`scenario.yaml:12:5: ...`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+use signoff_yaml::{Budget, Node, Pos, Value};
+
+use crate::clock::Millis;
+use crate::egress::AdminSwitches;
+use crate::flow::{Flow, FlowConfig, FlowError, InstallSpec, PageAction, Simulation, Stats};
+use crate::host::{InvocationError, Runtime, RuntimeConfig, SimConfig, WebRequest};
+use crate::kvs::KvsStorage;
+use crate::realm::Realm;
+use crate::report::RoaReport;
+
+/// A scenario, parsed and checked for references; nothing is loaded yet.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    file: String,
+    dir: PathBuf,
+    pub name: Option<String>,
+    pub seed: u64,
+    flow: FlowConfig,
+    sites: BTreeMap<String, SiteDef>,
+    apps: BTreeMap<String, AppDef>,
+    installs: BTreeMap<String, InstallDef>,
+    steps: Vec<Step>,
+    expect: Vec<Expectation>,
+    /// When the run stops, from the start.
+    end: u64,
+}
+
+/// A scenario that cannot be read or run. `Display` starts with `file:line:col` when the
+/// place is known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", .pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
+pub struct ScenarioError {
+    pub file: String,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+/// How to run a scenario.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Overrides the scenario's `seed`.
+    pub seed: Option<u64>,
+    /// Where hosted storage lives (memory by default; redb files for `signoff sim inspect`).
+    pub storage: KvsStorage,
+    /// Called as virtual time passes: (done, total) in milliseconds.
+    pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+impl fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("seed", &self.seed)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished run.
+pub struct RunOutcome {
+    pub file: String,
+    pub seed: u64,
+    pub failures: Vec<Failure>,
+    pub reports: Vec<RoaReport>,
+    pub sim: Simulation,
+    /// Scenario install names and app names, for output.
+    installs: Vec<String>,
+}
+
+impl fmt::Debug for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOutcome")
+            .field("seed", &self.seed)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    /// Virtual time when it was checked.
+    pub at: Millis,
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {} (checked at {})",
+            self.file, self.line, self.column, self.message, self.at
+        )
+    }
+}
+
+/// The machine-readable summary of a run (`signoff sim run --report json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary<'a> {
+    pub scenario: &'a str,
+    pub seed: u64,
+    pub passed: bool,
+    pub failures: &'a [Failure],
+    pub stats: Stats,
+    pub installations: Vec<InstallSummary>,
+    pub roa: &'a [RoaReport],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallSummary {
+    pub id: String,
+    pub version: u32,
+    pub awaiting_consent: Option<u32>,
+    pub keys: usize,
+}
+
+impl RunOutcome {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary<'_> {
+        Summary {
+            scenario: &self.file,
+            seed: self.seed,
+            passed: self.passed(),
+            failures: &self.failures,
+            stats: self.sim.stats(),
+            installations: self
+                .installs
+                .iter()
+                .map(|id| {
+                    let (version, awaiting) = self.sim.running(id).unwrap_or((0, None));
+                    InstallSummary {
+                        id: id.clone(),
+                        version,
+                        awaiting_consent: awaiting,
+                        keys: self.sim.platform().inspect(id).map_or(0, |k| k.len()),
+                    }
+                })
+                .collect(),
+            roa: &self.reports,
+        }
+    }
+
+    /// The report for a person: the verdict, the failures, the counters, the RoA reports.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let s = self.sim.stats();
+        let verdict = if self.passed() { "passed" } else { "FAILED" };
+        let _ = writeln!(
+            out,
+            "scenario {}: {verdict} (seed {})",
+            self.file, self.seed
+        );
+        for f in &self.failures {
+            let _ = writeln!(out, "  {f}");
+        }
+        let _ = writeln!(
+            out,
+            "  {} product events ({} without subscribers), {} invocations, {} retries, {} dead letters",
+            s.product_events, s.unheard_events, s.invocations, s.retries, s.dead_letters
+        );
+        for i in self.summary().installations {
+            let waiting = i
+                .awaiting_consent
+                .map(|v| format!(", version {v} waits for consent"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  installation {}: version {}{waiting}, {} keys",
+                i.id, i.version, i.keys
+            );
+        }
+        for r in &self.reports {
+            out.push_str(&r.to_text());
+        }
+        out
+    }
+
+    /// The trace as JSON: the simulation's events and the egress ledger.
+    pub fn trace_json(&self) -> Json {
+        serde_json::json!({
+            "seed": self.seed,
+            "events": self.sim.trace(),
+            "ledger": self.sim.platform().ledger(),
+        })
+    }
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read(path).map_err(|e| ScenarioError {
+            file: file.clone(),
+            pos: None,
+            message: e.to_string(),
+        })?;
+        let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+        Scenario::parse(&file, &dir, &text)
+    }
+
+    /// Parses a scenario; relative paths in it are relative to `dir`.
+    pub fn parse(file: &str, dir: &Path, text: &[u8]) -> Result<Scenario, ScenarioError> {
+        let cx = Cx { file };
+        let doc =
+            signoff_yaml::parse_bytes(text, Budget::default()).map_err(|e| ScenarioError {
+                file: file.to_string(),
+                pos: e.pos(),
+                message: match &e {
+                    signoff_yaml::ParseError::Syntax { message, .. } => {
+                        format!("invalid YAML: {message}")
+                    }
+                    other => {
+                        let text = other.to_string();
+                        match other.pos() {
+                            Some(p) => text
+                                .strip_prefix(&format!("{p}: "))
+                                .map_or_else(|| text.clone(), str::to_string),
+                            None => text,
+                        }
+                    }
+                },
+            })?;
+        if let Some(w) = doc.warnings.first() {
+            return Err(cx.err(w.pos, &w.message));
+        }
+        let root = &doc.root;
+        cx.keys(
+            root,
+            &[
+                "name", "seed", "flows", "sites", "apps", "installs", "steps", "expect", "end",
+            ],
+        )?;
+        let mut s = Scenario {
+            file: file.to_string(),
+            dir: dir.to_path_buf(),
+            name: root.get("name").map(|n| cx.string(n)).transpose()?,
+            seed: root
+                .get("seed")
+                .map(|n| cx.uint(n))
+                .transpose()?
+                .unwrap_or(0),
+            flow: FlowConfig::forge(),
+            sites: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            installs: BTreeMap::new(),
+            steps: Vec::new(),
+            expect: Vec::new(),
+            end: 0,
+        };
+        if let Some(f) = root.get("flows") {
+            cx.keys(f, &["event-delay", "queue-delay", "retries", "backoff"])?;
+            if let Some(n) = f.get("event-delay") {
+                s.flow.event_delay_ms = cx.range(n)?;
+            }
+            if let Some(n) = f.get("queue-delay") {
+                s.flow.queue_delay_ms = cx.range(n)?;
+            }
+            if let Some(n) = f.get("retries") {
+                s.flow.retries =
+                    u32::try_from(cx.uint(n)?).map_err(|_| cx.err(n.pos, "too many retries"))?;
+            }
+            if let Some(n) = f.get("backoff") {
+                s.flow.backoff_ms = cx.duration(n)?;
+            }
+        }
+        for (k, v) in cx.map(cx.req(root, "sites")?)? {
+            let name = cx.string(k)?;
+            s.sites.insert(name.clone(), cx.site(&name, v)?);
+        }
+        for (k, v) in cx.map(cx.req(root, "apps")?)? {
+            cx.keys(v, &["manifest", "component", "env"])?;
+            let env = match v.get("env") {
+                Some(e) => cx
+                    .map(e)?
+                    .iter()
+                    .map(|(k, v)| Ok((cx.string(k)?, cx.string(v)?)))
+                    .collect::<Result<_, ScenarioError>>()?,
+                None => BTreeMap::new(),
+            };
+            s.apps.insert(
+                cx.string(k)?,
+                AppDef {
+                    manifest: cx.path(cx.req(v, "manifest")?)?,
+                    component: cx.path(cx.req(v, "component")?)?,
+                    env,
+                },
+            );
+        }
+        if let Some(installs) = root.get("installs") {
+            for (k, v) in cx.map(installs)? {
+                cx.keys(v, &["app", "site", "environment", "analytics", "logs"])?;
+                let app = cx.name_in(cx.req(v, "app")?, &s.apps, "app")?;
+                let site = cx.name_in(cx.req(v, "site")?, &s.sites, "site")?;
+                let admin = AdminSwitches {
+                    analytics_blocked: v
+                        .get("analytics")
+                        .map(|n| cx.switch(n))
+                        .transpose()?
+                        .unwrap_or(false),
+                    logs_blocked: v
+                        .get("logs")
+                        .map(|n| cx.switch(n))
+                        .transpose()?
+                        .unwrap_or(false),
+                };
+                let environment = v
+                    .get("environment")
+                    .map(|n| cx.string(n))
+                    .transpose()?
+                    .unwrap_or_else(|| "production".into());
+                s.installs.insert(
+                    cx.string(k)?,
+                    InstallDef {
+                        app,
+                        site,
+                        environment,
+                        admin,
+                    },
+                );
+            }
+        }
+        let mut pages = Vec::new();
+        let mut now = 0u64;
+        let mut order = 0usize;
+        if let Some(steps) = root.get("steps") {
+            for step in cx.seq(steps)? {
+                let mut new = cx.steps(&s, step, &mut now, &mut order, &mut pages)?;
+                s.steps.append(&mut new);
+            }
+        }
+        s.steps.sort_by_key(|st| (st.at, st.order));
+        if let Some(e) = root.get("expect") {
+            s.expect = cx.expectations(&s, e, &pages)?;
+        }
+        let last = s.steps.last().map_or(0, |st| st.at);
+        s.end = match root.get("end") {
+            Some(n) => {
+                let end = cx.duration(n)?;
+                if end < last {
+                    return Err(cx.err(n.pos, "`end` comes before the last step"));
+                }
+                end
+            }
+            None => last + Millis::HOUR,
+        };
+        Ok(s)
+    }
+
+    /// Runs the scenario: loads and compiles the apps, installs them, plays the steps on the
+    /// virtual clock, and checks the expectations.
+    pub fn run(&self, options: RunOptions<'_>) -> Result<RunOutcome, ScenarioError> {
+        let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| self.fail(None, e))?;
+        self.run_on(runtime, options)
+    }
+
+    /// Like [`Scenario::run`], on a runtime the caller shares.
+    pub fn run_on(
+        &self,
+        runtime: Arc<Runtime>,
+        mut options: RunOptions<'_>,
+    ) -> Result<RunOutcome, ScenarioError> {
+        let seed = options.seed.unwrap_or(self.seed);
+        let mut config = SimConfig::forge();
+        config.seed = seed;
+        let start = config.start;
+        let storage = std::mem::take(&mut options.storage);
+        let mut sim = Simulation::with_storage(runtime.clone(), config, self.flow, storage);
+        let mut run = Run {
+            scenario: self,
+            runtime,
+            components: BTreeMap::new(),
+            app_ids: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            failures: Vec::new(),
+        };
+        for (name, app) in &self.apps {
+            let id = run.deploy(&mut sim, &app.manifest, &app.component, &app.env)?;
+            run.app_ids.insert(name.clone(), id);
+        }
+        for (id, i) in &self.installs {
+            let site = &self.sites[&i.site];
+            sim.install(InstallSpec {
+                id: id.clone(),
+                app: run.app_ids[&i.app].clone(),
+                site: site.host.clone(),
+                realm: site.realm,
+                environment: i.environment.clone(),
+                admin: i.admin,
+            })
+            .map_err(|e| self.fail(None, e))?;
+        }
+        // Time moves in slices of at most a thousandth of the run, so that the progress
+        // line moves during long stretches without steps too.
+        let mut clock = Progress {
+            start,
+            total: self.end.max(1),
+            at: 0,
+            shown: u64::MAX,
+            report: options.progress.take(),
+        };
+        for step in &self.steps {
+            clock.advance(&mut sim, step.at);
+            run.apply(&mut sim, step)?;
+        }
+        clock.advance(&mut sim, self.end);
+        if let Some(p) = clock.report.as_mut().filter(|_| clock.shown != 1000) {
+            p(clock.total, clock.total);
+        }
+        for e in &self.expect {
+            run.check(&sim, e);
+        }
+        let reports = run
+            .app_ids
+            .values()
+            .filter_map(|id| RoaReport::of(&sim, id))
+            .collect();
+        Ok(RunOutcome {
+            file: self.file.clone(),
+            seed,
+            failures: run.failures,
+            reports,
+            sim,
+            installs: self.installs.keys().cloned().collect(),
+        })
+    }
+
+    fn fail(&self, pos: Option<Pos>, e: impl fmt::Display) -> ScenarioError {
+        ScenarioError {
+            file: self.file.clone(),
+            pos,
+            message: e.to_string(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The parsed form.
+
+#[derive(Debug, Clone)]
+struct SiteDef {
+    host: String,
+    realm: Realm,
+    /// User name to account id.
+    users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct AppDef {
+    manifest: Located<PathBuf>,
+    component: Located<PathBuf>,
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct InstallDef {
+    app: String,
+    site: String,
+    environment: String,
+    admin: AdminSwitches,
+}
+
+#[derive(Debug, Clone)]
+struct Located<T> {
+    value: T,
+    pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    at: u64,
+    order: usize,
+    pos: Pos,
+    action: Action,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    CreatePage {
+        site: String,
+        account: String,
+        space: String,
+        title: String,
+        body: String,
+        name: Option<String>,
+    },
+    EditPage {
+        page: String,
+        account: String,
+        title: Option<String>,
+        body: String,
+    },
+    Page {
+        page: String,
+        account: String,
+        action: PageOp,
+    },
+    Call {
+        install: String,
+        account: Option<String>,
+        function: Option<String>,
+        resolver: String,
+        payload: String,
+        expect: Option<Json>,
+        expect_error: Option<String>,
+    },
+    WebTrigger {
+        install: String,
+        key: String,
+        request: WebRequest,
+        expect_status: Option<u16>,
+    },
+    Push {
+        install: String,
+        queue: String,
+        payload: String,
+    },
+    Deploy {
+        app: String,
+        manifest: Located<PathBuf>,
+        component: Located<PathBuf>,
+    },
+    Consent {
+        install: String,
+    },
+    Admin {
+        install: String,
+        analytics: Option<bool>,
+        logs: Option<bool>,
+    },
+    Migrate {
+        site: String,
+        realm: Realm,
+    },
+    Fault {
+        install: String,
+        fault: Fault,
+        count: u32,
+    },
+    Expect(Vec<Expectation>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PageOp {
+    Trash,
+    Restore,
+    View,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    StorageErrors,
+    Timeouts,
+    DuplicateEvents,
+}
+
+#[derive(Debug, Clone)]
+struct Expectation {
+    pos: Pos,
+    check: Check,
+}
+
+#[derive(Debug, Clone)]
+enum Check {
+    Kvs {
+        install: String,
+        key: String,
+        equals: Option<Json>,
+        exists: Option<bool>,
+    },
+    Deliveries {
+        install: Option<String>,
+        handler: Option<String>,
+        ok: Option<bool>,
+        count: Count,
+    },
+    DeadLetters {
+        install: Option<String>,
+        count: Count,
+    },
+    Page {
+        page: String,
+        version: Option<u32>,
+        state: Option<String>,
+        trashed: Option<bool>,
+    },
+    Roa {
+        app: String,
+        observed: Option<bool>,
+        static_: Option<bool>,
+    },
+    Egress {
+        install: Option<String>,
+        host: Option<String>,
+        allowed: Option<bool>,
+        count: Count,
+    },
+    Version {
+        install: String,
+        running: Option<u32>,
+        awaiting: Option<Option<u32>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Count {
+    exact: Option<u64>,
+    at_least: Option<u64>,
+    at_most: Option<u64>,
+}
+
+impl Count {
+    fn holds(self, n: u64) -> bool {
+        self.exact.is_none_or(|e| n == e)
+            && self.at_least.is_none_or(|e| n >= e)
+            && self.at_most.is_none_or(|e| n <= e)
+    }
+
+    fn describe(self) -> String {
+        let mut parts = Vec::new();
+        if let Some(e) = self.exact {
+            parts.push(format!("{e}"));
+        }
+        if let Some(e) = self.at_least {
+            parts.push(format!("at least {e}"));
+        }
+        if let Some(e) = self.at_most {
+            parts.push(format!("at most {e}"));
+        }
+        parts.join(" and ")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running.
+
+struct Run<'a> {
+    scenario: &'a Scenario,
+    runtime: Arc<Runtime>,
+    components: BTreeMap<PathBuf, wasmtime::component::Component>,
+    /// Scenario app name to app id.
+    app_ids: BTreeMap<String, String>,
+    /// Scenario page name to (site host, page id).
+    pages: BTreeMap<String, (String, String)>,
+    failures: Vec<Failure>,
+}
+
+impl Run<'_> {
+    fn deploy(
+        &mut self,
+        sim: &mut Simulation,
+        manifest: &Located<PathBuf>,
+        component: &Located<PathBuf>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, ScenarioError> {
+        let s = self.scenario;
+        let path = s.dir.join(&manifest.value);
+        let yaml = std::fs::read_to_string(&path)
+            .map_err(|e| s.fail(Some(manifest.pos), format!("{}: {e}", path.display())))?;
+        let cpath = s.dir.join(&component.value);
+        if !self.components.contains_key(&cpath) {
+            if !cpath.exists() {
+                return Err(s.fail(
+                    Some(component.pos),
+                    format!(
+                        "{}: no such file (guest components are built by `cargo xtask guests`)",
+                        cpath.display()
+                    ),
+                ));
+            }
+            let c = self
+                .runtime
+                .compile(&cpath)
+                .map_err(|e| s.fail(Some(component.pos), e))?;
+            self.components.insert(cpath.clone(), c);
+        }
+        let name = path.display().to_string();
+        let d = sim
+            .deploy(&name, &yaml, &self.components[&cpath], env)
+            .map_err(|e| s.fail(Some(manifest.pos), e))?;
+        Ok(d.app)
+    }
+
+    fn apply(&mut self, sim: &mut Simulation, step: &Step) -> Result<(), ScenarioError> {
+        let s = self.scenario;
+        let fail = |e: FlowError| s.fail(Some(step.pos), e);
+        match &step.action {
+            Action::CreatePage {
+                site,
+                account,
+                space,
+                title,
+                body,
+                name,
+            } => {
+                let host = &s.sites[site].host;
+                let p = sim
+                    .create_page(host, account, space, title, body)
+                    .map_err(fail)?;
+                if let Some(n) = name {
+                    self.pages.insert(n.clone(), (host.clone(), p.id));
+                }
+            }
+            Action::EditPage {
+                page,
+                account,
+                title,
+                body,
+            } => {
+                let (site, id) = self.page(page, step.pos)?;
+                sim.edit_page(&site, account, &id, title.as_deref(), body)
+                    .map_err(fail)?;
+            }
+            Action::Page {
+                page,
+                account,
+                action,
+            } => {
+                let (site, id) = self.page(page, step.pos)?;
+                let action = match action {
+                    PageOp::Trash => PageAction::Trash,
+                    PageOp::Restore => PageAction::Restore,
+                    PageOp::View => PageAction::View,
+                };
+                sim.page_action(&site, account, &id, action).map_err(fail)?;
+            }
+            Action::Call {
+                install,
+                account,
+                function,
+                resolver,
+                payload,
+                expect,
+                expect_error,
+            } => {
+                let payload = self.expand(payload, step.pos)?;
+                let r = sim
+                    .call_resolver(
+                        install,
+                        function.as_deref(),
+                        account.as_deref(),
+                        resolver,
+                        &payload,
+                    )
+                    .map_err(fail)?;
+                let expect = match expect {
+                    Some(e) => {
+                        let text = self.expand(&e.to_string(), step.pos)?;
+                        Some(serde_json::from_str::<Json>(&text).unwrap_or(Json::Null))
+                    }
+                    None => None,
+                };
+                let expect = &expect;
+                let at = sim.now();
+                match (r, expect, expect_error) {
+                    (Ok(json), Some(want), _) => {
+                        let got: Json = serde_json::from_str(&json).unwrap_or(Json::Null);
+                        if &got != want {
+                            self.failed(
+                                step.pos,
+                                at,
+                                format!("resolver `{resolver}` answered {got}, expected {want}"),
+                            );
+                        }
+                    }
+                    (Ok(json), None, Some(code)) => self.failed(
+                        step.pos,
+                        at,
+                        format!("resolver `{resolver}` answered {json}, expected the error {code}"),
+                    ),
+                    (Err(e), _, Some(code)) if &error_code(&e) == code => {}
+                    (Err(e), _, _) if expect.is_some() || expect_error.is_some() => self.failed(
+                        step.pos,
+                        at,
+                        format!(
+                            "resolver `{resolver}` failed: {e} (code {})",
+                            error_code(&e)
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+            Action::WebTrigger {
+                install,
+                key,
+                request,
+                expect_status,
+            } => {
+                let request = WebRequest {
+                    path: self.expand(&request.path, step.pos)?,
+                    body: self.expand(&request.body, step.pos)?,
+                    ..request.clone()
+                };
+                let r = sim.web_trigger(install, key, request).map_err(fail)?;
+                if let Some(want) = expect_status.filter(|w| *w != r.status_code) {
+                    let at = sim.now();
+                    self.failed(
+                        step.pos,
+                        at,
+                        format!(
+                            "web trigger `{key}` answered {}, expected {want}",
+                            r.status_code
+                        ),
+                    );
+                }
+            }
+            Action::Push {
+                install,
+                queue,
+                payload,
+            } => {
+                let payload = self.expand(payload, step.pos)?;
+                sim.push(install, queue, &payload).map_err(fail)?;
+            }
+            Action::Deploy {
+                app,
+                manifest,
+                component,
+            } => {
+                let env = s.apps[app].env.clone();
+                let id = self.deploy(sim, manifest, component, &env)?;
+                if id != self.app_ids[app] {
+                    return Err(s.fail(
+                        Some(manifest.pos),
+                        format!(
+                            "this manifest is app {id}, not app `{app}` ({})",
+                            self.app_ids[app]
+                        ),
+                    ));
+                }
+            }
+            Action::Consent { install } => {
+                sim.consent(install).map_err(fail)?;
+            }
+            Action::Admin {
+                install,
+                analytics,
+                logs,
+            } => {
+                let current = sim
+                    .platform()
+                    .installation(install)
+                    .map(|i| i.admin)
+                    .unwrap_or_default();
+                let admin = AdminSwitches {
+                    analytics_blocked: analytics.unwrap_or(current.analytics_blocked),
+                    logs_blocked: logs.unwrap_or(current.logs_blocked),
+                };
+                sim.set_admin(install, admin).map_err(fail)?;
+            }
+            Action::Migrate { site, realm } => {
+                sim.migrate_site(&s.sites[site].host, *realm)
+                    .map_err(fail)?;
+            }
+            Action::Fault {
+                install,
+                fault,
+                count,
+            } => match fault {
+                Fault::StorageErrors => sim.inject_storage_errors(install, *count),
+                Fault::Timeouts => sim.inject_timeouts(install, *count),
+                Fault::DuplicateEvents => sim.duplicate_deliveries(install, *count),
+            }
+            .map_err(fail)?,
+            Action::Expect(list) => {
+                for e in list {
+                    self.check(sim, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces `${page:NAME}` with the id of the page created as NAME (page ids are only
+    /// known once the run has created the page).
+    fn expand(&self, text: &str, pos: Pos) -> Result<String, ScenarioError> {
+        const OPEN: &str = "${page:";
+        if !text.contains(OPEN) {
+            return Ok(text.to_string());
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len()..];
+            let Some(end) = after.find('}') else {
+                return Err(self
+                    .scenario
+                    .fail(Some(pos), "`${page:` without a closing `}`"));
+            };
+            out.push_str(&self.page(&after[..end], pos)?.1);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn page(&self, name: &str, pos: Pos) -> Result<(String, String), ScenarioError> {
+        self.pages.get(name).cloned().ok_or_else(|| {
+            self.scenario.fail(
+                Some(pos),
+                format!("page `{name}` has not been created yet at this point of the run"),
+            )
+        })
+    }
+
+    fn failed(&mut self, pos: Pos, at: Millis, message: String) {
+        self.failures.push(Failure {
+            file: self.scenario.file.clone(),
+            line: pos.line,
+            column: pos.column,
+            at,
+            message,
+        });
+    }
+
+    fn check(&mut self, sim: &Simulation, e: &Expectation) {
+        let at = sim.now();
+        if let Some(message) = self.verdict(sim, &e.check) {
+            self.failed(e.pos, at, message);
+        }
+    }
+
+    /// `None` when the expectation holds, else what went wrong.
+    fn verdict(&self, sim: &Simulation, check: &Check) -> Option<String> {
+        match check {
+            Check::Kvs {
+                install,
+                key,
+                equals,
+                exists,
+            } => {
+                let found = match sim.platform().inspect(install) {
+                    Ok(entries) => entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                    Err(e) => return Some(format!("storage of `{install}`: {e}")),
+                };
+                if let Some(want) = exists
+                    && found.is_some() != *want
+                {
+                    return Some(format!(
+                        "expected key `{key}` of `{install}` {}",
+                        if *want { "to exist" } else { "not to exist" }
+                    ));
+                }
+                match (equals, found) {
+                    (Some(want), Some(got)) if &got != want => Some(format!(
+                        "expected key `{key}` of `{install}` to be {want}, found {got}"
+                    )),
+                    (Some(want), None) => Some(format!(
+                        "expected key `{key}` of `{install}` to be {want}, found nothing"
+                    )),
+                    _ => None,
+                }
+            }
+            Check::Deliveries {
+                install,
+                handler,
+                ok,
+                count,
+            } => {
+                let n = sim
+                    .trace()
+                    .iter()
+                    .filter(|e| match &e.what {
+                        Flow::Delivery {
+                            installation,
+                            handler: h,
+                            outcome,
+                            ..
+                        } => {
+                            install.as_ref().is_none_or(|i| i == installation)
+                                && handler.as_ref().is_none_or(|x| x == h)
+                                && ok.is_none_or(|o| o == outcome.is_ok())
+                        }
+                        _ => false,
+                    })
+                    .count() as u64;
+                (!count.holds(n))
+                    .then(|| format!("expected {} deliveries, found {n}", count.describe()))
+            }
+            Check::DeadLetters { install, count } => {
+                let n = sim
+                    .trace()
+                    .iter()
+                    .filter(|e| match &e.what {
+                        Flow::DeadLetter { installation, .. } => {
+                            install.as_ref().is_none_or(|i| i == installation)
+                        }
+                        _ => false,
+                    })
+                    .count() as u64;
+                (!count.holds(n))
+                    .then(|| format!("expected {} dead letters, found {n}", count.describe()))
+            }
+            Check::Page {
+                page,
+                version,
+                state,
+                trashed,
+            } => {
+                let Some((site, id)) = self.pages.get(page) else {
+                    return Some(format!("page `{page}` was never created"));
+                };
+                let c = sim.platform().pages();
+                let Some(p) = c.get_page(site, id) else {
+                    return Some(format!("page `{page}` is gone"));
+                };
+                if let Some(v) = version.filter(|v| *v != p.version) {
+                    return Some(format!(
+                        "expected page `{page}` at version {v}, found version {}",
+                        p.version
+                    ));
+                }
+                if let Some(want) = state {
+                    let got = c.get_content_state(site, id).map(|s| s.name);
+                    if got.as_deref() != Some(want.as_str()) {
+                        return Some(format!(
+                            "expected page `{page}` in state {want:?}, found {got:?}"
+                        ));
+                    }
+                }
+                if let Some(t) = trashed.filter(|t| *t != c.is_trashed(site, id)) {
+                    return Some(format!(
+                        "expected page `{page}` {}in the trash",
+                        if t { "" } else { "not " }
+                    ));
+                }
+                None
+            }
+            Check::Roa {
+                app,
+                observed,
+                static_,
+            } => {
+                let r = RoaReport::of(sim, &self.app_ids[app])?;
+                let word = |b: bool| if b { "eligible" } else { "not eligible" };
+                if let Some(want) = observed.filter(|w| *w != r.observed.eligible) {
+                    return Some(format!(
+                        "expected app `{app}` to be observed {}, but it was {}: {}",
+                        word(want),
+                        word(r.observed.eligible),
+                        r.observed.reasons.join("; ")
+                    ));
+                }
+                if let Some(want) = static_.filter(|w| *w != r.static_verdict.eligible) {
+                    return Some(format!(
+                        "expected app `{app}`'s manifest to be {}, but it is {} ({})",
+                        word(want),
+                        word(r.static_verdict.eligible),
+                        r.static_verdict.rules.join(", ")
+                    ));
+                }
+                None
+            }
+            Check::Egress {
+                install,
+                host,
+                allowed,
+                count,
+            } => {
+                let n = sim
+                    .platform()
+                    .ledger()
+                    .iter()
+                    .filter(|a| {
+                        install.as_ref().is_none_or(|i| *i == a.installation)
+                            && host.as_ref().is_none_or(|h| {
+                                a.destination == *h || a.destination.starts_with(&format!("{h}/"))
+                            })
+                            && allowed.is_none_or(|x| x == a.allowed)
+                    })
+                    .count() as u64;
+                (!count.holds(n))
+                    .then(|| format!("expected {} egress attempts, found {n}", count.describe()))
+            }
+            Check::Version {
+                install,
+                running,
+                awaiting,
+            } => {
+                let (r, a) = sim.running(install)?;
+                if let Some(want) = running.filter(|w| *w != r) {
+                    return Some(format!(
+                        "expected `{install}` to run version {want}, it runs version {r}"
+                    ));
+                }
+                match awaiting {
+                    Some(want) if *want != a => Some(format!(
+                        "expected `{install}` to wait for consent to {}, found {}",
+                        want.map_or("nothing".to_string(), |v| format!("version {v}")),
+                        a.map_or("nothing".to_string(), |v| format!("version {v}"))
+                    )),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Runs the simulation forward and tells the progress callback, at most a thousand times.
+struct Progress<'a> {
+    start: Millis,
+    total: u64,
+    /// Offset from the start reached so far.
+    at: u64,
+    shown: u64,
+    report: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+impl Progress<'_> {
+    fn advance(&mut self, sim: &mut Simulation, to: u64) {
+        let Some(report) = self.report.as_mut() else {
+            sim.run_until(self.start.plus(to));
+            self.at = self.at.max(to);
+            return;
+        };
+        let slice = (self.total / 1000).max(1);
+        loop {
+            let next = self.at.saturating_add(slice).min(to).max(self.at);
+            sim.run_until(self.start.plus(next));
+            self.at = next;
+            let tick = next.min(self.total) * 1000 / self.total;
+            if tick != self.shown {
+                self.shown = tick;
+                report(next.min(self.total), self.total);
+            }
+            if next >= to {
+                break;
+            }
+        }
+    }
+}
+
+/// The code a scenario's `expect-error` names: the app's error code, or the kind of the
+/// platform's error (`timeout`, `memory_limit`, ...).
+fn error_code(e: &InvocationError) -> String {
+    match e {
+        InvocationError::App { code, .. } => code.clone(),
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v.get("kind")?.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing helpers.
+
+struct Cx<'a> {
+    file: &'a str,
+}
+
+const ACTIONS: &[&str] = &[
+    "create-page",
+    "edit-page",
+    "trash-page",
+    "restore-page",
+    "view-page",
+    "call",
+    "web-trigger",
+    "push",
+    "deploy",
+    "consent",
+    "admin",
+    "migrate",
+    "fault",
+    "expect",
+];
+
+impl Cx<'_> {
+    fn err(&self, pos: Pos, message: &str) -> ScenarioError {
+        ScenarioError {
+            file: self.file.to_string(),
+            pos: Some(pos),
+            message: message.to_string(),
+        }
+    }
+
+    fn map<'n>(&self, n: &'n Node) -> Result<&'n [(Node, Node)], ScenarioError> {
+        n.as_map()
+            .ok_or_else(|| self.err(n.pos, &format!("expected a mapping, found {}", n.kind())))
+    }
+
+    fn seq<'n>(&self, n: &'n Node) -> Result<&'n [Node], ScenarioError> {
+        n.as_seq()
+            .ok_or_else(|| self.err(n.pos, &format!("expected a list, found {}", n.kind())))
+    }
+
+    /// A mapping whose keys are all among `allowed`.
+    fn keys(&self, n: &Node, allowed: &[&str]) -> Result<(), ScenarioError> {
+        for (k, _) in self.map(n)? {
+            let name = k.scalar_string().unwrap_or_default();
+            if !allowed.contains(&name.as_str()) {
+                return Err(self.err(
+                    k.pos,
+                    &format!(
+                        "unknown key `{name}` (expected one of: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn req<'n>(&self, n: &'n Node, key: &str) -> Result<&'n Node, ScenarioError> {
+        n.get(key)
+            .ok_or_else(|| self.err(n.pos, &format!("missing `{key}`")))
+    }
+
+    fn string(&self, n: &Node) -> Result<String, ScenarioError> {
+        n.scalar_string()
+            .ok_or_else(|| self.err(n.pos, &format!("expected a string, found {}", n.kind())))
+    }
+
+    fn opt_string(&self, n: &Node, key: &str) -> Result<Option<String>, ScenarioError> {
+        n.get(key).map(|v| self.string(v)).transpose()
+    }
+
+    fn uint(&self, n: &Node) -> Result<u64, ScenarioError> {
+        match n.value {
+            Value::Int(i) if i >= 0 => Ok(i as u64),
+            _ => Err(self.err(
+                n.pos,
+                &format!("expected a whole number, found {}", n.kind()),
+            )),
+        }
+    }
+
+    fn u32(&self, n: &Node) -> Result<u32, ScenarioError> {
+        u32::try_from(self.uint(n)?).map_err(|_| self.err(n.pos, "number too large"))
+    }
+
+    fn bool(&self, n: &Node) -> Result<bool, ScenarioError> {
+        n.as_bool().ok_or_else(|| {
+            self.err(
+                n.pos,
+                &format!("expected true or false, found {}", n.kind()),
+            )
+        })
+    }
+
+    /// `blocked` or `allowed`.
+    fn switch(&self, n: &Node) -> Result<bool, ScenarioError> {
+        match n.as_str() {
+            Some("blocked") => Ok(true),
+            Some("allowed") => Ok(false),
+            _ => Err(self.err(n.pos, "expected `blocked` or `allowed`")),
+        }
+    }
+
+    fn path(&self, n: &Node) -> Result<Located<PathBuf>, ScenarioError> {
+        Ok(Located {
+            value: PathBuf::from(self.string(n)?),
+            pos: n.pos,
+        })
+    }
+
+    /// A name that must be a key of `known`.
+    fn name_in<T>(
+        &self,
+        n: &Node,
+        known: &BTreeMap<String, T>,
+        what: &str,
+    ) -> Result<String, ScenarioError> {
+        let name = self.string(n)?;
+        if known.contains_key(&name) {
+            Ok(name)
+        } else {
+            let list: Vec<&str> = known.keys().map(String::as_str).collect();
+            Err(self.err(
+                n.pos,
+                &format!("no {what} `{name}` (known: {})", list.join(", ")),
+            ))
+        }
+    }
+
+    /// `90s`, `5m`, `2h`, `30d`, `1w`, `500ms`, or combinations (`1d12h`); `0` alone.
+    fn duration(&self, n: &Node) -> Result<u64, ScenarioError> {
+        let text = self.string(n)?;
+        parse_duration(&text).ok_or_else(|| {
+            self.err(
+                n.pos,
+                &format!("`{text}` is not a duration (e.g. 500ms, 90s, 5m, 2h, 30d, 1w, 1d12h)"),
+            )
+        })
+    }
+
+    /// `LO..HI` durations.
+    fn range(&self, n: &Node) -> Result<(u64, u64), ScenarioError> {
+        let text = self.string(n)?;
+        let (lo, hi) = text
+            .split_once("..")
+            .and_then(|(a, b)| Some((parse_duration(a.trim())?, parse_duration(b.trim())?)))
+            .filter(|(a, b)| a <= b)
+            .ok_or_else(|| self.err(n.pos, &format!("`{text}` is not a range such as 1s..2m")))?;
+        Ok((lo, hi))
+    }
+
+    fn json(&self, n: &Node) -> Json {
+        n.to_json()
+    }
+
+    fn site(&self, name: &str, v: &Node) -> Result<SiteDef, ScenarioError> {
+        self.keys(v, &["host", "realm", "users", "groups"])?;
+        let realm_node = self.req(v, "realm")?;
+        let realm = self
+            .string(realm_node)?
+            .parse::<Realm>()
+            .map_err(|e| self.err(realm_node.pos, &e.to_string()))?;
+        let mut users = BTreeMap::new();
+        if let Some(u) = v.get("users") {
+            match &u.value {
+                Value::Seq(items) => {
+                    for i in items {
+                        let n = self.string(i)?;
+                        users.insert(n.clone(), n);
+                    }
+                }
+                Value::Map(entries) => {
+                    for (k, a) in entries {
+                        users.insert(self.string(k)?, self.string(a)?);
+                    }
+                }
+                _ => {
+                    return Err(self.err(
+                        u.pos,
+                        "expected a list of user names or a mapping of name to account id",
+                    ));
+                }
+            }
+        }
+        if let Some(g) = v.get("groups") {
+            for (_, members) in self.map(g)? {
+                for m in self.seq(members)? {
+                    self.name_in(m, &users, "user")?;
+                }
+            }
+        }
+        Ok(SiteDef {
+            host: self
+                .opt_string(v, "host")?
+                .unwrap_or_else(|| format!("{name}.atlassian.net")),
+            realm,
+            users,
+        })
+    }
+
+    /// The account id of `as: NAME` on a site.
+    fn user(&self, n: &Node, site: &SiteDef) -> Result<String, ScenarioError> {
+        let name = self.string(n)?;
+        site.users
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| self.err(n.pos, &format!("no user `{name}` on site {}", site.host)))
+    }
+
+    /// One entry of `steps`: its actions, expanded when it repeats.
+    fn steps(
+        &self,
+        s: &Scenario,
+        step: &Node,
+        now: &mut u64,
+        order: &mut usize,
+        pages: &mut Vec<(String, String)>,
+    ) -> Result<Vec<Step>, ScenarioError> {
+        let mut out = Vec::new();
+        if let Some(every) = step.get("every") {
+            self.keys(step, &["every", "from", "until", "do"])?;
+            let period = self.duration(every)?;
+            if period == 0 {
+                return Err(self.err(every.pos, "`every` needs a positive duration"));
+            }
+            let from = step
+                .get("from")
+                .map(|n| self.duration(n))
+                .transpose()?
+                .unwrap_or(*now);
+            let until_node = self.req(step, "until")?;
+            let until = self.duration(until_node)?;
+            if until < from {
+                return Err(self.err(until_node.pos, "`until` comes before `from`"));
+            }
+            let body = self.seq(self.req(step, "do")?)?;
+            let times = (until - from) / period + 1;
+            if times.saturating_mul(body.len() as u64) > 2_000_000 {
+                return Err(self.err(every.pos, "this loop expands to more than 2,000,000 steps"));
+            }
+            let actions = body
+                .iter()
+                .map(|a| {
+                    if let Some((k, _)) = a.get_entry("at") {
+                        return Err(
+                            self.err(k.pos, "a step inside `do` takes its time from `every`")
+                        );
+                    }
+                    self.action(s, a, pages)
+                })
+                .collect::<Result<Vec<_>, ScenarioError>>()?;
+            let mut t = from;
+            while t <= until {
+                for (pos, action) in &actions {
+                    *order += 1;
+                    out.push(Step {
+                        at: t,
+                        order: *order,
+                        pos: *pos,
+                        action: action.clone(),
+                    });
+                }
+                let Some(next) = t.checked_add(period) else {
+                    break;
+                };
+                t = next;
+            }
+            *now = (*now).max(until);
+            return Ok(out);
+        }
+        if let Some(at) = step.get("at") {
+            *now = self.duration(at)?;
+        }
+        *order += 1;
+        let (pos, action) = self.action(s, step, pages)?;
+        out.push(Step {
+            at: *now,
+            order: *order,
+            pos,
+            action,
+        });
+        Ok(out)
+    }
+
+    /// A mapping with one action key (and `at` on a top-level step), and the place of the
+    /// action's key, which errors and failures point at.
+    fn action(
+        &self,
+        s: &Scenario,
+        n: &Node,
+        pages: &mut Vec<(String, String)>,
+    ) -> Result<(Pos, Action), ScenarioError> {
+        let mut allowed = ACTIONS.to_vec();
+        allowed.push("at");
+        self.keys(n, &allowed)?;
+        let found: Vec<&(Node, Node)> = self
+            .map(n)?
+            .iter()
+            .filter(|(k, _)| !k.is_key("at"))
+            .collect();
+        let [(k, v)] = found.as_slice() else {
+            return Err(self.err(
+                n.pos,
+                &format!(
+                    "a step has exactly one action (one of: {})",
+                    ACTIONS.join(", ")
+                ),
+            ));
+        };
+        let kind = self.string(k)?;
+        let install = |v: &Node| self.name_in(self.req(v, "install")?, &s.installs, "installation");
+        let page =
+            |v: &Node, pages: &[(String, String)]| -> Result<(String, String), ScenarioError> {
+                let node = self.req(v, "page")?;
+                let name = self.string(node)?;
+                pages
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        self.err(
+                        node.pos,
+                        &format!(
+                            "no page `{name}`: name it in an earlier create-page (`name: {name}`)"
+                        ),
+                    )
+                    })
+            };
+        let action = match kind.as_str() {
+            "create-page" => {
+                self.keys(v, &["site", "as", "space", "title", "body", "name"])?;
+                let site = self.name_in(self.req(v, "site")?, &s.sites, "site")?;
+                let account = self.user(self.req(v, "as")?, &s.sites[&site])?;
+                let name = self.opt_string(v, "name")?;
+                if let Some(n) = &name {
+                    pages.push((n.clone(), site.clone()));
+                }
+                Action::CreatePage {
+                    account,
+                    space: self.string(self.req(v, "space")?)?,
+                    title: self.string(self.req(v, "title")?)?,
+                    body: self.opt_string(v, "body")?.unwrap_or_default(),
+                    site,
+                    name,
+                }
+            }
+            "edit-page" => {
+                self.keys(v, &["page", "as", "title", "body"])?;
+                let (name, site) = page(v, pages)?;
+                Action::EditPage {
+                    page: name,
+                    account: self.user(self.req(v, "as")?, &s.sites[&site])?,
+                    title: self.opt_string(v, "title")?,
+                    body: self.string(self.req(v, "body")?)?,
+                }
+            }
+            "trash-page" | "restore-page" | "view-page" => {
+                self.keys(v, &["page", "as"])?;
+                let (name, site) = page(v, pages)?;
+                Action::Page {
+                    page: name,
+                    account: self.user(self.req(v, "as")?, &s.sites[&site])?,
+                    action: match kind.as_str() {
+                        "trash-page" => PageOp::Trash,
+                        "restore-page" => PageOp::Restore,
+                        _ => PageOp::View,
+                    },
+                }
+            }
+            "call" => {
+                self.keys(
+                    v,
+                    &[
+                        "install",
+                        "as",
+                        "function",
+                        "resolver",
+                        "payload",
+                        "expect",
+                        "expect-error",
+                    ],
+                )?;
+                let install = install(v)?;
+                let site = &s.sites[&s.installs[&install].site];
+                Action::Call {
+                    account: v.get("as").map(|a| self.user(a, site)).transpose()?,
+                    function: self.opt_string(v, "function")?,
+                    resolver: self.string(self.req(v, "resolver")?)?,
+                    payload: v
+                        .get("payload")
+                        .map_or_else(|| "null".into(), |p| self.json(p).to_string()),
+                    expect: v.get("expect").map(|e| self.json(e)),
+                    expect_error: self.opt_string(v, "expect-error")?,
+                    install,
+                }
+            }
+            "web-trigger" => {
+                self.keys(
+                    v,
+                    &["install", "key", "method", "path", "body", "expect-status"],
+                )?;
+                Action::WebTrigger {
+                    install: install(v)?,
+                    key: self.string(self.req(v, "key")?)?,
+                    request: WebRequest {
+                        method: self
+                            .opt_string(v, "method")?
+                            .unwrap_or_else(|| "GET".into()),
+                        path: self.opt_string(v, "path")?.unwrap_or_else(|| "/".into()),
+                        body: self.opt_string(v, "body")?.unwrap_or_default(),
+                        ..WebRequest::default()
+                    },
+                    expect_status: v
+                        .get("expect-status")
+                        .map(|n| {
+                            u16::try_from(self.uint(n)?)
+                                .map_err(|_| self.err(n.pos, "not an HTTP status"))
+                        })
+                        .transpose()?,
+                }
+            }
+            "push" => {
+                self.keys(v, &["install", "queue", "payload"])?;
+                Action::Push {
+                    install: install(v)?,
+                    queue: self.string(self.req(v, "queue")?)?,
+                    payload: v
+                        .get("payload")
+                        .map_or_else(|| "null".into(), |p| self.json(p).to_string()),
+                }
+            }
+            "deploy" => {
+                self.keys(v, &["app", "manifest", "component"])?;
+                let app = self.name_in(self.req(v, "app")?, &s.apps, "app")?;
+                Action::Deploy {
+                    manifest: self.path(self.req(v, "manifest")?)?,
+                    component: match v.get("component") {
+                        Some(c) => self.path(c)?,
+                        None => s.apps[&app].component.clone(),
+                    },
+                    app,
+                }
+            }
+            "consent" => {
+                self.keys(v, &["install"])?;
+                Action::Consent {
+                    install: install(v)?,
+                }
+            }
+            "admin" => {
+                self.keys(v, &["install", "analytics", "logs"])?;
+                Action::Admin {
+                    install: install(v)?,
+                    analytics: v.get("analytics").map(|n| self.switch(n)).transpose()?,
+                    logs: v.get("logs").map(|n| self.switch(n)).transpose()?,
+                }
+            }
+            "migrate" => {
+                self.keys(v, &["site", "realm"])?;
+                let realm = self.req(v, "realm")?;
+                Action::Migrate {
+                    site: self.name_in(self.req(v, "site")?, &s.sites, "site")?,
+                    realm: self.string(realm)?.parse().map_err(
+                        |e: crate::realm::UnknownRealm| self.err(realm.pos, &e.to_string()),
+                    )?,
+                }
+            }
+            "fault" => {
+                self.keys(
+                    v,
+                    &["install", "storage-errors", "timeouts", "duplicate-events"],
+                )?;
+                let install = install(v)?;
+                let kinds = [
+                    ("storage-errors", Fault::StorageErrors),
+                    ("timeouts", Fault::Timeouts),
+                    ("duplicate-events", Fault::DuplicateEvents),
+                ];
+                let given: Vec<_> = kinds.iter().filter(|(k, _)| v.get(k).is_some()).collect();
+                let [(key, fault)] = given.as_slice() else {
+                    return Err(self.err(
+                        v.pos,
+                        "a fault is one of storage-errors, timeouts, duplicate-events",
+                    ));
+                };
+                Action::Fault {
+                    install,
+                    fault: *fault,
+                    count: self.u32(self.req(v, key)?)?,
+                }
+            }
+            "expect" => Action::Expect(self.expectations(s, v, pages)?),
+            _ => return Err(self.err(k.pos, &format!("unknown action `{kind}`"))),
+        };
+        Ok((k.pos, action))
+    }
+
+    fn expectations(
+        &self,
+        s: &Scenario,
+        n: &Node,
+        pages: &[(String, String)],
+    ) -> Result<Vec<Expectation>, ScenarioError> {
+        self.seq(n)?
+            .iter()
+            .map(|e| {
+                Ok(Expectation {
+                    pos: e.pos,
+                    check: self.expectation(s, e, pages)?,
+                })
+            })
+            .collect()
+    }
+
+    fn expectation(
+        &self,
+        s: &Scenario,
+        n: &Node,
+        pages: &[(String, String)],
+    ) -> Result<Check, ScenarioError> {
+        const KINDS: &[&str] = &[
+            "kvs",
+            "deliveries",
+            "dead-letters",
+            "page",
+            "roa",
+            "egress",
+            "version",
+        ];
+        self.keys(n, KINDS)?;
+        let [(k, v)] = self.map(n)? else {
+            return Err(self.err(
+                n.pos,
+                &format!(
+                    "an expectation has exactly one kind (one of: {})",
+                    KINDS.join(", ")
+                ),
+            ));
+        };
+        let install = |v: &Node| self.name_in(self.req(v, "install")?, &s.installs, "installation");
+        let opt_install = |v: &Node| {
+            v.get("install")
+                .map(|i| self.name_in(i, &s.installs, "installation"))
+                .transpose()
+        };
+        let count = |v: &Node| -> Result<Count, ScenarioError> {
+            let c = Count {
+                exact: v.get("count").map(|n| self.uint(n)).transpose()?,
+                at_least: v.get("at-least").map(|n| self.uint(n)).transpose()?,
+                at_most: v.get("at-most").map(|n| self.uint(n)).transpose()?,
+            };
+            if c.exact.is_none() && c.at_least.is_none() && c.at_most.is_none() {
+                return Err(self.err(v.pos, "say `count`, `at-least` or `at-most`"));
+            }
+            Ok(c)
+        };
+        let kind = self.string(k)?;
+        Ok(match kind.as_str() {
+            "kvs" => {
+                self.keys(v, &["install", "key", "equals", "exists"])?;
+                Check::Kvs {
+                    install: install(v)?,
+                    key: self.string(self.req(v, "key")?)?,
+                    equals: v.get("equals").map(|e| self.json(e)),
+                    exists: v.get("exists").map(|e| self.bool(e)).transpose()?,
+                }
+            }
+            "deliveries" => {
+                self.keys(
+                    v,
+                    &[
+                        "install", "handler", "outcome", "count", "at-least", "at-most",
+                    ],
+                )?;
+                let handler = v.get("handler").map(|h| self.string(h)).transpose()?;
+                if let (Some(h), Some(node)) = (&handler, v.get("handler"))
+                    && !["event", "schedule", "consume"].contains(&h.as_str())
+                {
+                    return Err(self.err(node.pos, "handler is one of event, schedule, consume"));
+                }
+                let ok = match v.get("outcome") {
+                    None => None,
+                    Some(o) => match o.as_str() {
+                        Some("ok") => Some(true),
+                        Some("error") => Some(false),
+                        _ => return Err(self.err(o.pos, "outcome is `ok` or `error`")),
+                    },
+                };
+                Check::Deliveries {
+                    install: opt_install(v)?,
+                    handler,
+                    ok,
+                    count: count(v)?,
+                }
+            }
+            "dead-letters" => {
+                self.keys(v, &["install", "count", "at-least", "at-most"])?;
+                Check::DeadLetters {
+                    install: opt_install(v)?,
+                    count: count(v)?,
+                }
+            }
+            "page" => {
+                self.keys(v, &["page", "version", "state", "trashed"])?;
+                let node = self.req(v, "page")?;
+                let name = self.string(node)?;
+                if !pages.iter().any(|(p, _)| *p == name) {
+                    return Err(self.err(
+                        node.pos,
+                        &format!("no page `{name}` is created by the steps"),
+                    ));
+                }
+                Check::Page {
+                    page: name,
+                    version: v.get("version").map(|n| self.u32(n)).transpose()?,
+                    state: self.opt_string(v, "state")?,
+                    trashed: v.get("trashed").map(|n| self.bool(n)).transpose()?,
+                }
+            }
+            "roa" => {
+                self.keys(v, &["app", "observed", "static"])?;
+                let verdict = |key: &str| -> Result<Option<bool>, ScenarioError> {
+                    v.get(key)
+                        .map(|n| match n.as_str() {
+                            Some("eligible") => Ok(true),
+                            Some("not-eligible") => Ok(false),
+                            _ => Err(self.err(n.pos, "expected `eligible` or `not-eligible`")),
+                        })
+                        .transpose()
+                };
+                Check::Roa {
+                    app: self.name_in(self.req(v, "app")?, &s.apps, "app")?,
+                    observed: verdict("observed")?,
+                    static_: verdict("static")?,
+                }
+            }
+            "egress" => {
+                self.keys(
+                    v,
+                    &["install", "host", "allowed", "count", "at-least", "at-most"],
+                )?;
+                Check::Egress {
+                    install: opt_install(v)?,
+                    host: self.opt_string(v, "host")?,
+                    allowed: v.get("allowed").map(|n| self.bool(n)).transpose()?,
+                    count: count(v)?,
+                }
+            }
+            "version" => {
+                self.keys(v, &["install", "running", "awaiting"])?;
+                Check::Version {
+                    install: install(v)?,
+                    running: v.get("running").map(|n| self.u32(n)).transpose()?,
+                    awaiting: match v.get("awaiting") {
+                        None => None,
+                        Some(n) if n.as_str() == Some("none") => Some(None),
+                        Some(n) => Some(Some(self.u32(n)?)),
+                    },
+                }
+            }
+            _ => unreachable_kind(),
+        })
+    }
+}
+
+/// `keys` has already refused anything else.
+fn unreachable_kind() -> Check {
+    Check::DeadLetters {
+        install: None,
+        count: Count::default(),
+    }
+}
+
+/// `90s`, `5m`, `2h`, `30d`, `1w`, `500ms`, combinations (`1d12h`), or `0`.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(0);
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => Millis::SECOND,
+            "m" => Millis::MINUTE,
+            "h" => Millis::HOUR,
+            "d" => Millis::DAY,
+            "w" => 7 * Millis::DAY,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Some(0));
+        assert_eq!(parse_duration("500ms"), Some(500));
+        assert_eq!(parse_duration("1d12h"), Some(36 * 3_600_000));
+        assert_eq!(parse_duration("1w"), Some(7 * 86_400_000));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("3y"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

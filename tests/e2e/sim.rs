@@ -1,0 +1,167 @@
+//! `signoff sim run|inspect` on the example scenarios of `examples/scenarios/` and on broken
+//! ones: exit codes, reports, traces that replay with the seed, and the data inspector.
+//! The guests must be built (`cargo xtask guests`).
+
+use signoff_e2e::{root, signoff};
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("signoff-e2e-sim-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+#[test]
+fn every_example_scenario_passes() {
+    let mut n = 0;
+    let mut files: Vec<_> = std::fs::read_dir(root().join("examples/scenarios"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let run = signoff(&["sim", "run", &rel, "--report", "json"]);
+        assert_eq!(run.code, 0, "{rel}: {run:?}");
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(v["passed"], true, "{}", run.stdout);
+        // The whole summary is a snapshot: a run is a function of the scenario and its seed.
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        insta::assert_json_snapshot!(format!("sim_example_{name}"), v);
+        n += 1;
+    }
+    assert!(n >= 2, "the examples are gone");
+}
+
+#[test]
+fn the_leaky_report_as_text() {
+    // The JSON rendering is the `sim_example_leaky` snapshot.
+    let run = signoff(&["sim", "run", "examples/scenarios/leaky.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    insta::assert_snapshot!("sim_leaky_text", run.stdout);
+}
+
+#[test]
+fn the_trace_replays_with_the_seed() {
+    let dir = temp("trace");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = |seed: &str, name: &str| {
+        let path = dir.join(name);
+        let p = path.display().to_string();
+        let run = signoff(&[
+            "sim",
+            "run",
+            "examples/scenarios/leaky.yaml",
+            "--seed",
+            seed,
+            "--trace",
+            &p,
+        ]);
+        assert_eq!(run.code, 0, "{run:?}");
+        std::fs::read_to_string(path).unwrap()
+    };
+    let (a, b, c) = (
+        trace("1", "a.json"),
+        trace("1", "b.json"),
+        trace("2", "c.json"),
+    );
+    assert_eq!(a, b, "same seed, byte-identical trace");
+    assert_ne!(a, c);
+    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(v["seed"], 1);
+    assert_eq!(v["ledger"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn failed_expectations_exit_1_with_the_place_and_the_seed() {
+    let run = signoff(&["sim", "run", "tests/e2e/data/sim-failing.yaml"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("FAILED (seed 5)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "tests/e2e/data/sim-failing.yaml:16:5: resolver `echo` answered {\"n\":1}, expected {\"n\":2}"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("tests/e2e/data/sim-failing.yaml:22:5: expected page `plan` at version 2, found version 1"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stderr,
+        "2 expectation(s) failed; reproduce with: signoff sim run tests/e2e/data/sim-failing.yaml --seed 5\n"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_at_the_place() {
+    let run = signoff(&["sim", "run", "tests/e2e/data/sim-bad.yaml"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: tests/e2e/data/sim-bad.yaml:8:40: unknown key `colour` (expected one of: app, site, environment, analytics, logs)\n"
+    );
+    let run = signoff(&["sim", "run", "tests/e2e/data/nope.yaml"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.starts_with("error: tests/e2e/data/nope.yaml: "),
+        "{}",
+        run.stderr
+    );
+    let run = signoff(&["sim", "inspect", "--data", "tests/e2e/data/nope"]);
+    assert_eq!(run.code, 2);
+}
+
+#[test]
+fn inspect_shows_what_a_run_stored() {
+    let dir = temp("data");
+    let d = dir.display().to_string();
+    let run = signoff(&["sim", "run", "examples/scenarios/leaky.yaml", "--data", &d]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // leaky stores nothing: the inspector says so.
+    let run = signoff(&["sim", "inspect", "--data", &d, "acme-leaky"]);
+    assert_eq!(run.code, 2);
+    let run = signoff(&[
+        "sim",
+        "run",
+        "tests/e2e/data/sim-failing.yaml",
+        "--data",
+        &d,
+    ]);
+    assert_eq!(run.code, 1);
+    let run = signoff(&[
+        "sim",
+        "inspect",
+        "--data",
+        &d,
+        "acme-hello",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let keys: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["last-event"]);
+    assert_eq!(v[0]["realm"], "EU");
+    let run = signoff(&["sim", "inspect", "--data", &d]);
+    assert!(
+        run.stdout
+            .starts_with("acme-hello (realm EU, ari:cloud:ecosystem::app/"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("  last-event = {\"atlassianId\":\"alice\""),
+        "{}",
+        run.stdout
+    );
+}
