@@ -61,7 +61,7 @@ pub fn bench_sim(root: &Path) -> Result<(), String> {
             "-p",
             "signoff-sim",
             "--example",
-            "bench",
+            "bench-sim",
         ])
         .env("SIGNOFF_GUESTS_TARGET_DIR", guests_target_dir(root));
     run(&mut cmd)

@@ -57,9 +57,9 @@ fn main() -> ExitCode {
         ["demo"] => demo(),
         ["corpus", dir] => corpus(Path::new(dir)),
         ["bench", "roa"] => bench_roa(),
-        ["bench", "core"] => bench_example("signoff-core"),
+        ["bench", "core"] => bench_example("signoff-core", "bench-core"),
         ["bench", "sim"] => guests::bench_sim(&root()),
-        ["bench", "storage"] => bench_example("signoff-storage"),
+        ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
@@ -396,7 +396,7 @@ fn wasm_check() -> Result<(), String> {
 }
 
 /// Runs a package's `bench` example in release.
-fn bench_example(package: &str) -> Result<(), String> {
+fn bench_example(package: &str, example: &str) -> Result<(), String> {
     run(cargo().args([
         "run",
         "--release",
@@ -404,7 +404,7 @@ fn bench_example(package: &str) -> Result<(), String> {
         "-p",
         package,
         "--example",
-        "bench",
+        example,
     ]))
 }
 
