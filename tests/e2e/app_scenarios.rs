@@ -249,6 +249,14 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
         let name = file.file_stem().unwrap().to_string_lossy().to_string();
         insta::assert_json_snapshot!(format!("approvals_{name}"), snap);
         eprintln!("{name}: {:.1} s", started.elapsed().as_secs_f64());
+        if name == "webhook" {
+            // The runtime verdict names the host and what went there.
+            let reasons = snap["roa"][0]["observed"]["reasons"].to_string();
+            assert!(
+                reasons.contains("hooks.signoff.example") && reasons.contains("page content"),
+                "{reasons}"
+            );
+        }
         if name == "two-stage" {
             // The same seed gives the same bytes: the run again, trace and snapshot.
             let again = run(&runtime, file);
