@@ -41,11 +41,10 @@ fn run(runtime: &Arc<Runtime>, file: &Path) -> RunOutcome {
     let rel = file.strip_prefix(root()).unwrap();
     // Relative paths, so that failures and snapshots name the file as a user would.
     std::env::set_current_dir(root()).unwrap();
-    let outcome = Scenario::load(rel)
+    Scenario::load(rel)
         .unwrap_or_else(|e| panic!("{e}"))
         .run_on(runtime.clone(), RunOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    outcome
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The futures of the storage traits over an in-memory store are ready at once.
@@ -172,7 +171,11 @@ fn ledger(outcome: &RunOutcome) -> Value {
             text("method"),
             text("destination"),
             text("category"),
-            if v["in_scope_eud"] == true { ", in-scope EUD" } else { "" },
+            if v["in_scope_eud"] == true {
+                ", in-scope EUD"
+            } else {
+                ""
+            },
         );
         if v["allowed"] == true {
             what.push_str(" allowed");
@@ -239,7 +242,6 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
     }
     let mut failed = Vec::new();
     for file in &files {
-        let started = std::time::Instant::now();
         let outcome = run(&runtime, file);
         if !outcome.passed() {
             failed.push(outcome.to_text());
@@ -248,7 +250,6 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
         let snap = snapshot(&outcome);
         let name = file.file_stem().unwrap().to_string_lossy().to_string();
         insta::assert_json_snapshot!(format!("approvals_{name}"), snap);
-        eprintln!("{name}: {:.1} s", started.elapsed().as_secs_f64());
         if name == "webhook" {
             // The runtime verdict names the host and what went there.
             let reasons = snap["roa"][0]["observed"]["reasons"].to_string();
@@ -266,8 +267,7 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
                 outcome.trace_json().to_string()
             );
             // `signoff sim run` prints `to_text()`: the app README shows it.
-            let readme =
-                std::fs::read_to_string(root().join("apps/approvals/README.md")).unwrap();
+            let readme = std::fs::read_to_string(root().join("apps/approvals/README.md")).unwrap();
             let text = outcome.to_text();
             if !readme.contains(&text) {
                 failed.push(format!(

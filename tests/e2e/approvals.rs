@@ -222,8 +222,18 @@ fn a_page_is_approved_by_two_reviewers_and_signed_inside_the_simulator() {
     assert!(!p.ledger().is_empty());
     for a in p.ledger() {
         assert_eq!(
-            (a.destination.as_str(), a.category, a.in_scope_eud, a.allowed),
-            ("analytics.signoff.example/v1/events", "analytics", false, true),
+            (
+                a.destination.as_str(),
+                a.category,
+                a.in_scope_eud,
+                a.allowed
+            ),
+            (
+                "analytics.signoff.example/v1/events",
+                "analytics",
+                false,
+                true
+            ),
             "{a:?}"
         );
         assert_eq!(a.carries, None, "{a:?}");

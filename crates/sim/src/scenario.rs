@@ -774,10 +774,11 @@ impl Run<'_> {
                         None => None,
                     })
                 };
-                let (expect, contains_) = (expand(expect)?, expand(expect_contains)?);
+                let (expect, wanted) = (expand(expect)?, expand(expect_contains)?);
                 let expect = &expect;
                 let at = sim.now();
-                let answered = |json: &str| serde_json::from_str::<Json>(json).unwrap_or(Json::Null);
+                let answered =
+                    |json: &str| serde_json::from_str::<Json>(json).unwrap_or(Json::Null);
                 match (r, expect, expect_error) {
                     (Ok(json), Some(want), _) => {
                         let got = answered(&json);
@@ -789,9 +790,9 @@ impl Run<'_> {
                             );
                         }
                     }
-                    (Ok(json), None, None) if contains_.is_some() => {
+                    (Ok(json), None, None) if wanted.is_some() => {
                         let got = answered(&json);
-                        let want = contains_.as_ref().expect("checked");
+                        let want = wanted.as_ref().expect("checked");
                         if !contains(&got, want) {
                             self.failed(
                                 step.pos,
@@ -807,16 +808,16 @@ impl Run<'_> {
                     ),
                     (Err(e), _, Some(code)) if &error_code(&e) == code => {}
                     (Err(e), _, _)
-                        if expect.is_some() || contains_.is_some() || expect_error.is_some() =>
+                        if expect.is_some() || wanted.is_some() || expect_error.is_some() =>
                     {
                         self.failed(
-                        step.pos,
-                        at,
-                        format!(
-                            "resolver `{resolver}` failed: {e} (code {})",
-                            error_code(&e)
-                        ),
-                    )
+                            step.pos,
+                            at,
+                            format!(
+                                "resolver `{resolver}` failed: {e} (code {})",
+                                error_code(&e)
+                            ),
+                        )
                     }
                     _ => {}
                 }
@@ -1916,7 +1917,8 @@ mod tests {
 
     #[test]
     fn an_answer_contains_the_wanted_fields() {
-        let got = serde_json::json!({"state": "approved", "pending": [1, 2], "last": {"v": 1, "h": "x"}});
+        let got =
+            serde_json::json!({"state": "approved", "pending": [1, 2], "last": {"v": 1, "h": "x"}});
         assert!(contains(&got, &serde_json::json!({"state": "approved"})));
         assert!(contains(&got, &serde_json::json!({"last": {"v": 1}})));
         assert!(contains(&got, &serde_json::json!({"pending": [1, 2]})));

@@ -76,8 +76,11 @@ pub struct Runtime {
     ticker: Mutex<Option<JoinHandle<()>>>,
     /// Components compiled from files, by path (with the file's length and modification
     /// time, so a rebuilt file compiles again): runs sharing the runtime compile once.
-    compiled: Mutex<BTreeMap<PathBuf, (u64, Option<std::time::SystemTime>, Component)>>,
+    compiled: Mutex<BTreeMap<PathBuf, Compiled>>,
 }
+
+/// A component compiled from a file of this length and modification time.
+type Compiled = (u64, Option<std::time::SystemTime>, Component);
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
