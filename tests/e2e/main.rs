@@ -2,6 +2,7 @@
 //! component inside the platform simulator, and the README's examples, which must print
 //! exactly what the README shows.
 
+mod app_scenarios;
 mod approvals;
 mod local;
 mod readme;

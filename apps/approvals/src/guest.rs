@@ -3,11 +3,15 @@
 
 wit_bindgen::generate!({ world: "app", path: "../../crates/sim/wit" });
 
-use signoff::forge::{analytics, context, fetch, kvs, log, product};
+use signoff::forge::{context, fetch, kvs, log, product};
 use signoff_storage::hosted::{HostedStore, KeyPolicy, Kvs, KvsError, KvsOp, KvsPage};
 
 use crate::app::App;
 use crate::ports::{self, AppError, ContentState, Level, Page, Platform, Property};
+
+/// Where analytics events go: the manifest's one egress entry (`category: analytics`,
+/// `inScopeEUD: false`), which a site admin can block.
+const ANALYTICS_URL: &str = "https://analytics.signoff.example/v1/events";
 
 /// The hosted key-value store of the installation being invoked.
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,8 +111,9 @@ impl Platform for GuestPlatform {
     }
 
     fn caller(&self) -> Option<String> {
-        // The invocation context does not carry the caller yet; see `App::actor`.
-        None
+        // The resolver's calling user; none for events, schedules and web triggers. When
+        // both are given, `App::actor` refuses a payload `accountId` that differs.
+        context::current().account_id
     }
 
     fn get_page(&self, id: &str) -> Result<Option<Page>, AppError> {
@@ -174,7 +179,18 @@ impl Platform for GuestPlatform {
     }
 
     fn track(&self, event: &str, properties: &str) -> Result<(), AppError> {
-        analytics::track(event, properties).map_err(app_error)
+        // Egress to the declared analytics host, as a Forge app does: the platform's gate
+        // drops it when the admin blocks analytics (`REQUEST_EGRESS_ALLOWLIST_ERR`).
+        let properties: serde_json::Value =
+            serde_json::from_str(properties).unwrap_or(serde_json::Value::Null);
+        let body = serde_json::json!({ "event": event, "properties": properties });
+        match self.post(ANALYTICS_URL, &body.to_string())? {
+            200..=299 => Ok(()),
+            status => Err(AppError {
+                code: "ANALYTICS_UNAVAILABLE".into(),
+                message: format!("the analytics host answered {status}"),
+            }),
+        }
     }
 
     fn log(&self, level: Level, message: &str) {

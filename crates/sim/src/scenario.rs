@@ -521,6 +521,8 @@ enum Action {
         resolver: String,
         payload: String,
         expect: Option<Json>,
+        /// Fields the answer must hold (see [`contains`]).
+        expect_contains: Option<Json>,
         expect_error: Option<String>,
     },
     WebTrigger {
@@ -750,6 +752,7 @@ impl Run<'_> {
                 resolver,
                 payload,
                 expect,
+                expect_contains,
                 expect_error,
             } => {
                 let payload = self.expand(payload, step.pos)?;
@@ -762,23 +765,39 @@ impl Run<'_> {
                         &payload,
                     )
                     .map_err(fail)?;
-                let expect = match expect {
-                    Some(e) => {
-                        let text = self.expand(&e.to_string(), step.pos)?;
-                        Some(serde_json::from_str::<Json>(&text).unwrap_or(Json::Null))
-                    }
-                    None => None,
+                let expand = |e: &Option<Json>| -> Result<Option<Json>, ScenarioError> {
+                    Ok(match e {
+                        Some(e) => {
+                            let text = self.expand(&e.to_string(), step.pos)?;
+                            Some(serde_json::from_str::<Json>(&text).unwrap_or(Json::Null))
+                        }
+                        None => None,
+                    })
                 };
+                let (expect, wanted) = (expand(expect)?, expand(expect_contains)?);
                 let expect = &expect;
                 let at = sim.now();
+                let answered =
+                    |json: &str| serde_json::from_str::<Json>(json).unwrap_or(Json::Null);
                 match (r, expect, expect_error) {
                     (Ok(json), Some(want), _) => {
-                        let got: Json = serde_json::from_str(&json).unwrap_or(Json::Null);
+                        let got = answered(&json);
                         if &got != want {
                             self.failed(
                                 step.pos,
                                 at,
                                 format!("resolver `{resolver}` answered {got}, expected {want}"),
+                            );
+                        }
+                    }
+                    (Ok(json), None, None) if wanted.is_some() => {
+                        let got = answered(&json);
+                        let want = wanted.as_ref().expect("checked");
+                        if !contains(&got, want) {
+                            self.failed(
+                                step.pos,
+                                at,
+                                format!("resolver `{resolver}` answered {got}, expected it to contain {want}"),
                             );
                         }
                     }
@@ -788,14 +807,18 @@ impl Run<'_> {
                         format!("resolver `{resolver}` answered {json}, expected the error {code}"),
                     ),
                     (Err(e), _, Some(code)) if &error_code(&e) == code => {}
-                    (Err(e), _, _) if expect.is_some() || expect_error.is_some() => self.failed(
-                        step.pos,
-                        at,
-                        format!(
-                            "resolver `{resolver}` failed: {e} (code {})",
-                            error_code(&e)
-                        ),
-                    ),
+                    (Err(e), _, _)
+                        if expect.is_some() || wanted.is_some() || expect_error.is_some() =>
+                    {
+                        self.failed(
+                            step.pos,
+                            at,
+                            format!(
+                                "resolver `{resolver}` failed: {e} (code {})",
+                                error_code(&e)
+                            ),
+                        )
+                    }
                     _ => {}
                 }
             }
@@ -1545,6 +1568,7 @@ impl Cx<'_> {
                         "resolver",
                         "payload",
                         "expect",
+                        "expect-contains",
                         "expect-error",
                     ],
                 )?;
@@ -1558,6 +1582,7 @@ impl Cx<'_> {
                         .get("payload")
                         .map_or_else(|| "null".into(), |p| self.json(p).to_string()),
                     expect: v.get("expect").map(|e| self.json(e)),
+                    expect_contains: v.get("expect-contains").map(|e| self.json(e)),
                     expect_error: self.opt_string(v, "expect-error")?,
                     install,
                 }
@@ -1839,6 +1864,17 @@ fn unreachable_kind() -> Check {
     }
 }
 
+/// Whether `got` holds `want`: every key of a `want` object is in `got` with a value that
+/// holds the wanted one (recursively); arrays and other values must be equal.
+fn contains(got: &Json, want: &Json) -> bool {
+    match (got, want) {
+        (Json::Object(g), Json::Object(w)) => w
+            .iter()
+            .all(|(k, w)| g.get(k).is_some_and(|g| contains(g, w))),
+        _ => got == want,
+    }
+}
+
 /// `90s`, `5m`, `2h`, `30d`, `1w`, `500ms`, combinations (`1d12h`), or `0`.
 pub fn parse_duration(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -1877,7 +1913,19 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{contains, parse_duration};
+
+    #[test]
+    fn an_answer_contains_the_wanted_fields() {
+        let got =
+            serde_json::json!({"state": "approved", "pending": [1, 2], "last": {"v": 1, "h": "x"}});
+        assert!(contains(&got, &serde_json::json!({"state": "approved"})));
+        assert!(contains(&got, &serde_json::json!({"last": {"v": 1}})));
+        assert!(contains(&got, &serde_json::json!({"pending": [1, 2]})));
+        assert!(!contains(&got, &serde_json::json!({"pending": [1]})));
+        assert!(!contains(&got, &serde_json::json!({"state": "draft"})));
+        assert!(!contains(&got, &serde_json::json!({"nope": null})));
+    }
 
     #[test]
     fn durations() {

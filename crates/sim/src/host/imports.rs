@@ -422,6 +422,17 @@ impl fetch::Host for HostState {
         };
         match verdict {
             Verdict::Blocked(reason) => {
+                // An analytics entry the admin switched off is still analytics egress: the
+                // ledger says what the entry declares.
+                if reason == crate::egress::BlockReason::AnalyticsBlockedByAdmin
+                    && let Verdict::Allowed { in_scope_eud, .. } = self
+                        .app
+                        .egress
+                        .check(&gate, crate::egress::AdminSwitches::default())
+                {
+                    attempt.category = "analytics";
+                    attempt.in_scope_eud = in_scope_eud;
+                }
                 attempt.blocked_because = Some(reason);
                 self.world.ledger.push(attempt);
                 Err(PlatformError {

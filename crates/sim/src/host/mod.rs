@@ -16,7 +16,7 @@ mod imports;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -74,7 +74,13 @@ pub struct Runtime {
     linker: Linker<HostState>,
     stop: Arc<AtomicBool>,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    /// Components compiled from files, by path (with the file's length and modification
+    /// time, so a rebuilt file compiles again): runs sharing the runtime compile once.
+    compiled: Mutex<BTreeMap<PathBuf, Compiled>>,
 }
+
+/// A component compiled from a file of this length and modification time.
+type Compiled = (u64, Option<std::time::SystemTime>, Component);
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,6 +144,7 @@ impl Runtime {
             linker,
             stop,
             ticker: Mutex::new(Some(ticker)),
+            compiled: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -145,12 +152,26 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles a component (the slow part: do it once per app).
+    /// Compiles a component (the slow part: do it once per app). The runtime keeps what
+    /// it compiled: compiling the same, unchanged file again is free.
     pub fn compile(&self, path: &Path) -> Result<Component, LoadError> {
-        Component::from_file(&self.engine, path).map_err(|e| LoadError::Component {
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some((len, modified)), Some((l, m, c))) = (stamp, compiled.get(path))
+            && (len, modified) == (*l, *m)
+        {
+            return Ok(c.clone());
+        }
+        let c = Component::from_file(&self.engine, path).map_err(|e| LoadError::Component {
             path: path.display().to_string(),
             message: format!("{e:#}"),
-        })
+        })?;
+        if let Some((len, modified)) = stamp {
+            compiled.insert(path.to_path_buf(), (len, modified, c.clone()));
+        }
+        Ok(c)
     }
 
     /// Loads an app: its manifest (through `roa-check`), its compiled component, and the

@@ -1,0 +1,280 @@
+//! The approval app's scenarios (`examples/scenarios/approvals/*.yaml`), run through the
+//! simulator's scenario machinery (what `signoff sim run` does) with the real component.
+//! Every expectation of each file must hold; then the test reads each installation's hosted
+//! storage after the run, verifies every document's hash chain natively with
+//! `signoff-core`, cross-checks each chain's head with the page's `signoff-summary`
+//! property, and snapshots (JSON) the audit trail as readable lines, the egress ledger and
+//! the RoA report. The guests must be built (`cargo xtask guests`).
+//!
+//! All scenarios run in one test on one shared `Runtime`, so the component compiles once
+//! (in a debug build that is most of the time).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use serde_json::{Value, json};
+use signoff_core::store::EventStore;
+use signoff_core::{Record, audit};
+use signoff_e2e::root;
+use signoff_sim::clock::Millis;
+use signoff_sim::host::{Runtime, RuntimeConfig};
+use signoff_sim::scenario::{RunOptions, RunOutcome, Scenario};
+use signoff_storage::hosted::{HostedStore, KeyPolicy, Kvs, MemoryKvs};
+
+/// The approval app's scenarios, in file-name order.
+fn scenarios() -> Vec<PathBuf> {
+    let dir = root().join("examples/scenarios/approvals");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn run(runtime: &Arc<Runtime>, file: &Path) -> RunOutcome {
+    let rel = file.strip_prefix(root()).unwrap();
+    // Relative paths, so that failures and snapshots name the file as a user would.
+    std::env::set_current_dir(root()).unwrap();
+    Scenario::load(rel)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .run_on(runtime.clone(), RunOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The futures of the storage traits over an in-memory store are ready at once.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// One audit record as a line a person reads: seq, time, action and its details, actor
+/// (and on whose behalf), document version, states, signature, and the record's hash.
+fn line(r: &Record) -> String {
+    let event = serde_json::to_value(&r.event).unwrap();
+    let mut what = event["action"].as_str().unwrap().to_string();
+    if let Some(detail) = event.get("detail").and_then(Value::as_object) {
+        for (k, v) in detail {
+            if k == "workflow_hash" {
+                continue;
+            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            what.push_str(&format!(" {k}={v}"));
+        }
+    }
+    let at = serde_json::to_value(r.at).unwrap();
+    let by = match &r.on_behalf_of {
+        Some(o) => format!("{} for {o}", r.actor),
+        None => r.actor.clone(),
+    };
+    let signed = r
+        .signature
+        .as_ref()
+        .map(|s| {
+            let s = serde_json::to_value(s).unwrap();
+            format!(" signed {} ({})", s["name"], s["meaning"])
+        })
+        .unwrap_or_default();
+    format!(
+        "{} {} {what} | by {by} | v{} {}->{}{signed} | #{}",
+        r.seq,
+        at.as_str().unwrap_or(&at.to_string()),
+        r.version,
+        r.from_state,
+        r.to_state,
+        &r.hash[..12]
+    )
+}
+
+/// Every document of `install` after the run, read from the simulator's hosted storage
+/// through the same `HostedStore` layout the app writes, its chain verified natively.
+fn audit_trail(outcome: &RunOutcome, install: &str) -> Value {
+    let platform = outcome.sim.platform();
+    let kvs = MemoryKvs::new();
+    for (key, value) in platform.inspect(install).unwrap() {
+        kvs.set(&key, &value.to_string(), KeyPolicy::Overwrite)
+            .unwrap();
+    }
+    let store = HostedStore::new(kvs);
+    let mut docs = BTreeMap::new();
+    for (key, value) in platform.inspect(install).unwrap() {
+        let Some(page) = key.strip_prefix("app:page:") else {
+            continue;
+        };
+        let doc = value["doc"].as_str().unwrap().to_string();
+        let records = block_on(store.read(&doc, 0)).unwrap();
+        audit::verify(&records).unwrap_or_else(|e| panic!("{install} {doc}: {e:?}"));
+        let head = records.last().map(|r| r.hash.clone()).unwrap();
+        // The head the app shows on the page is the chain's head.
+        let site = platform
+            .pages()
+            .get_page(&site_of(outcome, install), page)
+            .map(|p| p.id);
+        assert_eq!(site.as_deref(), Some(page));
+        let summary = platform
+            .pages()
+            .get_property(&site_of(outcome, install), page, "signoff-summary")
+            .expect("a summary property");
+        let summary: Value = serde_json::from_str(&summary.value).unwrap();
+        assert_eq!(summary["head"], head.as_str(), "{install} {doc}");
+        audit::verify_head(&records, &head).unwrap();
+        docs.insert(
+            doc,
+            json!({
+                "page": page,
+                "state": summary["state"],
+                "verified": true,
+                "records": records.iter().map(line).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    json!(docs)
+}
+
+fn site_of(outcome: &RunOutcome, install: &str) -> String {
+    outcome
+        .sim
+        .platform()
+        .installation(install)
+        .map(|i| i.site.clone())
+        .unwrap()
+}
+
+/// The egress ledger as lines, runs of like attempts (same installation, destination,
+/// verdict, reason and carried content) folded into one line with their count and the
+/// first and last times.
+fn ledger(outcome: &RunOutcome) -> Value {
+    let mut runs: Vec<(String, u32, u64, u64)> = Vec::new();
+    for a in outcome.sim.platform().ledger() {
+        let v = serde_json::to_value(a).unwrap();
+        let text = |k: &str| match &v[k] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut what = format!(
+            "{} ({}) {} {} [{}{}]",
+            text("installation"),
+            text("realm"),
+            text("method"),
+            text("destination"),
+            text("category"),
+            if v["in_scope_eud"] == true {
+                ", in-scope EUD"
+            } else {
+                ""
+            },
+        );
+        if v["allowed"] == true {
+            what.push_str(" allowed");
+        } else {
+            what.push_str(&format!(" BLOCKED ({})", text("blocked_because")));
+        }
+        if let Some(c) = v["carries"].as_str() {
+            what.push_str(&format!(", carries {c}"));
+        }
+        let at = v["at"].as_u64().unwrap();
+        match runs.last_mut() {
+            Some(last) if last.0 == what => {
+                last.1 += 1;
+                last.3 = at;
+            }
+            _ => runs.push((what, 1, at, at)),
+        }
+    }
+    json!(
+        runs.iter()
+            .map(|(what, n, first, last)| {
+                let (first, last) = (Millis(*first), Millis(*last));
+                if n == &1 {
+                    format!("{first} {what}")
+                } else {
+                    format!("{first} .. {last} {n} x {what}")
+                }
+            })
+            .collect::<Vec<_>>()
+    )
+}
+
+/// What the snapshot of one run holds.
+fn snapshot(outcome: &RunOutcome) -> Value {
+    let summary = serde_json::to_value(outcome.summary()).unwrap();
+    let audit: BTreeMap<String, Value> = summary["installations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let id = i["id"].as_str().unwrap();
+            (id.to_string(), audit_trail(outcome, id))
+        })
+        .collect();
+    json!({
+        "scenario": summary["scenario"],
+        "seed": summary["seed"],
+        "stats": summary["stats"],
+        "installations": summary["installations"],
+        "audit": audit,
+        "egress": ledger(outcome),
+        "roa": summary["roa"],
+    })
+}
+
+#[test]
+fn the_approval_app_scenarios_pass_and_their_chains_verify() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let mut files = scenarios();
+    assert!(files.len() >= 9, "{files:?}");
+    // `APPROVALS_SCENARIO=veto` runs only the files whose name contains it (while writing one).
+    if let Ok(only) = std::env::var("APPROVALS_SCENARIO") {
+        files.retain(|f| f.file_stem().unwrap().to_string_lossy().contains(&only));
+    }
+    let mut failed = Vec::new();
+    for file in &files {
+        let outcome = run(&runtime, file);
+        if !outcome.passed() {
+            failed.push(outcome.to_text());
+            continue;
+        }
+        let snap = snapshot(&outcome);
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        insta::assert_json_snapshot!(format!("approvals_{name}"), snap);
+        if name == "webhook" {
+            // The runtime verdict names the host and what went there.
+            let reasons = snap["roa"][0]["observed"]["reasons"].to_string();
+            assert!(
+                reasons.contains("hooks.signoff.example") && reasons.contains("page content"),
+                "{reasons}"
+            );
+        }
+        if name == "two-stage" {
+            // The same seed gives the same bytes: the run again, trace and snapshot.
+            let again = run(&runtime, file);
+            assert_eq!(snapshot(&again), snap);
+            assert_eq!(
+                again.trace_json().to_string(),
+                outcome.trace_json().to_string()
+            );
+            // `signoff sim run` prints `to_text()`: the app README shows it.
+            let readme = std::fs::read_to_string(root().join("apps/approvals/README.md")).unwrap();
+            let text = outcome.to_text();
+            if !readme.contains(&text) {
+                failed.push(format!(
+                    "apps/approvals/README.md's \"Try it\" shows something else than:\n{text}"
+                ));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
