@@ -28,6 +28,7 @@ pub mod egress;
 pub mod flow;
 pub mod host;
 pub mod kvs;
+pub mod loopback;
 pub mod product;
 pub mod realm;
 pub mod redb_backend;

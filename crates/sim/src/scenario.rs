@@ -32,6 +32,7 @@ pub struct Scenario {
     flow: FlowConfig,
     sites: BTreeMap<String, SiteDef>,
     apps: BTreeMap<String, AppDef>,
+    endpoints: BTreeMap<String, EndpointDef>,
     installs: BTreeMap<String, InstallDef>,
     steps: Vec<Step>,
     expect: Vec<Expectation>,
@@ -247,7 +248,16 @@ impl Scenario {
         cx.keys(
             root,
             &[
-                "name", "seed", "flows", "sites", "apps", "installs", "steps", "expect", "end",
+                "name",
+                "seed",
+                "flows",
+                "sites",
+                "apps",
+                "endpoints",
+                "installs",
+                "steps",
+                "expect",
+                "end",
             ],
         )?;
         let mut s = Scenario {
@@ -262,6 +272,7 @@ impl Scenario {
             flow: FlowConfig::forge(),
             sites: BTreeMap::new(),
             apps: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
             installs: BTreeMap::new(),
             steps: Vec::new(),
             expect: Vec::new(),
@@ -305,6 +316,46 @@ impl Scenario {
                     env,
                 },
             );
+        }
+        if let Some(endpoints) = root.get("endpoints") {
+            for (k, v) in cx.map(endpoints)? {
+                let host = cx.string(k)?.to_ascii_lowercase();
+                cx.keys(v, &["status", "body", "loopback"])?;
+                let def = match v.get("loopback") {
+                    Some(l) => {
+                        if let Some(extra) = v.get("status").or(v.get("body")) {
+                            return Err(cx.err(
+                                extra.pos,
+                                "a loopback endpoint answers for itself: no `status` or `body`",
+                            ));
+                        }
+                        let addr: std::net::SocketAddr = cx.string(l)?.parse().map_err(|_| {
+                            cx.err(l.pos, "expected an address such as 127.0.0.1:8080")
+                        })?;
+                        if !addr.ip().is_loopback() {
+                            return Err(
+                                cx.err(l.pos, &crate::loopback::NotLoopback(addr).to_string())
+                            );
+                        }
+                        EndpointDef::Loopback(addr)
+                    }
+                    None => EndpointDef::Fixed {
+                        status: match v.get("status") {
+                            Some(n) => u16::try_from(cx.uint(n)?)
+                                .ok()
+                                .filter(|s| (100..=599).contains(s))
+                                .ok_or_else(|| cx.err(n.pos, "a status is 100 to 599"))?,
+                            None => 200,
+                        },
+                        body: v
+                            .get("body")
+                            .map(|n| cx.string(n))
+                            .transpose()?
+                            .unwrap_or_default(),
+                    },
+                };
+                s.endpoints.insert(host, def);
+            }
         }
         if let Some(installs) = root.get("installs") {
             for (k, v) in cx.map(installs)? {
@@ -385,6 +436,25 @@ impl Scenario {
         let start = config.start;
         let storage = std::mem::take(&mut options.storage);
         let mut sim = Simulation::with_storage(runtime.clone(), config, self.flow, storage);
+        for (host, def) in &self.endpoints {
+            let endpoint: crate::host::Endpoint = match def {
+                EndpointDef::Fixed { status, body } => {
+                    let (status, body) = (*status, body.clone());
+                    Arc::new(move |_: &crate::host::EndpointRequest| {
+                        crate::host::EndpointResponse {
+                            status,
+                            headers: Vec::new(),
+                            body: body.clone(),
+                        }
+                    })
+                }
+                EndpointDef::Loopback(addr) => {
+                    crate::loopback::loopback_endpoint(*addr, LOOPBACK_TIMEOUT)
+                        .map_err(|e| self.fail(None, e))?
+                }
+            };
+            sim.platform_mut().add_endpoint(host, endpoint);
+        }
         let mut run = Run {
             scenario: self,
             runtime,
@@ -455,6 +525,18 @@ impl Scenario {
 
 // ---------------------------------------------------------------------------------------
 // The parsed form.
+
+/// How long a loopback endpoint may take to connect, and to answer.
+const LOOPBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A simulated remote host of the scenario's `endpoints:`.
+#[derive(Debug, Clone)]
+enum EndpointDef {
+    /// The same answer to every request.
+    Fixed { status: u16, body: String },
+    /// The opt-in loopback mode: requests go, as HTTP/1.1, to a local server.
+    Loopback(std::net::SocketAddr),
+}
 
 #[derive(Debug, Clone)]
 struct SiteDef {

@@ -31,7 +31,7 @@ installs:
 fn bad_scenarios_point_at_the_place() {
     check_error(
         "sites: {}\napps: {}\nbogus: 1\n",
-        "s.yaml:3:1: unknown key `bogus` (expected one of: name, seed, flows, sites, apps, installs, steps, expect, end)",
+        "s.yaml:3:1: unknown key `bogus` (expected one of: name, seed, flows, sites, apps, endpoints, installs, steps, expect, end)",
     );
     check_error("apps: {}\n", "s.yaml:1:1: missing `sites`");
     check_error(
@@ -148,4 +148,89 @@ fn failed_expectations_name_the_place_and_the_seed_reproduces_them() {
         "s.yaml:12:5: expected page `p` at version 2, found version 1 (checked at 2026-01-01T02:00:00.000Z)"
     );
     assert!(out.to_text().contains("FAILED (seed 11)"));
+}
+
+/// `endpoints:` answers allowed fetches: a fixed answer, or (opt-in) a real HTTP server on
+/// the loopback interface. The gate still judges every request first, and bad endpoint
+/// entries are refused at their place.
+#[test]
+fn endpoints_answer_allowed_fetches_fixed_or_over_loopback() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nfrom server")
+            .unwrap();
+        head
+    });
+    let text = format!(
+        "{HEAD}endpoints:\n  stats.example.com: {{loopback: \"{addr}\"}}\n  other.example.com: {{status: 202, body: fixed}}\n"
+    );
+    let s = Scenario::parse("s.yaml", &examples(), text.as_bytes()).unwrap();
+    let mut out = s
+        .run_on(loaded().runtime.clone(), RunOptions::default())
+        .unwrap();
+    let fetch = |out: &mut signoff_sim::scenario::RunOutcome, url: &str| {
+        out.sim
+            .call_resolver("i", None, Some("alice"), "fetch", url)
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        fetch(&mut out, "https://stats.example.com/v1/ping?x=1"),
+        r#"{"status":200,"body":"from server"}"#
+    );
+    let head = server.join().unwrap();
+    assert_eq!(head[0], "GET /v1/ping?x=1 HTTP/1.1");
+    assert!(
+        head.contains(&"host: stats.example.com".to_string()),
+        "{head:?}"
+    );
+    // Not declared in the manifest: the gate refuses it before any endpoint is asked.
+    assert_eq!(
+        fetch(&mut out, "https://other.example.com/"),
+        r#"{"error":"REQUEST_EGRESS_ALLOWLIST_ERR"}"#
+    );
+    let ledger = out.sim.platform().ledger();
+    assert_eq!(ledger.len(), 2);
+    assert!(ledger[0].allowed && !ledger[1].allowed);
+
+    // A fixed answer, for a declared host.
+    let text = format!("{HEAD}endpoints:\n  stats.example.com: {{status: 202, body: fixed}}\n");
+    let s = Scenario::parse("s.yaml", &examples(), text.as_bytes()).unwrap();
+    let mut out = s
+        .run_on(loaded().runtime.clone(), RunOptions::default())
+        .unwrap();
+    assert_eq!(
+        fetch(&mut out, "https://stats.example.com/"),
+        r#"{"status":202,"body":"fixed"}"#
+    );
+
+    check_error(
+        &format!("{HEAD}endpoints:\n  x.example: {{loopback: \"192.0.2.1:80\"}}\n"),
+        "s.yaml:9:25: 192.0.2.1:80 is not a loopback address: the loopback mode only reaches 127.0.0.0/8 or ::1",
+    );
+    check_error(
+        &format!("{HEAD}endpoints:\n  x.example: {{loopback: \"127.0.0.1:80\", status: 200}}\n"),
+        "s.yaml:9:49: a loopback endpoint answers for itself: no `status` or `body`",
+    );
+    check_error(
+        &format!("{HEAD}endpoints:\n  x.example: {{status: 700}}\n"),
+        "s.yaml:9:23: a status is 100 to 599",
+    );
 }
