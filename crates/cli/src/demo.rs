@@ -354,3 +354,57 @@ pub fn render(f: &Figures) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flagship scenario's key figures, as the README shows them (the README's copy of
+    /// the report is a `text` block: a debug build takes too long to run it in the README
+    /// test). Needs the app component: `cargo xtask guests`.
+    #[test]
+    fn the_flagship_year_gives_the_figures_the_readme_shows() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/flagship.yaml");
+        let f =
+            figures(&path, false).expect("the flagship scenario runs (cargo xtask guests first)");
+        assert!(f.failures.is_empty(), "{:?}", f.failures);
+        let states: Vec<(&str, usize)> = f.by_state.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        assert_eq!(
+            states,
+            [
+                ("approved", 3),
+                ("draft", 1),
+                ("in_review", 1),
+                ("review_required", 1)
+            ]
+        );
+        assert_eq!(
+            (
+                f.approvals,
+                f.signatures,
+                f.rejections,
+                f.escalations,
+                f.periodic_reviews
+            ),
+            (17, 5, 1, 2, 3)
+        );
+        assert!(f.reminders > 0);
+        assert_eq!((f.documents, f.records), (6, 115));
+        assert!(f.chain_problems.is_empty(), "{:?}", f.chain_problems);
+        assert_eq!(f.blocked_on_day, Some(182));
+        assert!(f.analytics_delivered > 0 && f.analytics_dropped > 0);
+        assert_eq!(f.analytics_after_block, 0);
+        assert!(f.fetches.is_empty(), "{:?}", f.fetches);
+        assert_eq!(f.cross_realm, 0);
+        assert_eq!(f.keys_per_realm.keys().collect::<Vec<_>>(), ["EU"]);
+        assert_eq!(f.keys_per_realm["EU"], f.installation_keys);
+        assert!(f.static_eligible && f.observed_eligible);
+        assert!(f.ok());
+        let text = render(&f);
+        assert!(
+            text.contains("audit chain verified: 6 documents, 115 records"),
+            "{text}"
+        );
+    }
+}
