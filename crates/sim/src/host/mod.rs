@@ -97,6 +97,10 @@ pub enum LoadError {
     NoAppId,
 }
 
+/// How much of each pooled linear memory is reset in place between instances (see
+/// `Runtime::new`).
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Arc<Runtime>, LoadError> {
         let mut pool = PoolingAllocationConfig::default();
@@ -106,7 +110,12 @@ impl Runtime {
             .total_core_instances(n * 8)
             .total_memories(n * 2)
             .total_tables(n * 8)
-            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
+            .max_memory_size((MAX_MEMORY_MB as usize) << 20)
+            // Reset the first pages of a freed instance's memories and tables by hand rather
+            // than returning them to the kernel: the next invocation touches them again, and
+            // page faults and TLB shootdowns were most of an invocation's cost.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES / 16);
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .epoch_interruption(true)
