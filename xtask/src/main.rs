@@ -39,6 +39,10 @@ COMMANDS:
                          (1, 10, 100), and a pending list read from 100,000 documents
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
+    bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
+                         x a simulated year (created, submitted, reminded, approved; the hourly
+                         schedule all year): wall time, peak memory, simulated events/s
+                         (SCALE_SITES, SCALE_DOCS change the size)
     guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
                          (guests/) and the apps (apps/, e.g. apps/approvals), all into
                          guests/target/wasm32-wasip2/release/
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         ["bench", "roa"] => bench_roa(),
         ["bench", "core"] => bench_example("signoff-core"),
         ["bench", "sim"] => guests::bench_sim(&root()),
+        ["bench", "scale"] => guests::bench_scale(&root()),
         ["bench", "storage"] => bench_example("signoff-storage"),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
