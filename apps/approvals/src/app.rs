@@ -426,12 +426,12 @@ where
     fn build_wake_index(&self) -> Result<(), AppError> {
         for (key_name, _) in self.scan("app:page:")? {
             let page_id = &key_name["app:page:".len()..];
-            if let Ok(d) = self.load(page_id) {
-                if let Some(t) = d.state.next_tick(&d.wf) {
-                    self.kvs
-                        .set(&wake_key(t, page_id), "1", KeyPolicy::Overwrite)
-                        .map_err(kvs_error)?;
-                }
+            if let Ok(d) = self.load(page_id)
+                && let Some(t) = d.state.next_tick(&d.wf)
+            {
+                self.kvs
+                    .set(&wake_key(t, page_id), "1", KeyPolicy::Overwrite)
+                    .map_err(kvs_error)?;
             }
         }
         self.kvs
@@ -761,10 +761,10 @@ where
             self.store
                 .commit(doc, expected, &decided.records, Some(entry), &notes),
         )?;
-        if let Some(t) = old.filter(|t| Some(*t) != new) {
-            if let Err(e) = self.kvs.delete(&wake_key(t, page_id)) {
-                self.log(Level::Warn, &format!("wake key not deleted: {}", e.code));
-            }
+        if let Some(t) = old.filter(|t| Some(*t) != new)
+            && let Err(e) = self.kvs.delete(&wake_key(t, page_id))
+        {
+            self.log(Level::Warn, &format!("wake key not deleted: {}", e.code));
         }
         Ok(())
     }
