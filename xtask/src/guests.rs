@@ -67,6 +67,26 @@ pub fn bench_sim(root: &Path) -> Result<(), String> {
     run(&mut cmd)
 }
 
+/// `cargo xtask bench scale`: builds the components, then runs the simulator's `scale`
+/// example in release (the approval app on 100 sites x 1,000 documents through a simulated
+/// year; wall time, peak memory and simulated events per second).
+pub fn bench_scale(root: &Path) -> Result<(), String> {
+    build_guests(root)?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "signoff-sim",
+            "--example",
+            "scale",
+        ])
+        .env("SIGNOFF_GUESTS_TARGET_DIR", guests_target_dir(root));
+    run(&mut cmd)
+}
+
 /// The native tests of the apps' logic (the components' own code has no native build).
 pub fn test_apps(root: &Path) -> Result<(), String> {
     run(component_cargo(root, "apps")

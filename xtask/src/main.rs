@@ -24,8 +24,10 @@ COMMANDS:
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
-    demo                 The main job: check the bundled example manifests, show an upgrade
-                         diff, draw an approval workflow and run one of its scenario tests
+    demo                 The main job: build the approval app and run the flagship scenario
+                         (an EU site through a simulated year: documents by state, signatures,
+                         audit chains verified natively, egress, residency, RoA verdicts),
+                         then a verdict line per example manifest
     corpus DIR           Check every manifest of DIR against DIR/expected.json; print a score
                          (exit 1 below 100%)
     bench roa            Benchmark roa-check: manifests/s on a 300-line manifest beside a bare
@@ -37,6 +39,10 @@ COMMANDS:
                          (1, 10, 100), and a pending list read from 100,000 documents
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
+    bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
+                         x a simulated year (created, submitted, reminded, approved; the hourly
+                         schedule all year): wall time, peak memory, simulated events/s
+                         (SCALE_SITES, SCALE_DOCS change the size)
     guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
                          (guests/) and the apps (apps/, e.g. apps/approvals), all into
                          guests/target/wasm32-wasip2/release/
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         ["bench", "roa"] => bench_roa(),
         ["bench", "core"] => bench_example("signoff-core", "bench-core"),
         ["bench", "sim"] => guests::bench_sim(&root()),
+        ["bench", "scale"] => guests::bench_scale(&root()),
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
@@ -206,7 +213,37 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
+/// The directory cargo builds into (`CARGO_TARGET_DIR`, else `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// `cargo xtask demo`: builds the app component and `signoff` (release), runs the flagship
+/// scenario (`signoff demo examples/scenarios/flagship.yaml`: the approval app on an EU site
+/// through a simulated year), then one verdict line per example manifest.
 fn demo() -> Result<(), String> {
+    guests::build_guests(&root())?;
+    run(cargo().args(["build", "--release", "--quiet", "-p", "signoff-cli"]))?;
+    let signoff = target_dir().join("release/signoff");
+    println!("$ signoff demo examples/scenarios/flagship.yaml");
+    let started = Instant::now();
+    let status = Command::new(&signoff)
+        .current_dir(root())
+        .args(["demo", "examples/scenarios/flagship.yaml"])
+        .env(
+            "SIGNOFF_GUESTS_TARGET_DIR",
+            guests::guests_target_dir(&root()),
+        )
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", signoff.display()))?;
+    let took = started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(format!("the flagship scenario failed ({status})"));
+    }
+    eprintln!("  (the simulated year took {took:.1} s)");
     let examples = root().join("examples/manifests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
         .map_err(|e| format!("cannot read {}: {e}", examples.display()))?
@@ -214,61 +251,22 @@ fn demo() -> Result<(), String> {
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .collect();
     files.sort();
-    run(cargo().args(["build", "--quiet", "-p", "signoff-cli"]))?;
-    let signoff = root().join("target/debug/signoff");
-    println!(
-        "== signoff demo: Runs-on-Atlassian verdicts, an upgrade diff, and an approval workflow ==\n"
-    );
+    println!("\n$ signoff roa check examples/manifests/*.yml   (verdict lines)");
     for file in &files {
         let rel = file.strip_prefix(root()).unwrap_or(file);
-        println!("$ signoff roa check {}", rel.display());
         // Exit code 1 means "not eligible", which the demo expects for some examples.
-        let status = Command::new(&signoff)
+        let output = Command::new(&signoff)
             .current_dir(root())
             .args(["roa", "check"])
             .arg(rel)
-            .status()
+            .output()
             .map_err(|e| format!("cannot run signoff: {e}"))?;
-        if status.code() == Some(2) {
+        if output.status.code() == Some(2) {
             return Err(format!("{} could not be checked", rel.display()));
         }
-        println!();
+        let text = String::from_utf8_lossy(&output.stdout);
+        println!("{}", text.lines().next().unwrap_or_default());
     }
-    let (old, new) = (
-        "examples/manifests/approvals-eligible.yml",
-        "examples/manifests/approvals-webhook.yml",
-    );
-    println!("$ signoff roa diff {old} {new}");
-    let status = Command::new(&signoff)
-        .current_dir(root())
-        .args(["roa", "diff", old, new])
-        .status()
-        .map_err(|e| format!("cannot run signoff: {e}"))?;
-    if !status.success() {
-        return Err("the example diff failed".into());
-    }
-    for args in [
-        &["workflow", "show", "crates/core/templates/two-stage.yaml"][..],
-        &[
-            "workflow",
-            "test",
-            "crates/core/tests/scenarios/11-two-stage-with-e-signature.yaml",
-        ][..],
-    ] {
-        println!("\n$ signoff {}", args.join(" "));
-        let status = Command::new(&signoff)
-            .current_dir(root())
-            .args(args)
-            .status()
-            .map_err(|e| format!("cannot run signoff: {e}"))?;
-        if !status.success() {
-            return Err(format!("`signoff {}` failed", args.join(" ")));
-        }
-    }
-    println!(
-        "\nNot in this demo yet: the approval app running inside the platform simulator over a \
-         simulated year (issues #5 and #6). See README.md for the local store (`signoff doc`)."
-    );
     Ok(())
 }
 

@@ -326,12 +326,19 @@ where
     /// time (expiry, reminders, escalations, periodic reviews), then delivers notifications.
     pub fn on_schedule(&self, key: &str) -> Result<(), AppError> {
         let now = self.now();
+        if self.kvs.get(WAKE_INDEX_KEY).map_err(kvs_error)?.is_none() {
+            self.build_wake_index()?;
+        }
         let (mut documents, mut fired, mut records) = (0, 0, 0);
-        for (key_name, _) in self.scan("app:page:")? {
-            let page_id = &key_name["app:page:".len()..];
+        // The documents due by now, earliest first: one query when none is.
+        for (wake, page_id, at) in self.due_wakes(now)? {
             documents += 1;
-            let d = match self.load(page_id) {
+            let d = match self.load(&page_id) {
                 Ok(d) => d,
+                Err(e) if e.code == "UNKNOWN_PAGE" => {
+                    self.drop_wake(&wake);
+                    continue;
+                }
                 Err(e) => {
                     self.log(
                         Level::Warn,
@@ -340,14 +347,28 @@ where
                     continue;
                 }
             };
+            let next = d.state.next_tick(&d.wf);
             let Some(decided) = d.state.tick(&d.wf, now) else {
+                // A spurious key (a change moved the document's time): drop it, and make
+                // sure the right one exists.
+                if next != Some(at) {
+                    if let Some(t) = next {
+                        let _ = self
+                            .kvs
+                            .set(&wake_key(t, &page_id), "1", KeyPolicy::Overwrite);
+                    }
+                    self.drop_wake(&wake);
+                }
                 continue;
             };
-            match self.commit(&d.page.doc, d.state.seq, &d.wf, &decided) {
+            match self.commit(&d.page.doc, d.state.seq, &d.wf, Some(&d.state), &decided) {
                 Ok(()) => {
                     fired += 1;
                     records += decided.records.len();
-                    self.after(page_id, &d.page, &d.wf, &decided.state);
+                    if next != Some(at) {
+                        self.drop_wake(&wake);
+                    }
+                    self.after(&page_id, &d.page, &d.wf, &decided.state);
                 }
                 // Someone acted on the document meanwhile; the next run fires what is due.
                 Err(e) => self.log(
@@ -362,6 +383,60 @@ where
         );
         self.deliver();
         Ok(())
+    }
+
+    /// The wake keys at or before `now`, in time order: `(key, page id, time)`. Reads pages
+    /// of the index until the first later key.
+    fn due_wakes(&self, now: Timestamp) -> Result<Vec<(String, String, Timestamp)>, AppError> {
+        let mut due = Vec::new();
+        let mut cursor: Option<String> = None;
+        // A small first page: most runs find nothing due.
+        let mut limit = 8;
+        loop {
+            let page = self
+                .kvs
+                .query(WAKE_PREFIX, limit, cursor.as_deref())
+                .map_err(kvs_error)?;
+            for (key, _) in page.entries {
+                let Some((at, page_id)) = parse_wake(&key) else {
+                    self.drop_wake(&key);
+                    continue;
+                };
+                if at > now {
+                    return Ok(due);
+                }
+                due.push((key.clone(), page_id.to_owned(), at));
+            }
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(due),
+            }
+            limit = MAX_PAGE;
+        }
+    }
+
+    fn drop_wake(&self, key: &str) {
+        if let Err(e) = self.kvs.delete(key) {
+            self.log(Level::Warn, &format!("wake key not deleted: {}", e.code));
+        }
+    }
+
+    /// Installations from before the wake index: one pass over every tracked page writes
+    /// its wake key, then the marker.
+    fn build_wake_index(&self) -> Result<(), AppError> {
+        for (key_name, _) in self.scan("app:page:")? {
+            let page_id = &key_name["app:page:".len()..];
+            if let Ok(d) = self.load(page_id)
+                && let Some(t) = d.state.next_tick(&d.wf)
+            {
+                self.kvs
+                    .set(&wake_key(t, page_id), "1", KeyPolicy::Overwrite)
+                    .map_err(kvs_error)?;
+            }
+        }
+        self.kvs
+            .set(WAKE_INDEX_KEY, "1", KeyPolicy::Overwrite)
+            .map_err(kvs_error)
     }
 
     /// The health check's answer: JSON, and whether the store answers.
@@ -539,7 +614,7 @@ where
             let d = self.load(page_id)?;
             let cmd = build(&d.state)?;
             let decided = d.state.decide(&d.wf, &cmd, now).map_err(refused)?;
-            match self.commit(&d.page.doc, d.state.seq, &d.wf, &decided) {
+            match self.commit(&d.page.doc, d.state.seq, &d.wf, Some(&d.state), &decided) {
                 Ok(()) => {
                     self.after(page_id, &d.page, &d.wf, &decided.state);
                     self.track(
@@ -588,7 +663,7 @@ where
                     },
                 };
                 let decided = DocState::create(&wf, &doc, &cmd, now).map_err(refused)?;
-                match self.commit(&doc, 0, &wf, &decided) {
+                match self.commit(&doc, 0, &wf, None, &decided) {
                     Ok(()) => {}
                     Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
                     Err(e) => return Err(storage(e)),
@@ -635,7 +710,7 @@ where
                     return Ok("refused");
                 }
             };
-            match self.commit(&d.page.doc, d.state.seq, &d.wf, &decided) {
+            match self.commit(&d.page.doc, d.state.seq, &d.wf, Some(&d.state), &decided) {
                 Ok(()) => {}
                 Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
                 Err(e) => return Err(storage(e)),
@@ -653,13 +728,29 @@ where
 
     /// Appends the records, updates the index row and queues the notifications, in one
     /// atomic commit.
+    ///
+    /// The document's wake key (`app:wake:<time>:<page id>`, the time of
+    /// [`DocState::next_tick`]) is written *before* the commit, so a committed change is never
+    /// missing from the schedule's index: if that write fails, nothing is committed; if the
+    /// commit fails after it, the key is spurious, and the schedule drops it when it finds
+    /// nothing due. The key of the state before (`before`) is deleted after the commit (a
+    /// failure there leaves a spurious key, dropped the same way).
     fn commit(
         &self,
         doc: &str,
         expected: u64,
         wf: &Workflow,
+        before: Option<&DocState>,
         decided: &Decided,
     ) -> Result<(), StoreError> {
+        let page_id = doc.strip_prefix("page-").unwrap_or(doc);
+        let old = before.and_then(|s| s.next_tick(wf));
+        let new = decided.state.next_tick(wf);
+        if let Some(t) = new.filter(|t| Some(*t) != old) {
+            self.kvs
+                .set(&wake_key(t, page_id), "1", KeyPolicy::Overwrite)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
         let notes: Vec<Notification> = decided
             .records
             .iter()
@@ -669,8 +760,13 @@ where
         block_on(
             self.store
                 .commit(doc, expected, &decided.records, Some(entry), &notes),
-        )
-        .map(|_| ())
+        )?;
+        if let Some(t) = old.filter(|t| Some(*t) != new)
+            && let Err(e) = self.kvs.delete(&wake_key(t, page_id))
+        {
+            self.log(Level::Warn, &format!("wake key not deleted: {}", e.code));
+        }
+        Ok(())
     }
 
     /// What follows a committed change: the page mirrors the document, and the webhook (when
@@ -1036,6 +1132,23 @@ fn doc_id(page_id: &str) -> String {
 
 fn page_key(page_id: &str) -> String {
     format!("app:page:{page_id}")
+}
+
+/// The schedule's index: `app:wake:<16 hex digits of the time in seconds>:<page id>`, so
+/// keys sort by time; a page's key is at [`DocState::next_tick`] of its document.
+const WAKE_PREFIX: &str = "app:wake:";
+/// Set once the wake index covers every tracked page.
+const WAKE_INDEX_KEY: &str = "app:wake-index";
+
+fn wake_key(at: Timestamp, page_id: &str) -> String {
+    format!("{WAKE_PREFIX}{:016x}:{page_id}", at.0.max(0))
+}
+
+fn parse_wake(key: &str) -> Option<(Timestamp, &str)> {
+    let rest = key.strip_prefix(WAKE_PREFIX)?;
+    let (hex, page_id) = rest.split_once(':')?;
+    let at = i64::from_str_radix(hex, 16).ok()?;
+    (hex.len() == 16 && !page_id.is_empty()).then_some((Timestamp(at), page_id))
 }
 
 /// The pages on which someone was made a delegate: `app:delegations:<account id>`.

@@ -8,6 +8,7 @@ use std::io::Write;
 
 use clap::Parser;
 
+pub mod demo;
 pub mod doc;
 pub mod sim;
 pub mod workflow;
@@ -41,6 +42,10 @@ pub enum Command {
     /// The simulated Forge platform: run a scenario, inspect what installations stored.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// The flagship demo: the approval app on an EU site through a simulated year, then
+    /// documents by state, signatures, audit chains verified natively, egress, residency and
+    /// the Runs-on-Atlassian verdicts (build the app first: `cargo xtask guests`).
+    Demo(demo::DemoArgs),
     #[command(flatten)]
     Local(doc::LocalCommand),
 }
@@ -66,6 +71,7 @@ where
         Command::Roa(cmd) => roa_check::cli::run(cmd, out, err, stdout_is_terminal),
         Command::Workflow(cmd) => workflow::run(cmd, out, err),
         Command::Sim(cmd) => sim::run(cmd, out, err),
+        Command::Demo(args) => demo::run(args, out, err),
         Command::Local(cmd) => doc::run(cmd, out, err),
     }
 }

@@ -527,6 +527,61 @@ impl DocState {
         }
     }
 
+    /// The earliest time at which [`DocState::tick`] would fire something (expiry,
+    /// escalation, a reminder, a periodic review) if nothing else happens to the document
+    /// first; `None` when nothing is scheduled. A scheduler can keep documents in an index by
+    /// this time and tick only those due, instead of loading every document on every run:
+    /// `tick(t)` for any `t` before it returns nothing (a test checks this).
+    pub fn next_tick(&self, wf: &Workflow) -> Option<Timestamp> {
+        let here = wf.state(self.state);
+        let expiry = self.deadline();
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Timestamp| {
+            // At and after the deadline, tick only ever looks at expiry.
+            if expiry.is_none_or(|d| t < d) {
+                next = Some(next.map_or(t, |n: Timestamp| n.min(t)));
+            }
+        };
+        if let (Some(def), Some(ap)) = (&here.approval, &self.approval) {
+            let k = ap.stage;
+            let stage = def.stages.get(k).zip(ap.stages.get(k));
+            if let Some((sdef, stage, started)) =
+                stage.and_then(|(d, s)| s.started_at.map(|t| (d, s, t)))
+            {
+                for (gdef, g) in sdef.groups.iter().zip(&stage.groups) {
+                    if g.closed.is_some() {
+                        continue;
+                    }
+                    if let Some(e) = gdef.escalate.as_ref().filter(|_| !g.escalated) {
+                        consider(started.plus(e.after));
+                    }
+                    if let Some(every) = gdef.remind_every {
+                        if g.slots.iter().any(|s| s.decision.is_none()) {
+                            consider(g.last_reminder.unwrap_or(started).plus(every));
+                        }
+                    }
+                }
+            }
+        } else if let Some(r) = here
+            .review
+            .as_ref()
+            .filter(|_| wf.next(self.state, Trigger::ReviewDue).is_some())
+        {
+            match (r.every, r.idle) {
+                (Some(every), _) => consider(self.entered_at.plus(every)),
+                (None, Some(idle)) => consider(self.last_touch.plus(idle)),
+                (None, None) => {}
+            }
+        }
+        let expires = expiry.filter(|_| wf.next(self.state, Trigger::Expired).is_some());
+        match (next, expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        // Never before the last record: tick ignores times before it.
+        .map(|t| t.max(self.last_at))
+    }
+
     fn empty(doc: &str) -> DocState {
         DocState {
             doc: doc.to_owned(),

@@ -263,6 +263,8 @@ pub struct Simulation {
     /// Deliveries to an installation to duplicate (fault injection).
     duplicates: BTreeMap<String, u32>,
     trace: Vec<FlowEvent>,
+    /// `SimConfig::trace`: keep the lines of `trace`.
+    keep_trace: bool,
     stats: Stats,
 }
 
@@ -298,6 +300,7 @@ impl Simulation {
             // A stream of its own, so that the platform's choices do not shift when an app
             // draws more or less randomness.
             rng: Rng::seeded(config.seed ^ 0x5eed_f10e),
+            keep_trace: config.trace,
             queue: BinaryHeap::new(),
             seq: 0,
             deliveries: 0,
@@ -1027,6 +1030,9 @@ impl Simulation {
     }
 
     fn record(&mut self, what: Flow) {
+        if !self.keep_trace {
+            return;
+        }
         let at = self.now();
         self.trace.push(FlowEvent { at, what });
     }

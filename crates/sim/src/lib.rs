@@ -17,6 +17,8 @@
 //!   product events with seeded delays, reordering, retries and dead letters; scheduled
 //!   triggers; web triggers; queues; deploys classified major or minor by `roa-check`, with
 //!   the site admin's consent; fault injection. Same seed, byte-identical trace;
+//! - [`hosted`]: one installation's hosted store as `signoff_storage::hosted::Kvs`, so
+//!   `HostedStore` reads natively what an app stored from inside the simulator;
 //! - [`report`]: the runtime RoA report, `roa-check`'s static verdict beside what the app was
 //!   seen doing (egress by destination, blocked attempts, page content sent, cross-realm
 //!   access), as text or JSON;
@@ -27,6 +29,7 @@ pub mod clock;
 pub mod egress;
 pub mod flow;
 pub mod host;
+pub mod hosted;
 pub mod kvs;
 pub mod loopback;
 pub mod product;

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use signoff_core::{Record, audit};
+use signoff_storage::hosted::{KeyPolicy, Kvs};
 
 use crate::fake::{START_MS, World};
 
@@ -586,4 +587,53 @@ fn overdue_reviews_escalate_to_backups() {
     assert_eq!(lead["items"][0]["group"], "qa", "{lead}");
     let notes = w.property("8", "signoff-notifications").unwrap();
     assert!(notes.to_string().contains("escalated"), "{notes}");
+}
+
+/// The wake keys (`app:wake:<time>:<page>`) in the store.
+fn wakes(w: &World) -> Vec<String> {
+    w.kvs
+        .entries()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("app:wake:"))
+        .collect()
+}
+
+#[test]
+fn the_schedule_reads_only_documents_due() {
+    let w = submitted();
+    // A submitted document has one wake key: its first reminder.
+    let before = wakes(&w);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(before[0].ends_with(":1"), "{before:?}");
+    // A run with nothing due changes nothing and looks at no document.
+    w.advance_secs(3_600);
+    w.app().on_schedule("due-dates").unwrap();
+    assert_eq!(wakes(&w), before);
+    let last_schedule = |w: &World| -> Value {
+        let (_, props) = w
+            .platform
+            .analytics
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(e, _)| e == "signoff.schedule")
+            .cloned()
+            .unwrap();
+        serde_json::from_str(&props).unwrap()
+    };
+    assert_eq!(last_schedule(&w)["documents"], 0);
+    // When the reminder is due, the run fires it and the key moves to the next deadline.
+    w.advance_secs(2 * 86_400);
+    w.app().on_schedule("due-dates").unwrap();
+    assert_eq!(last_schedule(&w)["fired"], 1);
+    let after = wakes(&w);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after[0] > before[0], "{before:?} -> {after:?}");
+    // A spurious key (left by a failed commit) is dropped by the next run.
+    w.kvs
+        .set("app:wake:0000000000000001:1", "1", KeyPolicy::Overwrite)
+        .unwrap();
+    w.app().on_schedule("due-dates").unwrap();
+    assert_eq!(wakes(&w), after);
 }

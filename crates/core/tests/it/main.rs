@@ -2,6 +2,7 @@
 
 mod chain;
 mod engine;
+mod next_tick;
 mod props;
 mod scenarios;
 mod store;

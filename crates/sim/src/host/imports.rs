@@ -33,6 +33,7 @@ pub(crate) struct Invocation {
     pub(crate) now: Millis,
     pub(crate) deadline: Instant,
     pub(crate) limits: InvocationLimits,
+    pub(crate) trace: bool,
     pub(crate) limiter: Limiter,
     pub(crate) wall_clock: VirtualWallClock,
     /// Drawn from the platform's seeded generator: WASI randomness replays with the seed.
@@ -52,6 +53,7 @@ pub(crate) struct HostState {
     started: Instant,
     deadline: Instant,
     limits: InvocationLimits,
+    trace: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
@@ -90,6 +92,7 @@ impl HostState {
             started: Instant::now(),
             deadline: i.deadline,
             limits: i.limits,
+            trace: i.trace,
             wasi,
             table: ResourceTable::new(),
             limiter: i.limiter,
@@ -598,6 +601,9 @@ impl log::Host for HostState {
         }
         self.log_lines += 1;
         self.log_bytes += message.len();
+        if !self.trace {
+            return;
+        }
         self.world.logs.push(LogLine {
             at: self.now,
             installation: self.installation.id.clone(),
@@ -617,6 +623,9 @@ impl log::Host for HostState {
 impl analytics::Host for HostState {
     fn track(&mut self, event: String, properties: String) -> Result<(), PlatformError> {
         json(&event, &properties)?;
+        if !self.trace {
+            return Ok(());
+        }
         self.world.analytics.push(AnalyticsEvent {
             at: self.now,
             installation: self.installation.id.clone(),

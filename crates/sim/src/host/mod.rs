@@ -50,6 +50,14 @@ pub struct RuntimeConfig {
     pub fuel: Option<u64>,
     /// Instances alive at once (pooling allocator slots).
     pub max_concurrent_instances: u32,
+    /// Bytes at the start of each pooled linear memory (and a sixteenth of that of each
+    /// table) reset in place when an instance is freed, instead of being handed back to the
+    /// kernel. 0 (the default) hands everything back. Long runs of an app that touches a
+    /// few MiB per invocation go much faster with it (page faults and TLB shootdowns were
+    /// most of the approval app's invocation cost; `examples/scale.rs` uses 2 MiB), at the
+    /// price of resetting that much memory per instance: a guest that grows its memory a lot
+    /// and quickly (the hostile memory bomb) gets slower.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -58,6 +66,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             fuel: None,
             max_concurrent_instances: 64,
+            keep_resident_bytes: 0,
         }
     }
 }
@@ -112,7 +121,11 @@ impl Runtime {
             .total_core_instances(n * 8)
             .total_memories(n * 2)
             .total_tables(n * 8)
-            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
+            .max_memory_size((MAX_MEMORY_MB as usize) << 20)
+            // Optionally reset the first pages of a freed instance's memories and tables by
+            // hand rather than returning them to the kernel (see `keep_resident_bytes`).
+            .linear_memory_keep_resident(config.keep_resident_bytes)
+            .table_keep_resident(config.keep_resident_bytes / 16);
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .epoch_interruption(true)
@@ -352,6 +365,11 @@ pub struct SimConfig {
     pub seed: u64,
     pub limits: InvocationLimits,
     pub kvs: KvsLimits,
+    /// Keep a line per invocation (`Platform::trace`), per simulation event
+    /// (`Simulation::trace`), per log line and per analytics event. On by default; runs at
+    /// scale turn it off to save memory (counters, `Simulation::stats`, and the egress ledger
+    /// are kept either way).
+    pub trace: bool,
 }
 
 impl SimConfig {
@@ -360,6 +378,7 @@ impl SimConfig {
             start: Millis(1_767_225_600_000),
             seed: 0,
             limits: InvocationLimits::forge(),
+            trace: true,
             kvs: KvsLimits::forge(),
         }
     }
@@ -826,6 +845,7 @@ impl Platform {
             now: at,
             deadline: Instant::now() + timeout,
             limits: self.config.limits,
+            trace: self.config.trace,
             limiter: Limiter::new(limits.memory_mb << 20),
             wall_clock: VirtualWallClock(at),
             random: std::array::from_fn(|_| self.rng.next_u64()),
@@ -857,7 +877,9 @@ impl Platform {
             fetches: state.fetches,
         };
         self.world = Some(state.into_world());
-        self.trace.push(event);
+        if self.config.trace {
+            self.trace.push(event);
+        }
         result
     }
 

@@ -3,5 +3,6 @@
 mod egress;
 mod flow;
 mod host;
+mod hosted;
 mod kvs;
 mod scenario;
