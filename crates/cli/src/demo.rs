@@ -56,11 +56,14 @@ pub struct Figures {
     pub documents: usize,
     pub records: usize,
     pub chain_problems: Vec<String>,
-    /// Fetches by category (`analytics`, `other`), allowed and blocked.
-    pub fetches: BTreeMap<String, (usize, usize)>,
+    /// Fetches by category (`analytics`, `other`) and destination: allowed and blocked.
+    pub fetches: BTreeMap<(String, String), (usize, usize)>,
+    /// Events through the `analytics` import (the app sends its analytics as fetches to its
+    /// declared analytics host instead, so these stay 0 for it).
     pub analytics_delivered: usize,
     pub analytics_dropped: usize,
-    /// The first day the admin blocked analytics, and events delivered after it.
+    /// The first day the admin blocked analytics, and analytics that still went out after
+    /// it (fetches allowed plus import events delivered).
     pub blocked_on_day: Option<u64>,
     pub analytics_after_block: usize,
     pub keys_per_realm: BTreeMap<String, usize>,
@@ -159,18 +162,8 @@ fn gather(outcome: &mut RunOutcome) -> Result<Figures, String> {
         .filter(|t| t.installation == id && t.handler == "schedule")
         .count() as u64;
 
-    // Egress: the ledger (fetches) by category, the analytics channel, the admin's block.
-    for a in sim.platform().ledger() {
-        if a.installation != id {
-            continue;
-        }
-        let e = f.fetches.entry(a.category.to_string()).or_default();
-        if a.allowed {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
-        }
-    }
+    // Egress: the ledger (fetches) by category and destination, the analytics import, the
+    // admin's block.
     let blocked_at = sim.trace().iter().find_map(|e| match &e.what {
         Flow::Admin {
             installation,
@@ -180,6 +173,27 @@ fn gather(outcome: &mut RunOutcome) -> Result<Figures, String> {
         _ => None,
     });
     f.blocked_on_day = blocked_at.map(day);
+    for a in sim.platform().ledger() {
+        if a.installation != id {
+            continue;
+        }
+        let e = f
+            .fetches
+            .entry((
+                a.category.to_string(),
+                // The host: the ledger's destination may carry a path.
+                a.destination.split('/').next().unwrap_or_default().to_string(),
+            ))
+            .or_default();
+        if a.allowed {
+            e.0 += 1;
+            if a.category == "analytics" && blocked_at.is_some_and(|b| a.at > b) {
+                f.analytics_after_block += 1;
+            }
+        } else {
+            e.1 += 1;
+        }
+    }
     for a in sim.platform().analytics() {
         if a.installation != id {
             continue;
@@ -295,27 +309,29 @@ pub fn render(f: &Figures) -> String {
             f.chain_problems.join("; ")
         );
     }
-    let fetches: Vec<String> = if f.fetches.is_empty() {
-        vec!["no requests out of the platform".into()]
-    } else {
-        f.fetches
-            .iter()
-            .map(|(c, (a, b))| format!("{c}: {a} requests allowed, {b} blocked"))
-            .collect()
-    };
-    let block = match f.blocked_on_day {
-        Some(d) => format!(
-            ", then blocked by the admin on day {d}: {} dropped, {} delivered after the block",
-            f.analytics_dropped, f.analytics_after_block
-        ),
-        None => String::new(),
-    };
-    let _ = writeln!(
-        o,
-        "egress: {}; analytics events: {} delivered{block}",
-        fetches.join(", "),
-        f.analytics_delivered
-    );
+    let mut egress: Vec<String> = f
+        .fetches
+        .iter()
+        .map(|((c, d), (a, b))| format!("{c} to {d}: {a} allowed, {b} blocked"))
+        .collect();
+    if f.analytics_delivered + f.analytics_dropped > 0 {
+        egress.push(format!(
+            "analytics events: {} delivered, {} dropped",
+            f.analytics_delivered, f.analytics_dropped
+        ));
+    }
+    if egress.is_empty() {
+        egress.push("no requests out of the platform".into());
+    } else if f.fetches.keys().all(|(c, _)| c == "analytics") {
+        egress.push("nothing else left the platform".into());
+    }
+    if let Some(d) = f.blocked_on_day {
+        egress.push(format!(
+            "analytics blocked by the admin on day {d}, {} sent after the block",
+            f.analytics_after_block
+        ));
+    }
+    let _ = writeln!(o, "egress: {}", egress.join("; "));
     let realms: Vec<String> = f
         .keys_per_realm
         .iter()
@@ -397,9 +413,12 @@ mod tests {
         assert_eq!((f.documents, f.records), (6, 115));
         assert!(f.chain_problems.is_empty(), "{:?}", f.chain_problems);
         assert_eq!(f.blocked_on_day, Some(182));
-        assert!(f.analytics_delivered > 0 && f.analytics_dropped > 0);
         assert_eq!(f.analytics_after_block, 0);
-        assert!(f.fetches.is_empty(), "{:?}", f.fetches);
+        // Only the declared analytics host: allowed before the block, blocked after it.
+        assert_eq!(f.fetches.len(), 1, "{:?}", f.fetches);
+        let ((category, host), (allowed, blocked)) = f.fetches.iter().next().unwrap();
+        assert_eq!((category.as_str(), host.as_str()), ("analytics", "analytics.signoff.example"));
+        assert!(*allowed > 0 && *blocked > 0);
         assert_eq!(f.cross_realm, 0);
         assert_eq!(f.keys_per_realm.keys().collect::<Vec<_>>(), ["EU"]);
         assert_eq!(f.keys_per_realm["EU"], f.installation_keys);
