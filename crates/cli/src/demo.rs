@@ -182,7 +182,11 @@ fn gather(outcome: &mut RunOutcome) -> Result<Figures, String> {
             .entry((
                 a.category.to_string(),
                 // The host: the ledger's destination may carry a path.
-                a.destination.split('/').next().unwrap_or_default().to_string(),
+                a.destination
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
             ))
             .or_default();
         if a.allowed {
@@ -417,7 +421,10 @@ mod tests {
         // Only the declared analytics host: allowed before the block, blocked after it.
         assert_eq!(f.fetches.len(), 1, "{:?}", f.fetches);
         let ((category, host), (allowed, blocked)) = f.fetches.iter().next().unwrap();
-        assert_eq!((category.as_str(), host.as_str()), ("analytics", "analytics.signoff.example"));
+        assert_eq!(
+            (category.as_str(), host.as_str()),
+            ("analytics", "analytics.signoff.example")
+        );
         assert!(*allowed > 0 && *blocked > 0);
         assert_eq!(f.cross_realm, 0);
         assert_eq!(f.keys_per_realm.keys().collect::<Vec<_>>(), ["EU"]);
