@@ -3,12 +3,14 @@
 //! links: `signoff_storage::hosted::HostedStore<InstallationKvs>` reads the engine's
 //! streams, index and outbox that `apps/approvals` wrote from inside the simulator.
 //!
-//! ```ignore
+//! ```text
 //! let scope = sim.platform().installation("acme").unwrap().scope();
 //! let kvs = sim.platform_mut().kvs();
 //! let store = HostedStore::new(InstallationKvs::new(kvs, scope, Realm::Eu, now));
 //! for (doc, len) in block_on(store.documents())? { /* read, audit::verify */ }
 //! ```
+//!
+//! (A sketch: `crates/cli/src/demo.rs` is the complete use, and `tests/it` runs it.)
 //!
 //! Every call goes through [`crate::kvs::Kvs`] like a guest's: with the installation's
 //! [`Scope`], from the realm given (a call from another realm than the one the installation
