@@ -27,11 +27,15 @@ pub enum LocalCommand {
         #[command(subcommand)]
         cmd: DocCommand,
     },
-    /// The documents waiting for a user's decision.
+    /// The documents waiting for a user's decision: as a reviewer, or as the delegate of one
+    /// (those lines end with "on behalf of REVIEWER").
     Pending {
         /// The reviewer.
         #[arg(long)]
         user: String,
+        /// Count delegations valid at this time (default: now, from the system clock).
+        #[arg(long, value_name = "TIME")]
+        at: Option<Timestamp>,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -284,21 +288,35 @@ impl From<StoreError> for Failure {
 async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failure> {
     match cmd {
         LocalCommand::Doc { store, cmd } => doc(&store.path, cmd, out).await,
-        LocalCommand::Pending { user, store } => {
+        LocalCommand::Pending { user, at, store } => {
             let store = open(&store.path)?;
-            let docs = store.by_reviewer(user).await?;
-            if docs.is_empty() {
-                let _ = writeln!(out, "nothing pending for {user}");
-            }
-            for id in docs {
+            let at = at.unwrap_or_else(system_now);
+            // The index names delegates whose delegation may have ended since: the state
+            // read back decides at `at`.
+            let mut any = false;
+            for id in store.by_reviewer(user).await? {
                 let (_, state, wf) = load(&store, &id).await?;
-                let _ = writeln!(
-                    out,
-                    "{id}\t{}\tversion {}\t{}",
-                    state.state_name(&wf),
-                    state.version,
-                    state.title
-                );
+                let mut mine = state.pending_for(&wf, user, at);
+                // Directly assigned first; one line per reviewer the user acts for.
+                mine.sort_by(|a, b| a.on_behalf_of.cmp(&b.on_behalf_of));
+                mine.dedup_by(|a, b| a.on_behalf_of == b.on_behalf_of);
+                for p in mine {
+                    any = true;
+                    let _ = write!(
+                        out,
+                        "{id}\t{}\tversion {}\t{}",
+                        state.state_name(&wf),
+                        state.version,
+                        state.title
+                    );
+                    let _ = match &p.on_behalf_of {
+                        Some(r) => writeln!(out, "\ton behalf of {r}"),
+                        None => writeln!(out),
+                    };
+                }
+            }
+            if !any {
+                let _ = writeln!(out, "nothing pending for {user}");
             }
             Ok(OK)
         }
@@ -691,12 +709,14 @@ fn command(actor: &Actor, action: Action) -> Command {
 /// The time of an action: `--at`, or the system clock (the CLI is the edge where the
 /// system time may be read; core never does).
 fn now(actor: &Actor) -> Timestamp {
-    actor.at.unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
-    })
+    actor.at.unwrap_or_else(system_now)
+}
+
+fn system_now() -> Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
 fn waiting(state: &DocState, wf: &Workflow) -> String {
@@ -922,10 +942,30 @@ mod tests {
         let (code, _, err) = sh(&format!("doc submit spec --by alice {}", at("5")));
         assert_eq!(code, 0, "{err}");
         let (code, _, err) = sh(&format!(
-            "doc delegate spec --by bob --to dave --until 2026-02-01T00:00:00Z --reason holiday {}",
+            "doc delegate spec --by bob --to frank --until 2026-02-01T00:00:00Z --reason holiday {}",
             at("6")
         ));
         assert_eq!(code, 0, "{err}");
+        // frank sees bob's review while the delegation lasts, and not after it.
+        let (code, out, _) = sh(&format!(
+            "pending --user frank --at 2026-01-07T00:00:00Z --store {s}"
+        ));
+        assert_eq!(code, 0);
+        assert!(
+            out.starts_with("spec\t") && out.ends_with("\ton behalf of bob\n"),
+            "{out}"
+        );
+        let (_, out, _) = sh(&format!(
+            "pending --user frank --at 2026-02-02T00:00:00Z --store {s}"
+        ));
+        assert_eq!(out, "nothing pending for frank\n");
+        let (_, out, _) = sh(&format!(
+            "pending --user bob --at 2026-01-07T00:00:00Z --store {s}"
+        ));
+        assert!(
+            out.starts_with("spec\t") && !out.contains("behalf"),
+            "{out}"
+        );
         // Much later, tick fires what is due (reminders, escalation or expiry).
         let (code, out, err) = sh(&format!("tick --now 2026-03-01T00:00:00Z --store {s}"));
         assert_eq!(code, 0, "{err}");

@@ -134,25 +134,13 @@ impl Engine {
     pub fn pending_for(&self, user: &str, now: Timestamp) -> Vec<PendingItem> {
         let mut out = Vec::new();
         for (id, d) in &self.docs {
-            for p in d.state.pending(&d.workflow) {
-                let on_behalf_of = if p.reviewer == user {
-                    None
-                } else if d
-                    .state
-                    .delegations
-                    .iter()
-                    .any(|x| x.from == p.reviewer && x.to == user && now < x.until)
-                {
-                    Some(p.reviewer.clone())
-                } else {
-                    continue;
-                };
+            for p in d.state.pending_for(&d.workflow, user, now) {
                 out.push(PendingItem {
                     doc: id.clone(),
                     version: d.state.version,
-                    stage: p.stage,
-                    group: p.group,
-                    on_behalf_of,
+                    stage: p.review.stage,
+                    group: p.review.group,
+                    on_behalf_of: p.on_behalf_of,
                 });
             }
         }

@@ -125,6 +125,14 @@ pub struct PendingReview {
     pub reviewer: String,
 }
 
+/// A pending review as one user sees it (see [`DocState::pending_for`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingFor {
+    pub review: PendingReview,
+    /// The reviewer the user would act for, when that is someone else.
+    pub on_behalf_of: Option<String>,
+}
+
 /// Why a stream could not be replayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
@@ -511,6 +519,44 @@ impl DocState {
                 });
             }
         }
+        out
+    }
+
+    /// What `user` has to review now: the pending reviews that are theirs, and those of
+    /// reviewers who delegated to them under a delegation valid at `now` (with the reviewer
+    /// they would act for). Direct delegation only, as [`Command`]s accept it.
+    pub fn pending_for(&self, wf: &Workflow, user: &str, now: Timestamp) -> Vec<PendingFor> {
+        self.pending(wf)
+            .into_iter()
+            .filter_map(|review| {
+                let on_behalf_of = if review.reviewer == user {
+                    None
+                } else if self.delegated(&review.reviewer, user, now) {
+                    Some(review.reviewer.clone())
+                } else {
+                    return None;
+                };
+                Some(PendingFor {
+                    review,
+                    on_behalf_of,
+                })
+            })
+            .collect()
+    }
+
+    /// The users who may act on the current stage at `now`: its pending reviewers and the
+    /// users they delegated to under a delegation still valid then, sorted, without repeats.
+    pub fn actors(&self, wf: &Workflow, now: Timestamp) -> Vec<String> {
+        let pending = self.pending(wf);
+        let mut out: Vec<String> = pending.iter().map(|p| p.reviewer.clone()).collect();
+        out.extend(
+            self.delegations
+                .iter()
+                .filter(|d| now < d.until && pending.iter().any(|p| p.reviewer == d.from))
+                .map(|d| d.to.clone()),
+        );
+        out.sort();
+        out.dedup();
         out
     }
 

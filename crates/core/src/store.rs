@@ -50,6 +50,11 @@ pub trait Outbox: Send + Sync {
 pub struct IndexEntry {
     pub doc: String,
     pub state: String,
+    /// The users who may act on the current stage: its pending reviewers and, while their
+    /// delegations last, the users they delegated to ([`DocState::actors`] at the time of
+    /// the last record). An index row is written at each append, so it can name a delegate
+    /// whose delegation has since ended: readers check validity at their own time
+    /// ([`DocState::pending_for`]).
     pub pending_reviewers: Vec<String>,
     pub due_at: Option<Timestamp>,
 }
@@ -72,14 +77,10 @@ pub enum StoreError {
 
 impl IndexEntry {
     pub fn of(state: &DocState, wf: &Workflow) -> IndexEntry {
-        let mut pending_reviewers: Vec<String> =
-            state.pending(wf).into_iter().map(|p| p.reviewer).collect();
-        pending_reviewers.sort();
-        pending_reviewers.dedup();
         IndexEntry {
             doc: state.doc.clone(),
             state: state.state_name(wf).to_owned(),
-            pending_reviewers,
+            pending_reviewers: state.actors(wf, state.last_at),
             due_at: state.deadline(),
         }
     }

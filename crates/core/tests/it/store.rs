@@ -151,3 +151,57 @@ fn the_index_finds_overdue_documents() {
     );
     assert_eq!(block_on(store.by_state("s")).unwrap(), ["a", "b", "c"]);
 }
+
+#[test]
+fn the_reviewer_index_names_delegates_and_readers_check_the_delegation_at_their_time() {
+    let wf = template("two-stage.yaml");
+    let create = Action::Create {
+        title: "T".into(),
+        content_hash: "h1".into(),
+        page_owner: None,
+        space_admins: vec![],
+    };
+    let at = t("2026-03-02T09:00:00Z");
+    let mut state = DocState::create(&wf, "spec", &cmd("alice", create), at)
+        .unwrap()
+        .state;
+    for (by, action) in [
+        ("alice", Action::Submit),
+        (
+            "bob",
+            Action::Delegate {
+                to: "frank".into(),
+                until: t("2026-03-09T00:00:00Z"),
+                reason: "Vacation".into(),
+            },
+        ),
+    ] {
+        state = state.decide(&wf, &cmd(by, action), at).unwrap().state;
+    }
+    let store = MemoryStore::new();
+    let entry = IndexEntry::of(&state, &wf);
+    assert_eq!(
+        entry.pending_reviewers,
+        ["bob", "carol", "dave", "erin", "frank"]
+    );
+    block_on(store.upsert(entry)).unwrap();
+    assert_eq!(block_on(store.by_reviewer("frank")).unwrap(), ["spec"]);
+
+    let during = state.pending_for(&wf, "frank", t("2026-03-05T00:00:00Z"));
+    assert_eq!(during.len(), 1);
+    assert_eq!(during[0].on_behalf_of.as_deref(), Some("bob"));
+    assert_eq!(during[0].review.reviewer, "bob");
+    // The delegation has ended: the index row still names frank, the state does not.
+    assert!(
+        state
+            .pending_for(&wf, "frank", t("2026-03-09T00:00:00Z"))
+            .is_empty()
+    );
+    assert_eq!(
+        state.actors(&wf, t("2026-03-09T00:00:00Z")),
+        ["bob", "carol", "dave", "erin"]
+    );
+    let own = state.pending_for(&wf, "bob", t("2026-03-05T00:00:00Z"));
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].on_behalf_of, None);
+}
