@@ -514,34 +514,59 @@ impl<'t> Tables<'t> {
 
     fn upsert(&mut self, entry: &IndexEntry) -> Result<(), redb::Error> {
         let doc = entry.doc.as_str();
+        let new = StoredEntry::of(entry);
+        let bytes = serde_json::to_vec(&new).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
         let old = table!(self.index, INDEX)
             .get(doc)?
             .map(|v| v.value().to_vec());
-        let old = old.and_then(|old| serde_json::from_slice::<StoredEntry>(&old).ok());
+        if old.as_deref() == Some(bytes.as_slice()) {
+            return Ok(());
+        }
         // A row that does not decode was not written by us; its secondary keys cannot be
         // found, and would only be stale hits.
-        if let Some(old) = &old {
-            table!(self.by_state, BY_STATE).remove((old.state.as_str(), doc))?;
-            let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
-            for r in &old.pending_reviewers {
-                by_reviewer.remove((r.as_str(), doc))?;
+        let old = old.and_then(|old| serde_json::from_slice::<StoredEntry>(&old).ok());
+        let (old_state, old_reviewers, old_due) = match &old {
+            Some(o) => (
+                Some(o.state.as_str()),
+                o.pending_reviewers.as_slice(),
+                o.due_at,
+            ),
+            None => (None, &[][..], None),
+        };
+        // Only the secondary keys that change are written: a decision usually takes one
+        // reviewer off the list and leaves the state and the due time alone, and every key
+        // removed or inserted dirties a page of its table.
+        if old_state != Some(new.state.as_str()) {
+            let by_state = table!(self.by_state, BY_STATE);
+            if let Some(state) = old_state {
+                by_state.remove((state, doc))?;
             }
-            if let Some(due) = old.due_at {
-                table!(self.by_due, BY_DUE).remove((due, doc))?;
-            }
+            by_state.insert((new.state.as_str(), doc), ())?;
         }
-        let stored = StoredEntry::of(entry);
-        let bytes =
-            serde_json::to_vec(&stored).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-        table!(self.index, INDEX).insert(doc, bytes.as_slice())?;
-        table!(self.by_state, BY_STATE).insert((entry.state.as_str(), doc), ())?;
+        let gone = old_reviewers
+            .iter()
+            .filter(|r| !new.pending_reviewers.contains(r));
+        let added = new
+            .pending_reviewers
+            .iter()
+            .filter(|r| !old_reviewers.contains(r));
         let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
-        for r in &entry.pending_reviewers {
+        for r in gone {
+            by_reviewer.remove((r.as_str(), doc))?;
+        }
+        for r in added {
             by_reviewer.insert((r.as_str(), doc), ())?;
         }
-        if let Some(due) = entry.due_at {
-            table!(self.by_due, BY_DUE).insert((due.0, doc), ())?;
+        if old_due != new.due_at {
+            let by_due = table!(self.by_due, BY_DUE);
+            if let Some(due) = old_due {
+                by_due.remove((due, doc))?;
+            }
+            if let Some(due) = new.due_at {
+                by_due.insert((due, doc), ())?;
+            }
         }
+        table!(self.index, INDEX).insert(doc, bytes.as_slice())?;
         Ok(())
     }
 
