@@ -22,7 +22,7 @@
 //!
 //! Layout version 1 kept appends in `events`, keyed by (document id, seq of the append's
 //! first record), valued by the record count (4 bytes) and the JSON array; opening a version 1
-//! store migrates it in place (see [`migrate_v1`]).
+//! store migrates it in place (`migrate_v1`).
 
 // redb's own error type is large; it lives only inside this module, on the writer and
 // blocking threads, and becomes a `StoreError` before it reaches a caller.
