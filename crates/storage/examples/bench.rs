@@ -487,6 +487,11 @@ async fn engine_group_redb(
     let store = Arc::new(RedbStore::open(path, config).expect("store"));
     let wf = Arc::new(wf.clone());
     let callers = callers(batch);
+    // The documents decided at the same moment are arbitrary ones, not neighbours by id:
+    // dealt to the callers in a seeded random order (in id order, the documents of one batch
+    // would sit side by side in every table keyed by document, which flatters the store).
+    let mut states = states;
+    shuffle(&mut states, 0x5eed_cafe);
     let mut shares: Vec<Vec<(String, DocState)>> = (0..callers).map(|_| Vec::new()).collect();
     for (i, s) in states.into_iter().enumerate() {
         shares[i % callers].push(s);
@@ -571,4 +576,16 @@ async fn pending_read(path: &std::path::Path) -> ((usize, f64, f64), usize) {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     ((found, ms(times[100]), ms(times[199])), DOCS)
+}
+
+/// Fisher-Yates with a xorshift64* generator: the same order for the same seed.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut x = seed.max(1);
+    for i in (1..items.len()).rev() {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        items.swap(i, (r % (i as u64 + 1)) as usize);
+    }
 }
