@@ -5,13 +5,24 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next` |
-//! | `events` | (document id, seq of the append's first record) | the records of one append: their count (4 bytes, big-endian), then a JSON array |
+//! | `log` | position (from 0, in commit order) | one append: the position of the document's previous append (8 bytes, `u64::MAX` for none), the seq of its first record (8), its record count (4), the document id's length (4) and bytes, then the records as a JSON array; all numbers big-endian |
+//! | `heads` | document id | (stream length, position of the document's last append) |
 //! | `index` | document id | the index row as JSON |
 //! | `index_by_state` | (state, document id) | `()` |
 //! | `index_by_reviewer` | (reviewer, document id) | `()` |
 //! | `index_by_due` | (due time in Unix seconds, document id) | `()` |
 //! | `outbox` | item id (from 1, never reused) | the notification as JSON |
 //! | `workflows` | workflow hash | the definition's source text |
+//!
+//! Why a log: a group commit of 100 decisions on 100 documents used to insert into 100 places
+//! of one large table keyed by document, each a B-tree leaf copied and written at commit. In
+//! the log the 100 appends land side by side at the end (a few leaves), and the per-document
+//! table they update (`heads`) has rows of a few dozen bytes, so 100 documents share few
+//! leaves. A stream is read by following the `previous` positions back from its head.
+//!
+//! Layout version 1 kept appends in `events`, keyed by (document id, seq of the append's
+//! first record), valued by the record count (4 bytes) and the JSON array; opening a version 1
+//! store migrates it in place (`migrate_v1`).
 
 // redb's own error type is large; it lives only inside this module, on the writer and
 // blocking threads, and becomes a `StoreError` before it reaches a caller.
@@ -21,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use std::ops::Bound;
 
 use redb::{
     Database, ReadableTable, StorageBackend, Table, TableDefinition, TableError, WriteTransaction,
@@ -35,7 +45,10 @@ use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
 use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
-const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
+const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
+const HEADS: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("heads");
+/// Layout version 1's table of appends, read only to migrate.
+const EVENTS_V1: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
 const INDEX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("index");
 const BY_STATE: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("index_by_state");
 const BY_REVIEWER: TableDefinition<'_, (&str, &str), ()> =
@@ -165,28 +178,37 @@ impl EventStore for RedbStore {
         let doc = doc.to_owned();
         let raw = self
             .read_with(move |txn| {
-                let t = txn.open_table(EVENTS)?;
-                // Start at the append that holds `from` (the last one starting at or before
-                // it), then take every later one.
-                let start = match t
-                    .range((doc.as_str(), 0)..=(doc.as_str(), from))?
-                    .next_back()
-                {
-                    Some(row) => row?.0.value().1,
-                    None => from,
+                let heads = txn.open_table(HEADS)?;
+                let Some((len, last)) = heads.get(doc.as_str())?.map(|v| v.value()) else {
+                    return Ok(Vec::new());
                 };
-                let mut out = Vec::new();
-                for row in t.range((doc.as_str(), start)..=(doc.as_str(), u64::MAX))? {
-                    let (key, value) = row?;
-                    out.push((key.value().1, value.value().to_vec()));
+                if from >= len {
+                    return Ok(Vec::new());
                 }
+                // From the last append back to the one that holds `from`.
+                let log = txn.open_table(LOG)?;
+                let mut out = Vec::new();
+                let mut pos = last;
+                loop {
+                    let value = log.get(pos)?.ok_or_else(|| {
+                        redb::Error::Corrupted(format!(
+                            "append {pos} of document {doc:?} is missing from the log"
+                        ))
+                    })?;
+                    let entry = LogEntry::parse(value.value(), pos, &doc)?;
+                    out.push((entry.first, entry.records.to_vec()));
+                    match entry.prev {
+                        Some(prev) if entry.first > from => pos = prev,
+                        _ => break,
+                    }
+                }
+                out.reverse();
                 Ok(out)
             })
             .await?;
         let mut records = Vec::new();
-        for (first, value) in raw {
-            let body = value.get(4..).unwrap_or_default();
-            let chunk: Vec<Record> = from_json(body, "records")?;
+        for (first, body) in raw {
+            let chunk: Vec<Record> = from_json(&body, "records")?;
             let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
             records.extend(chunk.into_iter().skip(skip));
         }
@@ -281,7 +303,7 @@ impl LocalStore for RedbStore {
             records: if records.is_empty() {
                 Vec::new()
             } else {
-                vec![chunk(records)?]
+                vec![log_value(doc, expected, records)?]
             },
             entry,
             notifications: encode_notifications(notifications)?,
@@ -296,23 +318,11 @@ impl LocalStore for RedbStore {
 
     async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read_with(|txn| {
-            let events = txn.open_table(EVENTS)?;
-            let mut out: Vec<(String, u64)> = Vec::new();
-            // One step per document: from each stream's end to the next stream.
-            loop {
-                let next = match out.last() {
-                    None => events.iter()?.next(),
-                    Some((doc, _)) => {
-                        let after = (doc.as_str(), u64::MAX);
-                        events
-                            .range::<(&str, u64)>((Bound::Excluded(after), Bound::Unbounded))?
-                            .next()
-                    }
-                };
-                let Some(row) = next else { break };
-                let doc = row?.0.value().0.to_owned();
-                let len = stream_len(&events, &doc)?;
-                out.push((doc, len));
+            let heads = txn.open_table(HEADS)?;
+            let mut out = Vec::new();
+            for row in heads.iter()? {
+                let (doc, head) = row?;
+                out.push((doc.value().to_owned(), head.value().0));
             }
             Ok(out)
         })
@@ -347,7 +357,7 @@ struct RedbWriter {
 }
 
 impl Backend for RedbWriter {
-    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    fn commit(&mut self, ops: &mut [Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(match self.durability {
             Durability::Immediate => redb::Durability::Immediate,
@@ -357,7 +367,7 @@ impl Backend for RedbWriter {
         {
             // Each table is opened once per batch, when an operation first needs it.
             let mut tables = Tables::new(&txn);
-            for op in ops {
+            for op in ops.iter_mut() {
                 // An error from redb inside the transaction leaves it in an unknown state:
                 // give up the whole batch (the transaction aborts when dropped).
                 results.push(tables.apply(op).map_err(backend)?);
@@ -385,14 +395,16 @@ impl Backend for RedbWriter {
     }
 }
 
-type Events<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
 type Pairs<'t> = Table<'t, (&'static str, &'static str), ()>;
 
 /// The tables of one write transaction, opened lazily and kept for the whole batch.
 struct Tables<'t> {
     txn: &'t WriteTransaction,
     meta: Option<Table<'t, &'static str, u64>>,
-    events: Option<Events<'t>>,
+    log: Option<Table<'t, u64, &'static [u8]>>,
+    heads: Option<Table<'t, &'static str, (u64, u64)>>,
+    /// The next free position of the log, once read in this batch.
+    next_pos: Option<u64>,
     index: Option<Table<'t, &'static str, &'static [u8]>>,
     by_state: Option<Pairs<'t>>,
     by_reviewer: Option<Pairs<'t>>,
@@ -416,7 +428,9 @@ impl<'t> Tables<'t> {
         Tables {
             txn,
             meta: None,
-            events: None,
+            log: None,
+            heads: None,
+            next_pos: None,
             index: None,
             by_state: None,
             by_reviewer: None,
@@ -428,7 +442,7 @@ impl<'t> Tables<'t> {
 
     /// Applies one operation. The outer error is redb's (abort the batch); the inner one is
     /// the operation's own (a conflict: it wrote nothing).
-    fn apply(&mut self, op: &Op) -> Result<Result<Done, StoreError>, redb::Error> {
+    fn apply(&mut self, op: &mut Op) -> Result<Result<Done, StoreError>, redb::Error> {
         match op {
             Op::Append {
                 doc,
@@ -438,8 +452,10 @@ impl<'t> Tables<'t> {
                 entry,
                 notifications,
             } => {
-                let events = table!(self.events, EVENTS);
-                let actual = stream_len(events, doc)?;
+                let head = table!(self.heads, HEADS)
+                    .get(doc.as_str())?
+                    .map(|v| v.value());
+                let (actual, last) = head.unwrap_or((0, NO_PREV));
                 if actual != *expected {
                     return Ok(Err(StoreError::Conflict {
                         doc: doc.clone(),
@@ -447,16 +463,19 @@ impl<'t> Tables<'t> {
                         actual,
                     }));
                 }
-                // One value per append (the caller built it with `chunk`): one B-tree insert
-                // however many records the command produced.
-                for r in records {
-                    events.insert((doc.as_str(), *expected), r.as_slice())?;
+                // One value per append (the caller built it with `log_value`), at the end
+                // of the log, linked to the document's previous append.
+                if let Some(value) = records.first_mut() {
+                    value[..8].copy_from_slice(&last.to_be_bytes());
+                    let pos = self.next_pos()?;
+                    table!(self.log, LOG).insert(pos, value.as_slice())?;
+                    table!(self.heads, HEADS).insert(doc.as_str(), (*expected + *count, pos))?;
                 }
                 if let Some(entry) = entry {
                     self.upsert(entry)?;
                 }
                 self.enqueue(notifications)?;
-                Ok(Ok(Done::Len(expected + count)))
+                Ok(Ok(Done::Len(*expected + *count)))
             }
             Op::Upsert(entry) => {
                 self.upsert(entry)?;
@@ -481,36 +500,73 @@ impl<'t> Tables<'t> {
         }
     }
 
+    /// Takes the next position of the log (the last key + 1, read once per batch).
+    fn next_pos(&mut self) -> Result<u64, redb::Error> {
+        let pos = match self.next_pos {
+            Some(pos) => pos,
+            None => table!(self.log, LOG)
+                .last()?
+                .map_or(0, |(key, _)| key.value() + 1),
+        };
+        self.next_pos = Some(pos + 1);
+        Ok(pos)
+    }
+
     fn upsert(&mut self, entry: &IndexEntry) -> Result<(), redb::Error> {
         let doc = entry.doc.as_str();
+        let new = StoredEntry::of(entry);
+        let bytes = serde_json::to_vec(&new).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
         let old = table!(self.index, INDEX)
             .get(doc)?
             .map(|v| v.value().to_vec());
-        let old = old.and_then(|old| serde_json::from_slice::<StoredEntry>(&old).ok());
+        if old.as_deref() == Some(bytes.as_slice()) {
+            return Ok(());
+        }
         // A row that does not decode was not written by us; its secondary keys cannot be
         // found, and would only be stale hits.
-        if let Some(old) = &old {
-            table!(self.by_state, BY_STATE).remove((old.state.as_str(), doc))?;
-            let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
-            for r in &old.pending_reviewers {
-                by_reviewer.remove((r.as_str(), doc))?;
+        let old = old.and_then(|old| serde_json::from_slice::<StoredEntry>(&old).ok());
+        let (old_state, old_reviewers, old_due) = match &old {
+            Some(o) => (
+                Some(o.state.as_str()),
+                o.pending_reviewers.as_slice(),
+                o.due_at,
+            ),
+            None => (None, &[][..], None),
+        };
+        // Only the secondary keys that change are written: a decision usually takes one
+        // reviewer off the list and leaves the state and the due time alone, and every key
+        // removed or inserted dirties a page of its table.
+        if old_state != Some(new.state.as_str()) {
+            let by_state = table!(self.by_state, BY_STATE);
+            if let Some(state) = old_state {
+                by_state.remove((state, doc))?;
             }
-            if let Some(due) = old.due_at {
-                table!(self.by_due, BY_DUE).remove((due, doc))?;
-            }
+            by_state.insert((new.state.as_str(), doc), ())?;
         }
-        let stored = StoredEntry::of(entry);
-        let bytes =
-            serde_json::to_vec(&stored).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-        table!(self.index, INDEX).insert(doc, bytes.as_slice())?;
-        table!(self.by_state, BY_STATE).insert((entry.state.as_str(), doc), ())?;
+        let gone = old_reviewers
+            .iter()
+            .filter(|r| !new.pending_reviewers.contains(r));
+        let added = new
+            .pending_reviewers
+            .iter()
+            .filter(|r| !old_reviewers.contains(r));
         let by_reviewer = table!(self.by_reviewer, BY_REVIEWER);
-        for r in &entry.pending_reviewers {
+        for r in gone {
+            by_reviewer.remove((r.as_str(), doc))?;
+        }
+        for r in added {
             by_reviewer.insert((r.as_str(), doc), ())?;
         }
-        if let Some(due) = entry.due_at {
-            table!(self.by_due, BY_DUE).insert((due.0, doc), ())?;
+        if old_due != new.due_at {
+            let by_due = table!(self.by_due, BY_DUE);
+            if let Some(due) = old_due {
+                by_due.remove((due, doc))?;
+            }
+            if let Some(due) = new.due_at {
+                by_due.insert((due, doc), ())?;
+            }
         }
+        table!(self.index, INDEX).insert(doc, bytes.as_slice())?;
         Ok(())
     }
 
@@ -529,23 +585,6 @@ impl<'t> Tables<'t> {
         }
         Ok(())
     }
-}
-
-/// The length of `doc`'s stream: the first seq of its last append plus that append's count
-/// (no separate table of lengths, so an append writes one B-tree).
-fn stream_len(
-    events: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    doc: &str,
-) -> Result<u64, redb::Error> {
-    Ok(
-        match events.range((doc, 0)..=(doc, u64::MAX))?.next_back() {
-            Some(row) => {
-                let (key, value) = row?;
-                key.value().1 + chunk_len(value.value())?
-            }
-            None => 0,
-        },
-    )
 }
 
 /// The document ids under `prefix` in a (prefix, doc) table, in document order.
@@ -584,7 +623,7 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
             found: v,
             supported: SCHEMA_VERSION,
         }),
-        // Version 1 is the first layout: there is nothing older to migrate from yet.
+        Some(1) => migrate_v1(db).map_err(|e| open_error(path, e)),
         Some(_) => Ok(()),
         None => {
             let txn = db.begin_write().map_err(|e| open_error(path, e))?;
@@ -601,7 +640,8 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
             }
             let create = |txn: &WriteTransaction| -> Result<(), redb::Error> {
                 txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
-                txn.open_table(EVENTS)?;
+                txn.open_table(LOG)?;
+                txn.open_table(HEADS)?;
                 txn.open_table(INDEX)?;
                 txn.open_table(BY_STATE)?;
                 txn.open_table(BY_REVIEWER)?;
@@ -696,25 +736,131 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(e.into().to_string())
 }
 
-/// The stored form of one append: the record count (4 bytes, big-endian), then the records
-/// as one JSON array, serialized straight into one buffer (no value per record to join: this
-/// runs on the caller's task for every append).
-fn chunk(records: &[Record]) -> Result<Vec<u8>, StoreError> {
-    let count = u32::try_from(records.len())
-        .map_err(|_| StoreError::Backend(format!("{} records in one append", records.len())))?;
+/// Migrates a layout version 1 store to this version, in place, in one durable write
+/// transaction: every append of `events` moves to the log, document by document (so a
+/// stream's appends stay in order and link back to each other), `heads` gets each
+/// document's length and last append, `events` is deleted and `schema_version` set. A crash
+/// or an error before the commit leaves the version 1 store as it was.
+fn migrate_v1(db: &Database) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate);
+    {
+        let events = txn.open_table(EVENTS_V1)?;
+        let mut log = txn.open_table(LOG)?;
+        let mut heads = txn.open_table(HEADS)?;
+        let start = log.last()?.map_or(0, |(key, _)| key.value() + 1);
+        // The document being moved: its id, length so far and last position.
+        let mut current: Option<(String, u64, u64)> = None;
+        for (pos, row) in (start..).zip(events.iter()?) {
+            let (key, value) = row?;
+            let (doc, first) = key.value();
+            let value = value.value();
+            let count = value
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| u64::from(u32::from_be_bytes(b)))
+                .ok_or_else(|| {
+                    redb::Error::Corrupted(format!(
+                        "append {first} of document {doc:?} in the version 1 events table has no count"
+                    ))
+                })?;
+            let prev = match &current {
+                Some((d, len, last)) if d == doc => {
+                    if *len != first {
+                        return Err(redb::Error::Corrupted(format!(
+                            "document {doc:?} has a gap in the version 1 events table: an append at {first} after {len} records"
+                        )));
+                    }
+                    *last
+                }
+                _ => {
+                    if let Some((d, len, last)) = current.take() {
+                        heads.insert(d.as_str(), (len, last))?;
+                    }
+                    NO_PREV
+                }
+            };
+            let mut entry = log_header(doc, first, count, value.len())?;
+            entry[..8].copy_from_slice(&prev.to_be_bytes());
+            entry.extend_from_slice(&value[4..]);
+            log.insert(pos, entry.as_slice())?;
+            current = Some((doc.to_owned(), first + count, pos));
+        }
+        if let Some((d, len, last)) = current {
+            heads.insert(d.as_str(), (len, last))?;
+        }
+    }
+    txn.delete_table(EVENTS_V1)?;
+    txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// "No previous append", in a log entry's first 8 bytes.
+const NO_PREV: u64 = u64::MAX;
+
+/// The bytes before the records in a log entry: 8 + 8 + 4 + 4 bytes and the document id.
+const HEADER: usize = 24;
+
+/// The stored form of one append, built on the caller's task: the log entry's header (its
+/// `previous` field left for the writer to fill, the only thing it knows), then the records
+/// as one JSON array serialized straight into the same buffer (no value per record to join).
+fn log_value(doc: &str, first: u64, records: &[Record]) -> Result<Vec<u8>, StoreError> {
     // About 400 bytes per record; a good guess saves the reallocations.
-    let mut out = Vec::with_capacity(4 + 400 * records.len());
-    out.extend_from_slice(&count.to_be_bytes());
+    let mut out = log_header(doc, first, records.len() as u64, 400 * records.len())
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
     serde_json::to_writer(&mut out, records)
         .map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))?;
     Ok(out)
 }
 
-/// The record count of a stored append.
-fn chunk_len(value: &[u8]) -> Result<u64, redb::Error> {
-    value
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map(|b| u64::from(u32::from_be_bytes(b)))
-        .ok_or_else(|| redb::Error::Corrupted("an append of the events table has no count".into()))
+/// A log entry's header with room for `body` more bytes.
+fn log_header(doc: &str, first: u64, count: u64, body: usize) -> Result<Vec<u8>, redb::Error> {
+    let count = u32::try_from(count)
+        .map_err(|_| redb::Error::Corrupted(format!("{count} records in one append")))?;
+    let doc_len = u32::try_from(doc.len())
+        .map_err(|_| redb::Error::Corrupted("a document id longer than 4 GiB".into()))?;
+    let mut out = Vec::with_capacity(HEADER + doc.len() + body);
+    out.extend_from_slice(&NO_PREV.to_be_bytes());
+    out.extend_from_slice(&first.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(&doc_len.to_be_bytes());
+    out.extend_from_slice(doc.as_bytes());
+    Ok(out)
+}
+
+/// A log entry, read.
+struct LogEntry<'v> {
+    /// The position of the document's previous append.
+    prev: Option<u64>,
+    first: u64,
+    /// The records' JSON array.
+    records: &'v [u8],
+}
+
+impl<'v> LogEntry<'v> {
+    /// Reads the entry at `pos`, which `doc`'s stream led to: it must belong to `doc`, and
+    /// its previous append must come before it (so that following the links always ends).
+    fn parse(value: &'v [u8], pos: u64, doc: &str) -> Result<LogEntry<'v>, redb::Error> {
+        let damaged = || redb::Error::Corrupted(format!("log entry {pos} of {doc:?} is damaged"));
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(value.get(at..at + 8)?.try_into().ok()?))
+        };
+        let doc_len = value
+            .get(20..24)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(damaged)? as usize;
+        let prev = u64_at(0).ok_or_else(damaged)?;
+        let first = u64_at(8).ok_or_else(damaged)?;
+        let owner = value.get(HEADER..HEADER + doc_len).ok_or_else(damaged)?;
+        if owner != doc.as_bytes() || (prev != NO_PREV && prev >= pos) {
+            return Err(damaged());
+        }
+        Ok(LogEntry {
+            prev: (prev != NO_PREV).then_some(prev),
+            first,
+            records: &value[HEADER + doc_len..],
+        })
+    }
 }

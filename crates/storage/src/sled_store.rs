@@ -123,6 +123,14 @@ impl SledStore {
                         supported: SCHEMA_VERSION,
                     });
                 }
+                // Version 2 changed redb's layout only: a version 1 sled store is a version
+                // 2 one, and is marked so (older builds then refuse it, as they would a
+                // version 2 redb store).
+                if found < SCHEMA_VERSION {
+                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                        .map_err(|e| open_error(path, e))?;
+                    db.flush().map_err(|e| open_error(path, e))?;
+                }
             }
             None => {
                 if !trees.events.is_empty() || !trees.index.is_empty() {
@@ -353,7 +361,7 @@ struct SledWriter {
 }
 
 impl Backend for SledWriter {
-    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    fn commit(&mut self, ops: &mut [Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             results.push(self.apply(op)?);

@@ -22,7 +22,7 @@ pub(crate) enum Op {
         /// How many records are appended.
         count: u64,
         /// The encoded records: one value per record (sled), or one value holding all of
-        /// them (redb).
+        /// them (redb's log entry, whose header the writer completes).
         records: Vec<Vec<u8>>,
         entry: Option<IndexEntry>,
         notifications: Vec<Vec<u8>>,
@@ -50,7 +50,7 @@ pub(crate) trait Backend: Send + 'static {
     /// operation (an operation that fails, e.g. on a conflict, stores nothing and does not
     /// affect the others), or an error for all when the commit itself failed, in which case
     /// none of them must count as written.
-    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError>;
+    fn commit(&mut self, ops: &mut [Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError>;
     /// Called once when the store closes, after the last batch: makes everything written so
     /// far durable, whatever the durability of the commits was.
     fn close(&mut self);
@@ -112,14 +112,14 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let (ops, replies): (Vec<Op>, Vec<_>) =
+                    let (mut ops, replies): (Vec<Op>, Vec<_>) =
                         batch.drain(..).map(|r| (r.op, r.reply)).unzip();
                     let _span = tracing::trace_span!("commit", ops = ops.len()).entered();
                     counters.commits.fetch_add(1, Ordering::Relaxed);
                     counters
                         .operations
                         .fetch_add(ops.len() as u64, Ordering::Relaxed);
-                    match backend.commit(&ops) {
+                    match backend.commit(&mut ops) {
                         Ok(results) => {
                             for (reply, result) in replies.into_iter().zip(results) {
                                 // A caller that stopped waiting (a dropped future) does not

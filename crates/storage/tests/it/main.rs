@@ -8,5 +8,6 @@ mod crash;
 mod differential;
 mod group;
 mod hosted;
+mod migrate;
 mod open;
 mod support;
