@@ -47,6 +47,37 @@ fn run(runtime: &Arc<Runtime>, file: &Path) -> RunOutcome {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Worker threads only make and free instances: the approval app's scenarios give the same
+/// bytes (trace, ledger, summary) with 1, 2 and 3 threads.
+#[test]
+fn the_number_of_threads_changes_nothing_for_the_approval_app() {
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    std::env::set_current_dir(root()).unwrap();
+    for name in ["two-stage.yaml", "upgrade-consent.yaml"] {
+        let rel = Path::new("examples/scenarios/approvals").join(name);
+        let scenario = Scenario::load(&rel).unwrap_or_else(|e| panic!("{e}"));
+        let outputs = |threads: usize| {
+            let options = RunOptions {
+                threads: Some(threads),
+                ..RunOptions::default()
+            };
+            let out = scenario
+                .run_on(runtime.clone(), options)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(out.passed(), "{name}, {threads} threads: {}", out.to_text());
+            let summary = serde_json::to_string(&out.summary()).unwrap();
+            (out.trace_json().to_string(), summary, out.to_text())
+        };
+        let one = outputs(1);
+        for threads in [2, 3] {
+            assert!(
+                outputs(threads) == one,
+                "{name}: {threads} threads changed an output"
+            );
+        }
+    }
+}
+
 /// The futures of the storage traits over an in-memory store are ready at once.
 fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);

@@ -16,7 +16,7 @@ use crate::run;
 const TARGET: &str = "wasm32-wasip2";
 
 /// The workspaces of wasm components, relative to the root.
-pub const COMPONENT_WORKSPACES: [&str; 2] = ["guests", "apps"];
+pub const COMPONENT_WORKSPACES: [&str; 3] = ["guests", "guests/tiny", "apps"];
 
 /// Builds every guest and app component in release (release keeps them small and fast)
 /// and lists the `.wasm` files built.

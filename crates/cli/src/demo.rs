@@ -123,6 +123,7 @@ pub fn figures(path: &Path, mut progress: Option<&mut dyn Write>) -> Result<Figu
         seed: None,
         storage: KvsStorage::Memory,
         progress: if shown { Some(&mut show) } else { None },
+        threads: None,
     });
     let mut outcome = outcome.map_err(|e| e.to_string())?;
     if let Some(w) = progress.as_mut() {

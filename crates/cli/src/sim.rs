@@ -116,6 +116,7 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         seed: args.seed,
         storage,
         progress: if tty { Some(&mut progress) } else { None },
+        threads: None,
     };
     let outcome = scenario.run(options);
     if shown {

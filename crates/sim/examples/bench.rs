@@ -6,15 +6,18 @@
 //! one core.
 //!
 //! Then virtual-time throughput (issue #5): simulated events per second of wall time for a
-//! do-nothing app (the `idle` guest, whose exports all return at once)
-//! over a simulated year, in three cases: page events nobody subscribes to (dispatched
-//! without an invocation), page events to a subscribed trigger (one invocation each), and a
-//! `fiveMinute` scheduled trigger (one invocation per firing). Goal: 100,000 simulated
+//! do-nothing app (the `idle` guest, whose exports all return at once; and `tiny`, the same
+//! without the standard library, so without WASI) over a simulated year, in three cases:
+//! page events nobody subscribes to (dispatched without an invocation), page events to a
+//! subscribed trigger (one invocation each), and a `fiveMinute` scheduled trigger (one
+//! invocation per firing); the cases with invocations run with 1 thread and with
+//! `SimConfig::threads` = N (workers make the instances ahead). Goal: 100,000 simulated
 //! events/s.
 //!
 //! Needs the guests built (`cargo xtask guests`). `SIM_BENCH_N` sets the number of
 //! measured invocations (default 20,000), `SIM_BENCH_EVENTS` the number of page events of
-//! the first virtual-time case (default 200,000; the second runs a quarter of them).
+//! the first virtual-time case (default 200,000; the subscribed cases run a quarter of
+//! them), `SIM_BENCH_THREADS` the thread counts besides 1 (default `2`; e.g. `2,3`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A benchmark binary owns stdout.
 
@@ -32,7 +35,7 @@ use signoff_sim::host::{
     Call, Installation, Output, Platform, Runtime, RuntimeConfig, SimConfig, guest_path,
 };
 use wasmtime::Store;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const MANIFEST: &str = r#"
@@ -69,14 +72,33 @@ fn bench() -> Result<(), String> {
             wasm.display()
         ));
     }
-    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| e.to_string())?;
+    // The runtime's defaults, unless `SIM_BENCH_KEEP_RESIDENT` (bytes) or
+    // `SIM_BENCH_PAGEMAP` (0 or 1) say otherwise, to compare allocator settings.
+    let mut config = RuntimeConfig::default();
+    if let Some(k) = std::env::var("SIM_BENCH_KEEP_RESIDENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.keep_resident_bytes = k;
+    }
+    if let Ok(p) = std::env::var("SIM_BENCH_PAGEMAP") {
+        config.pagemap_scan = p == "1";
+    }
+    let runtime = Runtime::new(config).map_err(|e| e.to_string())?;
     let component = runtime.compile(&wasm).map_err(|e| e.to_string())?;
     let app = runtime
         .load_app(MANIFEST, &component, &BTreeMap::new())
         .map_err(|e| e.to_string())?;
 
     // Through the simulator.
-    let mut platform = Platform::new(runtime.clone(), SimConfig::forge());
+    // One thread: the instance is made within the measured invocation, as bare wasmtime's is.
+    let mut platform = Platform::new(
+        runtime.clone(),
+        SimConfig {
+            threads: 1,
+            ..SimConfig::forge()
+        },
+    );
     platform.add_app(app);
     platform.install(Installation {
         id: "bench".into(),
@@ -164,8 +186,18 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let wasm = guest_path(root, "idle");
-    let component = runtime.compile(&wasm).map_err(|e| e.to_string())?;
+    let threads: Vec<usize> = std::env::var("SIM_BENCH_THREADS")
+        .unwrap_or_else(|_| "2".into())
+        .split(',')
+        .filter_map(|t| t.trim().parse().ok())
+        .filter(|t| *t > 1)
+        .collect();
+    let idle = runtime
+        .compile(&guest_path(root, "idle"))
+        .map_err(|e| e.to_string())?;
+    let tiny = runtime
+        .compile(&guest_path(root, "tiny"))
+        .map_err(|e| e.to_string())?;
     let year = 365 * Millis::DAY;
     let app = |modules: &str| {
         format!(
@@ -176,10 +208,19 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
         "  trigger:\n    - {key: pages, function: main, events: [avi:confluence:updated:page]}\n";
     let schedule = "  scheduledTrigger:\n    - {key: tick, function: main, interval: fiveMinute}\n";
     // Each case: a fresh world with one installation of `manifest`, `n` page edits spread
-    // evenly over the year, then the rest of the year; returns (events, wall time).
-    let case = |manifest: String, n: u64| -> Result<(u64, Duration, u64), String> {
-        let mut sim = Simulation::new(runtime.clone(), SimConfig::forge(), FlowConfig::forge());
-        sim.deploy("bench.yml", &manifest, &component, &BTreeMap::new())
+    // evenly over the year, then the rest of the year; returns (events, wall time,
+    // invocations).
+    let case = |manifest: &str,
+                component: &Component,
+                n: u64,
+                threads: usize|
+     -> Result<(u64, Duration, Duration, u64), String> {
+        let config = SimConfig {
+            threads,
+            ..SimConfig::forge()
+        };
+        let mut sim = Simulation::new(runtime.clone(), config, FlowConfig::forge());
+        sim.deploy("bench.yml", manifest, component, &BTreeMap::new())
             .map_err(|e| e.to_string())?;
         sim.install(InstallSpec {
             id: "bench".into(),
@@ -195,7 +236,7 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
             .create_page(site, "acc-bench", "B", "Bench", "x")
             .map_err(|e| e.to_string())?;
         let start = sim.now();
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_time());
         let step = year / n.max(1);
         for i in 0..n {
             sim.run_until(start.plus(i * step));
@@ -204,6 +245,7 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
         }
         sim.run_until(start.plus(year));
         let wall = t.elapsed();
+        let cpu = cpu_time().saturating_sub(cpu);
         let stats = sim.stats();
         if stats.dead_letters > 0 {
             return Err("a do-nothing app failed".into());
@@ -212,35 +254,80 @@ fn virtual_time(runtime: &std::sync::Arc<Runtime>, root: &Path) -> Result<(), St
         // firings; retries would count too, but a do-nothing app has none.
         let delivered = stats.product_events - stats.unheard_events;
         let fired = stats.jobs.saturating_sub(delivered);
-        Ok((n + fired, wall, stats.invocations))
+        Ok((n + fired, wall, cpu, stats.invocations))
     };
-    let rows = [
-        ("page events, no subscriber", case(app(""), events)?),
-        (
+    let (none, subscribed, scheduled) = (app(""), app(trigger), app(schedule));
+    let mut rows = vec![(
+        "page events, no subscriber",
+        1,
+        case(&none, &idle, events, 1)?,
+    )];
+    for t in std::iter::once(1).chain(threads.iter().copied()) {
+        rows.push((
             "page events to a subscribed trigger",
-            case(app(trigger), events / 4)?,
-        ),
-        ("a fiveMinute scheduled trigger", case(app(schedule), 0)?),
-    ];
-    println!("virtual time: a do-nothing app (guests/idle) over 365 simulated days, one thread");
+            t,
+            case(&subscribed, &idle, events / 4, t)?,
+        ));
+    }
+    for t in std::iter::once(1).chain(threads.iter().copied()) {
+        rows.push((
+            "a fiveMinute scheduled trigger",
+            t,
+            case(&scheduled, &idle, 0, t)?,
+        ));
+    }
+    for t in std::iter::once(1).chain(threads.iter().copied()) {
+        rows.push((
+            "page events to a trigger, tiny (no std)",
+            t,
+            case(&subscribed, &tiny, events / 4, t)?,
+        ));
+    }
+    println!(
+        "virtual time: a do-nothing app (guests/idle; guests/tiny where named) over 365 simulated days"
+    );
     println!();
     println!(
-        "{:<38} {:>10} {:>12} {:>10} {:>18}",
-        "", "events", "invocations", "wall", "simulated events/s"
+        "{:<40} {:>7} {:>8} {:>11} {:>8} {:>18} {:>12}",
+        "", "threads", "events", "invocations", "wall", "simulated events/s", "cpu µs/event"
     );
-    for (name, (n, wall, invocations)) in rows {
+    for (name, threads, (n, wall, cpu, invocations)) in rows {
         println!(
-            "{:<38} {:>10} {:>12} {:>8.2} s {:>18.0}",
+            "{:<40} {:>7} {:>8} {:>11} {:>6.2} s {:>18.0} {:>12.1}",
             name,
+            threads,
             n,
             invocations,
             wall.as_secs_f64(),
-            n as f64 / wall.as_secs_f64()
+            n as f64 / wall.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / n.max(1) as f64
         );
     }
     println!();
-    println!("goal: >= 100,000 simulated events/s");
+    println!(
+        "goal: >= 100,000 simulated events/s (load average now: {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
+    );
     Ok(())
+}
+
+/// The process's CPU time so far (user and system, all threads), from `/proc/self/stat`
+/// (zero where there is none): the cost of a case apart from what other processes take.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command (which may hold spaces) are space-separated; utime and
+    // stime are the 12th and 13th of them, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 struct Bare {

@@ -59,6 +59,9 @@ pub struct RunOptions<'a> {
     pub storage: KvsStorage,
     /// Called as virtual time passes: (done, total) in milliseconds.
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+    /// Overrides `SimConfig::threads` (workers that make instances ahead; no output depends
+    /// on it).
+    pub threads: Option<usize>,
 }
 
 impl fmt::Debug for RunOptions<'_> {
@@ -66,6 +69,7 @@ impl fmt::Debug for RunOptions<'_> {
         f.debug_struct("RunOptions")
             .field("seed", &self.seed)
             .field("storage", &self.storage)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -433,6 +437,9 @@ impl Scenario {
         let seed = options.seed.unwrap_or(self.seed);
         let mut config = SimConfig::forge();
         config.seed = seed;
+        if let Some(threads) = options.threads {
+            config.threads = threads;
+        }
         let start = config.start;
         let storage = std::mem::take(&mut options.storage);
         let mut sim = Simulation::with_storage(runtime.clone(), config, self.flow, storage);

@@ -66,21 +66,8 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub(crate) fn new(i: Invocation) -> HostState {
-        // No preopened directories, no environment, no arguments, stdin closed, stdout and
-        // stderr discarded, no sockets and no name lookups; the wall clock is the
-        // simulation's, and randomness comes from the simulation's seed.
-        let bytes: Vec<u8> = i.random[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
-        let seed = u128::from(i.random[0]) << 64 | u128::from(i.random[1]);
-        let wasi = WasiCtx::builder()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .wall_clock(i.wall_clock)
-            .secure_random(Deterministic::new(bytes.clone()))
-            .insecure_random(Deterministic::new(bytes))
-            .insecure_random_seed(seed)
-            .build();
         HostState {
+            wasi: wasi_ctx(&i),
             scope: i.installation.scope(),
             world: i.world,
             app: i.app,
@@ -93,7 +80,6 @@ impl HostState {
             deadline: i.deadline,
             limits: i.limits,
             trace: i.trace,
-            wasi,
             table: ResourceTable::new(),
             limiter: i.limiter,
             instantiated: false,
@@ -102,6 +88,77 @@ impl HostState {
             log_bytes: 0,
             fetches: 0,
         }
+    }
+
+    /// The state of a store made ahead of its invocation (on a worker thread): the app and
+    /// the memory limit, and nothing of the world. [`HostState::begin`] fills in the rest
+    /// just before the call.
+    pub(crate) fn ahead(app: Arc<App>, limiter: Limiter, kvs: crate::kvs::KvsLimits) -> HostState {
+        let installation = Arc::new(Installation {
+            id: String::new(),
+            app: String::new(),
+            site: String::new(),
+            realm: crate::realm::Realm::Global,
+            environment: String::new(),
+            admin: Default::default(),
+        });
+        // Deterministic and closed like an invocation's, should instantiation ever run guest
+        // code that reads it (Rust components do not).
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(VirtualWallClock(Millis(0)))
+            .secure_random(Deterministic::new(vec![0]))
+            .insecure_random(Deterministic::new(vec![0]))
+            .insecure_random_seed(0)
+            .build();
+        HostState {
+            wasi,
+            scope: installation.scope(),
+            world: Box::new(World::empty(kvs)),
+            app,
+            installation,
+            function: String::new(),
+            account_id: None,
+            endpoints: Arc::default(),
+            now: Millis(0),
+            started: Instant::now(),
+            deadline: Instant::now(),
+            limits: super::InvocationLimits::forge(),
+            trace: false,
+            table: ResourceTable::new(),
+            limiter,
+            instantiated: false,
+            log_lines: 0,
+            log_lines_dropped: 0,
+            log_bytes: 0,
+            fetches: 0,
+        }
+    }
+
+    /// Makes a store made ahead of time this invocation's: everything the app can observe
+    /// comes from `i`, as with [`HostState::new`]. Returns the empty world the store held, to
+    /// be put back with [`HostState::swap_world`] before the store is dropped elsewhere.
+    pub(crate) fn begin(&mut self, i: Invocation) -> Box<World> {
+        debug_assert!(Arc::ptr_eq(&self.app, &i.app));
+        self.wasi = wasi_ctx(&i);
+        self.scope = i.installation.scope();
+        self.installation = i.installation;
+        self.function = i.function;
+        self.account_id = i.account_id;
+        self.endpoints = i.endpoints;
+        self.now = i.now;
+        self.started = Instant::now();
+        self.deadline = i.deadline;
+        self.limits = i.limits;
+        self.trace = i.trace;
+        std::mem::replace(&mut self.world, i.world)
+    }
+
+    /// Takes the world out of the store, leaving `empty` in its place.
+    pub(crate) fn swap_world(&mut self, empty: Box<World>) -> Box<World> {
+        std::mem::replace(&mut self.world, empty)
     }
 
     pub(crate) fn into_world(self) -> Box<World> {
@@ -674,4 +731,21 @@ fn page(p: crate::product::Page) -> product::Page {
         author: p.author,
         version: p.version,
     }
+}
+
+/// No preopened directories, no environment, no arguments, stdin closed, stdout and stderr
+/// discarded, no sockets and no name lookups; the wall clock is the simulation's, and
+/// randomness comes from the simulation's seed.
+fn wasi_ctx(i: &Invocation) -> WasiCtx {
+    let bytes: Vec<u8> = i.random[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
+    let seed = u128::from(i.random[0]) << 64 | u128::from(i.random[1]);
+    WasiCtx::builder()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(i.wall_clock)
+        .secure_random(Deterministic::new(bytes.clone()))
+        .insecure_random(Deterministic::new(bytes))
+        .insecure_random_seed(seed)
+        .build()
 }

@@ -13,12 +13,13 @@
 //! serving.
 
 mod imports;
+mod pool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,14 +51,21 @@ pub struct RuntimeConfig {
     pub fuel: Option<u64>,
     /// Instances alive at once (pooling allocator slots).
     pub max_concurrent_instances: u32,
-    /// Bytes at the start of each pooled linear memory (and a sixteenth of that of each
-    /// table) reset in place when an instance is freed, instead of being handed back to the
-    /// kernel. 0 (the default) hands everything back. Long runs of an app that touches a
-    /// few MiB per invocation go much faster with it (page faults and TLB shootdowns were
-    /// most of the approval app's invocation cost; `examples/scale.rs` uses 2 MiB), at the
-    /// price of resetting that much memory per instance: a guest that grows its memory a lot
-    /// and quickly (the hostile memory bomb) gets slower.
+    /// Bytes of each pooled linear memory (and a sixteenth of that of each table) reset in
+    /// place when an instance is freed, instead of being handed back to the kernel; 1 MiB by
+    /// default, 0 hands everything back. With `pagemap_scan` (the default) only the pages
+    /// the instance dirtied are reset, so the next instance in that slot meets no page
+    /// faults: page faults, `madvise` and TLB shootdowns were most of an invocation's cost
+    /// (a trivial resolver: 23.6 µs at p50 with neither, 9.6 µs with both; see
+    /// crates/sim/README.md). Without `PAGEMAP_SCAN` (kernels before 6.7) the first
+    /// `keep_resident_bytes` are reset whether dirtied or not, which costs more than it
+    /// saves for a small app: set 0 there. `examples/scale.rs` uses 2 MiB for the approval
+    /// app, which touches about that much per invocation.
     pub keep_resident_bytes: usize,
+    /// Find the pages an instance dirtied with Linux's `PAGEMAP_SCAN` ioctl (kernel 6.7 and
+    /// later; elsewhere it is silently off) and reset only those, up to
+    /// `keep_resident_bytes`, handing back to the kernel only what lies beyond.
+    pub pagemap_scan: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -66,7 +74,8 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             fuel: None,
             max_concurrent_instances: 64,
-            keep_resident_bytes: 0,
+            keep_resident_bytes: 1 << 20,
+            pagemap_scan: true,
         }
     }
 }
@@ -125,7 +134,12 @@ impl Runtime {
             // Optionally reset the first pages of a freed instance's memories and tables by
             // hand rather than returning them to the kernel (see `keep_resident_bytes`).
             .linear_memory_keep_resident(config.keep_resident_bytes)
-            .table_keep_resident(config.keep_resident_bytes / 16);
+            .table_keep_resident(config.keep_resident_bytes / 16)
+            .pagemap_scan(if config.pagemap_scan {
+                wasmtime::Enabled::Auto
+            } else {
+                wasmtime::Enabled::No
+            });
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .epoch_interruption(true)
@@ -251,6 +265,48 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// A fresh store for one invocation: the memory limiter, an epoch deadline `timeout`
+    /// from now, and the fuel of `RuntimeConfig::fuel`.
+    fn new_store(&self, state: HostState, timeout: Duration) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.epoch_ticks(timeout));
+        store.epoch_deadline_trap();
+        if let Some(fuel) = self.config.fuel {
+            // Fuel is enabled on the engine, so this cannot fail.
+            let _ = store.set_fuel(fuel);
+        }
+        store
+    }
+
+    fn epoch_ticks(&self, timeout: Duration) -> u64 {
+        let tick = self.config.epoch_tick.as_nanos().max(1);
+        timeout.as_nanos().div_ceil(tick) as u64
+    }
+
+    /// On a worker: a fresh store with `app` instantiated in it and nothing of the world.
+    /// `None` when instantiation fails (the invocation then instantiates on its own, and
+    /// reports the failure as it always does).
+    fn prepare(
+        &self,
+        app: Arc<App>,
+        limits: FunctionLimits,
+        timeout: Duration,
+        kvs: KvsLimits,
+    ) -> Option<Prepared> {
+        let state = HostState::ahead(app.clone(), Limiter::new(limits.memory_mb << 20), kvs);
+        let mut store = self.new_store(state, timeout);
+        let instance = app.pre.instantiate(&mut store).ok()?;
+        store.data_mut().instantiated = true;
+        Some(Prepared {
+            app,
+            store,
+            instance,
+        })
+    }
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -370,6 +426,16 @@ pub struct SimConfig {
     /// scale turn it off to save memory (counters, `Simulation::stats`, and the egress ledger
     /// are kept either way).
     pub trace: bool,
+    /// Threads that run a simulation's invocations: the simulation's own, and `threads - 1`
+    /// workers that make fresh stores and instances (from the app's `InstancePre`) ahead of
+    /// time, a few per app version, and free finished ones. The invocations themselves still
+    /// run one at a time, in the simulation's order, on the simulation's thread, and
+    /// everything an app can observe is put into its store just before the call, so results
+    /// and the trace are the same whatever the number. Default 1 (every instance is made
+    /// and freed within its invocation): handing instances between threads costs about 40%
+    /// more CPU per invocation, which pays only when a core is idle, and on our shared
+    /// 2-core machine none is (crates/sim/README.md, "Worker threads").
+    pub threads: usize,
 }
 
 impl SimConfig {
@@ -380,6 +446,7 @@ impl SimConfig {
             limits: InvocationLimits::forge(),
             trace: true,
             kvs: KvsLimits::forge(),
+            threads: 1,
         }
     }
 }
@@ -573,6 +640,46 @@ pub(crate) struct World {
     pub(crate) pushed: Vec<QueuePush>,
 }
 
+impl World {
+    /// A world with nothing in it: the placeholder in a store made ahead of its invocation.
+    fn empty(kvs: KvsLimits) -> World {
+        World {
+            kvs: Kvs::new(kvs),
+            confluence: Confluence::default(),
+            ledger: Vec::new(),
+            logs: Vec::new(),
+            analytics: Vec::new(),
+            pushed: Vec::new(),
+        }
+    }
+}
+
+/// Instances of one app version with one memory limit, made ahead by workers.
+struct Stock {
+    /// Made and not yet taken (`None`: a worker could not make one).
+    ready: mpsc::Receiver<Option<Prepared>>,
+    tx: mpsc::Sender<Option<Prepared>>,
+    /// Asked of the workers and not yet taken.
+    pending: usize,
+}
+
+/// Instances kept ready (or being made) per app version and memory limit, with
+/// `SimConfig::threads` > 1; the workers are asked for more, in one task, when fewer than
+/// half are left, so that a worker is woken once per few invocations rather than for each.
+const STOCK: usize = 8;
+/// Finished stores are handed to the workers to free this many at a time.
+const DROP_BATCH: usize = 4;
+/// Finished stores handed to the workers and not freed yet, at most; past that the invoking
+/// thread frees its own (each holds a pooling slot until it is freed).
+const MAX_DROPS_IN_FLIGHT: usize = 2 * DROP_BATCH;
+
+/// A fresh store with the app instantiated in it, and nothing of the world yet.
+pub(crate) struct Prepared {
+    app: Arc<App>,
+    store: Store<HostState>,
+    instance: bindings::App,
+}
+
 /// A payload an app pushed onto one of its queues (the `queue` import), waiting for the
 /// simulation to deliver it to the queue's consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -600,6 +707,14 @@ pub struct Platform {
     endpoints: Arc<HashMap<String, Endpoint>>,
     world: Option<Box<World>>,
     trace: Vec<TraceEvent>,
+    /// The workers of `SimConfig::threads`, started when first needed.
+    pool: Option<pool::Pool>,
+    /// Instances made ahead, by (app version, memory limit). Never iterated.
+    stock: HashMap<(usize, u64), Stock>,
+    /// Finished stores waiting to be handed to the workers, a batch at a time.
+    to_drop: Vec<Store<HostState>>,
+    /// Stores given to the workers to free and not yet freed.
+    drops: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl fmt::Debug for Platform {
@@ -644,10 +759,15 @@ impl Platform {
             timeouts: HashMap::new(),
             endpoints: Arc::new(HashMap::new()),
             trace: Vec::new(),
+            pool: None,
+            stock: HashMap::new(),
+            to_drop: Vec::new(),
+            drops: Arc::default(),
         }
     }
 
     pub fn add_app(&mut self, app: Arc<App>) {
+        self.stock.clear();
         self.apps.insert(app.id.clone(), app);
     }
 
@@ -662,6 +782,8 @@ impl Platform {
 
     /// Makes an installation run `app` (a version of its app) from its next invocation on.
     pub fn run_version(&mut self, installation: &str, app: Arc<App>) {
+        // Instances of versions nobody may run any more would hold pooling slots.
+        self.stock.clear();
         self.running.insert(installation.to_string(), app);
     }
 
@@ -835,7 +957,8 @@ impl Platform {
             .world
             .take()
             .expect("the world is home between invocations");
-        let state = HostState::new(imports::Invocation {
+        let prepared = self.take_ahead(&app, limits, timeout);
+        let invocation = imports::Invocation {
             world,
             app: app.clone(),
             installation: inst.clone(),
@@ -849,38 +972,124 @@ impl Platform {
             limiter: Limiter::new(limits.memory_mb << 20),
             wall_clock: VirtualWallClock(at),
             random: std::array::from_fn(|_| self.rng.next_u64()),
-        });
-        let mut store = Store::new(&self.runtime.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let tick = self.runtime.config.epoch_tick.as_nanos().max(1);
-        store.set_epoch_deadline(timeout.as_nanos().div_ceil(tick) as u64);
-        store.epoch_deadline_trap();
-        if let Some(fuel) = self.runtime.config.fuel {
-            // Fuel is enabled on the engine, so this cannot fail.
-            let _ = store.set_fuel(fuel);
-        }
+        };
+        let (mut store, instance, empty) = match prepared {
+            Some(Prepared {
+                mut store,
+                instance,
+                ..
+            }) => {
+                let empty = store.data_mut().begin(invocation);
+                // The deadline counts from the call, not from when the instance was made.
+                store.set_epoch_deadline(self.runtime.epoch_ticks(timeout));
+                (store, Some(instance), Some(empty))
+            }
+            None => (
+                self.runtime.new_store(HostState::new(invocation), timeout),
+                None,
+                None,
+            ),
+        };
 
         let max_output = self.config.limits.max_payload_bytes;
-        let result = run(&app, &mut store, call.clone(), max_output);
+        let handler = call.kind();
+        let result = run(&app, &mut store, instance, call, max_output);
         let result = result.map_err(|e| classify(e, &store, timeout, limits, self.runtime.config));
         let result = result.and_then(|r| r);
-        let state = store.into_data();
-        let event = TraceEvent {
+        // No line (and none of its strings) when the trace is off.
+        let state = store.data();
+        let event = self.config.trace.then(|| TraceEvent {
             at,
             app: inst.app.clone(),
             installation: installation.to_string(),
             function: function.to_string(),
-            handler: call.kind(),
+            handler,
             outcome: result.as_ref().map(|_| ()).map_err(Clone::clone),
             log_lines: state.log_lines,
             log_lines_dropped: state.log_lines_dropped,
             fetches: state.fetches,
-        };
-        self.world = Some(state.into_world());
-        if self.config.trace {
-            self.trace.push(event);
-        }
+        });
+        self.world = Some(match &self.pool {
+            // Freeing the instance (resetting its memories) is a worker's job too.
+            Some(pool) if self.drops.load(Ordering::Relaxed) < MAX_DROPS_IN_FLIGHT => {
+                let empty = empty.unwrap_or_else(|| Box::new(World::empty(self.config.kvs)));
+                let world = store.data_mut().swap_world(empty);
+                self.to_drop.push(store);
+                if self.to_drop.len() >= DROP_BATCH {
+                    let batch = std::mem::take(&mut self.to_drop);
+                    let drops = self.drops.clone();
+                    drops.fetch_add(batch.len(), Ordering::Relaxed);
+                    pool.spawn(move || {
+                        let n = batch.len();
+                        drop(batch);
+                        drops.fetch_sub(n, Ordering::Relaxed);
+                    });
+                }
+                world
+            }
+            _ => store.into_data().into_world(),
+        });
+        self.trace.extend(event);
         result
+    }
+
+    /// With `SimConfig::threads` > 1: an instance of `app` made ahead by a worker, if one
+    /// is ready (never waits for one), and asks the workers to make the next ones. What a
+    /// worker makes is a fresh store with the app instantiated and nothing else: the
+    /// invocation puts everything the app can observe into it before the call.
+    fn take_ahead(
+        &mut self,
+        app: &Arc<App>,
+        limits: FunctionLimits,
+        timeout: Duration,
+    ) -> Option<Prepared> {
+        if self.config.threads <= 1 {
+            return None;
+        }
+        let workers = self.config.threads - 1;
+        let pool = self.pool.get_or_insert_with(|| pool::Pool::new(workers));
+        let key = (Arc::as_ptr(app) as usize, limits.memory_mb);
+        let stock = self.stock.entry(key).or_insert_with(|| {
+            let (tx, ready) = mpsc::channel();
+            Stock {
+                ready,
+                tx,
+                pending: 0,
+            }
+        });
+        let mut taken = None;
+        let mut failed = false;
+        while let Ok(p) = stock.ready.try_recv() {
+            stock.pending -= 1;
+            match p {
+                // The key holds the `Arc`'s address, which a dropped version's could reuse.
+                Some(p) if Arc::ptr_eq(&p.app, app) => {
+                    taken = Some(p);
+                    break;
+                }
+                Some(_) => {}
+                None => failed = true,
+            }
+        }
+        // A worker that could not instantiate (the pool's slots are taken) is not asked again
+        // at once.
+        if !failed && stock.pending <= STOCK / 2 {
+            let n = STOCK - stock.pending;
+            stock.pending = STOCK;
+            let (tx, runtime, app) = (stock.tx.clone(), self.runtime.clone(), app.clone());
+            let kvs = self.config.kvs;
+            pool.spawn(move || {
+                for _ in 0..n {
+                    if tx
+                        .send(runtime.prepare(app.clone(), limits, timeout, kvs))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        taken
     }
 
     fn timeout(&self, call: &Call, limits: FunctionLimits) -> Duration {
@@ -938,11 +1147,18 @@ impl Platform {
 fn run(
     app: &App,
     store: &mut Store<HostState>,
+    instance: Option<bindings::App>,
     call: Call,
     max_output: usize,
 ) -> wasmtime::Result<Result<Output, InvocationError>> {
-    let instance = app.pre.instantiate(&mut *store)?;
-    store.data_mut().instantiated = true;
+    let instance = match instance {
+        Some(i) => i,
+        None => {
+            let i = app.pre.instantiate(&mut *store)?;
+            store.data_mut().instantiated = true;
+            i
+        }
+    };
     Ok(match call {
         Call::Resolver { name, payload } => {
             match instance.call_resolver(&mut *store, &name, &payload)? {

@@ -425,3 +425,86 @@ fn the_report_catches_page_content_sent_to_an_undeclared_host() {
     assert!(ok.observed.eligible, "{:?}", ok.observed);
     assert!(ok.to_text().contains("observed: runs on Atlassian"));
 }
+
+/// `SimConfig::threads` only moves instantiation to workers: with 1, 2 or 4 threads the same
+/// seed gives the same bytes in every output (the simulation's trace, the invocations'
+/// trace, the egress ledger, logs, analytics, stored data), through events, retries after
+/// injected timeouts and storage errors, duplicates, queues, schedules, an app's own page
+/// edits, resolvers that read randomness and the clock, and a minor upgrade mid-run.
+#[test]
+fn the_number_of_threads_changes_no_output() {
+    let run = |threads: usize| {
+        let mut config = SimConfig::forge();
+        config.seed = 5;
+        config.threads = threads;
+        let mut s = Simulation::new(loaded().runtime.clone(), config, FlowConfig::forge());
+        deploy(&mut s, V1);
+        s.deploy("leaky.yml", LEAKY_MANIFEST, leaky(), &BTreeMap::new())
+            .unwrap();
+        install(&mut s, "acme", APP);
+        install(&mut s, "acme-leaky", LEAKY);
+        s.install(InstallSpec {
+            id: "globex".into(),
+            app: APP.into(),
+            site: "globex.atlassian.net".into(),
+            realm: Realm::De,
+            environment: "production".into(),
+            admin: AdminSwitches::default(),
+        })
+        .unwrap();
+        s.duplicate_deliveries("acme", 2).unwrap();
+        s.inject_timeouts("globex", 3).unwrap();
+        s.inject_storage_errors("acme", 4).unwrap();
+        let mut outputs = Vec::new();
+        for i in 0..12 {
+            let site = if i % 3 == 0 {
+                "globex.atlassian.net"
+            } else {
+                SITE
+            };
+            let title = format!("Page {i}");
+            let body = format!("<p>the body of page number {i}</p>");
+            let page = s
+                .create_page(site, "acc-alice", "ENG", &title, &body)
+                .unwrap();
+            s.push("acme", "work", &format!(r#"{{"n":{i}}}"#)).unwrap();
+            let installation = if i % 3 == 0 { "globex" } else { "acme" };
+            let calls = [
+                ("random", "{}"),
+                ("context", "{}"),
+                ("touch", page.id.as_str()),
+                ("push", r#"{"from":"resolver"}"#),
+            ];
+            for (name, payload) in calls {
+                let out = s.call_resolver(installation, None, Some("acc-bob"), name, payload);
+                outputs.push(format!("{out:?}"));
+            }
+            s.run_for(7 * Millis::MINUTE);
+        }
+        // A minor upgrade while deliveries are queued.
+        deploy(&mut s, &V1.replace("fiveMinute", "hour"));
+        s.run_for(Millis::DAY);
+        let p = s.platform();
+        let stored: Vec<_> = ["acme", "acme-leaky", "globex"]
+            .iter()
+            .map(|i| p.inspect(i).unwrap())
+            .collect();
+        (
+            serde_json::to_string(s.trace()).unwrap(),
+            serde_json::to_string(p.trace()).unwrap(),
+            serde_json::to_string(p.ledger()).unwrap(),
+            serde_json::to_string(p.logs()).unwrap(),
+            serde_json::to_string(p.analytics()).unwrap(),
+            serde_json::to_string(&stored).unwrap(),
+            outputs,
+            s.stats(),
+        )
+    };
+    let one = run(1);
+    assert!(one.7.invocations > 150, "{:?}", one.7);
+    assert!(one.7.retries > 0, "{:?}", one.7);
+    for threads in [2, 4] {
+        let other = run(threads);
+        assert!(other == one, "{threads} threads changed an output");
+    }
+}
