@@ -166,6 +166,71 @@ impl<K: Kvs> HostedStore<K> {
     }
 }
 
+impl<K: Kvs> HostedStore<K> {
+    /// [`Outbox::ack`] of several items: one read and one transaction per outbox batch
+    /// (instead of one of each per item), so one revision marker per batch. Every item that
+    /// is pending is acknowledged; then the first id that named no pending item, if any, is
+    /// reported ([`StoreError::UnknownOutboxItem`]).
+    pub fn ack_all(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let mut by_batch: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+        for &id in ids {
+            by_batch
+                .entry(id >> 16)
+                .or_default()
+                .insert((id & 0xffff) as u32);
+        }
+        let mut unknown = None;
+        for (batch, items) in by_batch {
+            let missing = if batch == 0 {
+                items.first().copied()
+            } else {
+                self.ack_in_batch(batch, &items)?
+            };
+            if let Some(i) = missing {
+                unknown = unknown.or(Some(batch << 16 | u64::from(i)));
+            }
+        }
+        unknown.map_or(Ok(()), |id| Err(StoreError::UnknownOutboxItem(id)))
+    }
+
+    /// Acknowledges the `items` of outbox batch `batch` that are pending, in one transaction;
+    /// returns the first of them that was not.
+    fn ack_in_batch(&self, batch: u64, items: &BTreeSet<u32>) -> Result<Option<u32>, StoreError> {
+        let key = self.keys.outbox(batch);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(mut b) = self.get_json::<Batch>(&key)? else {
+                return Ok(items.first().copied());
+            };
+            let missing = items
+                .iter()
+                .find(|i| !b.items.iter().any(|(j, _)| j == *i))
+                .copied();
+            let before = b.items.len();
+            b.items.retain(|(i, _)| !items.contains(i));
+            if b.items.len() == before {
+                return Ok(missing);
+            }
+            b.rev += 1;
+            let ops = vec![
+                set_new(self.keys.outbox_ack_mark(batch, b.rev), "1"),
+                if b.items.is_empty() {
+                    KvsOp::Delete { key: key.clone() }
+                } else {
+                    set(key.clone(), to_json(&b)?)
+                },
+            ];
+            match self.kvs.transact(ops) {
+                Ok(()) => return Ok(missing),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => {
+                    return Err(refused(e, &format!("acknowledging outbox batch {batch}")));
+                }
+            }
+        }
+        Err(gave_up(&format!("outbox batch {batch}")))
+    }
+}
+
 /// The longest snapshot [`HostedStore::commit_with_snapshot`] keeps, in bytes.
 pub const MAX_SNAPSHOT_BYTES: usize = 64 * 1024;
 

@@ -838,3 +838,53 @@ fn snapshots_live_in_the_head_and_go_with_the_next_append() {
     ));
     assert_eq!(kvs.stats().refused, 0);
 }
+
+/// `ack_all` acknowledges a whole outbox batch in one transaction (one revision marker),
+/// whatever the number of its items; ids that name nothing pending are reported after the
+/// rest are acknowledged.
+#[test]
+fn ack_all_takes_one_transaction_per_batch() {
+    let kvs = MemoryKvs::new();
+    let store = HostedStore::new(kvs.clone());
+    let pending = |store: &HostedStore<MemoryKvs>| -> Vec<u64> {
+        block_on(store.pending(100))
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    block_on(async {
+        store
+            .enqueue(&[note("a", 0), note("a", 1), note("a", 2)])
+            .await
+            .unwrap();
+        store.enqueue(&[note("b", 0), note("b", 1)]).await.unwrap();
+    });
+    let ids = pending(&store);
+    assert_eq!(ids.len(), 5);
+    let (transactions, marks_before) = (kvs.stats().transactions, marks(&kvs));
+    // All of the first batch and one of the second.
+    store.ack_all(&ids[..4]).unwrap();
+    assert_eq!(kvs.stats().transactions - transactions, 2);
+    assert_eq!(marks(&kvs) - marks_before, 2);
+    assert_eq!(pending(&store), ids[4..]);
+    // Acknowledged already, or never handed out: reported, and the rest still acknowledged.
+    assert_eq!(
+        store.ack_all(&[ids[0], ids[4], 7]),
+        Err(StoreError::UnknownOutboxItem(7))
+    );
+    assert!(pending(&store).is_empty());
+    assert_eq!(
+        store.ack_all(&[ids[4]]),
+        Err(StoreError::UnknownOutboxItem(ids[4]))
+    );
+    assert_eq!(store.ack_all(&[]), Ok(()));
+    assert_eq!(kvs.stats().refused, 0);
+
+    fn marks(kvs: &MemoryKvs) -> usize {
+        kvs.entries()
+            .iter()
+            .filter(|(k, _)| k.starts_with("signoff:om:"))
+            .count()
+    }
+}
