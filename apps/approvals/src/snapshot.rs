@@ -14,13 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use signoff_core::DocState;
-use signoff_core::Record;
-use signoff_core::notify::Notification;
-use signoff_core::store::{IndexEntry, StoreError};
-use signoff_storage::LocalStore;
-use signoff_storage::hosted::{HostedStore, Kvs, Snapshot, StreamHead};
-
-use crate::block::block_on;
+use signoff_storage::hosted::{Snapshot, StreamHead};
 
 /// The snapshot format. Change it whenever `DocState`'s shape changes: snapshots of another
 /// format are ignored (the stream is replayed).
