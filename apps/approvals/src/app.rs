@@ -13,15 +13,18 @@
 //! source, `app:page:<id>` what the app knows of a page, `app:delegations:<account>` the
 //! pages delegated to someone, `app:settings`.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use signoff_core::event::{Action, AuthEvidence, SignatureInput};
 use signoff_core::notify::{Notification, notifications};
 use signoff_core::state::{Decided, SYSTEM};
 use signoff_core::store::{IndexEntry, StoreError};
+use signoff_core::workflow::WorkflowDef;
 use signoff_core::{Command, DocState, Event, Record, Refusal, Timestamp, Workflow, audit};
-use signoff_storage::LocalStore;
-use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, MAX_PAGE};
+use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, MAX_PAGE, StreamHead};
 
 use crate::block::block_on;
 use crate::payload::{
@@ -29,6 +32,8 @@ use crate::payload::{
     Reauth, Sign,
 };
 use crate::ports::{AppError, ContentState, Level, Page, Platform};
+use crate::snapshot;
+use crate::store::AppStore;
 
 /// The content property that holds a page's approval summary.
 pub const SUMMARY_PROPERTY: &str = "signoff-summary";
@@ -81,12 +86,15 @@ const KEEP_NOTIFICATIONS: usize = 20;
 const MAX_ATTEMPTS: usize = 3;
 
 /// The app over a store for the engine (in the component, `HostedStore` over the hosted
-/// key-value store), a key-value store for its own records, and the platform.
+/// key-value store), a key-value store for its own records, and the platform. One `App`
+/// serves one invocation (the platform gives each a fresh instance).
 #[derive(Debug)]
 pub struct App<'a, S, K, P> {
     pub store: &'a S,
     pub kvs: &'a K,
     pub platform: &'a P,
+    /// The workflows loaded by this invocation: each is compiled at most once per call.
+    workflows: RefCell<Vec<Rc<Workflow>>>,
 }
 
 /// The workflow assigned to a space: `app:space:<key>`.
@@ -106,6 +114,11 @@ struct SpaceRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct WorkflowRecord {
     source: String,
+    /// The compiled definition as JSON (`WorkflowDef`), which loads several times faster
+    /// than the source; used only when it compiles to the hash of the key (else the source
+    /// is compiled). Records from before it are completed on their first load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    compiled: Option<String>,
 }
 
 /// What the app knows of a tracked page: `app:page:<id>`.
@@ -129,18 +142,28 @@ struct Settings {
     webhook: Option<String>,
 }
 
-/// A document loaded from its stream.
+/// A document loaded from its snapshot, or from its stream.
 #[derive(Debug)]
 struct Loaded {
     page: PageRecord,
-    wf: Workflow,
-    records: Vec<Record>,
+    wf: Rc<Workflow>,
     state: DocState,
+}
+
+impl<'a, S, K, P> App<'a, S, K, P> {
+    pub fn new(store: &'a S, kvs: &'a K, platform: &'a P) -> App<'a, S, K, P> {
+        App {
+            store,
+            kvs,
+            platform,
+            workflows: RefCell::default(),
+        }
+    }
 }
 
 impl<S, K, P> App<'_, S, K, P>
 where
-    S: LocalStore,
+    S: AppStore,
     K: Kvs,
     P: Platform,
 {
@@ -242,15 +265,15 @@ where
             }
             "status" => {
                 let p: PageQuery = payload::parse("payload", payload)?;
-                let d = self.load(&p.page_id)?;
+                let (d, records) = self.load_replayed(&p.page_id)?;
                 let mut s = summary(&p.page_id, &d.page, &d.wf, &d.state);
-                s["verified"] = json!(audit::verify_head(&d.records, &d.state.head).is_ok());
+                s["verified"] = json!(audit::verify_head(&records, &d.state.head).is_ok());
                 s
             }
             "history" => {
                 let p: PageQuery = payload::parse("payload", payload)?;
-                let d = self.load(&p.page_id)?;
-                let problem = audit::verify_head(&d.records, &d.state.head)
+                let (d, records) = self.load_replayed(&p.page_id)?;
+                let problem = audit::verify_head(&records, &d.state.head)
                     .err()
                     .map(|e| e.to_string());
                 json!({
@@ -258,8 +281,8 @@ where
                     "doc": d.page.doc,
                     "verified": problem.is_none(),
                     "problem": problem,
-                    "signatures": audit::manifestation(&d.records, d.state.version),
-                    "records": d.records,
+                    "signatures": audit::manifestation(&records, d.state.version),
+                    "records": records,
                 })
             }
             "pending" => {
@@ -497,7 +520,10 @@ where
         space_admins.dedup();
         self.put(
             &format!("app:workflow:{}", wf.hash()),
-            &WorkflowRecord { source },
+            &WorkflowRecord {
+                source,
+                compiled: serde_json::to_string(wf.def()).ok(),
+            },
         )?;
         self.put(
             &space_key(&p.space),
@@ -645,8 +671,8 @@ where
         let doc = doc_id(&page.id);
         let now = self.now();
         for attempt in 1.. {
-            let records = block_on(self.store.read(&doc, 0)).map_err(storage)?;
-            if records.is_empty() {
+            let head = self.store.stream_head(&doc).map_err(storage)?;
+            if head.len == 0 {
                 let Some(space) = self.get::<SpaceRecord>(&space_key(&page.space))? else {
                     return Ok("untracked_space");
                 };
@@ -679,7 +705,7 @@ where
                 self.after(&page.id, &rec, &wf, &decided.state);
                 return Ok("started");
             }
-            let d = self.loaded(&page.id, records)?;
+            let d = self.loaded(&page.id, &head)?;
             if d.state.content_hash == content_hash {
                 // A retried event, or a page version the app made itself (the lozenge).
                 return Ok("unchanged");
@@ -757,9 +783,13 @@ where
             .flat_map(|r| notifications(&decided.state, r))
             .collect();
         let entry = IndexEntry::of(&decided.state, wf);
-        block_on(
-            self.store
-                .commit(doc, expected, &decided.records, Some(entry), &notes),
+        self.store.commit_with_snapshot(
+            doc,
+            expected,
+            &decided.records,
+            Some(entry),
+            &notes,
+            &snapshot::encode(&decided.state),
         )?;
         if let Some(t) = old.filter(|t| Some(*t) != new)
             && let Err(e) = self.kvs.delete(&wake_key(t, page_id))
@@ -861,13 +891,12 @@ where
             };
             match self.deliver_to(page_id, &items) {
                 Ok(()) => {
-                    for (id, _) in &items {
-                        if let Err(e) = block_on(self.store.ack(*id)) {
-                            self.log(
-                                Level::Warn,
-                                &format!("outbox ack failed: {}", store_code(&e)),
-                            );
-                        }
+                    let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+                    if let Err(e) = self.store.ack_all(&ids) {
+                        self.log(
+                            Level::Warn,
+                            &format!("outbox ack failed: {}", store_code(&e)),
+                        );
                     }
                     delivered += items.len();
                 }
@@ -899,17 +928,63 @@ where
             .set_property(page_id, NOTIFICATIONS_PROPERTY, &value, version)
     }
 
-    /// Loads a page's document: its record, workflow, stream and state.
+    /// Loads a page's document: its record, workflow and state (from the snapshot in the
+    /// stream's head when it is the state at the head, else by replaying the stream).
     fn load(&self, page_id: &str) -> Result<Loaded, AppError> {
+        check_id("pageId", page_id)?;
+        let head = self.store.stream_head(&doc_id(page_id)).map_err(storage)?;
+        if head.len == 0 {
+            return Err(unknown_page(page_id));
+        }
+        self.loaded(page_id, &head)
+    }
+
+    /// Loads a page's document from its whole stream, for the audit views: the records and
+    /// the state they replay to.
+    fn load_replayed(&self, page_id: &str) -> Result<(Loaded, Vec<Record>), AppError> {
         check_id("pageId", page_id)?;
         let records = block_on(self.store.read(&doc_id(page_id), 0)).map_err(storage)?;
         if records.is_empty() {
             return Err(unknown_page(page_id));
         }
-        self.loaded(page_id, records)
+        let (wf, state) = self.replay(page_id, &records)?;
+        let page = self.page_record(page_id)?;
+        Ok((Loaded { page, wf, state }, records))
     }
 
-    fn loaded(&self, page_id: &str, records: Vec<Record>) -> Result<Loaded, AppError> {
+    /// A document whose stream's head is `head`.
+    fn loaded(&self, page_id: &str, head: &StreamHead) -> Result<Loaded, AppError> {
+        let doc = doc_id(page_id);
+        let snapshot = match snapshot::decode(&doc, head) {
+            Ok(Some(state)) => match self.workflow(&state.workflow_hash) {
+                Ok(wf) if state.state < wf.states().len() => Some((wf, state)),
+                _ => None,
+            },
+            Ok(None) => None,
+            Err(why) => {
+                self.log(Level::Debug, &format!("snapshot not used: {why}"));
+                None
+            }
+        };
+        let (wf, state) = match snapshot {
+            Some(loaded) => loaded,
+            None => {
+                let records = block_on(self.store.read(&doc, 0)).map_err(storage)?;
+                if records.is_empty() {
+                    return Err(unknown_page(page_id));
+                }
+                self.replay(page_id, &records)?
+            }
+        };
+        let page = self.page_record(page_id)?;
+        Ok(Loaded { page, wf, state })
+    }
+
+    fn replay(
+        &self,
+        page_id: &str,
+        records: &[Record],
+    ) -> Result<(Rc<Workflow>, DocState), AppError> {
         let Some(Event::Created { workflow_hash, .. }) = records.first().map(|r| &r.event) else {
             return Err(AppError::new(
                 "CORRUPT_STREAM",
@@ -917,31 +992,69 @@ where
             ));
         };
         let wf = self.workflow(workflow_hash)?;
-        let state = DocState::replay(&wf, &records)
+        let state = DocState::replay(&wf, records)
             .map_err(|e| AppError::new("CORRUPT_STREAM", format!("page {page_id}: {e}")))?;
-        // A page record lost between the append and its write is rebuilt without hashes:
-        // the next edit then counts as changing everything.
-        let page = self.get(&page_key(page_id))?.unwrap_or_else(|| PageRecord {
+        Ok((wf, state))
+    }
+
+    /// A page record lost between the append and its write is rebuilt without hashes: the
+    /// next edit then counts as changing everything.
+    fn page_record(&self, page_id: &str) -> Result<PageRecord, AppError> {
+        Ok(self.get(&page_key(page_id))?.unwrap_or_else(|| PageRecord {
             doc: doc_id(page_id),
             space: String::new(),
             title_hash: String::new(),
             body_hash: String::new(),
             versions: Vec::new(),
-        });
-        Ok(Loaded {
-            page,
-            wf,
-            records,
-            state,
-        })
+        }))
     }
 
-    fn workflow(&self, hash: &str) -> Result<Workflow, AppError> {
-        let rec: WorkflowRecord = self.get(&format!("app:workflow:{hash}"))?.ok_or_else(|| {
+    /// The workflow stored under `hash`, compiled once per invocation: from its compiled
+    /// form when that compiles to `hash`, else from its source (and then the compiled form
+    /// is stored for the next call).
+    fn workflow(&self, hash: &str) -> Result<Rc<Workflow>, AppError> {
+        if let Some(wf) = self.workflows.borrow().iter().find(|w| w.hash() == hash) {
+            return Ok(Rc::clone(wf));
+        }
+        let key = format!("app:workflow:{hash}");
+        let rec: WorkflowRecord = self.get(&key)?.ok_or_else(|| {
             AppError::new("UNKNOWN_WORKFLOW", format!("workflow {hash} is not stored"))
         })?;
-        Workflow::from_text(&rec.source, "stored workflow")
-            .map_err(|e| AppError::new("BAD_WORKFLOW", e.to_string()))
+        let compiled = rec
+            .compiled
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<WorkflowDef>(text).ok())
+            .and_then(|def| Workflow::from_def(def).ok())
+            .filter(|wf| wf.hash() == hash);
+        let wf = match compiled {
+            Some(wf) => wf,
+            None => {
+                let wf = Workflow::from_text(&rec.source, "stored workflow")
+                    .map_err(|e| AppError::new("BAD_WORKFLOW", e.to_string()))?;
+                if rec.compiled.is_some() {
+                    self.log(
+                        Level::Debug,
+                        "compiled workflow not used: it does not match",
+                    );
+                } else if wf.hash() == hash {
+                    // Best effort: the next call compiles it the fast way.
+                    let rec = WorkflowRecord {
+                        compiled: serde_json::to_string(wf.def()).ok(),
+                        ..rec
+                    };
+                    if let Err(e) = self.put(&key, &rec) {
+                        self.log(
+                            Level::Debug,
+                            &format!("compiled workflow not stored: {}", e.code),
+                        );
+                    }
+                }
+                wf
+            }
+        };
+        let wf = Rc::new(wf);
+        self.workflows.borrow_mut().push(Rc::clone(&wf));
+        Ok(wf)
     }
 
     /// The acting user: the invocation context's caller when the platform carries it, else

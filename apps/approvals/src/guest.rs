@@ -61,11 +61,7 @@ fn with_app<T>(
     // The engine's streams, index and outbox under `signoff:`; the app's own records under
     // `app:`, in the same installation's store.
     let store = HostedStore::new(GuestKvs);
-    let app = App {
-        store: &store,
-        kvs: &GuestKvs,
-        platform: &GuestPlatform,
-    };
+    let app = App::new(&store, &GuestKvs, &GuestPlatform);
     f(&app).map_err(|e| PlatformError {
         code: e.code,
         message: e.message,

@@ -19,6 +19,8 @@ pub mod app;
 pub mod block;
 pub mod payload;
 pub mod ports;
+pub mod snapshot;
+pub mod store;
 
 // The bindings wit-bindgen generates use unsafe code (nothing else in the app does) and
 // functions with many arguments.

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit;
 use crate::event::{
@@ -25,7 +25,7 @@ use crate::workflow::{
 pub const SYSTEM: &str = "system";
 
 /// Everything the engine knows about one document, rebuilt from its records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocState {
     pub doc: String,
     pub workflow_hash: String,
@@ -57,7 +57,7 @@ pub struct DocState {
 }
 
 /// A version that completed an approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovedVersion {
     pub version: u32,
     pub content_hash: String,
@@ -65,13 +65,13 @@ pub struct ApprovedVersion {
 }
 
 /// A running approval: the current stage and the progress of every stage started so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub stage: usize,
     pub stages: Vec<StageProgress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageProgress {
     pub started_at: Option<Timestamp>,
     pub due_at: Option<Timestamp>,
@@ -80,7 +80,7 @@ pub struct StageProgress {
     pub groups: Vec<GroupProgress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupProgress {
     pub slots: Vec<Slot>,
     pub closed: Option<Outcome>,
@@ -89,7 +89,7 @@ pub struct GroupProgress {
 }
 
 /// One reviewer of a group and their decision, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slot {
     pub reviewer: String,
     /// Added by escalation: decides like the others but does not raise the count the rule
@@ -99,7 +99,7 @@ pub struct Slot {
 }
 
 /// A decision bound to the version and content hash it was taken on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub decision: Decision,
     /// Who acted (a delegate, or the reviewer).
@@ -109,7 +109,7 @@ pub struct DecisionRecord {
     pub at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delegation {
     pub from: String,
     pub to: String,
@@ -118,7 +118,7 @@ pub struct Delegation {
 }
 
 /// A reviewer who still has to decide in the current stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingReview {
     pub stage: String,
     pub group: String,

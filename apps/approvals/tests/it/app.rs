@@ -47,7 +47,7 @@ fn reauth(w: &World) -> Value {
 }
 
 /// A world with the review workflow on space ENG and page 1 (by alice) submitted.
-fn submitted() -> World {
+pub fn submitted() -> World {
     let w = World::new();
     w.call(
         "assign-workflow",

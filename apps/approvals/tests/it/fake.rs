@@ -51,11 +51,7 @@ impl World {
     pub fn app(
         &self,
     ) -> App<'_, HostedStore<&'static MemoryKvs>, &'static MemoryKvs, FakePlatform> {
-        App {
-            store: &self.store,
-            kvs: &self.kvs,
-            platform: &self.platform,
-        }
+        App::new(&self.store, &self.kvs, &self.platform)
     }
 
     /// Calls a resolver and parses its JSON answer.

@@ -164,6 +164,9 @@ proptest! {
         let doc = engine.doc("d").unwrap();
         prop_assert!(audit::verify_head(&doc.records, &doc.state.head).is_ok());
         prop_assert_eq!(&DocState::replay(&wf, &doc.records).unwrap(), &doc.state);
+        // A state kept as JSON (the approval app's snapshot) comes back the same.
+        let json = serde_json::to_string(&doc.state).unwrap();
+        prop_assert_eq!(&serde_json::from_str::<DocState>(&json).unwrap(), &doc.state);
         check_approvals(&wf, &doc.records)?;
         check_single_decisions(&doc.records)?;
     }

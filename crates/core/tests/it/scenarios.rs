@@ -41,6 +41,12 @@ fn check(path: &Path) -> Vec<String> {
         if replayed != doc.state {
             failures.push(format!("{name}: {id}: replay differs from the live state"));
         }
+        let json = serde_json::to_string(&doc.state).unwrap();
+        if serde_json::from_str::<DocState>(&json).ok().as_ref() != Some(&doc.state) {
+            failures.push(format!(
+                "{name}: {id}: the state does not round-trip through JSON"
+            ));
+        }
         trail.push_str(&format!("== {id}\n{}", render(&doc.records)));
     }
     let snapshot = name.trim_end_matches(".yaml").to_owned();

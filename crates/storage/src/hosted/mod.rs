@@ -23,7 +23,10 @@ mod memory;
 mod store;
 
 pub use memory::{MAX_VALUE_DEPTH, MemoryKvs, MemoryKvsStats};
-pub use store::{DEFAULT_PREFIX, HostedStore, InvalidPrefix, MAX_NAME_BYTES};
+pub use store::{
+    DEFAULT_PREFIX, HostedStore, InvalidPrefix, MAX_NAME_BYTES, MAX_SNAPSHOT_BYTES, Snapshot,
+    StreamHead,
+};
 
 /// Keys: more than 1 and at most this many characters, from `[a-zA-Z0-9:._\s#-]`.
 pub const MAX_KEY_LEN: usize = 500;

@@ -44,7 +44,7 @@ const BATCH_ITEMS: usize = 1 << 16;
 ///
 /// | key | value |
 /// | --- | --- |
-/// | `P:h:D` | the stream head: `{"doc", "len"}` |
+/// | `P:h:D` | the stream head: `{"doc", "len", "last"}` (`last`: the hash of the last record), and the caller's snapshot of the document with its SHA-256 (`"snap"`, `"snap_sha"`) when the last append left one ([`HostedStore::commit_with_snapshot`]) |
 /// | `P:a:D:FIRST` | one append, taken with `FAIL_IF_EXISTS`: `{"doc", "first", "count", "records": [...]}`, or `{..., "parts", "sha"}` when it is split |
 /// | `P:x:D:FIRST:SHA16:I` | part `I` of a split append: a JSON string, a slice of the records' JSON text |
 /// | `P:r:D` | the index row: `{"doc", "state", "pending_reviewers", "due_at", "rev"}`, with a `"journal"` while a large change settles |
@@ -117,6 +117,144 @@ impl<K: Kvs> HostedStore<K> {
     pub fn into_inner(self) -> K {
         self.kvs
     }
+
+    /// What `doc`'s head says, from one strongly consistent `get`: the stream's length, the
+    /// hash of its last record, and the snapshot the last append left (see
+    /// [`HostedStore::commit_with_snapshot`]). A snapshot whose checksum does not hold is
+    /// reported as [`Snapshot::Corrupt`], never returned.
+    pub fn stream_head(&self, doc: &str) -> Result<StreamHead, StoreError> {
+        let key = self.keys.head(&component(doc));
+        let Some(h) = self.get_json::<Head>(&key)? else {
+            return Ok(StreamHead::default());
+        };
+        if h.doc != doc {
+            return Err(corrupt(
+                &key,
+                format!("holds the head of {}, not {doc}", h.doc),
+            ));
+        }
+        let snapshot = match (h.snap, h.snap_sha) {
+            (Some(text), Some(sha)) if sha256_hex(text.as_bytes()) == sha => Snapshot::Kept(text),
+            (None, None) => Snapshot::None,
+            _ => Snapshot::Corrupt,
+        };
+        Ok(StreamHead {
+            len: h.len,
+            last: h.last,
+            snapshot,
+        })
+    }
+
+    /// [`LocalStore::commit`], leaving `snapshot` (any text, for example the document's
+    /// state as JSON) in the stream's head, in the same transaction as the records. It is
+    /// kept only as long as nothing else is appended: any later append writes a head of its
+    /// own, with its own snapshot or none. A snapshot over [`MAX_SNAPSHOT_BYTES`] is not
+    /// kept, and neither is one that would not fit in the transaction; the commit goes on
+    /// without it. Nothing is kept when there are no records.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_with_snapshot(
+        &self,
+        doc: &str,
+        expected: u64,
+        records: &[Record],
+        entry: Option<&IndexEntry>,
+        notifications: &[Notification],
+        snapshot: &str,
+    ) -> Result<u64, StoreError> {
+        let snapshot = (snapshot.len() <= MAX_SNAPSHOT_BYTES).then_some(snapshot);
+        self.commit_now(doc, expected, records, entry, notifications, snapshot)
+    }
+}
+
+impl<K: Kvs> HostedStore<K> {
+    /// [`Outbox::ack`] of several items: one read and one transaction per outbox batch
+    /// (instead of one of each per item), so one revision marker per batch. Every item that
+    /// is pending is acknowledged; then the first id that named no pending item, if any, is
+    /// reported ([`StoreError::UnknownOutboxItem`]).
+    pub fn ack_all(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let mut by_batch: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+        for &id in ids {
+            by_batch
+                .entry(id >> 16)
+                .or_default()
+                .insert((id & 0xffff) as u32);
+        }
+        let mut unknown = None;
+        for (batch, items) in by_batch {
+            let missing = if batch == 0 {
+                items.first().copied()
+            } else {
+                self.ack_in_batch(batch, &items)?
+            };
+            if let Some(i) = missing {
+                unknown = unknown.or(Some(batch << 16 | u64::from(i)));
+            }
+        }
+        unknown.map_or(Ok(()), |id| Err(StoreError::UnknownOutboxItem(id)))
+    }
+
+    /// Acknowledges the `items` of outbox batch `batch` that are pending, in one transaction;
+    /// returns the first of them that was not.
+    fn ack_in_batch(&self, batch: u64, items: &BTreeSet<u32>) -> Result<Option<u32>, StoreError> {
+        let key = self.keys.outbox(batch);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(mut b) = self.get_json::<Batch>(&key)? else {
+                return Ok(items.first().copied());
+            };
+            let missing = items
+                .iter()
+                .find(|i| !b.items.iter().any(|(j, _)| j == *i))
+                .copied();
+            let before = b.items.len();
+            b.items.retain(|(i, _)| !items.contains(i));
+            if b.items.len() == before {
+                return Ok(missing);
+            }
+            b.rev += 1;
+            let ops = vec![
+                set_new(self.keys.outbox_ack_mark(batch, b.rev), "1"),
+                if b.items.is_empty() {
+                    KvsOp::Delete { key: key.clone() }
+                } else {
+                    set(key.clone(), to_json(&b)?)
+                },
+            ];
+            match self.kvs.transact(ops) {
+                Ok(()) => return Ok(missing),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => {
+                    return Err(refused(e, &format!("acknowledging outbox batch {batch}")));
+                }
+            }
+        }
+        Err(gave_up(&format!("outbox batch {batch}")))
+    }
+}
+
+/// The longest snapshot [`HostedStore::commit_with_snapshot`] keeps, in bytes.
+pub const MAX_SNAPSHOT_BYTES: usize = 64 * 1024;
+
+/// A stream's head: see [`HostedStore::stream_head`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamHead {
+    /// How many records the stream holds (0: there is no stream).
+    pub len: u64,
+    /// The hash of the stream's last record, when the last append recorded it (heads
+    /// written before it was recorded have none).
+    pub last: Option<String>,
+    pub snapshot: Snapshot,
+}
+
+/// The snapshot a stream's head holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Snapshot {
+    /// The last append left none.
+    #[default]
+    None,
+    /// The text the last append left, matching its checksum.
+    Kept(String),
+    /// A snapshot whose text does not match its checksum (or half of one): not returned.
+    Corrupt,
 }
 
 #[async_trait]
@@ -127,7 +265,7 @@ impl<K: Kvs> EventStore for HostedStore<K> {
         expected: u64,
         records: &[Record],
     ) -> Result<u64, StoreError> {
-        self.commit_now(doc, expected, records, None, &[])
+        self.commit_now(doc, expected, records, None, &[], None)
     }
 
     async fn read(&self, doc: &str, from: u64) -> Result<Vec<Record>, StoreError> {
@@ -253,14 +391,14 @@ impl<K: Kvs> LocalStore for HostedStore<K> {
         entry: Option<IndexEntry>,
         notifications: &[Notification],
     ) -> Result<u64, StoreError> {
-        self.commit_now(doc, expected, records, entry.as_ref(), notifications)
+        self.commit_now(doc, expected, records, entry.as_ref(), notifications, None)
     }
 
     async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = self.keys.heads();
         let mut out = Vec::new();
         self.scan(&prefix, |key, value| {
-            let head: Head = parse(key, value)?;
+            let head: HeadLen = parse(key, value)?;
             if key[prefix.len()..] != component(&head.doc) {
                 return Err(corrupt(key, format!("holds the head of {}", head.doc)));
             }
@@ -332,6 +470,21 @@ impl<K: Kvs> LocalStore for HostedStore<K> {
 /// A stream head.
 #[derive(Debug, Serialize, Deserialize)]
 struct Head {
+    doc: String,
+    len: u64,
+    /// The hash of the last record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<String>,
+    /// The snapshot the append left, and its SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snap: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snap_sha: Option<String>,
+}
+
+/// A stream head without its snapshot (skipped, not copied, when only the length is needed).
+#[derive(Debug, Deserialize)]
+struct HeadLen {
     doc: String,
     len: u64,
 }
@@ -432,6 +585,7 @@ impl<K: Kvs> HostedStore<K> {
         records: &[Record],
         entry: Option<&IndexEntry>,
         notifications: &[Notification],
+        snapshot: Option<&str>,
     ) -> Result<u64, StoreError> {
         check_name("document id", doc)?;
         let in_order = records
@@ -455,6 +609,14 @@ impl<K: Kvs> HostedStore<K> {
         };
         let batches = batches(notifications)?;
         let what = format!("the append to {doc} at {expected}");
+        let snapshot_sha = snapshot.map(|t| sha256_hex(t.as_bytes()));
+        let head = |len: u64, snapshot: Option<&str>| Head {
+            doc: doc.to_owned(),
+            len,
+            last: records.last().map(|r| r.hash.clone()),
+            snap: snapshot.map(str::to_owned),
+            snap_sha: snapshot.and(snapshot_sha.clone()),
+        };
         let mut staged = false;
         let result = (|| {
             for _ in 0..MAX_ATTEMPTS {
@@ -473,11 +635,7 @@ impl<K: Kvs> HostedStore<K> {
                         StoreError::Backend(format!("{doc}: the stream would exceed 2^64 records"))
                     })?;
                     ops.push(set_new(self.keys.append(&d, expected), b.value.clone()));
-                    let head = Head {
-                        doc: doc.to_owned(),
-                        len: new_len,
-                    };
-                    ops.push(set(self.keys.head(&d), to_json(&head)?));
+                    ops.push(set(self.keys.head(&d), to_json(&head(new_len, snapshot))?));
                 }
                 if !batches.is_empty() {
                     ops.extend(self.outbox_ops(&batches)?);
@@ -516,6 +674,15 @@ impl<K: Kvs> HostedStore<K> {
                     let (index, later) = c.ops(&self.keys, room)?;
                     ops.extend(index);
                     rest = later;
+                }
+                if snapshot.is_some() && body.is_some() && check_transaction(&ops, &what).is_err() {
+                    // The snapshot is an optimisation: the records go in without it.
+                    let key = self.keys.head(&d);
+                    for op in &mut ops {
+                        if op_key(op) == key {
+                            *op = set(key.clone(), to_json(&head(new_len, None))?);
+                        }
+                    }
                 }
                 check_transaction(&ops, &what)?;
                 match self.kvs.transact(ops) {
@@ -687,7 +854,7 @@ impl<K: Kvs> HostedStore<K> {
     /// The length of `doc`'s stream (0 when it has none).
     fn head_len(&self, doc: &str, d: &str) -> Result<u64, StoreError> {
         let key = self.keys.head(d);
-        match self.get_json::<Head>(&key)? {
+        match self.get_json::<HeadLen>(&key)? {
             None => Ok(0),
             Some(h) if h.doc == doc => Ok(h.len),
             Some(h) => Err(corrupt(

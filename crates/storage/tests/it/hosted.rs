@@ -10,8 +10,8 @@ use signoff_core::notify::Notification;
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::{Record, Timestamp};
 use signoff_storage::hosted::{
-    HostedStore, KeyPolicy, Kvs, KvsError, KvsOp, MAX_NAME_BYTES, MAX_TRANSACTION_OPS,
-    MAX_VALUE_BYTES, MemoryKvs,
+    HostedStore, KeyPolicy, Kvs, KvsError, KvsOp, MAX_NAME_BYTES, MAX_SNAPSHOT_BYTES,
+    MAX_TRANSACTION_OPS, MAX_VALUE_BYTES, MemoryKvs, Snapshot, StreamHead,
 };
 use signoff_storage::{DocumentIndex, EventStore, LocalStore, Outbox};
 
@@ -758,4 +758,133 @@ fn a_large_index_change_settles_after_its_commit() {
     let stats = kvs.stats();
     assert_eq!(stats.refused, 1, "only the injected failure: {stats:?}");
     assert!(stats.max_transaction_ops <= MAX_TRANSACTION_OPS);
+}
+
+/// A snapshot left by `commit_with_snapshot` lives in the stream's head, in the same
+/// transaction as the records: it comes back with its length and the last record's hash;
+/// any later append without one drops it; one whose checksum fails is reported, not returned;
+/// one too large for the head is not kept (the records go in all the same).
+#[test]
+fn snapshots_live_in_the_head_and_go_with_the_next_append() {
+    let kvs = MemoryKvs::new();
+    let store = HostedStore::new(kvs.clone());
+    assert_eq!(store.stream_head("s").unwrap(), StreamHead::default());
+
+    let first = recs("s", 0, 2);
+    let transactions = kvs.stats().transactions;
+    let len = store
+        .commit_with_snapshot(
+            "s",
+            0,
+            &first,
+            Some(&entry("s", "draft", &[], None)),
+            &[],
+            r#"{"n":2}"#,
+        )
+        .unwrap();
+    assert_eq!(len, 2);
+    assert_eq!(
+        kvs.stats().transactions - transactions,
+        1,
+        "one transaction"
+    );
+    let head = store.stream_head("s").unwrap();
+    assert_eq!(head.len, 2);
+    assert_eq!(head.last.as_deref(), Some(first[1].hash.as_str()));
+    assert_eq!(head.snapshot, Snapshot::Kept(r#"{"n":2}"#.into()));
+    block_on(async {
+        assert_eq!(store.read("s", 0).await.unwrap(), first);
+        assert_eq!(store.documents().await.unwrap(), [("s".to_owned(), 2)]);
+    });
+
+    // A plain append writes a head of its own: no snapshot to go stale.
+    block_on(store.append("s", 2, &recs("s", 2, 1))).unwrap();
+    let head = store.stream_head("s").unwrap();
+    assert_eq!((head.len, head.snapshot), (3, Snapshot::None));
+    assert_eq!(head.last, Some(rec("s", 2).hash));
+
+    // A snapshot changed behind the store's back fails its checksum.
+    store
+        .commit_with_snapshot("s", 3, &recs("s", 3, 1), None, &[], r#"{"state":1}"#)
+        .unwrap();
+    let (key, value) = kvs
+        .entries()
+        .into_iter()
+        .find(|(k, _)| k == "signoff:h:s")
+        .unwrap();
+    let tampered = value.replace(r#"{\"state\":1}"#, r#"{\"state\":0}"#);
+    assert_ne!(tampered, value);
+    kvs.set(&key, &tampered, KeyPolicy::Overwrite).unwrap();
+    let head = store.stream_head("s").unwrap();
+    assert_eq!((head.len, head.snapshot), (4, Snapshot::Corrupt));
+
+    // Too large to keep: committed without it.
+    let big = format!(r#""{}""#, "x".repeat(MAX_SNAPSHOT_BYTES));
+    store
+        .commit_with_snapshot("s", 4, &recs("s", 4, 1), None, &[], &big)
+        .unwrap();
+    let head = store.stream_head("s").unwrap();
+    assert_eq!((head.len, head.snapshot), (5, Snapshot::None));
+
+    // Nothing to append, nothing kept; a conflict is a conflict.
+    assert_eq!(
+        store.commit_with_snapshot("s", 5, &[], None, &[], "{}"),
+        Ok(5)
+    );
+    assert_eq!(store.stream_head("s").unwrap().snapshot, Snapshot::None);
+    assert!(matches!(
+        store.commit_with_snapshot("s", 4, &recs("s", 4, 1), None, &[], "{}"),
+        Err(StoreError::Conflict { actual: 5, .. })
+    ));
+    assert_eq!(kvs.stats().refused, 0);
+}
+
+/// `ack_all` acknowledges a whole outbox batch in one transaction (one revision marker),
+/// whatever the number of its items; ids that name nothing pending are reported after the
+/// rest are acknowledged.
+#[test]
+fn ack_all_takes_one_transaction_per_batch() {
+    let kvs = MemoryKvs::new();
+    let store = HostedStore::new(kvs.clone());
+    let pending = |store: &HostedStore<MemoryKvs>| -> Vec<u64> {
+        block_on(store.pending(100))
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    block_on(async {
+        store
+            .enqueue(&[note("a", 0), note("a", 1), note("a", 2)])
+            .await
+            .unwrap();
+        store.enqueue(&[note("b", 0), note("b", 1)]).await.unwrap();
+    });
+    let ids = pending(&store);
+    assert_eq!(ids.len(), 5);
+    let (transactions, marks_before) = (kvs.stats().transactions, marks(&kvs));
+    // All of the first batch and one of the second.
+    store.ack_all(&ids[..4]).unwrap();
+    assert_eq!(kvs.stats().transactions - transactions, 2);
+    assert_eq!(marks(&kvs) - marks_before, 2);
+    assert_eq!(pending(&store), ids[4..]);
+    // Acknowledged already, or never handed out: reported, and the rest still acknowledged.
+    assert_eq!(
+        store.ack_all(&[ids[0], ids[4], 7]),
+        Err(StoreError::UnknownOutboxItem(7))
+    );
+    assert!(pending(&store).is_empty());
+    assert_eq!(
+        store.ack_all(&[ids[4]]),
+        Err(StoreError::UnknownOutboxItem(ids[4]))
+    );
+    assert_eq!(store.ack_all(&[]), Ok(()));
+    assert_eq!(kvs.stats().refused, 0);
+
+    fn marks(kvs: &MemoryKvs) -> usize {
+        kvs.entries()
+            .iter()
+            .filter(|(k, _)| k.starts_with("signoff:om:"))
+            .count()
+    }
 }
