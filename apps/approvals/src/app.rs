@@ -400,10 +400,14 @@ where
                 ),
             }
         }
-        self.track(
-            "signoff.schedule",
-            json!({ "trigger": key, "documents": documents, "fired": fired, "records": records }),
-        );
+        // A run that found nothing due sends nothing: a site with little activity would
+        // otherwise send an empty event every five minutes.
+        if documents > 0 {
+            self.track(
+                "signoff.schedule",
+                json!({ "trigger": key, "documents": documents, "fired": fired, "records": records }),
+            );
+        }
         self.deliver();
         Ok(())
     }

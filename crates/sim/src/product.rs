@@ -8,7 +8,9 @@
 //! `product` import), is also a product event in an outbox ([`Confluence::take_events`]):
 //! the simulation stamps it with the virtual time and delivers it to subscribed apps.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use serde::Serialize;
 
@@ -109,6 +111,48 @@ struct Site {
     states: HashMap<String, ContentState>,
     trashed: std::collections::BTreeSet<String>,
     next_id: u64,
+    /// The automaton over the pages' bodies and titles, built at the first lookup after a
+    /// change (see [`Confluence::content_in`]).
+    content: std::sync::OnceLock<ContentIndex>,
+}
+
+/// Every page body and title of a site long enough to be recognised (8 characters or more
+/// once trimmed), as one Aho-Corasick automaton: finding which of them a request carries is
+/// one pass over the request, not one search per page.
+#[derive(Debug)]
+struct ContentIndex {
+    automaton: Option<AhoCorasick>,
+    /// Per pattern: the page id and what of it the pattern is ("body" or "title"), in the
+    /// order pages are listed (by id, body before title), so the first match in that order
+    /// is the one reported. Equal texts are one pattern, owned by their first page.
+    owners: Vec<(String, &'static str)>,
+}
+
+impl ContentIndex {
+    fn of(pages: &BTreeMap<String, Page>) -> ContentIndex {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut owners = Vec::new();
+        for p in pages.values() {
+            for (text, what) in [(p.body.as_str(), "body"), (p.title.as_str(), "title")] {
+                if text.trim().len() >= 8 && seen.insert(text) {
+                    patterns.push(text);
+                    owners.push((p.id.clone(), what));
+                }
+            }
+        }
+        // Building fails only past the automaton's size limits; a site that large is
+        // scanned page by page instead.
+        let automaton = if patterns.is_empty() {
+            None
+        } else {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)
+                .ok()
+        };
+        ContentIndex { automaton, owners }
+    }
 }
 
 impl Confluence {
@@ -124,6 +168,43 @@ impl Confluence {
     /// Whether any change is waiting in the outbox.
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
+    }
+
+    /// Which page's body or title `texts` carry, as "page ID body" or "page ID title": the
+    /// first such page by id (its body before its title), counting only texts of 8
+    /// characters or more once trimmed. The egress ledger's in-scope check; the automaton
+    /// is rebuilt lazily after a page changes.
+    pub fn content_in(&self, site: &str, texts: &[&str]) -> Option<String> {
+        let s = self.sites.get(site)?;
+        let index = s.content.get_or_init(|| ContentIndex::of(&s.pages));
+        let best = match &index.automaton {
+            Some(ac) => texts
+                .iter()
+                .flat_map(|t| ac.find_overlapping_iter(*t))
+                .map(|m| m.pattern().as_usize())
+                .min(),
+            None if index.owners.is_empty() => None,
+            // Too large for an automaton: one search per pattern.
+            None => {
+                let mut seen: HashSet<&str> = HashSet::new();
+                let mut k = 0;
+                let mut found = None;
+                'pages: for p in s.pages.values() {
+                    for text in [p.body.as_str(), p.title.as_str()] {
+                        if text.trim().len() >= 8 && seen.insert(text) {
+                            if texts.iter().any(|t| t.contains(text)) {
+                                found = Some(k);
+                                break 'pages;
+                            }
+                            k += 1;
+                        }
+                    }
+                }
+                found
+            }
+        }?;
+        let (id, what) = &index.owners[best];
+        Some(format!("page {id} {what}"))
     }
 
     /// The pages of a site, by id.
@@ -231,6 +312,7 @@ impl Confluence {
         };
         s.history.insert(page.id.clone(), vec![page.clone()]);
         s.pages.insert(page.id.clone(), page.clone());
+        s.content.take();
         self.emit(site, CREATED, author, &page);
         Ok(page)
     }
@@ -359,6 +441,7 @@ impl Site {
             .or_default()
             .push(page.clone());
         self.pages.insert(page.id.clone(), page.clone());
+        self.content.take();
         page
     }
 }
@@ -382,6 +465,64 @@ fn conflict(what: &str, current: u32, offered: u32) -> ProductError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_in_names_the_first_page_whose_body_or_title_a_request_carries() {
+        let mut c = Confluence::default();
+        let a = c
+            .create_page(
+                "s",
+                "u",
+                "HR",
+                "Parental leave policy",
+                "<p>Twenty weeks</p>",
+            )
+            .unwrap();
+        let b = c
+            .create_page("s", "u", "HR", "Travel policy", "<p>Twenty weeks</p>")
+            .unwrap();
+        let short = c.create_page("s", "u", "HR", "Short", "v1").unwrap();
+        assert_eq!(
+            c.content_in("s", &["{\"n\": 3}", "https://x.example/"]),
+            None
+        );
+        // Short texts are never matches (too likely by chance).
+        assert_eq!(c.content_in("s", &["v1 Short"]), None);
+        // A body shared by two pages is reported for the first; a title found in the URL.
+        assert_eq!(
+            c.content_in("s", &["x <p>Twenty weeks</p> y"]),
+            Some(format!("page {} body", a.id))
+        );
+        assert_eq!(
+            c.content_in("s", &["{}", "https://x.example/?q=Travel policy"]),
+            Some(format!("page {} title", b.id))
+        );
+        // The index follows edits: the old text no longer counts, the new one does.
+        let b = c
+            .update_page(
+                "s",
+                "u",
+                &b.id,
+                "Travel policy",
+                "<p>Economy class only</p>",
+                2,
+            )
+            .unwrap();
+        assert_eq!(
+            c.content_in("s", &["<p>Economy class only</p>"]),
+            Some(format!("page {} body", b.id))
+        );
+        let a = c
+            .update_page("s", "u", &a.id, "Leave", "<p>Thirty weeks</p>", 2)
+            .unwrap();
+        assert_eq!(c.content_in("s", &["<p>Twenty weeks</p>"]), None);
+        assert_eq!(
+            c.content_in("s", &["<p>Thirty weeks</p>"]),
+            Some(format!("page {} body", a.id))
+        );
+        assert_eq!(c.content_in("other", &["<p>Thirty weeks</p>"]), None);
+        drop(short);
+    }
 
     #[test]
     fn pages_properties_and_states_are_versioned() {

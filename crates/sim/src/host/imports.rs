@@ -172,19 +172,9 @@ impl HostState {
     /// Whether a request carries the site's content: a page's body or title (of a useful
     /// length, so that short words do not match) found in its body or URL.
     fn carried_content(&self, url: &str, body: &str) -> Option<String> {
-        let site = &self.installation.site;
-        self.world.confluence.pages(site).find_map(|p| {
-            let holds = |needle: &str| {
-                needle.trim().len() >= 8 && (body.contains(needle) || url.contains(needle))
-            };
-            if holds(&p.body) {
-                Some(format!("page {} body", p.id))
-            } else if holds(&p.title) {
-                Some(format!("page {} title", p.id))
-            } else {
-                None
-            }
-        })
+        self.world
+            .confluence
+            .content_in(&self.installation.site, &[body, url])
     }
 }
 
