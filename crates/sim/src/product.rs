@@ -440,8 +440,11 @@ impl Site {
             .entry(page.id.clone())
             .or_default()
             .push(page.clone());
-        self.pages.insert(page.id.clone(), page.clone());
-        self.content.take();
+        // Content state and other version bumps keep the text: the automaton stays.
+        let old = self.pages.insert(page.id.clone(), page.clone());
+        if old.is_none_or(|o| o.title != page.title || o.body != page.body) {
+            self.content.take();
+        }
         page
     }
 }
