@@ -8,7 +8,7 @@
 //! `product` import), is also a product event in an outbox ([`Confluence::take_events`]):
 //! the simulation stamps it with the virtual time and delivers it to subscribed apps.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -109,40 +109,57 @@ struct Site {
     history: HashMap<String, Vec<Page>>,
     properties: HashMap<(String, String), Property>,
     states: HashMap<String, ContentState>,
-    trashed: std::collections::BTreeSet<String>,
+    trashed: BTreeSet<String>,
     next_id: u64,
-    /// The automaton over the pages' bodies and titles, built at the first lookup after a
-    /// change (see [`Confluence::content_in`]).
+    /// The automaton over the pages' bodies and titles, built at the first lookup after it
+    /// was dropped (see [`Confluence::content_in`]).
     content: std::sync::OnceLock<ContentIndex>,
+    /// Pages created or whose title or body changed since `content` was built: looked at
+    /// one by one until there are more than [`STALE_PAGES`], then `content` is rebuilt.
+    stale: BTreeSet<String>,
 }
+
+/// How many changed pages a lookup checks one by one before the automaton is rebuilt: a
+/// rebuild costs a pass over every page of the site, a changed page two substring searches
+/// per lookup.
+const STALE_PAGES: usize = 32;
 
 /// Every page body and title of a site long enough to be recognised (8 characters or more
 /// once trimmed), as one Aho-Corasick automaton: finding which of them a request carries is
 /// one pass over the request, not one search per page.
 #[derive(Debug)]
 struct ContentIndex {
+    /// `None` when there is nothing to find, or past the automaton's size limits (then
+    /// every pattern is searched for in turn).
     automaton: Option<AhoCorasick>,
-    /// Per pattern: the page id and what of it the pattern is ("body" or "title"), in the
-    /// order pages are listed (by id, body before title), so the first match in that order
-    /// is the one reported. Equal texts are one pattern, owned by their first page.
-    owners: Vec<(String, &'static str)>,
+    patterns: Vec<String>,
+    /// Per pattern, every page that had it when the index was built, in page order, with
+    /// what of the page it was (0 body, 1 title).
+    owners: Vec<Vec<(String, u8)>>,
+}
+
+/// A page's texts that count as content, with their rank (body before title).
+fn texts_of(p: &Page) -> impl Iterator<Item = (&str, u8)> {
+    [(p.body.as_str(), 0), (p.title.as_str(), 1)]
+        .into_iter()
+        .filter(|(t, _)| t.trim().len() >= 8)
 }
 
 impl ContentIndex {
     fn of(pages: &BTreeMap<String, Page>) -> ContentIndex {
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut patterns: Vec<&str> = Vec::new();
-        let mut owners = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        let mut patterns: Vec<String> = Vec::new();
+        let mut owners: Vec<Vec<(String, u8)>> = Vec::new();
         for p in pages.values() {
-            for (text, what) in [(p.body.as_str(), "body"), (p.title.as_str(), "title")] {
-                if text.trim().len() >= 8 && seen.insert(text) {
-                    patterns.push(text);
-                    owners.push((p.id.clone(), what));
-                }
+            for (text, rank) in texts_of(p) {
+                let k = *at.entry(text).or_insert_with(|| {
+                    patterns.push(text.to_owned());
+                    owners.push(Vec::new());
+                    patterns.len() - 1
+                });
+                owners[k].push((p.id.clone(), rank));
             }
         }
-        // Building fails only past the automaton's size limits; a site that large is
-        // scanned page by page instead.
         let automaton = if patterns.is_empty() {
             None
         } else {
@@ -151,7 +168,28 @@ impl ContentIndex {
                 .build(&patterns)
                 .ok()
         };
-        ContentIndex { automaton, owners }
+        ContentIndex {
+            automaton,
+            patterns,
+            owners,
+        }
+    }
+
+    /// The patterns `texts` contain, as indexes.
+    fn found(&self, texts: &[&str]) -> Vec<usize> {
+        let mut out: Vec<usize> = match &self.automaton {
+            Some(ac) => texts
+                .iter()
+                .flat_map(|t| ac.find_overlapping_iter(*t))
+                .map(|m| m.pattern().as_usize())
+                .collect(),
+            None => (0..self.patterns.len())
+                .filter(|&k| texts.iter().any(|t| t.contains(self.patterns[k].as_str())))
+                .collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -172,39 +210,32 @@ impl Confluence {
 
     /// Which page's body or title `texts` carry, as "page ID body" or "page ID title": the
     /// first such page by id (its body before its title), counting only texts of 8
-    /// characters or more once trimmed. The egress ledger's in-scope check; the automaton
-    /// is rebuilt lazily after a page changes.
+    /// characters or more once trimmed. The egress ledger's in-scope check: one automaton
+    /// pass over the texts, plus a search for each page changed since it was built.
     pub fn content_in(&self, site: &str, texts: &[&str]) -> Option<String> {
         let s = self.sites.get(site)?;
         let index = s.content.get_or_init(|| ContentIndex::of(&s.pages));
-        let best = match &index.automaton {
-            Some(ac) => texts
+        // Pages unchanged since the build still have the texts the automaton knows.
+        let unchanged = index.found(texts).into_iter().filter_map(|k| {
+            index.owners[k]
                 .iter()
-                .flat_map(|t| ac.find_overlapping_iter(*t))
-                .map(|m| m.pattern().as_usize())
-                .min(),
-            None if index.owners.is_empty() => None,
-            // Too large for an automaton: one search per pattern.
-            None => {
-                let mut seen: HashSet<&str> = HashSet::new();
-                let mut k = 0;
-                let mut found = None;
-                'pages: for p in s.pages.values() {
-                    for text in [p.body.as_str(), p.title.as_str()] {
-                        if text.trim().len() >= 8 && seen.insert(text) {
-                            if texts.iter().any(|t| t.contains(text)) {
-                                found = Some(k);
-                                break 'pages;
-                            }
-                            k += 1;
-                        }
-                    }
-                }
-                found
-            }
-        }?;
-        let (id, what) = &index.owners[best];
-        Some(format!("page {id} {what}"))
+                .find(|(id, _)| !s.stale.contains(id))
+                .map(|(id, rank)| (id.as_str(), *rank))
+        });
+        let changed = s
+            .stale
+            .iter()
+            .filter_map(|id| s.pages.get(id))
+            .filter_map(|p| {
+                texts_of(p)
+                    .find(|(text, _)| texts.iter().any(|t| t.contains(text)))
+                    .map(|(_, rank)| (p.id.as_str(), rank))
+            });
+        let (id, rank) = unchanged.chain(changed).min()?;
+        Some(format!(
+            "page {id} {}",
+            if rank == 0 { "body" } else { "title" }
+        ))
     }
 
     /// The pages of a site, by id.
@@ -312,7 +343,7 @@ impl Confluence {
         };
         s.history.insert(page.id.clone(), vec![page.clone()]);
         s.pages.insert(page.id.clone(), page.clone());
-        s.content.take();
+        s.text_changed(&page.id);
         self.emit(site, CREATED, author, &page);
         Ok(page)
     }
@@ -435,6 +466,18 @@ impl Confluence {
 }
 
 impl Site {
+    /// Notes that a page's title or body changed (or that it was created).
+    fn text_changed(&mut self, id: &str) {
+        if self.content.get().is_none() {
+            return; // the next lookup builds from every page
+        }
+        self.stale.insert(id.to_owned());
+        if self.stale.len() > STALE_PAGES {
+            self.content.take();
+            self.stale.clear();
+        }
+    }
+
     fn commit(&mut self, page: Page) -> Page {
         self.history
             .entry(page.id.clone())
@@ -443,7 +486,7 @@ impl Site {
         // Content state and other version bumps keep the text: the automaton stays.
         let old = self.pages.insert(page.id.clone(), page.clone());
         if old.is_none_or(|o| o.title != page.title || o.body != page.body) {
-            self.content.take();
+            self.text_changed(&page.id);
         }
         page
     }
@@ -525,6 +568,60 @@ mod tests {
         );
         assert_eq!(c.content_in("other", &["<p>Thirty weeks</p>"]), None);
         drop(short);
+    }
+
+    #[test]
+    fn content_in_agrees_with_a_page_by_page_search_through_many_changes() {
+        // The reference: the first page by id whose body, then title, a text contains.
+        fn naive(c: &Confluence, texts: &[&str]) -> Option<String> {
+            c.pages("s").find_map(|p| {
+                let holds = |n: &str| n.trim().len() >= 8 && texts.iter().any(|t| t.contains(n));
+                if holds(&p.body) {
+                    Some(format!("page {} body", p.id))
+                } else if holds(&p.title) {
+                    Some(format!("page {} title", p.id))
+                } else {
+                    None
+                }
+            })
+        }
+        let mut c = Confluence::default();
+        let mut ids = Vec::new();
+        for i in 0..100u32 {
+            // Shared bodies, titles that are other pages' bodies, short texts.
+            let body = format!("<p>text {}</p>", i % 7);
+            let title = if i % 5 == 0 {
+                format!("<p>text {}</p>", (i + 1) % 7)
+            } else {
+                format!("Page {i}")
+            };
+            ids.push(c.create_page("s", "u", "S", &title, &body).unwrap().id);
+            if i % 3 == 0 {
+                let id = &ids[(i as usize * 7) % ids.len()];
+                let v = c.get_page("s", id).unwrap().version;
+                c.update_page(
+                    "s",
+                    "u",
+                    id,
+                    &format!("Page {i}"),
+                    &format!("<p>new {i}</p>"),
+                    v + 1,
+                )
+                .unwrap();
+            }
+            for probe in [
+                format!("<p>text {}</p>", i % 7),
+                format!("<p>new {}</p>", i.saturating_sub(3)),
+                format!("x Page {} y", i / 2),
+                "Short".to_owned(),
+            ] {
+                assert_eq!(
+                    c.content_in("s", &[&probe]),
+                    naive(&c, &[&probe]),
+                    "{i} {probe}"
+                );
+            }
+        }
     }
 
     #[test]
