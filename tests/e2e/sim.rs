@@ -45,7 +45,7 @@ fn the_leaky_report_as_text() {
 fn the_trace_replays_with_the_seed() {
     let dir = temp("trace");
     std::fs::create_dir_all(&dir).unwrap();
-    let trace = |seed: &str, name: &str| {
+    let trace = |seed: &str, threads: &str, name: &str| {
         let path = dir.join(name);
         let p = path.display().to_string();
         let run = signoff(&[
@@ -54,6 +54,8 @@ fn the_trace_replays_with_the_seed() {
             "examples/scenarios/leaky.yaml",
             "--seed",
             seed,
+            "--threads",
+            threads,
             "--trace",
             &p,
         ]);
@@ -61,11 +63,23 @@ fn the_trace_replays_with_the_seed() {
         std::fs::read_to_string(path).unwrap()
     };
     let (a, b, c) = (
-        trace("1", "a.json"),
-        trace("1", "b.json"),
-        trace("2", "c.json"),
+        trace("1", "1", "a.json"),
+        trace("1", "2", "b.json"),
+        trace("2", "1", "c.json"),
     );
-    assert_eq!(a, b, "same seed, byte-identical trace");
+    assert_eq!(
+        a, b,
+        "same seed, byte-identical trace, whatever the threads"
+    );
+    let zero = signoff(&[
+        "sim",
+        "run",
+        "examples/scenarios/leaky.yaml",
+        "--threads",
+        "0",
+    ]);
+    assert_eq!(zero.code, 2, "{zero:?}");
+    assert!(zero.stderr.contains("--threads"), "{}", zero.stderr);
     assert_ne!(a, c);
     let v: serde_json::Value = serde_json::from_str(&a).unwrap();
     assert_eq!(v["seed"], 1);

@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// are replaced) for `signoff sim inspect`. Without it, storage is in memory.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Worker threads that make the apps' instances ahead of their invocations (1: each
+    /// invocation makes its own). More pays only with an idle core; the output is the same
+    /// whatever the number.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,7 +121,7 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         seed: args.seed,
         storage,
         progress: if tty { Some(&mut progress) } else { None },
-        threads: None,
+        threads: Some(usize::from(args.threads)),
     };
     let outcome = scenario.run(options);
     if shown {
