@@ -51,26 +51,18 @@ pub fn build_guests(root: &Path) -> Result<(), String> {
 /// the ratio, and invocations per second on one core; then simulated events per second of
 /// a do-nothing app over a simulated year).
 pub fn bench_sim(root: &Path) -> Result<(), String> {
-    build_guests(root)?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root)
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "signoff-sim",
-            "--example",
-            "bench-sim",
-        ])
-        .env("SIGNOFF_GUESTS_TARGET_DIR", guests_target_dir(root));
-    run(&mut cmd)
+    sim_example(root, "bench-sim")
 }
 
 /// `cargo xtask bench scale`: builds the components, then runs the simulator's `scale`
 /// example in release (the approval app on 100 sites x 1,000 documents through a simulated
 /// year; wall time, peak memory and simulated events per second).
 pub fn bench_scale(root: &Path) -> Result<(), String> {
+    sim_example(root, "scale")
+}
+
+/// Builds the components, then runs one of signoff-sim's examples in release against them.
+fn sim_example(root: &Path, example: &str) -> Result<(), String> {
     build_guests(root)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
@@ -81,8 +73,8 @@ pub fn bench_scale(root: &Path) -> Result<(), String> {
             "-p",
             "signoff-sim",
             "--example",
-            "scale",
         ])
+        .arg(example)
         .env("SIGNOFF_GUESTS_TARGET_DIR", guests_target_dir(root));
     run(&mut cmd)
 }
