@@ -234,19 +234,7 @@ fn signatures_need_fresh_reauthentication_and_never_a_secret() {
 
 #[test]
 fn groups_that_require_a_signature_get_one_from_approve() {
-    let w = World::new();
-    w.call(
-        "assign-workflow",
-        json!({"accountId": "admin", "space": "QA", "template": "two-stage"}),
-    )
-    .unwrap();
-    w.write_page("7", "QA", "Spec", "body", "alice");
-    w.call("submit", json!({"accountId": "alice", "pageId": "7"}))
-        .unwrap();
-    for peer in ["bob", "carol"] {
-        w.call("approve", json!({"accountId": peer, "pageId": "7"}))
-            .unwrap();
-    }
+    let w = peer_reviewed("7");
     let s = w.call("status", json!({"pageId": "7"})).unwrap();
     let qa = s["pending"][0]["reviewer"].as_str().unwrap().to_owned();
     let e = w.refused("approve", json!({"accountId": qa, "pageId": "7"}));
@@ -562,19 +550,7 @@ fn approved_pages_come_up_for_periodic_review_and_owners_confirm_them() {
 
 #[test]
 fn overdue_reviews_escalate_to_backups() {
-    let w = World::new();
-    w.call(
-        "assign-workflow",
-        json!({"accountId": "admin", "space": "QA", "template": "two-stage"}),
-    )
-    .unwrap();
-    w.write_page("8", "QA", "Spec", "body", "alice");
-    w.call("submit", json!({"accountId": "alice", "pageId": "8"}))
-        .unwrap();
-    for peer in ["bob", "carol"] {
-        w.call("approve", json!({"accountId": peer, "pageId": "8"}))
-            .unwrap();
-    }
+    let w = peer_reviewed("8");
     let lead = w
         .call("pending", json!({"accountId": "quality_lead"}))
         .unwrap();
@@ -645,4 +621,23 @@ fn the_schedule_reads_only_documents_due() {
         .unwrap();
     w.app().on_schedule("due-dates").unwrap();
     assert_eq!(wakes(&w), after);
+}
+
+/// A page in the QA space under the two-stage template, submitted by alice and approved by
+/// both peers: waiting for the QA sign-off.
+fn peer_reviewed(page: &str) -> World {
+    let w = World::new();
+    w.call(
+        "assign-workflow",
+        json!({"accountId": "admin", "space": "QA", "template": "two-stage"}),
+    )
+    .unwrap();
+    w.write_page(page, "QA", "Spec", "body", "alice");
+    w.call("submit", json!({"accountId": "alice", "pageId": page}))
+        .unwrap();
+    for peer in ["bob", "carol"] {
+        w.call("approve", json!({"accountId": peer, "pageId": page}))
+            .unwrap();
+    }
+    w
 }
