@@ -98,13 +98,6 @@ fn convert(e: KvsError) -> hosted::KvsError {
     }
 }
 
-fn parse(key: &str, text: &str) -> Result<serde_json::Value, hosted::KvsError> {
-    serde_json::from_str(text).map_err(|e| hosted::KvsError {
-        code: "INVALID_VALUE".into(),
-        message: format!("the value of `{key}` is not JSON: {e}"),
-    })
-}
-
 fn options(policy: KeyPolicy) -> SetOptions {
     SetOptions {
         ttl_ms: None,
@@ -114,13 +107,13 @@ fn options(policy: KeyPolicy) -> SetOptions {
 
 impl hosted::Kvs for InstallationKvs<'_> {
     fn get(&self, key: &str) -> Result<Option<String>, hosted::KvsError> {
-        self.call(|kvs, scope, realm, now| kvs.get(scope, realm, now, key))
-            .map(|v| v.map(|v| v.to_string()))
+        self.call(|kvs, scope, realm, now| kvs.get_text(scope, realm, now, key))
     }
 
     fn set(&self, key: &str, value: &str, policy: KeyPolicy) -> Result<(), hosted::KvsError> {
-        let value = parse(key, value)?;
-        self.call(|kvs, scope, realm, now| kvs.set(scope, realm, now, key, value, options(policy)))
+        self.call(|kvs, scope, realm, now| {
+            kvs.set_text(scope, realm, now, key, value, options(policy))
+        })
     }
 
     fn delete(&self, key: &str) -> Result<(), hosted::KvsError> {
@@ -134,14 +127,10 @@ impl hosted::Kvs for InstallationKvs<'_> {
         cursor: Option<&str>,
     ) -> Result<KvsPage, hosted::KvsError> {
         let page = self.call(|kvs, scope, realm, now| {
-            kvs.query(scope, realm, now, prefix, Some(limit as usize), cursor)
+            kvs.query_text(scope, realm, now, prefix, Some(limit as usize), cursor)
         })?;
         Ok(KvsPage {
-            entries: page
-                .results
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
+            entries: page.results,
             cursor: page.cursor,
         })
     }
@@ -150,9 +139,9 @@ impl hosted::Kvs for InstallationKvs<'_> {
         let mut tx = Vec::with_capacity(ops.len());
         for op in ops {
             tx.push(match op {
-                KvsOp::Set { key, value, policy } => TxOp::Set {
-                    value: parse(&key, &value)?,
+                KvsOp::Set { key, value, policy } => TxOp::SetText {
                     key,
+                    text: value,
                     options: options(policy),
                 },
                 KvsOp::Delete { key } => TxOp::Delete { key },

@@ -73,6 +73,8 @@ pub enum KvsErrorCode {
     UnknownInstallation,
     /// Injected by a scenario: the store is unavailable for this call.
     StorageUnavailable,
+    /// Ours: a value given as text that is not JSON.
+    InvalidValue,
 }
 
 impl KvsErrorCode {
@@ -95,6 +97,7 @@ impl KvsErrorCode {
             KvsErrorCode::CrossRealmAccess => "CROSS_REALM_ACCESS",
             KvsErrorCode::UnknownInstallation => "UNKNOWN_INSTALLATION",
             KvsErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            KvsErrorCode::InvalidValue => "INVALID_VALUE",
         }
     }
 }
@@ -153,6 +156,12 @@ pub enum TxOp {
         value: Json,
         options: SetOptions,
     },
+    /// Like `Set`, with the value as JSON text (checked, stored as given).
+    SetText {
+        key: String,
+        text: String,
+        options: SetOptions,
+    },
     Delete {
         key: String,
     },
@@ -163,6 +172,13 @@ pub enum TxOp {
 pub struct Page {
     pub results: Vec<(String, Json)>,
     /// Pass it back to get the next page; `None` after the last one.
+    pub cursor: Option<String>,
+}
+
+/// One page of a [`Kvs::query_text`]: values as JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextPage {
+    pub results: Vec<(String, String)>,
     pub cursor: Option<String>,
 }
 
@@ -259,12 +275,103 @@ impl Backend for MemoryBackend {
     }
 }
 
-/// What is stored under a key: the JSON value and its expiry.
+/// What is stored under a key: the JSON value and its expiry, as
+/// `{"value":VALUE,"expires":MILLIS}` (no `expires` when the key never expires).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Stored {
     value: Json,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     expires: Option<Millis>,
+}
+
+/// [`Stored`] read without building the value: its JSON text is borrowed as it was set.
+#[derive(serde::Deserialize)]
+struct StoredText<'a> {
+    #[serde(borrow)]
+    value: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    expires: Option<Millis>,
+}
+
+impl StoredText<'_> {
+    /// The stored form of a value's (validated) JSON text.
+    fn encode(text: &str, expires: Option<Millis>) -> String {
+        let mut out = String::with_capacity(text.len() + 40);
+        out.push_str("{\"value\":");
+        out.push_str(text);
+        if let Some(e) = expires {
+            out.push_str(",\"expires\":");
+            out.push_str(&e.0.to_string());
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// The JSON text of a value to store, checked: well-formed (without building it), within
+/// the size limit (its length, surrounding white space trimmed) and the nesting limit.
+fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t str, KvsError> {
+    let text = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        return Err(err(
+            KvsErrorCode::InvalidValue,
+            format!("the value of `{key}` is not JSON: {e}"),
+        ));
+    }
+    if text.len() > limits.max_value_bytes {
+        return Err(err(
+            KvsErrorCode::MaxSize,
+            format!(
+                "value of `{key}` is {} bytes; values allow {}",
+                text.len(),
+                limits.max_value_bytes
+            ),
+        ));
+    }
+    // Brackets nest `b` deep: the value is `b` or `b + 1` levels deep (a scalar inside the
+    // deepest bracket adds one). Only a value near the limit is built to tell which.
+    let b = bracket_depth(text);
+    let depth = if b < limits.max_depth {
+        b
+    } else {
+        serde_json::from_str::<Json>(text).map_or(b + 1, |v| depth(&v))
+    };
+    if depth > limits.max_depth {
+        return Err(err(
+            KvsErrorCode::ValueTooDeep,
+            format!(
+                "value of `{key}` nests {depth} levels; values allow {}",
+                limits.max_depth
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+/// How deep `[` and `{` nest in well-formed JSON text, outside strings.
+fn bracket_depth(text: &str) -> usize {
+    let (mut level, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                level += 1;
+                max = max.max(level);
+            }
+            b']' | b'}' => level = level.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// The hosted store of every installation of every app, one backend per realm.
@@ -278,6 +385,9 @@ pub struct Kvs {
     violations: Vec<RealmViolation>,
     /// Calls to fail with `STORAGE_UNAVAILABLE`, per installation (fault injection).
     faults: HashMap<Scope, u32>,
+    /// In memory, an installation's keys start with a short number instead of its app,
+    /// environment and installation (most of a key's bytes): see [`Kvs::base`].
+    bases: HashMap<Scope, String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -306,6 +416,7 @@ impl Kvs {
             buckets: HashMap::new(),
             violations: Vec::new(),
             faults: HashMap::new(),
+            bases: HashMap::new(),
         }
     }
 
@@ -315,7 +426,28 @@ impl Kvs {
 
     /// Pins an installation's data to a realm (at install time).
     pub fn install(&mut self, scope: Scope, realm: Realm) {
+        if self.storage == KvsStorage::Memory && !self.bases.contains_key(&scope) {
+            let base = format!("{:x}{SEP}", self.bases.len());
+            self.bases.insert(scope.clone(), base);
+        }
         self.pinned.insert(scope, realm);
+    }
+
+    /// Where an installation's physical keys start: `APP SEP ENVIRONMENT SEP INSTALLATION
+    /// SEP` in files (so that `signoff sim inspect` can name them), a number given at
+    /// install time in memory.
+    fn base(&self, scope: &Scope) -> String {
+        self.bases
+            .get(scope)
+            .cloned()
+            .unwrap_or_else(|| scope_prefix(scope))
+    }
+
+    fn physical(&self, scope: &Scope, kind: char, key: &str) -> String {
+        let mut k = self.base(scope);
+        k.push(kind);
+        k.push_str(key);
+        k
     }
 
     /// The realm an installation's data is pinned to.
@@ -348,6 +480,20 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<Option<Json>, KvsError> {
+        self.get_text(scope, from, now, key)?
+            .map(|t| parse_stored_value(key, &t))
+            .transpose()
+    }
+
+    /// Like [`Kvs::get`], with the value as the JSON text it was set with (what the
+    /// platform's API hands an app; nothing is parsed but the envelope).
+    pub fn get_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<Option<String>, KvsError> {
         self.lookup(scope, from, now, key, 'k', "get")
     }
 
@@ -360,8 +506,22 @@ impl Kvs {
         value: Json,
         options: SetOptions,
     ) -> Result<(), KvsError> {
+        self.set_text(scope, from, now, key, &value.to_string(), options)
+    }
+
+    /// Like [`Kvs::set`], with the value as JSON text: checked (`INVALID_VALUE` when it is
+    /// not JSON) and stored as given, without surrounding white space.
+    pub fn set_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+        text: &str,
+        options: SetOptions,
+    ) -> Result<(), KvsError> {
         self.admit(scope, from, now, "set")?;
-        let write = self.prepare_set(scope, now, key, value, options)?;
+        let write = self.prepare_set(scope, now, key, text, options)?;
         self.apply(from, vec![write])
     }
 
@@ -374,7 +534,7 @@ impl Kvs {
     ) -> Result<(), KvsError> {
         self.admit(scope, from, now, "delete")?;
         self.check_key(key)?;
-        let k = physical(scope, 'k', key);
+        let k = self.physical(scope, 'k', key);
         self.apply(from, vec![(k, None)])
     }
 
@@ -389,6 +549,30 @@ impl Kvs {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<Page, KvsError> {
+        let page = self.query_text(scope, from, now, prefix, limit, cursor)?;
+        Ok(Page {
+            results: page
+                .results
+                .into_iter()
+                .map(|(k, t)| {
+                    let v = parse_stored_value(&k, &t)?;
+                    Ok((k, v))
+                })
+                .collect::<Result<_, KvsError>>()?,
+            cursor: page.cursor,
+        })
+    }
+
+    /// Like [`Kvs::query`], with each value as its JSON text.
+    pub fn query_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        prefix: &str,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<TextPage, KvsError> {
         self.admit(scope, from, now, "query")?;
         let limit = limit.unwrap_or(self.limits.default_page);
         if limit == 0 || limit > self.limits.max_page {
@@ -397,13 +581,16 @@ impl Kvs {
                 format!("limit {limit} is outside 1 to {}", self.limits.max_page),
             ));
         }
-        let base = physical(scope, 'k', "");
-        let full_prefix = physical(scope, 'k', prefix);
+        let base = self.physical(scope, 'k', "");
+        let full_prefix = self.physical(scope, 'k', prefix);
+        // Cursors name keys in their long form, whatever the storage.
+        let long_base = long_physical(scope, 'k', "");
         let after = match cursor {
             None => None,
             Some(c) => Some(
                 decode_cursor(c)
-                    .filter(|k| k.starts_with(&full_prefix))
+                    .filter(|k| k.starts_with(&long_physical(scope, 'k', prefix)))
+                    .map(|k| format!("{base}{}", &k[long_base.len()..]))
                     .ok_or_else(|| {
                         err(
                             KvsErrorCode::InvalidCursor,
@@ -422,13 +609,13 @@ impl Kvs {
             let read = chunk.len();
             for (k, v) in chunk {
                 last = Some(k.clone());
-                let Ok(stored) = serde_json::from_str::<Stored>(&v) else {
+                let Ok(stored) = serde_json::from_str::<StoredText<'_>>(&v) else {
                     continue;
                 };
                 if stored.expires.is_some_and(|e| e <= now) {
                     continue;
                 }
-                results.push((k[base.len()..].to_string(), stored.value));
+                results.push((k[base.len()..].to_string(), stored.value.get().to_owned()));
                 if results.len() > limit {
                     break 'scan;
                 }
@@ -441,9 +628,9 @@ impl Kvs {
         results.truncate(limit);
         let cursor = more.then(|| {
             let last_key = &results[limit - 1].0;
-            encode_cursor(&physical(scope, 'k', last_key))
+            encode_cursor(&long_physical(scope, 'k', last_key))
         });
-        Ok(Page { results, cursor })
+        Ok(TextPage { results, cursor })
     }
 
     /// All or nothing: at most 25 operations, each key once, at most 4 MB.
@@ -470,7 +657,9 @@ impl Kvs {
         let mut bytes = 0usize;
         for op in ops {
             let key = match &op {
-                TxOp::Set { key, .. } | TxOp::Delete { key } => key.clone(),
+                TxOp::Set { key, .. } | TxOp::SetText { key, .. } | TxOp::Delete { key } => {
+                    key.clone()
+                }
             };
             if !seen.insert(key.clone()) {
                 return Err(err(
@@ -483,10 +672,13 @@ impl Kvs {
                     key,
                     value,
                     options,
-                } => self.prepare_set(scope, now, &key, value, options)?,
+                } => self.prepare_set(scope, now, &key, &value.to_string(), options)?,
+                TxOp::SetText { key, text, options } => {
+                    self.prepare_set(scope, now, &key, &text, options)?
+                }
                 TxOp::Delete { key } => {
                     self.check_key(&key)?;
-                    (physical(scope, 'k', &key), None)
+                    (self.physical(scope, 'k', &key), None)
                 }
             };
             bytes += write.0.len() + write.1.as_ref().map_or(0, String::len);
@@ -525,7 +717,7 @@ impl Kvs {
         }
         let mut out = Vec::with_capacity(items.len());
         for (key, value) in items {
-            match self.prepare_set(scope, now, &key, value, SetOptions::default()) {
+            match self.prepare_set(scope, now, &key, &value.to_string(), SetOptions::default()) {
                 Ok(write) => {
                     out.push(self.apply(from, vec![write]));
                 }
@@ -546,13 +738,10 @@ impl Kvs {
     ) -> Result<(), KvsError> {
         self.admit(scope, from, now, "set_secret")?;
         self.check_key(key)?;
-        self.check_value(key, &value)?;
-        let stored = serde_json::to_string(&Stored {
-            value,
-            expires: None,
-        })
-        .unwrap_or_default();
-        self.apply(from, vec![(physical(scope, 's', key), Some(stored))])
+        let text = value.to_string();
+        let stored = StoredText::encode(checked_text(&self.limits, key, &text)?, None);
+        let k = self.physical(scope, 's', key);
+        self.apply(from, vec![(k, Some(stored))])
     }
 
     pub fn get_secret(
@@ -562,7 +751,9 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<Option<Json>, KvsError> {
-        self.lookup(scope, from, now, key, 's', "get_secret")
+        self.lookup(scope, from, now, key, 's', "get_secret")?
+            .map(|t| parse_stored_value(key, &t))
+            .transpose()
     }
 
     /// Everything an installation stores, for `signoff sim inspect`: keys and values, with
@@ -574,7 +765,7 @@ impl Kvs {
         let Some(backend) = self.realms.get(&realm) else {
             return Ok(Vec::new());
         };
-        let base = scope_prefix(scope);
+        let base = self.base(scope);
         Ok(backend
             .range(&base, None, usize::MAX)
             .map_err(unavailable)?
@@ -608,7 +799,7 @@ impl Kvs {
         if from == to {
             return Ok(0);
         }
-        let base = scope_prefix(scope);
+        let base = self.base(scope);
         let entries = self.range(from, &base, None, usize::MAX)?;
         let moved = entries.len();
         let deletes = entries.iter().map(|(k, _)| (k.clone(), None)).collect();
@@ -628,7 +819,7 @@ impl Kvs {
     /// Removes an installation and all its data.
     pub fn uninstall(&mut self, scope: &Scope) -> Result<(), KvsError> {
         if let Some(realm) = self.pinned.remove(scope) {
-            let base = scope_prefix(scope);
+            let base = self.base(scope);
             let keys = self.range(realm, &base, None, usize::MAX)?;
             self.apply(realm, keys.into_iter().map(|(k, _)| (k, None)).collect())?;
         }
@@ -710,10 +901,18 @@ impl Kvs {
             ));
         }
         let rate = f64::from(self.limits.requests_per_second);
-        let bucket = self.buckets.entry(scope.clone()).or_insert(Bucket {
-            tokens: rate,
-            at: now,
-        });
+        if !self.buckets.contains_key(scope) {
+            self.buckets.insert(
+                scope.clone(),
+                Bucket {
+                    tokens: rate,
+                    at: now,
+                },
+            );
+        }
+        let Some(bucket) = self.buckets.get_mut(scope) else {
+            return Err(err(KvsErrorCode::StorageUnavailable, "no rate bucket"));
+        };
         let elapsed = now.0.saturating_sub(bucket.at.0) as f64 / 1000.0;
         bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
         bucket.at = now;
@@ -739,36 +938,37 @@ impl Kvs {
         key: &str,
         kind: char,
         operation: &'static str,
-    ) -> Result<Option<Json>, KvsError> {
+    ) -> Result<Option<String>, KvsError> {
         self.admit(scope, from, now, operation)?;
         self.check_key(key)?;
-        Ok(self.read(scope, key, kind, now)?.map(|s| s.value))
+        self.read(scope, key, kind, now)
     }
 
+    /// The JSON text stored under a key, unless it expired by `now`.
     fn read(
         &mut self,
         scope: &Scope,
         key: &str,
         kind: char,
         now: Millis,
-    ) -> Result<Option<Stored>, KvsError> {
+    ) -> Result<Option<String>, KvsError> {
         let Some(realm) = self.realm_of(scope) else {
             return Ok(None);
         };
-        let Some(raw) = self
-            .backend(realm)?
-            .get(&physical(scope, kind, key))
-            .map_err(unavailable)?
-        else {
+        let key_of = self.physical(scope, kind, key);
+        let Some(raw) = self.backend(realm)?.get(&key_of).map_err(unavailable)? else {
             return Ok(None);
         };
-        let stored: Stored = serde_json::from_str(&raw).map_err(|e| {
+        let stored: StoredText<'_> = serde_json::from_str(&raw).map_err(|e| {
             err(
                 KvsErrorCode::StorageUnavailable,
                 format!("stored value of `{key}` is damaged: {e}"),
             )
         })?;
-        Ok(stored.expires.is_none_or(|e| e > now).then_some(stored))
+        Ok(stored
+            .expires
+            .is_none_or(|e| e > now)
+            .then(|| stored.value.get().to_owned()))
     }
 
     fn prepare_set(
@@ -776,11 +976,11 @@ impl Kvs {
         scope: &Scope,
         now: Millis,
         key: &str,
-        value: Json,
+        text: &str,
         options: SetOptions,
     ) -> Result<(String, Option<String>), KvsError> {
         self.check_key(key)?;
-        self.check_value(key, &value)?;
+        let text = checked_text(&self.limits, key, text)?;
         if let Some(ttl) = options.ttl_ms
             && (ttl == 0 || ttl > self.limits.max_ttl_ms)
         {
@@ -795,12 +995,8 @@ impl Kvs {
                 format!("key `{key}` exists (keyPolicy FAIL_IF_EXISTS)"),
             ));
         }
-        let stored = Stored {
-            value,
-            expires: options.ttl_ms.map(|t| now.plus(t)),
-        };
-        let text = serde_json::to_string(&stored).unwrap_or_default();
-        Ok((physical(scope, 'k', key), Some(text)))
+        let stored = StoredText::encode(text, options.ttl_ms.map(|t| now.plus(t)));
+        Ok((self.physical(scope, 'k', key), Some(stored)))
     }
 
     fn check_key(&self, key: &str) -> Result<(), KvsError> {
@@ -838,30 +1034,16 @@ impl Kvs {
         }
         Ok(())
     }
+}
 
-    fn check_value(&self, key: &str, value: &Json) -> Result<(), KvsError> {
-        let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
-        if size > self.limits.max_value_bytes {
-            return Err(err(
-                KvsErrorCode::MaxSize,
-                format!(
-                    "value of `{key}` is {size} bytes; values allow {}",
-                    self.limits.max_value_bytes
-                ),
-            ));
-        }
-        let depth = depth(value);
-        if depth > self.limits.max_depth {
-            return Err(err(
-                KvsErrorCode::ValueTooDeep,
-                format!(
-                    "value of `{key}` nests {depth} levels; values allow {}",
-                    self.limits.max_depth
-                ),
-            ));
-        }
-        Ok(())
-    }
+/// The value of JSON text read back from the store (checked when it was set).
+fn parse_stored_value(key: &str, text: &str) -> Result<Json, KvsError> {
+    serde_json::from_str(text).map_err(|e| {
+        err(
+            KvsErrorCode::StorageUnavailable,
+            format!("stored value of `{key}` is damaged: {e}"),
+        )
+    })
 }
 
 fn depth(v: &Json) -> usize {
@@ -940,7 +1122,8 @@ fn scope_prefix(scope: &Scope) -> String {
     )
 }
 
-fn physical(scope: &Scope, kind: char, key: &str) -> String {
+/// A physical key in its long form (as files store it, and as cursors name it).
+fn long_physical(scope: &Scope, kind: char, key: &str) -> String {
     let mut k = scope_prefix(scope);
     k.push(kind);
     k.push_str(key);

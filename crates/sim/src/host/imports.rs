@@ -311,8 +311,8 @@ impl queue::Host for HostState {
 impl kvs::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<String>, PlatformError> {
         let (realm, now) = (self.installation.realm, self.now);
-        let v = self.world.kvs.get(&self.scope, realm, now, &key);
-        Ok(v.map_err(kvs_error)?.map(|v| v.to_string()))
+        let v = self.world.kvs.get_text(&self.scope, realm, now, &key);
+        v.map_err(kvs_error)
     }
 
     fn set(
@@ -321,13 +321,12 @@ impl kvs::Host for HostState {
         value: String,
         options: kvs::SetOptions,
     ) -> Result<(), PlatformError> {
-        let value = json(&key, &value)?;
         let (realm, now) = (self.installation.realm, self.now);
         let options = set_options(options);
         let r = self
             .world
             .kvs
-            .set(&self.scope, realm, now, &key, value, options);
+            .set_text(&self.scope, realm, now, &key, &value, options);
         r.map_err(kvs_error)
     }
 
@@ -347,7 +346,7 @@ impl kvs::Host for HostState {
         let page = self
             .world
             .kvs
-            .query(
+            .query_text(
                 &self.scope,
                 realm,
                 now,
@@ -360,10 +359,7 @@ impl kvs::Host for HostState {
             results: page
                 .results
                 .into_iter()
-                .map(|(key, value)| kvs::Entry {
-                    key,
-                    value: value.to_string(),
-                })
+                .map(|(key, value)| kvs::Entry { key, value })
                 .collect(),
             cursor: page.cursor,
         })
@@ -373,14 +369,14 @@ impl kvs::Host for HostState {
         let ops = ops
             .into_iter()
             .map(|op| match op {
-                kvs::TxOp::Set((key, value, options)) => Ok(TxOp::Set {
-                    value: json(&key, &value)?,
+                kvs::TxOp::Set((key, text, options)) => TxOp::SetText {
                     key,
+                    text,
                     options: set_options(options),
-                }),
-                kvs::TxOp::Delete(key) => Ok(TxOp::Delete { key }),
+                },
+                kvs::TxOp::Delete(key) => TxOp::Delete { key },
             })
-            .collect::<Result<Vec<_>, PlatformError>>()?;
+            .collect();
         let (realm, now) = (self.installation.realm, self.now);
         let r = self.world.kvs.transact(&self.scope, realm, now, ops);
         r.map_err(kvs_error)

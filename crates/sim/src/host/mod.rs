@@ -66,6 +66,11 @@ pub struct RuntimeConfig {
     /// later; elsewhere it is silently off) and reset only those, up to
     /// `keep_resident_bytes`, handing back to the kernel only what lies beyond.
     pub pagemap_scan: bool,
+    /// Write `/tmp/perf-<pid>.map` as components are compiled, so that `perf record` /
+    /// `perf report` name the guest's functions (the component must keep its name section).
+    /// Off by default; `examples/scale.rs` and `examples/bench.rs` turn it on when
+    /// `SIGNOFF_SIM_PERF_MAP=1`.
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -76,6 +81,7 @@ impl Default for RuntimeConfig {
             max_concurrent_instances: 64,
             keep_resident_bytes: 1 << 20,
             pagemap_scan: true,
+            perf_map: false,
         }
     }
 }
@@ -145,6 +151,9 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(config.fuel.is_some())
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if config.perf_map {
+            wc.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wc).map_err(|e| LoadError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)

@@ -58,6 +58,110 @@ fn value_rules() {
     let nest = |n: usize| (1..n).fold(json!(0), |v, _| json!([v]));
     check_set("deep", nest(31), None);
     check_set("deep", nest(32), Some(KvsErrorCode::ValueTooDeep));
+    // The same limits on values given as text (what apps send), which are checked without
+    // being built; near the nesting limit a scalar inside the deepest bracket counts.
+    let text_nest = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+    for (text, expect) in [
+        (text_nest(30, "0"), None),
+        (text_nest(31, ""), None),
+        (text_nest(31, "0"), Some(KvsErrorCode::ValueTooDeep)),
+        (text_nest(31, r#""[[[""#), Some(KvsErrorCode::ValueTooDeep)),
+        (text_nest(32, ""), Some(KvsErrorCode::ValueTooDeep)),
+        (format!("{:?}", "x".repeat(240 * 1024 - 2)), None),
+        (
+            format!("{:?}", "x".repeat(240 * 1024 - 1)),
+            Some(KvsErrorCode::MaxSize),
+        ),
+        (r#"{"a": [1, "]]]"]}"#.to_string(), None),
+        ("{\"a\":".to_string(), Some(KvsErrorCode::InvalidValue)),
+        ("not json".to_string(), Some(KvsErrorCode::InvalidValue)),
+        ("1 2".to_string(), Some(KvsErrorCode::InvalidValue)),
+        ("".to_string(), Some(KvsErrorCode::InvalidValue)),
+    ] {
+        let (mut kvs, s) = store();
+        let got = kvs.set_text(&s, Realm::Eu, T0, "t1", &text, SetOptions::default());
+        let shown = &text[..text.len().min(60)];
+        assert_eq!(
+            got.as_ref().err().map(|e| e.code),
+            expect,
+            "{shown}: {got:?}"
+        );
+        let tx = kvs.transact(
+            &s,
+            Realm::Eu,
+            T0,
+            vec![TxOp::SetText {
+                key: "t2".into(),
+                text: text.clone(),
+                options: SetOptions::default(),
+            }],
+        );
+        assert_eq!(tx.as_ref().err().map(|e| e.code), expect, "{shown}: {tx:?}");
+        if expect.is_some() {
+            assert!(
+                kvs.inspect(&s).unwrap().is_empty(),
+                "{shown}: refused, changed nothing"
+            );
+        }
+    }
+}
+
+#[test]
+fn values_as_text_come_back_as_set() {
+    let (mut kvs, s) = store();
+    // Stored as given (key order and all), surrounding white space aside.
+    let text = r#"{"z":1,"a":{"k":[true,null,"\u00e9"]},"m":1.50}"#;
+    kvs.set_text(
+        &s,
+        Realm::Eu,
+        T0,
+        "doc",
+        &format!("  {text}\n"),
+        SetOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        kvs.get_text(&s, Realm::Eu, T0, "doc").unwrap().as_deref(),
+        Some(text)
+    );
+    assert_eq!(
+        kvs.get(&s, Realm::Eu, T0, "doc").unwrap(),
+        Some(serde_json::from_str::<Value>(text).unwrap())
+    );
+    let page = kvs.query_text(&s, Realm::Eu, T0, "do", None, None).unwrap();
+    assert_eq!(page.results, vec![("doc".to_string(), text.to_string())]);
+    // A value set as JSON reads back as its compact text.
+    kvs.set(
+        &s,
+        Realm::Eu,
+        T0,
+        "n1",
+        json!({"b": [1, 2]}),
+        SetOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        kvs.get_text(&s, Realm::Eu, T0, "n1").unwrap().as_deref(),
+        Some(r#"{"b":[1,2]}"#)
+    );
+    // Expiry applies to text reads too.
+    let ttl = SetOptions {
+        ttl_ms: Some(1_000),
+        ..SetOptions::default()
+    };
+    kvs.set_text(&s, Realm::Eu, T0, "lease", "\"me\"", ttl)
+        .unwrap();
+    assert_eq!(
+        kvs.get_text(&s, Realm::Eu, T0.plus(999), "lease")
+            .unwrap()
+            .as_deref(),
+        Some("\"me\"")
+    );
+    assert_eq!(
+        kvs.get_text(&s, Realm::Eu, T0.plus(1_000), "lease")
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
