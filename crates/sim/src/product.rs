@@ -10,8 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aho_corasick::{AhoCorasick, MatchKind};
-
 use serde::Serialize;
 
 /// A page at its latest version.
@@ -111,85 +109,117 @@ struct Site {
     states: HashMap<String, ContentState>,
     trashed: BTreeSet<String>,
     next_id: u64,
-    /// The automaton over the pages' bodies and titles, built at the first lookup after it
-    /// was dropped (see [`Confluence::content_in`]).
-    content: std::sync::OnceLock<ContentIndex>,
-    /// Pages created or whose title or body changed since `content` was built: looked at
-    /// one by one until there are more than [`STALE_PAGES`], then `content` is rebuilt.
-    stale: BTreeSet<String>,
+    /// The pages' bodies and titles by their first eight bytes, kept as pages change (see
+    /// [`Confluence::content_in`]).
+    content: ContentIndex,
 }
 
-/// How many changed pages a lookup checks one by one before the automaton is rebuilt: a
-/// rebuild costs a pass over every page of the site, a changed page two substring searches
-/// per lookup.
-const STALE_PAGES: usize = 32;
+/// How many bytes of a text a [`ContentIndex`] keys it by: texts shorter than that are
+/// never matches (too likely by chance).
+const GRAM: usize = 8;
 
 /// Every page body and title of a site long enough to be recognised (8 characters or more
-/// once trimmed), as one Aho-Corasick automaton: finding which of them a request carries is
-/// one pass over the request, not one search per page.
+/// once trimmed), by its first [`GRAM`] bytes. Finding which of them a request carries is
+/// one look at each 8-byte window of the request (most windows answered by a bit table),
+/// whatever the number of pages, and a page's change updates two entries.
 #[derive(Debug)]
 struct ContentIndex {
-    /// `None` when there is nothing to find, or past the automaton's size limits (then
-    /// every pattern is searched for in turn).
-    automaton: Option<AhoCorasick>,
-    patterns: Vec<String>,
-    /// Per pattern, every page that had it when the index was built, in page order, with
-    /// what of the page it was (0 body, 1 title).
-    owners: Vec<Vec<(String, u8)>>,
+    /// Per first eight bytes (as a little-endian `u64`), the pages whose body (rank 0) or
+    /// title (rank 1) starts with them, in (page id, rank) order.
+    by_start: HashMap<u64, BTreeSet<(String, u8)>>,
+    /// One bit per [`gram_slot`] of every key ever added: a clear bit means no text starts
+    /// with the window (a set one may be stale; it only costs a map lookup).
+    seen: Vec<u64>,
+}
+
+impl Default for ContentIndex {
+    fn default() -> ContentIndex {
+        ContentIndex {
+            by_start: HashMap::new(),
+            seen: vec![0; 1 << 10],
+        }
+    }
 }
 
 /// A page's texts that count as content, with their rank (body before title).
 fn texts_of(p: &Page) -> impl Iterator<Item = (&str, u8)> {
     [(p.body.as_str(), 0), (p.title.as_str(), 1)]
         .into_iter()
-        .filter(|(t, _)| t.trim().len() >= 8)
+        .filter(|(t, _)| t.trim().len() >= GRAM)
+}
+
+/// The first [`GRAM`] bytes of `b` as a key (`b` has at least that many).
+fn gram(b: &[u8]) -> u64 {
+    let mut w = [0u8; GRAM];
+    w.copy_from_slice(&b[..GRAM]);
+    u64::from_le_bytes(w)
+}
+
+/// A key's bit in [`ContentIndex::seen`] (16 bits of a multiplicative hash).
+fn gram_slot(g: u64) -> usize {
+    (g.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize
 }
 
 impl ContentIndex {
-    fn of(pages: &BTreeMap<String, Page>) -> ContentIndex {
-        let mut at: HashMap<&str, usize> = HashMap::new();
-        let mut patterns: Vec<String> = Vec::new();
-        let mut owners: Vec<Vec<(String, u8)>> = Vec::new();
-        for p in pages.values() {
-            for (text, rank) in texts_of(p) {
-                let k = *at.entry(text).or_insert_with(|| {
-                    patterns.push(text.to_owned());
-                    owners.push(Vec::new());
-                    patterns.len() - 1
-                });
-                owners[k].push((p.id.clone(), rank));
-            }
-        }
-        let automaton = if patterns.is_empty() {
-            None
-        } else {
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(&patterns)
-                .ok()
-        };
-        ContentIndex {
-            automaton,
-            patterns,
-            owners,
+    fn add(&mut self, p: &Page) {
+        for (text, rank) in texts_of(p) {
+            let g = gram(text.as_bytes());
+            let slot = gram_slot(g);
+            self.seen[slot / 64] |= 1 << (slot % 64);
+            self.by_start
+                .entry(g)
+                .or_default()
+                .insert((p.id.clone(), rank));
         }
     }
 
-    /// The patterns `texts` contain, as indexes.
-    fn found(&self, texts: &[&str]) -> Vec<usize> {
-        let mut out: Vec<usize> = match &self.automaton {
-            Some(ac) => texts
-                .iter()
-                .flat_map(|t| ac.find_overlapping_iter(*t))
-                .map(|m| m.pattern().as_usize())
-                .collect(),
-            None => (0..self.patterns.len())
-                .filter(|&k| texts.iter().any(|t| t.contains(self.patterns[k].as_str())))
-                .collect(),
-        };
-        out.sort_unstable();
-        out.dedup();
-        out
+    fn remove(&mut self, p: &Page) {
+        for (text, rank) in texts_of(p) {
+            let g = gram(text.as_bytes());
+            if let Some(set) = self.by_start.get_mut(&g) {
+                set.remove(&(p.id.clone(), rank));
+                if set.is_empty() {
+                    self.by_start.remove(&g);
+                }
+            }
+        }
+    }
+
+    /// The first (page id, rank) whose text one of `texts` contains.
+    fn first_in<'p>(
+        &'p self,
+        pages: &BTreeMap<String, Page>,
+        texts: &[&str],
+    ) -> Option<(&'p str, u8)> {
+        let mut best: Option<(&str, u8)> = None;
+        for t in texts {
+            let b = t.as_bytes();
+            for i in 0..(b.len() + 1).saturating_sub(GRAM) {
+                let g = gram(&b[i..]);
+                let slot = gram_slot(g);
+                if self.seen[slot / 64] & (1 << (slot % 64)) == 0 {
+                    continue;
+                }
+                let Some(set) = self.by_start.get(&g) else {
+                    continue;
+                };
+                // In (id, rank) order: the first that is really there is this window's best.
+                for (id, rank) in set {
+                    if best.is_some_and(|b| b <= (id.as_str(), *rank)) {
+                        break;
+                    }
+                    let Some(page) = pages.get(id) else {
+                        continue;
+                    };
+                    let text = if *rank == 0 { &page.body } else { &page.title };
+                    if b[i..].starts_with(text.as_bytes()) {
+                        best = Some((id.as_str(), *rank));
+                        break;
+                    }
+                }
+            }
+        }
+        best
     }
 }
 
@@ -210,28 +240,11 @@ impl Confluence {
 
     /// Which page's body or title `texts` carry, as "page ID body" or "page ID title": the
     /// first such page by id (its body before its title), counting only texts of 8
-    /// characters or more once trimmed. The egress ledger's in-scope check: one automaton
-    /// pass over the texts, plus a search for each page changed since it was built.
+    /// characters or more once trimmed. The egress ledger's in-scope check: one look at each
+    /// 8-byte window of the texts, whatever the number of pages (see `ContentIndex`).
     pub fn content_in(&self, site: &str, texts: &[&str]) -> Option<String> {
         let s = self.sites.get(site)?;
-        let index = s.content.get_or_init(|| ContentIndex::of(&s.pages));
-        // Pages unchanged since the build still have the texts the automaton knows.
-        let unchanged = index.found(texts).into_iter().filter_map(|k| {
-            index.owners[k]
-                .iter()
-                .find(|(id, _)| !s.stale.contains(id))
-                .map(|(id, rank)| (id.as_str(), *rank))
-        });
-        let changed = s
-            .stale
-            .iter()
-            .filter_map(|id| s.pages.get(id))
-            .filter_map(|p| {
-                texts_of(p)
-                    .find(|(text, _)| texts.iter().any(|t| t.contains(text)))
-                    .map(|(_, rank)| (p.id.as_str(), rank))
-            });
-        let (id, rank) = unchanged.chain(changed).min()?;
+        let (id, rank) = s.content.first_in(&s.pages, texts)?;
         Some(format!(
             "page {id} {}",
             if rank == 0 { "body" } else { "title" }
@@ -342,8 +355,8 @@ impl Confluence {
             version: 1,
         };
         s.history.insert(page.id.clone(), vec![page.clone()]);
+        s.content.add(&page);
         s.pages.insert(page.id.clone(), page.clone());
-        s.text_changed(&page.id);
         self.emit(site, CREATED, author, &page);
         Ok(page)
     }
@@ -467,27 +480,20 @@ impl Confluence {
 }
 
 impl Site {
-    /// Notes that a page's title or body changed (or that it was created).
-    fn text_changed(&mut self, id: &str) {
-        if self.content.get().is_none() {
-            return; // the next lookup builds from every page
-        }
-        self.stale.insert(id.to_owned());
-        if self.stale.len() > STALE_PAGES {
-            self.content.take();
-            self.stale.clear();
-        }
-    }
-
     fn commit(&mut self, page: Page) -> Page {
         self.history
             .entry(page.id.clone())
             .or_default()
             .push(page.clone());
-        // Content state and other version bumps keep the text: the automaton stays.
+        // Content state and other version bumps keep the text, and the index its entries.
         let old = self.pages.insert(page.id.clone(), page.clone());
-        if old.is_none_or(|o| o.title != page.title || o.body != page.body) {
-            self.text_changed(&page.id);
+        match old {
+            Some(o) if o.title == page.title && o.body == page.body => {}
+            Some(o) => {
+                self.content.remove(&o);
+                self.content.add(&page);
+            }
+            None => self.content.add(&page),
         }
         page
     }
@@ -591,8 +597,14 @@ mod tests {
         for i in 0..100u32 {
             // Shared bodies, titles that are other pages' bodies, short texts.
             let body = format!("<p>text {}</p>", i % 7);
+            // Titles sharing their first bytes (and prefixes of each other: "... 1" and
+            // "... 12"), multi-byte text, white space around.
             let title = if i % 5 == 0 {
                 format!("<p>text {}</p>", (i + 1) % 7)
+            } else if i % 2 == 0 {
+                format!("Policy number {i}")
+            } else if i % 3 == 1 {
+                format!("  Richtlinie für Ärzte {i}  ")
             } else {
                 format!("Page {i}")
             };
@@ -614,6 +626,9 @@ mod tests {
                 format!("<p>text {}</p>", i % 7),
                 format!("<p>new {}</p>", i.saturating_sub(3)),
                 format!("x Page {} y", i / 2),
+                format!("x Policy number {} y", i / 2),
+                format!("Policy number {}", i / 3),
+                format!("\"Richtlinie für Ärzte {}  \"", i / 2),
                 "Short".to_owned(),
             ] {
                 assert_eq!(
