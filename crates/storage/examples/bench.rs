@@ -4,10 +4,12 @@
 //! table.
 //!
 //! Run with `cargo run --release -p signoff-storage --example bench` (or
-//! `cargo xtask bench storage`). `BENCH_ONLY=single|group|group100|pending` runs one part.
-//! `BENCH_DECISIONS` sets the number of single durable
-//! decisions per measurement (default 1,200); group-commit runs use 10 times as many.
-//! The files go to a temporary directory on the same disk as `$TMPDIR`.
+//! `cargo xtask bench storage`). `BENCH_ONLY=single|group|group1|group10|group100|pending`
+//! runs one part. `BENCH_ONLY=many` runs a part that is not in the default run: single
+//! durable decisions on documents chosen at random among `BENCH_MANY_DOCS` (default
+//! 100,000), which takes a while to load. `BENCH_DECISIONS` sets the number of single
+//! durable decisions per measurement (default 1,200); group-commit runs use 10 times as
+//! many. The files go to a temporary directory on the same disk as `$TMPDIR`.
 
 // The example is a small program: it owns stdout.
 #![allow(clippy::print_stdout)]
@@ -197,6 +199,53 @@ fn main() {
         });
     }
 
+    // Single decisions on documents chosen at random among many: each goes to a document
+    // that no other decision of the run touched, so the heads a checkpoint writes fall into
+    // as many leaves of `heads` as they can. Only on request: loading takes a while.
+    if only == "many" {
+        let many: usize = std::env::var("BENCH_MANY_DOCS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        // Enough documents for every round to take fresh ones.
+        let many = many.max(decisions * ROUNDS);
+        // The raw baseline writes values of the size of what is decided here: a first
+        // approval (one record, smaller than the average decision).
+        let size = first_approval_bytes(&wf);
+        let path = dir.join("many.redb");
+        rt.block_on(load_many(&wf, &path, many));
+        let store = RedbStore::open(&path, StoreConfig::durable()).expect("store");
+        let mut order: Vec<usize> = (0..many).collect();
+        shuffle(&mut order, 0x5eed_0003);
+        let mut raw = Vec::new();
+        let mut engine = Vec::new();
+        for (round, chosen) in order.chunks(decisions).take(ROUNDS).enumerate() {
+            let p = dir.join(format!("many-raw-{round}.redb"));
+            raw.push(raw_redb(&p, chosen.len(), size, 1, None));
+            engine.push(rt.block_on(decide_many(&wf, &store, chosen)));
+        }
+        let n = decisions;
+        let raw_rate = median_rate(n, &raw);
+        rows.push(Row {
+            what: format!("raw redb write transactions, one {size}-byte value each"),
+            batch: "1".into(),
+            ops: n,
+            rate: raw_rate,
+            raw: None,
+            written: median_written(n, &raw),
+        });
+        rows.push(Row {
+            what: format!(
+                "engine decisions: decide + RedbStore::append, each on a document chosen at random among {many}"
+            ),
+            batch: "1".into(),
+            ops: n,
+            rate: median_rate(n, &engine),
+            raw: Some(raw_rate),
+            written: median_written(n, &engine),
+        });
+    }
+
     let (rows_read, docs_total) = if run("pending") {
         rt.block_on(pending_read(&dir.join("pending.redb")))
     } else {
@@ -337,6 +386,18 @@ fn bytes_per_decision(wf: &Workflow) -> usize {
     bytes / DECIDERS.len()
 }
 
+/// The bytes of the records of a document's first approval (what `decide_many` appends).
+fn first_approval_bytes(wf: &Workflow) -> usize {
+    let (state, _) = submitted(wf, "doc-000000");
+    let d = state
+        .decide(wf, &cmd(DECIDERS[0], approve()), T0)
+        .expect("approve");
+    d.records
+        .iter()
+        .map(|r| serde_json::to_vec(r).expect("json").len())
+        .sum()
+}
+
 /// `n` bare redb write transactions (or `n / batch` of `batch` writes), each write one value
 /// of `size` bytes under a fresh key, with the given durability: what any redb user pays.
 ///
@@ -394,6 +455,49 @@ fn fast() -> StoreConfig {
         durability: Durability::None,
         group_commit: GroupCommit::UpTo(1_000),
     }
+}
+
+/// Creates and submits `docs` documents with non-durable commits from 8 callers.
+async fn load_many(wf: &Workflow, path: &std::path::Path, docs: usize) {
+    let store = Arc::new(RedbStore::create(path, fast()).expect("store"));
+    let wf = Arc::new(wf.clone());
+    let mut tasks = Vec::new();
+    for part in 0..8 {
+        let (store, wf) = (store.clone(), wf.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (part..docs).step_by(8) {
+                let id = format!("doc-{i:06}");
+                let (_, records) = submitted(&wf, &id);
+                store.append(&id, 0, &records).await.expect("load append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+/// One durable decision (the first reviewer's approval) on each of the `chosen` documents,
+/// which `load_many` created and submitted, one after the other.
+async fn decide_many(wf: &Workflow, store: &RedbStore, chosen: &[usize]) -> Measure {
+    let states: Vec<(String, DocState)> = chosen
+        .iter()
+        .map(|i| {
+            let id = format!("doc-{i:06}");
+            let (state, _) = submitted(wf, &id);
+            (id, state)
+        })
+        .collect();
+    let command = cmd(DECIDERS[0], approve());
+    let start = Meter::start();
+    for (id, state) in states {
+        let d = state.decide(wf, &command, T0).expect("approve");
+        store
+            .append(&id, state.seq, &d.records)
+            .await
+            .expect("append");
+    }
+    start.stop()
 }
 
 /// One caller, one durable commit per decision: decide, append with the expected version,

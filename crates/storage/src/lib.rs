@@ -50,7 +50,7 @@ pub use writer::WriterStats;
 
 /// The version of the on-disk layout that this build writes and reads. A store written by a
 /// newer layout is refused with [`OpenError::NewerSchema`]; see the README for migrating.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// When an acknowledged write is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,9 +4,9 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next` |
+//! | `meta` | `&str` | `u64`: `schema_version`, `outbox_next`, `tail_start` (the first log position whose append `heads` does not hold) |
 //! | `log` | position (from 0, in commit order) | one append: the position of the document's previous append (8 bytes, `u64::MAX` for none), the seq of its first record (8), its record count (4), the document id's length (4) and bytes, then the records as a JSON array; all numbers big-endian |
-//! | `heads` | document id | (stream length, position of the document's last append) |
+//! | `heads` | document id | (stream length, position of the document's last append), as of the last checkpoint |
 //! | `index` | document id | the index row as JSON |
 //! | `index_by_state` | (state, document id) | `()` |
 //! | `index_by_reviewer` | (reviewer, document id) | `()` |
@@ -16,20 +16,29 @@
 //!
 //! Why a log: a group commit of 100 decisions on 100 documents used to insert into 100 places
 //! of one large table keyed by document, each a B-tree leaf copied and written at commit. In
-//! the log the 100 appends land side by side at the end (a few leaves), and the per-document
-//! table they update (`heads`) has rows of a few dozen bytes, so 100 documents share few
-//! leaves. A stream is read by following the `previous` positions back from its head.
+//! the log the 100 appends land side by side at the end (a few leaves). A stream is read by
+//! following the `previous` positions back from its head.
+//!
+//! Why checkpoints: a document's head is a row in the middle of `heads`, so writing it with
+//! every append dirtied a second leaf (and its branch) per commit: a single durable append
+//! wrote 30 KB instead of the 21 KB of one redb insert. An append now writes only its log
+//! entry; the heads of the appends after `tail_start` (the log's *tail*) are kept in memory
+//! ([`Tail`]) and written to `heads` at a checkpoint, in the transaction of the batch that
+//! crosses [`CHECKPOINT_DOCS`] documents or [`CHECKPOINT_APPENDS`] appends. Opening a store
+//! rebuilds the tail from the log entries from `tail_start` on (`load_tail`).
 //!
 //! Layout version 1 kept appends in `events`, keyed by (document id, seq of the append's
-//! first record), valued by the record count (4 bytes) and the JSON array; opening a version 1
-//! store migrates it in place (`migrate_v1`).
+//! first record), valued by the record count (4 bytes) and the JSON array; version 2 wrote
+//! `heads` with every append and had no `tail_start`. Opening a store of either migrates it
+//! in place (`migrate`).
 
 // redb's own error type is large; it lives only inside this module, on the writer and
 // blocking threads, and becomes a `StoreError` before it reaches a caller.
 #![allow(clippy::result_large_err)]
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
@@ -59,6 +68,15 @@ const WORKFLOWS: TableDefinition<'_, &str, &str> = TableDefinition::new("workflo
 
 const SCHEMA_KEY: &str = "schema_version";
 const OUTBOX_NEXT: &str = "outbox_next";
+/// The first log position whose append `heads` does not hold yet: where the tail starts.
+const TAIL_START: &str = "tail_start";
+
+/// A checkpoint is written when the tail holds more documents than this. It bounds the
+/// tail's memory and the size of a checkpoint's transaction (its rows land all over
+/// `heads`: one leaf each, in a large store).
+const CHECKPOINT_DOCS: usize = 512;
+/// ... or more appends than this: it bounds the scan of the log when a store opens.
+const CHECKPOINT_APPENDS: u64 = 4096;
 
 /// The default store: streams, index, outbox and workflow definitions in one redb file.
 ///
@@ -70,6 +88,7 @@ pub struct RedbStore {
     // handle on the database) before ours goes.
     writer: Writer,
     db: Arc<Database>,
+    tail: Arc<Mutex<Tail>>,
     path: PathBuf,
 }
 
@@ -125,12 +144,30 @@ impl RedbStore {
         self.writer.stats()
     }
 
+    /// For tests: write a checkpoint when the tail holds more than `docs` documents or
+    /// `appends` appends, instead of the defaults, so that a small workload crosses many
+    /// checkpoints. Not meant for anything else; it lasts until the store is closed.
+    #[doc(hidden)]
+    pub fn set_checkpoint_limits(&self, docs: usize, appends: u64) {
+        let mut tail = lock(&self.tail);
+        tail.max_docs = docs;
+        tail.max_appends = appends;
+    }
+
     fn start(db: Database, path: &Path, config: StoreConfig) -> Result<RedbStore, OpenError> {
         init_layout(&db, path)?;
+        let (tail_start, heads) = load_tail(&db).map_err(|e| open_error(path, e))?;
+        let tail = Arc::new(Mutex::new(Tail {
+            heads,
+            max_docs: CHECKPOINT_DOCS,
+            max_appends: CHECKPOINT_APPENDS,
+        }));
         let db = Arc::new(db);
         let backend = RedbWriter {
             db: db.clone(),
             durability: config.durability,
+            tail: tail.clone(),
+            tail_start,
         };
         let writer =
             Writer::start("redb", backend, config.max_batch()).map_err(|e| OpenError::Io {
@@ -140,8 +177,15 @@ impl RedbStore {
         Ok(RedbStore {
             writer,
             db,
+            tail,
             path: path.to_owned(),
         })
+    }
+
+    /// The head of `doc` in the tail, if it was appended to since the last checkpoint. Called
+    /// before the read transaction begins: see [`Tail`] for why that order matters.
+    fn tail_head(&self, doc: &str) -> Option<Head> {
+        lock(&self.tail).heads.get(doc).copied()
     }
 
     /// Runs `f` in a read transaction on the blocking pool.
@@ -176,10 +220,12 @@ impl EventStore for RedbStore {
 
     async fn read(&self, doc: &str, from: u64) -> Result<Vec<Record>, StoreError> {
         let doc = doc.to_owned();
+        let in_tail = self.tail_head(&doc);
         let raw = self
             .read_with(move |txn| {
                 let heads = txn.open_table(HEADS)?;
-                let Some((len, last)) = heads.get(doc.as_str())?.map(|v| v.value()) else {
+                let checkpointed = heads.get(doc.as_str())?.map(|v| v.value());
+                let Some((len, last)) = newer(in_tail, checkpointed) else {
                     return Ok(Vec::new());
                 };
                 if from >= len {
@@ -317,14 +363,24 @@ impl LocalStore for RedbStore {
     }
 
     async fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read_with(|txn| {
+        // The tail first, then the snapshot (see `Tail`).
+        let in_tail: Vec<(String, u64)> = lock(&self.tail)
+            .heads
+            .iter()
+            .map(|(doc, (len, _))| (doc.clone(), *len))
+            .collect();
+        self.read_with(move |txn| {
             let heads = txn.open_table(HEADS)?;
-            let mut out = Vec::new();
+            let mut out = BTreeMap::new();
             for row in heads.iter()? {
                 let (doc, head) = row?;
-                out.push((doc.value().to_owned(), head.value().0));
+                out.insert(doc.value().to_owned(), head.value().0);
             }
-            Ok(out)
+            for (doc, len) in in_tail {
+                let known = out.entry(doc).or_insert(len);
+                *known = (*known).max(len);
+            }
+            Ok(out.into_iter().collect())
         })
         .await
     }
@@ -350,10 +406,46 @@ impl LocalStore for RedbStore {
     }
 }
 
+/// The heads of the documents appended to since the last checkpoint (the log's tail, from
+/// `tail_start` on), which `heads` does not hold yet; shared by the writer thread and the
+/// readers.
+///
+/// An append writes only its log entry; the writer writes `heads` at checkpoints, in the
+/// transaction of a batch, with the tail's heads and the batch's (and moves `tail_start`
+/// past that batch). Readers take a document's head from here or from `heads`, whichever is
+/// longer (`newer`). That view is never torn, because of two orders:
+///
+/// - The writer changes the tail only after the transaction that wrote what it describes
+///   has committed: a batch's heads are added after the batch's commit, and the tail is
+///   emptied only after the commit of the checkpoint that put its heads in `heads`.
+/// - Readers copy what they need from the tail *before* they begin their read transaction.
+///
+/// So a head copied from the tail was committed before the reader's snapshot was taken: the
+/// log entries it leads to are in the snapshot, and so is the row of `heads`, whichever of
+/// the two the reader takes. Nothing acknowledged is missed either: the writer answers the
+/// callers of a batch after it changed the tail, so an append acknowledged before the read
+/// began is in the tail when the reader copies it, or was emptied out of it by a checkpoint
+/// that committed before, and is then in the snapshot's `heads`. At worst a reader misses a
+/// batch that committed a moment ago and whose callers have not been answered yet.
+#[derive(Debug)]
+struct Tail {
+    heads: HashMap<String, Head>,
+    /// A checkpoint is written when the tail would hold more documents than this...
+    max_docs: usize,
+    /// ...or more appends than this.
+    max_appends: u64,
+}
+
+/// A document's head: its stream length and the log position of its last append.
+type Head = (u64, u64);
+
 /// The writer thread's side: commits batches in one redb write transaction.
 struct RedbWriter {
     db: Arc<Database>,
     durability: Durability,
+    tail: Arc<Mutex<Tail>>,
+    /// The first log position that `heads` does not cover (`tail_start` in `meta`).
+    tail_start: u64,
 }
 
 impl Backend for RedbWriter {
@@ -364,16 +456,28 @@ impl Backend for RedbWriter {
             Durability::None => redb::Durability::None,
         });
         let mut results = Vec::with_capacity(ops.len());
-        {
+        let (changed, checkpoint) = {
             // Each table is opened once per batch, when an operation first needs it.
-            let mut tables = Tables::new(&txn);
+            let mut tables = Tables::new(&txn, &self.tail);
             for op in ops.iter_mut() {
                 // An error from redb inside the transaction leaves it in an unknown state:
                 // give up the whole batch (the transaction aborts when dropped).
                 results.push(tables.apply(op).map_err(backend)?);
             }
-        }
+            let checkpoint = tables.checkpoint(self.tail_start).map_err(backend)?;
+            (tables.changed, checkpoint)
+        };
         txn.commit().map_err(backend)?;
+        // Only now that the batch is committed may readers see its heads (see `Tail`). A
+        // batch that failed returned above and left the tail as it was.
+        let mut tail = lock(&self.tail);
+        match checkpoint {
+            Some(start) => {
+                tail.heads.clear();
+                self.tail_start = start;
+            }
+            None => tail.heads.extend(changed),
+        }
         Ok(results)
     }
 
@@ -400,6 +504,9 @@ type Pairs<'t> = Table<'t, (&'static str, &'static str), ()>;
 /// The tables of one write transaction, opened lazily and kept for the whole batch.
 struct Tables<'t> {
     txn: &'t WriteTransaction,
+    tail: &'t Mutex<Tail>,
+    /// The heads this batch changed, newer than the tail's and `heads`' rows.
+    changed: HashMap<String, Head>,
     meta: Option<Table<'t, &'static str, u64>>,
     log: Option<Table<'t, u64, &'static [u8]>>,
     heads: Option<Table<'t, &'static str, (u64, u64)>>,
@@ -424,9 +531,11 @@ macro_rules! table {
 }
 
 impl<'t> Tables<'t> {
-    fn new(txn: &'t WriteTransaction) -> Tables<'t> {
+    fn new(txn: &'t WriteTransaction, tail: &'t Mutex<Tail>) -> Tables<'t> {
         Tables {
             txn,
+            tail,
+            changed: HashMap::new(),
             meta: None,
             log: None,
             heads: None,
@@ -452,10 +561,7 @@ impl<'t> Tables<'t> {
                 entry,
                 notifications,
             } => {
-                let head = table!(self.heads, HEADS)
-                    .get(doc.as_str())?
-                    .map(|v| v.value());
-                let (actual, last) = head.unwrap_or((0, NO_PREV));
+                let (actual, last) = self.head(doc)?.unwrap_or((0, NO_PREV));
                 if actual != *expected {
                     return Ok(Err(StoreError::Conflict {
                         doc: doc.clone(),
@@ -469,7 +575,7 @@ impl<'t> Tables<'t> {
                     value[..8].copy_from_slice(&last.to_be_bytes());
                     let pos = self.next_pos()?;
                     table!(self.log, LOG).insert(pos, value.as_slice())?;
-                    table!(self.heads, HEADS).insert(doc.as_str(), (*expected + *count, pos))?;
+                    self.changed.insert(doc.clone(), (*expected + *count, pos));
                 }
                 if let Some(entry) = entry {
                     self.upsert(entry)?;
@@ -498,6 +604,52 @@ impl<'t> Tables<'t> {
                 Ok(Ok(Done::Unit))
             }
         }
+    }
+
+    /// The head of `doc`: as this batch left it, else as the tail has it, else the row of
+    /// `heads` (the newest first).
+    fn head(&mut self, doc: &str) -> Result<Option<Head>, redb::Error> {
+        if let Some(head) = self.changed.get(doc) {
+            return Ok(Some(*head));
+        }
+        if let Some(head) = lock(self.tail).heads.get(doc).copied() {
+            return Ok(Some(head));
+        }
+        Ok(table!(self.heads, HEADS).get(doc)?.map(|v| v.value()))
+    }
+
+    /// Ends the batch with a checkpoint when the tail, with this batch's heads, would hold
+    /// more documents or appends than its limits: writes every head of the tail and of
+    /// the batch into `heads`, and the log position after the batch as `tail_start`.
+    /// Returns that position when it did. A batch without appends changes nothing.
+    fn checkpoint(&mut self, tail_start: u64) -> Result<Option<u64>, redb::Error> {
+        let Some(end) = self.next_pos else {
+            return Ok(None);
+        };
+        let mut rows: BTreeMap<String, Head> = {
+            let tail = lock(self.tail);
+            let added = self
+                .changed
+                .keys()
+                .filter(|doc| !tail.heads.contains_key(doc.as_str()))
+                .count();
+            if tail.heads.len() + added <= tail.max_docs && end - tail_start <= tail.max_appends {
+                return Ok(None);
+            }
+            // Copied out, so that readers do not wait for the inserts below.
+            tail.heads
+                .iter()
+                .map(|(doc, head)| (doc.clone(), *head))
+                .collect()
+        };
+        rows.extend(self.changed.iter().map(|(doc, head)| (doc.clone(), *head)));
+        // In key order: neighbouring rows go to the same leaf one after the other.
+        let heads = table!(self.heads, HEADS);
+        for (doc, head) in &rows {
+            heads.insert(doc.as_str(), *head)?;
+        }
+        table!(self.meta, META).insert(TAIL_START, end)?;
+        Ok(Some(end))
     }
 
     /// Takes the next position of the log (the last key + 1, read once per batch).
@@ -623,8 +775,12 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
             found: v,
             supported: SCHEMA_VERSION,
         }),
-        Some(1) => migrate_v1(db).map_err(|e| open_error(path, e)),
-        Some(_) => Ok(()),
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(v @ (1 | 2)) => migrate(db, v).map_err(|e| open_error(path, e)),
+        Some(v) => Err(OpenError::NotAStore {
+            path: path.to_owned(),
+            detail: format!("layout version {v}, which no signoff wrote"),
+        }),
         None => {
             let txn = db.begin_write().map_err(|e| open_error(path, e))?;
             let has_tables = txn
@@ -639,7 +795,9 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
                 });
             }
             let create = |txn: &WriteTransaction| -> Result<(), redb::Error> {
-                txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                let mut meta = txn.open_table(META)?;
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                meta.insert(TAIL_START, 0)?;
                 txn.open_table(LOG)?;
                 txn.open_table(HEADS)?;
                 txn.open_table(INDEX)?;
@@ -736,14 +894,25 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(e.into().to_string())
 }
 
-/// Migrates a layout version 1 store to this version, in place, in one durable write
-/// transaction: every append of `events` moves to the log, document by document (so a
-/// stream's appends stay in order and link back to each other), `heads` gets each
-/// document's length and last append, `events` is deleted and `schema_version` set. A crash
-/// or an error before the commit leaves the version 1 store as it was.
-fn migrate_v1(db: &Database) -> Result<(), redb::Error> {
+/// Migrates a store of layout version `from` (1 or 2) to this version, in place, in one
+/// durable write transaction that runs each step from `from` on and then sets
+/// `schema_version`. A crash or an error before the commit leaves the store as it was.
+fn migrate(db: &Database, from: u64) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(redb::Durability::Immediate);
+    if from < 2 {
+        v1_to_v2(&txn)?;
+    }
+    v2_to_v3(&txn)?;
+    txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Layout 1 to 2: every append of `events` moves to the log, document by document (so a
+/// stream's appends stay in order and link back to each other), `heads` gets each
+/// document's length and last append, and `events` is deleted.
+fn v1_to_v2(txn: &WriteTransaction) -> Result<(), redb::Error> {
     {
         let events = txn.open_table(EVENTS_V1)?;
         let mut log = txn.open_table(LOG)?;
@@ -791,9 +960,69 @@ fn migrate_v1(db: &Database) -> Result<(), redb::Error> {
         }
     }
     txn.delete_table(EVENTS_V1)?;
-    txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
-    txn.commit()?;
     Ok(())
+}
+
+/// Layout 2 to 3: layout 2 wrote `heads` with every append, so it holds the whole log; the
+/// tail starts after the log's last entry.
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    let end = txn
+        .open_table(LOG)?
+        .last()?
+        .map_or(0, |(key, _)| key.value() + 1);
+    txn.open_table(META)?.insert(TAIL_START, end)?;
+    Ok(())
+}
+
+/// Reads where the log's tail starts (`tail_start` in `meta`) and the heads of the
+/// documents appended to from there on, from the log's entries (at most about
+/// [`CHECKPOINT_APPENDS`] of them). Each entry must continue its document's stream where
+/// the tail or `heads` left it, or the store is reported as damaged.
+fn load_tail(db: &Database) -> Result<(u64, HashMap<String, Head>), redb::Error> {
+    let txn = db.begin_read()?;
+    let start = txn
+        .open_table(META)?
+        .get(TAIL_START)?
+        .map(|v| v.value())
+        .ok_or_else(|| redb::Error::Corrupted("`meta` has no `tail_start`".into()))?;
+    let log = txn.open_table(LOG)?;
+    let heads = txn.open_table(HEADS)?;
+    let mut tail: HashMap<String, Head> = HashMap::new();
+    for row in log.range(start..)? {
+        let (pos, value) = row?;
+        let pos = pos.value();
+        let value = value.value();
+        let entry = LogEntry::read(value, pos)?;
+        let doc = entry.doc;
+        let head = match tail.get(doc) {
+            Some(head) => Some(*head),
+            None => heads.get(doc)?.map(|v| v.value()),
+        };
+        let (len, last) = head.unwrap_or((0, NO_PREV));
+        if entry.first != len || entry.prev.unwrap_or(NO_PREV) != last {
+            return Err(redb::Error::Corrupted(format!(
+                "log entry {pos} does not continue document {doc:?}: it starts at record {} \
+                 and follows position {:?}, where the stream has {len} records and its last \
+                 append is at {:?}",
+                entry.first,
+                entry.prev,
+                (last != NO_PREV).then_some(last),
+            )));
+        }
+        tail.insert(doc.to_owned(), (len + entry.count, pos));
+    }
+    Ok((start, tail))
+}
+
+/// The longer of two heads of one document (they grow together: the longer is the later).
+fn newer(a: Option<Head>, b: Option<Head>) -> Option<Head> {
+    a.max(b)
+}
+
+/// Locks the tail. A panic while it was locked cannot have left it half changed (every
+/// change is one insert, extend or clear), so a poisoned lock is used as it is.
+fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
+    tail.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// "No previous append", in a log entry's first 8 bytes.
@@ -831,9 +1060,13 @@ fn log_header(doc: &str, first: u64, count: u64, body: usize) -> Result<Vec<u8>,
 
 /// A log entry, read.
 struct LogEntry<'v> {
+    /// The document the append belongs to.
+    doc: &'v str,
     /// The position of the document's previous append.
     prev: Option<u64>,
     first: u64,
+    /// How many records the append holds.
+    count: u64,
     /// The records' JSON array.
     records: &'v [u8],
 }
@@ -842,24 +1075,41 @@ impl<'v> LogEntry<'v> {
     /// Reads the entry at `pos`, which `doc`'s stream led to: it must belong to `doc`, and
     /// its previous append must come before it (so that following the links always ends).
     fn parse(value: &'v [u8], pos: u64, doc: &str) -> Result<LogEntry<'v>, redb::Error> {
-        let damaged = || redb::Error::Corrupted(format!("log entry {pos} of {doc:?} is damaged"));
+        let entry = LogEntry::read(value, pos)?;
+        if entry.doc != doc {
+            return Err(redb::Error::Corrupted(format!(
+                "log entry {pos} of {doc:?} is damaged"
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// Reads the entry at `pos`, whatever document it belongs to; its previous append must
+    /// come before it.
+    fn read(value: &'v [u8], pos: u64) -> Result<LogEntry<'v>, redb::Error> {
+        let damaged = || redb::Error::Corrupted(format!("log entry {pos} is damaged"));
         let u64_at = |at: usize| -> Option<u64> {
             Some(u64::from_be_bytes(value.get(at..at + 8)?.try_into().ok()?))
         };
-        let doc_len = value
-            .get(20..24)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(damaged)? as usize;
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(value.get(at..at + 4)?.try_into().ok()?))
+        };
         let prev = u64_at(0).ok_or_else(damaged)?;
         let first = u64_at(8).ok_or_else(damaged)?;
-        let owner = value.get(HEADER..HEADER + doc_len).ok_or_else(damaged)?;
-        if owner != doc.as_bytes() || (prev != NO_PREV && prev >= pos) {
+        let count = u32_at(16).ok_or_else(damaged)?;
+        let doc_len = u32_at(20).ok_or_else(damaged)? as usize;
+        let doc = value
+            .get(HEADER..HEADER + doc_len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(damaged)?;
+        if prev != NO_PREV && prev >= pos {
             return Err(damaged());
         }
         Ok(LogEntry {
+            doc,
             prev: (prev != NO_PREV).then_some(prev),
             first,
+            count: u64::from(count),
             records: &value[HEADER + doc_len..],
         })
     }

@@ -58,6 +58,7 @@ macro_rules! conformance {
 
 conformance!(memory, Memory);
 conformance!(redb, Redb);
+conformance!(redb_checkpoints, RedbCheckpoints);
 conformance!(sled, Sled);
 conformance!(hosted, Hosted);
 

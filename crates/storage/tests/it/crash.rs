@@ -28,6 +28,8 @@ const CHILD: &str = "SIGNOFF_CRASH_CHILD";
 const DIR: &str = "SIGNOFF_CRASH_DIR";
 const PREFIX: &str = "SIGNOFF_CRASH_PREFIX";
 const GROUP: &str = "SIGNOFF_CRASH_GROUP";
+/// Set for a redb child that writes a checkpoint of its heads every few appends.
+const CHECKPOINTS: &str = "SIGNOFF_CRASH_CHECKPOINTS";
 
 /// A small deterministic generator (splitmix64): every random choice comes from the seed.
 struct Rng(u64);
@@ -82,13 +84,20 @@ fn child_writer() {
     let dir = std::path::PathBuf::from(std::env::var(DIR).unwrap());
     let prefix = std::env::var(PREFIX).unwrap();
     let group = std::env::var(GROUP).is_ok();
+    let checkpoints = std::env::var(CHECKPOINTS).is_ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
     rt.block_on(async move {
         let store: Arc<dyn LocalStore> = match adapter.as_str() {
-            "redb" => Arc::new(RedbStore::create(dir.join("store.redb"), config(group)).unwrap()),
+            "redb" => {
+                let store = RedbStore::create(dir.join("store.redb"), config(group)).unwrap();
+                if checkpoints {
+                    store.set_checkpoint_limits(3, 5);
+                }
+                Arc::new(store)
+            }
             _ => Arc::new(SledStore::create(dir.join("store.sled"), config(group)).unwrap()),
         };
         let mut tasks = Vec::new();
@@ -184,6 +193,10 @@ fn crash_loop(adapter: &str) {
         .unwrap();
     for i in 0..iterations() {
         let group = i % 2 == 1;
+        // redb: kills 2 and 3 of every 4 hit a writer that checkpoints its heads every few
+        // appends; the others one that keeps them in the log's tail (the store's defaults
+        // checkpoint after 512 documents or 4,096 appends, more than a child writes).
+        let checkpoints = i % 4 >= 2;
         let mut child = Process::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -196,6 +209,7 @@ fn crash_loop(adapter: &str) {
             .env(DIR, dir.path())
             .env(PREFIX, format!("i{i}"))
             .envs(group.then_some((GROUP, "1")))
+            .envs(checkpoints.then_some((CHECKPOINTS, "1")))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -301,7 +315,7 @@ fn sled_survives_sigkill() {
 
 /// Which calls of a [`Failing`] backend spend its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// Every write, `set_len` and sync.
     Any,
     /// Writes only: the first failing call is a page write.
@@ -313,10 +327,10 @@ enum Fault {
 /// A redb storage backend that fails the calls of its `fault` kind once its budget is spent
 /// (and every one of them after that).
 #[derive(Debug)]
-struct Failing {
-    inner: redb::backends::FileBackend,
-    fault: Fault,
-    budget: Arc<AtomicI64>,
+pub(crate) struct Failing {
+    pub inner: redb::backends::FileBackend,
+    pub fault: Fault,
+    pub budget: Arc<AtomicI64>,
 }
 
 impl Failing {
@@ -427,6 +441,11 @@ fn redb_keeps_acknowledged_appends_through_io_errors() {
                 budget: budget.clone(),
             };
             let store = RedbStore::with_backend(backend, &path, config(group)).unwrap();
+            // Rounds 3 to 5 of every 6 checkpoint the heads every few appends, so that
+            // errors also hit checkpoints.
+            if round % 6 >= 3 {
+                store.set_checkpoint_limits(3, 5);
+            }
             budget.store(point, Ordering::SeqCst);
             let (doc, at, error) = commit_until_error(&store, &mut acked).await;
             assert!(

@@ -374,6 +374,11 @@ fn redb_agrees_with_the_model() {
 }
 
 #[test]
+fn redb_with_frequent_checkpoints_agrees_with_the_model() {
+    run::<RedbCheckpoints>();
+}
+
+#[test]
 fn sled_agrees_with_the_model() {
     run::<Sled>();
 }

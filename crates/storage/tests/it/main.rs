@@ -1,7 +1,7 @@
 //! The one integration-test binary of `signoff-storage`: the conformance suite (once per
 //! adapter, the hosted one included), the differential test against a `BTreeMap` model,
-//! crash and IO-error tests, opening errors, and the hosted adapter's limits, names,
-//! injected faults and damaged values.
+//! crash and IO-error tests, opening errors, migrations, the redb store's heads between
+//! checkpoints, and the hosted adapter's limits, names, injected faults and damaged values.
 
 mod conformance;
 mod crash;
@@ -11,3 +11,4 @@ mod hosted;
 mod migrate;
 mod open;
 mod support;
+mod tail;

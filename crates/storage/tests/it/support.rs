@@ -58,6 +58,10 @@ pub trait Adapter: 'static {
 pub struct Memory;
 #[derive(Debug)]
 pub struct Redb;
+/// [`RedbStore`] writing a checkpoint of its heads after every few appends (instead of
+/// every 512 documents or 4,096 appends), so that small workloads cross many checkpoints.
+#[derive(Debug)]
+pub struct RedbCheckpoints;
 #[derive(Debug)]
 pub struct Sled;
 /// [`HostedStore`] over a [`MemoryKvs`]; reopening starts a new store on the same data.
@@ -79,6 +83,17 @@ impl Adapter for Redb {
     const PERSISTENT: bool = true;
     fn open(dir: &Path, config: StoreConfig) -> RedbStore {
         RedbStore::create(dir.join("store.redb"), config).unwrap()
+    }
+}
+
+impl Adapter for RedbCheckpoints {
+    type S = RedbStore;
+    const NAME: &'static str = "redb-checkpoints";
+    const PERSISTENT: bool = true;
+    fn open(dir: &Path, config: StoreConfig) -> RedbStore {
+        let store = RedbStore::create(dir.join("store.redb"), config).unwrap();
+        store.set_checkpoint_limits(2, 3);
+        store
     }
 }
 
