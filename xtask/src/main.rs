@@ -42,7 +42,8 @@ COMMANDS:
     bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
                          x a simulated year (created, submitted, reminded, approved; the hourly
                          schedule all year): wall time, peak memory, simulated events/s
-                         (SCALE_SITES, SCALE_DOCS change the size)
+                         (SCALE_SITES, SCALE_DOCS change the size; SCALE_SHARDS=N runs the
+                         sites as N independent simulations, one per core by default)
     guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
                          (guests/) and the apps (apps/, e.g. apps/approvals), all into
                          guests/target/wasm32-wasip2/release/
