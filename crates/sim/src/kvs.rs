@@ -48,7 +48,7 @@ impl KvsLimits {
     }
 }
 
-/// The error codes the platform returns (and two of ours, marked).
+/// The error codes the platform returns (and some of ours, marked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum KvsErrorCode {
@@ -156,7 +156,8 @@ pub enum TxOp {
         value: Json,
         options: SetOptions,
     },
-    /// Like `Set`, with the value as JSON text (checked, stored as given).
+    /// Like `Set`, with the value as JSON text (checked, and stored as given but for
+    /// surrounding white space).
     SetText {
         key: String,
         text: String,
@@ -308,16 +309,12 @@ impl StoredText<'_> {
     }
 }
 
-/// The JSON text of a value to store, checked: well-formed (without building it), within
-/// the size limit (its length, surrounding white space trimmed) and the nesting limit.
+/// The JSON text of a value to store, checked: valid JSON (strings and numbers too: a lone
+/// surrogate escape or `1e400` is refused, as a parser would), within the size limit (the
+/// text's length, surrounding white space trimmed) and the nesting limit, without building
+/// the value.
 fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t str, KvsError> {
     let text = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-    if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(text) {
-        return Err(err(
-            KvsErrorCode::InvalidValue,
-            format!("the value of `{key}` is not JSON: {e}"),
-        ));
-    }
     if text.len() > limits.max_value_bytes {
         return Err(err(
             KvsErrorCode::MaxSize,
@@ -328,13 +325,16 @@ fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t 
             ),
         ));
     }
-    // Brackets nest `b` deep: the value is `b` or `b + 1` levels deep (a scalar inside the
-    // deepest bracket adds one). Only a value near the limit is built to tell which.
-    let b = bracket_depth(text);
-    let depth = if b < limits.max_depth {
-        b
-    } else {
-        serde_json::from_str::<Json>(text).map_or(b + 1, |v| depth(&v))
+    let depth = match serde_json::from_str::<Depth>(text) {
+        Ok(Depth(d)) => d,
+        // The parser gives up past 128 levels: that is too deep, not malformed.
+        Err(_) if bracket_depth(text) > limits.max_depth => bracket_depth(text),
+        Err(e) => {
+            return Err(err(
+                KvsErrorCode::InvalidValue,
+                format!("the value of `{key}` is not JSON: {e}"),
+            ));
+        }
     };
     if depth > limits.max_depth {
         return Err(err(
@@ -348,7 +348,81 @@ fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t 
     Ok(text)
 }
 
-/// How deep `[` and `{` nest in well-formed JSON text, outside strings.
+/// Whether `text` is one JSON value, every token checked, nothing built.
+pub(crate) fn is_json(text: &str) -> bool {
+    serde_json::from_str::<Depth>(text).is_ok()
+}
+
+/// How many levels a JSON value nests (a scalar or an empty array is 1, `[0]` is 2), read
+/// by a parse that checks every token and builds nothing.
+struct Depth(usize);
+
+impl<'de> serde::Deserialize<'de> for Depth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Depth, D::Error> {
+        d.deserialize_any(DepthVisitor)
+    }
+}
+
+/// A string, checked (escapes included) and dropped: an object's key.
+struct CheckedStr;
+
+impl<'de> serde::Deserialize<'de> for CheckedStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CheckedStr, D::Error> {
+        d.deserialize_str(DepthVisitor).map(|_| CheckedStr)
+    }
+}
+
+struct DepthVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DepthVisitor {
+    type Value = Depth;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Depth, E> {
+        Ok(Depth(1))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Depth, E> {
+        Ok(Depth(1))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Depth, E> {
+        Ok(Depth(1))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Depth, E> {
+        Ok(Depth(1))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Depth, E> {
+        Ok(Depth(1))
+    }
+
+    fn visit_unit<E>(self) -> Result<Depth, E> {
+        Ok(Depth(1))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Depth, A::Error> {
+        let mut inner = 0;
+        while let Some(Depth(d)) = seq.next_element::<Depth>()? {
+            inner = inner.max(d);
+        }
+        Ok(Depth(inner + 1))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Depth, A::Error> {
+        let mut inner = 0;
+        while let Some((CheckedStr, Depth(d))) = map.next_entry::<CheckedStr, Depth>()? {
+            inner = inner.max(d);
+        }
+        Ok(Depth(inner + 1))
+    }
+}
+
+/// How deep `[` and `{` nest in JSON text, outside strings (for text too deep to parse).
 fn bracket_depth(text: &str) -> usize {
     let (mut level, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for b in text.bytes() {
@@ -704,6 +778,19 @@ impl Kvs {
         now: Millis,
         items: Vec<(String, Json)>,
     ) -> Result<Vec<Result<(), KvsError>>, KvsError> {
+        let items = items.into_iter().map(|(k, v)| (k, v.to_string())).collect();
+        self.batch_set_text(scope, from, now, items)
+    }
+
+    /// Like [`Kvs::batch_set`], with each value as JSON text (checked as by
+    /// [`Kvs::set_text`]; a value that is not JSON fails its own entry).
+    pub fn batch_set_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        items: Vec<(String, String)>,
+    ) -> Result<Vec<Result<(), KvsError>>, KvsError> {
         self.admit(scope, from, now, "batch_set")?;
         if items.len() > self.limits.max_batch_keys {
             return Err(err(
@@ -716,8 +803,8 @@ impl Kvs {
             ));
         }
         let mut out = Vec::with_capacity(items.len());
-        for (key, value) in items {
-            match self.prepare_set(scope, now, &key, &value.to_string(), SetOptions::default()) {
+        for (key, text) in items {
+            match self.prepare_set(scope, now, &key, &text, SetOptions::default()) {
                 Ok(write) => {
                     out.push(self.apply(from, vec![write]));
                 }
@@ -736,10 +823,22 @@ impl Kvs {
         key: &str,
         value: Json,
     ) -> Result<(), KvsError> {
+        self.set_secret_text(scope, from, now, key, &value.to_string())
+    }
+
+    /// Like [`Kvs::set_secret`], with the value as JSON text (checked as by
+    /// [`Kvs::set_text`]).
+    pub fn set_secret_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+        text: &str,
+    ) -> Result<(), KvsError> {
         self.admit(scope, from, now, "set_secret")?;
         self.check_key(key)?;
-        let text = value.to_string();
-        let stored = StoredText::encode(checked_text(&self.limits, key, &text)?, None);
+        let stored = StoredText::encode(checked_text(&self.limits, key, text)?, None);
         let k = self.physical(scope, 's', key);
         self.apply(from, vec![(k, Some(stored))])
     }
@@ -751,9 +850,20 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<Option<Json>, KvsError> {
-        self.lookup(scope, from, now, key, 's', "get_secret")?
+        self.get_secret_text(scope, from, now, key)?
             .map(|t| parse_stored_value(key, &t))
             .transpose()
+    }
+
+    /// Like [`Kvs::get_secret`], with the value as the JSON text it was set with.
+    pub fn get_secret_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<Option<String>, KvsError> {
+        self.lookup(scope, from, now, key, 's', "get_secret")
     }
 
     /// Everything an installation stores, for `signoff sim inspect`: keys and values, with
@@ -1044,21 +1154,6 @@ fn parse_stored_value(key: &str, text: &str) -> Result<Json, KvsError> {
             format!("stored value of `{key}` is damaged: {e}"),
         )
     })
-}
-
-fn depth(v: &Json) -> usize {
-    // Iterative, so a hostile value cannot overflow the stack.
-    let mut max = 0;
-    let mut stack = vec![(v, 1usize)];
-    while let Some((v, d)) = stack.pop() {
-        max = max.max(d);
-        match v {
-            Json::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
-            Json::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
-            _ => {}
-        }
-    }
-    max
 }
 
 /// One key of a data directory written by a run with `KvsStorage::Redb`, for

@@ -121,7 +121,10 @@ const GRAM: usize = 8;
 /// Every page body and title of a site long enough to be recognised (8 characters or more
 /// once trimmed), by its first [`GRAM`] bytes. Finding which of them a request carries is
 /// one look at each 8-byte window of the request (most windows answered by a bit table),
-/// whatever the number of pages, and a page's change updates two entries.
+/// and a page's change removes and adds at most two entries each. A window that starts
+/// many pages' texts is compared with them in (page id, rank) order until one matches:
+/// the cost grows with the number of pages only for a request that carries such a shared
+/// start without carrying their texts, once per occurrence.
 #[derive(Debug)]
 struct ContentIndex {
     /// Per first eight bytes (as a little-endian `u64`), the pages whose body (rank 0) or
@@ -241,7 +244,7 @@ impl Confluence {
     /// Which page's body or title `texts` carry, as "page ID body" or "page ID title": the
     /// first such page by id (its body before its title), counting only texts of 8
     /// characters or more once trimmed. The egress ledger's in-scope check: one look at each
-    /// 8-byte window of the texts, whatever the number of pages (see `ContentIndex`).
+    /// 8-byte window of the texts (see `ContentIndex` for when it costs more).
     pub fn content_in(&self, site: &str, texts: &[&str]) -> Option<String> {
         let s = self.sites.get(site)?;
         let (id, rank) = s.content.first_in(&s.pages, texts)?;
@@ -418,7 +421,7 @@ impl Confluence {
             )));
         }
         // Checked, not built.
-        if serde_json::from_str::<serde::de::IgnoredAny>(value).is_err() {
+        if !crate::kvs::is_json(value) {
             return Err(invalid(format!("property `{key}` is not JSON")));
         }
         let s = self.site(site, page)?;

@@ -387,46 +387,31 @@ impl kvs::Host for HostState {
         entries: Vec<kvs::Entry>,
     ) -> Result<Vec<Result<(), PlatformError>>, PlatformError> {
         // A value that is not JSON fails its own entry only, as the batch is best effort.
-        let mut parsed = Vec::with_capacity(entries.len());
-        let mut bad = HashMap::new();
-        for (i, e) in entries.into_iter().enumerate() {
-            match json(&e.key, &e.value) {
-                Ok(v) => parsed.push((e.key, v)),
-                Err(err) => {
-                    bad.insert(i, err);
-                    parsed.push((e.key, serde_json::Value::Null));
-                }
-            }
-        }
+        let items = entries.into_iter().map(|e| (e.key, e.value)).collect();
         let (realm, now) = (self.installation.realm, self.now);
         let results = self
             .world
             .kvs
-            .batch_set(&self.scope, realm, now, parsed)
+            .batch_set_text(&self.scope, realm, now, items)
             .map_err(kvs_error)?;
-        Ok(results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| match bad.remove(&i) {
-                Some(e) => Err(e),
-                None => r.map_err(kvs_error),
-            })
-            .collect())
+        Ok(results.into_iter().map(|r| r.map_err(kvs_error)).collect())
     }
 
     fn get_secret(&mut self, key: String) -> Result<Option<String>, PlatformError> {
         let (realm, now) = (self.installation.realm, self.now);
-        let v = self.world.kvs.get_secret(&self.scope, realm, now, &key);
-        Ok(v.map_err(kvs_error)?.map(|v| v.to_string()))
+        let v = self
+            .world
+            .kvs
+            .get_secret_text(&self.scope, realm, now, &key);
+        v.map_err(kvs_error)
     }
 
     fn set_secret(&mut self, key: String, value: String) -> Result<(), PlatformError> {
-        let value = json(&key, &value)?;
         let (realm, now) = (self.installation.realm, self.now);
         let r = self
             .world
             .kvs
-            .set_secret(&self.scope, realm, now, &key, value);
+            .set_secret_text(&self.scope, realm, now, &key, &value);
         r.map_err(kvs_error)
     }
 }

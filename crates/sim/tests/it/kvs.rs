@@ -76,6 +76,21 @@ fn value_rules() {
         ("{\"a\":".to_string(), Some(KvsErrorCode::InvalidValue)),
         ("not json".to_string(), Some(KvsErrorCode::InvalidValue)),
         ("1 2".to_string(), Some(KvsErrorCode::InvalidValue)),
+        // Every token is checked, not only the syntax: a lone surrogate (in a value or a
+        // key) and a number out of range would make the value unreadable.
+        (r#""\ud800""#.to_string(), Some(KvsErrorCode::InvalidValue)),
+        (
+            r#"{"a\udc00": 1}"#.to_string(),
+            Some(KvsErrorCode::InvalidValue),
+        ),
+        ("1e400".to_string(), Some(KvsErrorCode::InvalidValue)),
+        (
+            format!("[{}, 1e400]", text_nest(30, "")),
+            Some(KvsErrorCode::InvalidValue),
+        ),
+        (r#""\ud83d\ude00""#.to_string(), None),
+        // Deeper than a parser follows: too deep, not malformed.
+        (text_nest(200, ""), Some(KvsErrorCode::ValueTooDeep)),
         ("".to_string(), Some(KvsErrorCode::InvalidValue)),
     ] {
         let (mut kvs, s) = store();
@@ -144,6 +159,48 @@ fn values_as_text_come_back_as_set() {
         kvs.get_text(&s, Realm::Eu, T0, "n1").unwrap().as_deref(),
         Some(r#"{"b":[1,2]}"#)
     );
+    // Batches and secrets take text through the same checks.
+    let results = kvs
+        .batch_set_text(
+            &s,
+            Realm::Eu,
+            T0,
+            vec![
+                ("b1".into(), " [1, 2] ".into()),
+                ("b2".into(), "[1,".into()),
+                ("b3".into(), r#""\ud800""#.into()),
+            ],
+        )
+        .unwrap();
+    let codes: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.code))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some(KvsErrorCode::InvalidValue),
+            Some(KvsErrorCode::InvalidValue)
+        ]
+    );
+    assert_eq!(
+        kvs.get_text(&s, Realm::Eu, T0, "b1").unwrap().as_deref(),
+        Some("[1, 2]")
+    );
+    assert_eq!(kvs.get_text(&s, Realm::Eu, T0, "b2").unwrap(), None);
+    kvs.set_secret_text(&s, Realm::Eu, T0, "token", r#"{"t": "x"}"#)
+        .unwrap();
+    assert_eq!(
+        kvs.get_secret_text(&s, Realm::Eu, T0, "token")
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"t": "x"}"#)
+    );
+    let e = kvs
+        .set_secret_text(&s, Realm::Eu, T0, "token", "{")
+        .unwrap_err();
+    assert_eq!(e.code, KvsErrorCode::InvalidValue);
     // Expiry applies to text reads too.
     let ttl = SetOptions {
         ttl_ms: Some(1_000),
