@@ -325,15 +325,22 @@ fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t 
             ),
         ));
     }
-    let depth = match serde_json::from_str::<Depth>(text) {
-        Ok(Depth(d)) => d,
-        // The parser gives up past 128 levels: that is too deep, not malformed.
-        Err(_) if bracket_depth(text) > limits.max_depth => bracket_depth(text),
-        Err(e) => {
-            return Err(err(
-                KvsErrorCode::InvalidValue,
-                format!("the value of `{key}` is not JSON: {e}"),
-            ));
+    // The syntax, checked without building anything; then one pass over the bytes, which
+    // settles most values: brackets nesting `b` deep make `b` or `b + 1` levels (a scalar
+    // inside the deepest adds one). Text near the limit, or with tokens only a parser can
+    // judge (see `Scan`), is parsed token by token.
+    let scanned = match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(_) => scan(text),
+        Err(e) => return Err(not_json(key, &e)),
+    };
+    let depth = if scanned.brackets < limits.max_depth && !scanned.needs_parse {
+        scanned.brackets
+    } else {
+        match serde_json::from_str::<Depth>(text) {
+            Ok(Depth(d)) => d,
+            // The parser gives up past 128 levels: that is too deep, not malformed.
+            Err(_) if scanned.brackets > limits.max_depth => scanned.brackets,
+            Err(e) => return Err(not_json(key, &e)),
         }
     };
     if depth > limits.max_depth {
@@ -348,9 +355,17 @@ fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t 
     Ok(text)
 }
 
+fn not_json(key: &str, e: &serde_json::Error) -> KvsError {
+    err(
+        KvsErrorCode::InvalidValue,
+        format!("the value of `{key}` is not JSON: {e}"),
+    )
+}
+
 /// Whether `text` is one JSON value, every token checked, nothing built.
 pub(crate) fn is_json(text: &str) -> bool {
-    serde_json::from_str::<Depth>(text).is_ok()
+    serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok()
+        && (!scan(text).needs_parse || serde_json::from_str::<Depth>(text).is_ok())
 }
 
 /// How many levels a JSON value nests (a scalar or an empty array is 1, `[0]` is 2), read
@@ -422,12 +437,26 @@ impl<'de> serde::de::Visitor<'de> for DepthVisitor {
     }
 }
 
-/// How deep `[` and `{` nest in JSON text, outside strings (for text too deep to parse).
-fn bracket_depth(text: &str) -> usize {
+/// What one pass over JSON text finds: how deep `[` and `{` nest outside strings, and
+/// whether the text holds what only a full parse can judge: a `\u` escape in the surrogate
+/// range (`\uD...`: a lone one is not a character), an exponent, or a run of 300 digits or
+/// more (a number that may be out of range).
+struct Scan {
+    brackets: usize,
+    needs_parse: bool,
+}
+
+fn scan(text: &str) -> Scan {
     let (mut level, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
+    let (mut needs_parse, mut digits) = (false, 0usize);
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match b {
+                b'u' if escaped => {
+                    escaped = false;
+                    needs_parse |= matches!(bytes.get(i + 1), Some(b'd' | b'D'));
+                }
                 _ if escaped => escaped = false,
                 b'\\' => escaped = true,
                 b'"' => in_string = false,
@@ -435,6 +464,12 @@ fn bracket_depth(text: &str) -> usize {
             }
             continue;
         }
+        if b.is_ascii_digit() {
+            digits += 1;
+            needs_parse |= digits >= 300;
+            continue;
+        }
+        digits = 0;
         match b {
             b'"' => in_string = true,
             b'[' | b'{' => {
@@ -442,10 +477,14 @@ fn bracket_depth(text: &str) -> usize {
                 max = max.max(level);
             }
             b']' | b'}' => level = level.saturating_sub(1),
+            b'e' | b'E' => needs_parse = true,
             _ => {}
         }
     }
-    max
+    Scan {
+        brackets: max,
+        needs_parse,
+    }
 }
 
 /// The hosted store of every installation of every app, one backend per realm.

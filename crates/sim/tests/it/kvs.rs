@@ -85,6 +85,12 @@ fn value_rules() {
         ),
         ("1e400".to_string(), Some(KvsErrorCode::InvalidValue)),
         (
+            format!("[1{}]", "0".repeat(400)),
+            Some(KvsErrorCode::InvalidValue),
+        ),
+        (format!("[1{}]", "0".repeat(299)), None),
+        ("[1.5e3, -2E-7]".to_string(), None),
+        (
             format!("[{}, 1e400]", text_nest(30, "")),
             Some(KvsErrorCode::InvalidValue),
         ),
