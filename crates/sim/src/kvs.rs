@@ -325,22 +325,13 @@ fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t 
             ),
         ));
     }
-    // The syntax, checked without building anything; then one pass over the bytes, which
-    // settles most values: brackets nesting `b` deep make `b` or `b + 1` levels (a scalar
-    // inside the deepest adds one). Text near the limit, or with tokens only a parser can
-    // judge (see `Scan`), is parsed token by token.
-    let scanned = match serde_json::from_str::<&serde_json::value::RawValue>(text) {
-        Ok(_) => scan(text),
-        Err(e) => return Err(not_json(key, &e)),
-    };
-    let depth = if scanned.brackets < limits.max_depth && !scanned.needs_parse {
-        scanned.brackets
-    } else {
-        match serde_json::from_str::<Depth>(text) {
-            Ok(Depth(d)) => d,
-            // The parser gives up past 128 levels: that is too deep, not malformed.
-            Err(_) if scanned.brackets > limits.max_depth => scanned.brackets,
-            Err(e) => return Err(not_json(key, &e)),
+    let depth = match check_json(text, limits.max_depth) {
+        JsonCheck::Depth(d) | JsonCheck::TooDeep(d) => d,
+        JsonCheck::Invalid(e) => {
+            return Err(err(
+                KvsErrorCode::InvalidValue,
+                format!("the value of `{key}` is not JSON: {e}"),
+            ));
         }
     };
     if depth > limits.max_depth {
@@ -355,17 +346,41 @@ fn checked_text<'t>(limits: &KvsLimits, key: &str, text: &'t str) -> Result<&'t 
     Ok(text)
 }
 
-fn not_json(key: &str, e: &serde_json::Error) -> KvsError {
-    err(
-        KvsErrorCode::InvalidValue,
-        format!("the value of `{key}` is not JSON: {e}"),
-    )
+/// serde_json refuses 128 nested brackets or more.
+const PARSER_DEPTH: usize = 128;
+
+/// What [`check_json`] found.
+enum JsonCheck {
+    /// Valid; the depth is exact when it is `limit` or more, else it may be one short.
+    Depth(usize),
+    /// Nested deeper than serde_json follows ([`PARSER_DEPTH`]): this many brackets.
+    TooDeep(usize),
+    Invalid(serde_json::Error),
 }
 
-/// Whether `text` is one JSON value, every token checked, nothing built.
+/// Checks JSON text without building it: the syntax (`RawValue`), then one pass over the
+/// bytes, which settles most values: brackets nesting `b` deep make `b` or `b + 1` levels
+/// (a scalar inside the deepest adds one). Text with `b >= limit`, or with tokens only a
+/// parser can judge (see [`Scan`]), is parsed token by token.
+fn check_json(text: &str, limit: usize) -> JsonCheck {
+    if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        return JsonCheck::Invalid(e);
+    }
+    let scanned = scan(text);
+    if scanned.brackets < limit && !scanned.needs_parse {
+        return JsonCheck::Depth(scanned.brackets);
+    }
+    match serde_json::from_str::<Depth>(text) {
+        Ok(Depth(d)) => JsonCheck::Depth(d),
+        Err(_) if scanned.brackets >= PARSER_DEPTH => JsonCheck::TooDeep(scanned.brackets),
+        Err(e) => JsonCheck::Invalid(e),
+    }
+}
+
+/// Whether `text` is one JSON value that a parser reads, every token checked, nothing
+/// built.
 pub(crate) fn is_json(text: &str) -> bool {
-    serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok()
-        && (!scan(text).needs_parse || serde_json::from_str::<Depth>(text).is_ok())
+    matches!(check_json(text, PARSER_DEPTH), JsonCheck::Depth(_))
 }
 
 /// How many levels a JSON value nests (a scalar or an empty array is 1, `[0]` is 2), read
