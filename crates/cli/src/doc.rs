@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use signoff_core::event::{Action, AuthEvidence, Event, SignatureInput};
+use signoff_core::event::{Action, AuthInput, Event, SignatureInput};
 use signoff_core::notify::notifications;
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::workflow::Meaning;
@@ -182,9 +182,14 @@ pub struct SignatureArgs {
     /// The meaning of the signature.
     #[arg(long, value_enum, default_value = "approval")]
     pub meaning: MeaningArg,
-    /// How the signer authenticated (e.g. password, webauthn, sso); recorded, not checked.
+    /// How the signer re-authenticated (e.g. totp). The engine records it only when a
+    /// verifier confirms it; the local CLI has none yet, so such signatures are refused
+    /// (`evidence_unverifiable`): sign through the approval app, which verifies one-time codes.
     #[arg(long, value_name = "METHOD")]
     pub auth_method: Option<String>,
+    /// The one-time code (or other credential) for --auth-method; checked, never recorded.
+    #[arg(long, value_name = "CODE", requires = "auth_method")]
+    pub auth_code: Option<String>,
 }
 
 /// [`Meaning`] as a command-line value.
@@ -689,9 +694,10 @@ impl SignatureArgs {
                 MeaningArg::Approval => Meaning::Approval,
                 MeaningArg::Responsibility => Meaning::Responsibility,
             },
-            auth: self.auth_method.clone().map(|method| AuthEvidence {
+            auth: self.auth_method.clone().map(|method| AuthInput {
                 method,
                 reference: None,
+                credential: self.auth_code.clone(),
             }),
         })
     }

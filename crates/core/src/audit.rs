@@ -207,13 +207,18 @@ pub fn manifestation(records: &[Record], version: u32) -> String {
     }
     for r in signed {
         let Some(s) = &r.signature else { continue };
-        let auth = s
-            .auth
-            .as_ref()
-            .map_or("none recorded".to_owned(), |a| match &a.reference {
+        let auth = s.auth.as_ref().map_or("none recorded".to_owned(), |a| {
+            let mut text = match &a.reference {
                 Some(reference) => format!("re-authenticated by {} (ref {reference})", a.method),
                 None => format!("re-authenticated by {}", a.method),
-            });
+            };
+            match &a.verification {
+                Some(v) => text.push_str(&format!(", verified by {} at {}", v.verifier, v.at)),
+                // Written before evidence was verified by the engine: say so.
+                None => text.push_str(", not verified by signoff"),
+            }
+            text
+        });
         let behalf = r
             .on_behalf_of
             .as_ref()

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::event::{Command, Event, Record};
+use crate::evidence::{EvidenceVerifier, NoVerifier};
 use crate::refusal::{Reason, Refusal};
 use crate::state::{ApprovedVersion, DocState};
 use crate::time::{Clock, Timestamp};
@@ -20,7 +21,12 @@ use crate::workflow::Workflow;
 pub struct Engine {
     workflows: HashMap<String, Arc<Workflow>>,
     docs: BTreeMap<String, Doc>,
+    verifier: Verifier,
 }
+
+/// The engine's evidence verifier ([`NoVerifier`] unless one is set).
+#[derive(Clone, Default)]
+struct Verifier(Option<Arc<dyn EvidenceVerifier + Send + Sync>>);
 
 /// One document: its pinned workflow, its state and its records.
 #[derive(Debug, Clone)]
@@ -52,6 +58,13 @@ pub struct Overdue {
 impl Engine {
     pub fn new() -> Engine {
         Engine::default()
+    }
+
+    /// Checks the re-authentication evidence of e-signatures with `verifier` (by default
+    /// nothing is verified, so such signatures are refused).
+    pub fn with_verifier(mut self, verifier: Arc<dyn EvidenceVerifier + Send + Sync>) -> Engine {
+        self.verifier = Verifier(Some(verifier));
+        self
     }
 
     /// Registers a workflow and returns it shared; registering the same one twice is harmless.
@@ -105,7 +118,13 @@ impl Engine {
                 reason: Reason::UnknownDocument(doc.to_owned()),
             });
         };
-        let records = d.state.execute(&d.workflow, cmd, clock.now())?;
+        let verifier: &dyn EvidenceVerifier = match &self.verifier.0 {
+            Some(v) => v.as_ref(),
+            None => &NoVerifier,
+        };
+        let records = d
+            .state
+            .execute_with(&d.workflow, cmd, clock.now(), verifier)?;
         let from = d.records.len();
         d.records.extend(records);
         Ok(&d.records[from..])
@@ -190,5 +209,15 @@ impl Engine {
     /// The version readers see: the last one that completed an approval.
     pub fn last_approved(&self, doc: &str) -> Option<&ApprovedVersion> {
         self.docs.get(doc)?.state.last_approved.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Verifier(set)"
+        } else {
+            "NoVerifier"
+        })
     }
 }

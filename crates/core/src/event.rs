@@ -87,24 +87,63 @@ pub enum Action {
     Archive,
 }
 
-/// The signature part of a command: the engine records it, it never checks passwords.
+/// The signature part of a command. Re-authentication evidence in it is checked by the
+/// caller's [`crate::evidence::EvidenceVerifier`] before anything is recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignatureInput {
-    /// The signer's printed name, for the manifestation.
+    /// The signer's printed name, for the manifestation. May not be blank.
     pub name: String,
     pub meaning: Meaning,
     #[serde(default)]
-    pub auth: Option<AuthEvidence>,
+    pub auth: Option<AuthInput>,
 }
 
-/// Evidence that the signer authenticated: a method and a reference, never a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthEvidence {
-    /// For example `password`, `webauthn`, `sso`.
+/// Evidence that the signer authenticated again, as a command carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthInput {
+    /// For example `totp`, `webauthn`, `sso`. May not be blank.
     pub method: String,
     /// For example the id of the identity provider's assertion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// A one-time code or similar, for the verifier only. It is never serialized (a command
+    /// written to a log cannot leak it) and never recorded.
+    #[serde(default, skip_serializing)]
+    pub credential: Option<String>,
+}
+
+/// Evidence that the signer authenticated, as recorded: a method, a reference and the
+/// verifier's verdict with its time; never a secret or a code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEvidence {
+    /// For example `totp`, `webauthn`, `sso`.
+    pub method: String,
+    /// For example the id of the identity provider's assertion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The check the evidence passed. Records written before evidence was verified
+    /// (signoff 0.1 without a verifier) have none, and keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// How recorded evidence was verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Always `verified`: evidence that fails is refused, never recorded.
+    pub verdict: RecordedVerdict,
+    /// Who checked it and how, as the verifier names itself (e.g. `totp (RFC 6238)`).
+    pub verifier: String,
+    /// When it was checked (the command's time).
+    pub at: Timestamp,
+}
+
+/// The verdict a record can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedVerdict {
+    Verified,
 }
 
 /// A signature as recorded: who, with what meaning, authenticated how. Its time is the
@@ -172,6 +211,10 @@ pub enum Event {
         stage: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         due_at: Option<Timestamp>,
+        /// The stage started again because an edit reset decisions in it: its deadline
+        /// counts from now and its pending reviewers are told again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restarted: bool,
     },
     Assigned {
         stage: String,
@@ -216,6 +259,10 @@ pub enum Event {
         stage: String,
         group: String,
         to: Vec<String>,
+        /// Backups the workflow names who were left out: already reviewers in the stage, or
+        /// the document's or the version's author.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        skipped: Vec<String>,
     },
 }
 
@@ -296,6 +343,20 @@ impl Action {
             Action::MarkUpToDate => "mark_up_to_date",
             Action::Archive => "archive",
         }
+    }
+}
+
+impl std::fmt::Debug for AuthInput {
+    // The credential is left out on purpose: a command may end up in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthInput")
+            .field("method", &self.method)
+            .field("reference", &self.reference)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
     }
 }
 

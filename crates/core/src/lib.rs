@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod engine;
 pub mod event;
+pub mod evidence;
 pub mod notify;
 pub mod refusal;
 pub mod scenario;

@@ -48,6 +48,25 @@ pub fn notifications(state: &DocState, r: &Record) -> Vec<Notification> {
             reviewers.clone(),
             format!("please review version {} of {} ({group})", r.version, r.doc),
         ),
+        // A stage that starts again after an edit reset its decisions: its reviewers are
+        // asked again, like at an assignment.
+        Event::StageStarted {
+            restarted: true, ..
+        } => {
+            let mut to: Vec<String> = state.pending_reviewers();
+            to.dedup();
+            if to.is_empty() {
+                return Vec::new();
+            }
+            (
+                NotificationKind::Assigned,
+                to,
+                format!(
+                    "please review version {} of {} (the review started again after an edit)",
+                    r.version, r.doc
+                ),
+            )
+        }
         Event::Reminded { reviewers, .. } => (
             NotificationKind::Reminder,
             reviewers.clone(),

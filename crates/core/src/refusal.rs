@@ -54,6 +54,34 @@ pub enum Reason {
         to: String,
         at: Timestamp,
     },
+    /// The principal delegated to the actor, but a delegation does not cover this action
+    /// (it covers deciding and signing only).
+    #[error("a delegation from {from} to {to} covers deciding and signing, not `{action}`")]
+    NotDelegable {
+        from: String,
+        to: String,
+        action: &'static str,
+    },
+    /// One person, one vote: `user` already decided in this group and round, for
+    /// themselves or for someone else.
+    #[error(
+        "{user} already decided in group {group:?} ({earlier}); one person has one vote per group"
+    )]
+    AlreadyVoted {
+        user: String,
+        group: String,
+        /// Reads like "as themselves" or "for bob".
+        earlier: String,
+    },
+    /// An id, a name or a reason that is empty or only white space.
+    #[error("{field} may not be empty or blank")]
+    Blank { field: &'static str },
+    /// The verifier checked the evidence and it is wrong (a wrong or reused code).
+    #[error("re-authentication by {method} was not accepted: {why}")]
+    EvidenceRejected { method: String, why: String },
+    /// The evidence cannot be checked (no verifier for the method, no enrolment, a lockout).
+    #[error("re-authentication by {method} cannot be verified: {why}")]
+    EvidenceUnverifiable { method: String, why: String },
     #[error("a delegation must end after now ({now})")]
     DelegationInPast { now: Timestamp },
     #[error("group {group:?} requires a signature with meaning {meaning}")]
@@ -104,7 +132,11 @@ impl Reason {
             Reason::GroupClosed { .. } => "group_closed",
             Reason::SelfDelegation { .. } => "self_delegation",
             Reason::DelegationCycle { .. } => "delegation_cycle",
-            Reason::NoDelegation { .. } => "no_delegation",
+            Reason::NoDelegation { .. } | Reason::NotDelegable { .. } => "no_delegation",
+            Reason::AlreadyVoted { .. } => "already_voted",
+            Reason::Blank { .. } => "blank",
+            Reason::EvidenceRejected { .. } => "evidence_rejected",
+            Reason::EvidenceUnverifiable { .. } => "evidence_unverifiable",
             Reason::DelegationInPast { .. } => "delegation_in_past",
             Reason::SignatureRequired { .. } => "signature_required",
             Reason::WrongMeaning { .. } => "wrong_meaning",

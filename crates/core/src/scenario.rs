@@ -11,11 +11,14 @@ use std::fmt;
 use serde_json::Value as J;
 use signoff_yaml::{Budget, Node, Pos};
 
+use std::sync::Arc;
+
 use crate::audit;
 use crate::engine::Engine;
 use crate::event::{Command, Record};
+use crate::evidence::TableVerifier;
 use crate::time::{FixedClock, Timestamp};
-use crate::workflow::{Diagnostic, LoadError, Workflow};
+use crate::workflow::{Diagnostic, LoadError, Workflow, yaml_warning_code};
 
 /// The result of a run: the failed expectations and the engine as the steps left it.
 #[derive(Debug)]
@@ -47,6 +50,23 @@ pub fn run(
     let doc = signoff_yaml::parse_str(text, Budget::default())
         .map_err(|e| diag(file, e.pos(), "syntax", e.to_string()))?;
     let root = &doc.root;
+    // Nothing ambiguous is run: every structural problem is reported first, all at once.
+    let mut problems: Vec<Diagnostic> = doc
+        .warnings
+        .iter()
+        .map(|w| Diagnostic {
+            file: file.to_owned(),
+            pos: Some(w.pos),
+            code: yaml_warning_code(&w.message),
+            message: w.message.replace("; the last one is used", ""),
+        })
+        .collect();
+    let verifier = shape(root, file, &mut problems);
+    if !problems.is_empty() {
+        return Err(LoadError {
+            diagnostics: problems,
+        });
+    }
     let wf = match root.get("workflow") {
         Some(n) if n.as_str().is_some() => {
             let path = n.as_str().unwrap_or_default();
@@ -84,7 +104,7 @@ pub fn run(
         .unwrap_or_else(|| "doc".to_owned());
     let mut run = Run {
         file: file.to_owned(),
-        engine: Engine::new(),
+        engine: Engine::new().with_verifier(Arc::new(verifier)),
         hash: String::new(),
         now: Timestamp::default(),
         last: Vec::new(),
@@ -147,6 +167,7 @@ impl Run {
                 .parse::<Timestamp>()
             {
                 Ok(t) => {
+                    // `shape` refused ticks that go back in time.
                     self.now = self.now.max(t);
                     self.last = self.engine.tick(t);
                 }
@@ -422,6 +443,215 @@ fn describe_decision(r: &Record) -> String {
         s.push_str(&format!(" ({})", sig.meaning));
     }
     s
+}
+
+/// Keys of the top level of a scenario.
+const TOP_KEYS: [&str; 4] = ["workflow", "doc", "steps", "credentials"];
+/// Keys of a tick step.
+const TICK_KEYS: [&str; 2] = ["tick", "emits"];
+/// Keys of an expect step.
+const EXPECT_STEP_KEYS: [&str; 2] = ["expect", "at"];
+/// Keys under `expect:`.
+const EXPECTATIONS: [&str; 12] = [
+    "doc",
+    "state",
+    "version",
+    "last_approved",
+    "pending",
+    "pending_for",
+    "by_state",
+    "overdue",
+    "history",
+    "verifies",
+    "manifestation",
+    "delegations",
+];
+
+/// Checks the structure of a scenario before anything runs: unknown keys anywhere but
+/// inside a command (the command's own parser checks those), steps that are two kinds at
+/// once, times that go back, expectations missing what they need. Returns the verifier
+/// the scenario's `credentials:` describe.
+fn shape(root: &Node, file: &str, problems: &mut Vec<Diagnostic>) -> TableVerifier {
+    let mut problem = |pos: Pos, message: String| {
+        problems.push(Diagnostic {
+            file: file.to_owned(),
+            pos: Some(pos),
+            code: "schema",
+            message,
+        })
+    };
+    let Some(entries) = root.as_map() else {
+        problem(
+            root.pos,
+            "a scenario is a mapping with `workflow:` and `steps:`".into(),
+        );
+        return TableVerifier::new();
+    };
+    for (key, _) in entries {
+        let k = key.scalar_string().unwrap_or_default();
+        if !TOP_KEYS.contains(&k.as_str()) {
+            problem(
+                key.pos,
+                format!(
+                    "unknown key `{k}` at the top level (known: {})",
+                    TOP_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    let mut verifier = TableVerifier::new();
+    if let Some(creds) = root.get("credentials") {
+        match creds.as_seq() {
+            Some(items) => {
+                for item in items {
+                    let field = |name: &str| item.get(name).and_then(Node::scalar_string);
+                    let known = item.as_map().is_some_and(|m| {
+                        m.iter().all(|(k, _)| {
+                            matches!(
+                                k.scalar_string().as_deref(),
+                                Some("user" | "method" | "credential")
+                            )
+                        })
+                    });
+                    match (known, field("user"), field("method"), field("credential")) {
+                        (true, Some(u), Some(m), Some(c)) => verifier = verifier.accept(&u, &m, &c),
+                        _ => problem(
+                            item.pos,
+                            "a credential is `{ user: ID, method: METHOD, credential: TEXT }`"
+                                .into(),
+                        ),
+                    }
+                }
+            }
+            None => problem(creds.pos, "`credentials:` must be a list".into()),
+        }
+    }
+    let Some(steps) = root.get("steps").and_then(Node::as_seq) else {
+        return verifier;
+    };
+    let mut now: Option<Timestamp> = None;
+    let mut time = |node: &Node, what: &str, problem: &mut dyn FnMut(Pos, String)| {
+        let Ok(t) = node
+            .scalar_string()
+            .unwrap_or_default()
+            .parse::<Timestamp>()
+        else {
+            // The runner reports an unreadable time at its place.
+            return;
+        };
+        match now {
+            Some(before) if t < before => problem(
+                node.pos,
+                format!("{what} {t} goes back in time (the clock is at {before})"),
+            ),
+            _ => now = Some(t),
+        }
+    };
+    for step in steps {
+        let Some(map) = step.as_map() else {
+            problem(step.pos, "a step is a mapping".into());
+            continue;
+        };
+        let kinds: Vec<&str> = ["do", "tick", "expect"]
+            .into_iter()
+            .filter(|k| step.get(k).is_some())
+            .collect();
+        if kinds.len() > 1 {
+            problem(
+                step.pos,
+                format!(
+                    "a step is one of a command (`do:`), a `tick:` or an `expect:`, not {}",
+                    kinds
+                        .iter()
+                        .map(|k| format!("`{k}:`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            );
+            continue;
+        }
+        if kinds.is_empty() {
+            problem(
+                step.pos,
+                "a step needs `do:` (a command), `tick:` or `expect:`".into(),
+            );
+            continue;
+        }
+        let allowed: &[&str] = match kinds.first() {
+            Some(&"tick") => &TICK_KEYS,
+            Some(&"expect") => &EXPECT_STEP_KEYS,
+            // Command steps: the command parser names unknown keys at run time.
+            _ => &[],
+        };
+        if !allowed.is_empty() {
+            for (key, _) in map {
+                let k = key.scalar_string().unwrap_or_default();
+                if !allowed.contains(&k.as_str()) {
+                    problem(
+                        key.pos,
+                        format!(
+                            "unknown key `{k}` in a `{}` step (known: {})",
+                            kinds[0],
+                            allowed.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(at) = step.get("at") {
+            time(at, "`at:`", &mut problem);
+        }
+        if let Some(tick) = step.get("tick") {
+            time(tick, "the tick", &mut problem);
+        }
+        if let Some(expect) = step.get("expect") {
+            for (key, value) in expect.as_map().unwrap_or_default() {
+                let k = key.scalar_string().unwrap_or_default();
+                if !EXPECTATIONS.contains(&k.as_str()) {
+                    problem(
+                        key.pos,
+                        format!(
+                            "unknown expectation `{k}` (known: {})",
+                            EXPECTATIONS[1..].join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                let needs: &[&str] = match k.as_str() {
+                    "history" => &["version", "decisions"],
+                    "manifestation" => &["version", "contains"],
+                    _ => continue,
+                };
+                let Some(fields) = value.as_map() else {
+                    problem(value.pos, format!("`{k}` needs {}", needs.join(" and ")));
+                    continue;
+                };
+                for need in needs {
+                    if value.get(need).is_none() {
+                        problem(value.pos, format!("`{k}` needs `{need}:`"));
+                    }
+                }
+                for (f, _) in fields {
+                    let f = f.scalar_string().unwrap_or_default();
+                    if !needs.contains(&f.as_str()) {
+                        problem(
+                            value.pos,
+                            format!("unknown key `{f}` in `{k}` (known: {})", needs.join(", ")),
+                        );
+                    }
+                }
+                if let Some(v) = value.get("version") {
+                    if v.scalar_string()
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .is_none()
+                    {
+                        problem(v.pos, format!("`{k}.version` must be a version number"));
+                    }
+                }
+            }
+        }
+    }
+    verifier
 }
 
 fn strings(n: &Node) -> Vec<String> {

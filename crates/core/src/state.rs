@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit;
 use crate::event::{
-    Action, AssignSource, Command, Decision, Event, GroupRef, Outcome, Record, Signature,
-    SignatureInput,
+    Action, AssignSource, AuthEvidence, Command, Decision, Event, GroupRef, Outcome, Record,
+    RecordedVerdict, Signature, SignatureInput, Verification,
 };
+use crate::evidence::{Claim, EvidenceVerifier, NoVerifier, Verdict};
 use crate::refusal::{Reason, Refusal};
 use crate::time::Timestamp;
 use crate::workflow::{
@@ -177,6 +178,25 @@ impl DocState {
                 reason: Reason::UnknownDocument(doc.to_owned()),
             });
         };
+        let refuse = |reason| Refusal {
+            action: cmd.action.name(),
+            reason,
+        };
+        check_actor(cmd).map_err(refuse)?;
+        if let Some(p) = cmd.on_behalf_of.as_ref().filter(|p| **p != cmd.by) {
+            // A delegation belongs to a document, so none exists before it does.
+            return Err(refuse(Reason::NoDelegation {
+                from: p.clone(),
+                to: cmd.by.clone(),
+                at: now,
+            }));
+        }
+        if let Some(owner) = page_owner {
+            not_blank(owner, "the page owner").map_err(refuse)?;
+        }
+        for admin in space_admins {
+            not_blank(admin, "a space administrator's id").map_err(refuse)?;
+        }
         let mut s = DocState::empty(doc);
         s.content_hash = content_hash.clone();
         let mut r = Record {
@@ -237,10 +257,23 @@ impl DocState {
     }
 
     /// Carries out a command, or refuses it. `self` is not changed either way: the command
-    /// runs on a copy, returned with the records.
+    /// runs on a copy, returned with the records. Re-authentication evidence is refused as
+    /// unverifiable: use [`DocState::decide_with`] and a verifier to accept it.
     pub fn decide(&self, wf: &Workflow, cmd: &Command, now: Timestamp) -> Result<Decided, Refusal> {
+        self.decide_with(wf, cmd, now, &NoVerifier)
+    }
+
+    /// [`DocState::decide`] with a verifier for the re-authentication evidence of
+    /// e-signatures.
+    pub fn decide_with(
+        &self,
+        wf: &Workflow,
+        cmd: &Command,
+        now: Timestamp,
+        verifier: &dyn EvidenceVerifier,
+    ) -> Result<Decided, Refusal> {
         let mut state = self.clone();
-        let records = state.execute(wf, cmd, now)?;
+        let records = state.execute_with(wf, cmd, now, verifier)?;
         Ok(Decided { records, state })
     }
 
@@ -254,6 +287,17 @@ impl DocState {
         cmd: &Command,
         now: Timestamp,
     ) -> Result<Vec<Record>, Refusal> {
+        self.execute_with(wf, cmd, now, &NoVerifier)
+    }
+
+    /// [`DocState::execute`] with a verifier for re-authentication evidence.
+    pub fn execute_with(
+        &mut self,
+        wf: &Workflow,
+        cmd: &Command,
+        now: Timestamp,
+        verifier: &dyn EvidenceVerifier,
+    ) -> Result<Vec<Record>, Refusal> {
         let refuse = |reason| Refusal {
             action: cmd.action.name(),
             reason,
@@ -264,14 +308,36 @@ impl DocState {
                 last: self.last_at,
             }));
         }
+        check_actor(cmd).map_err(refuse)?;
+        // Acting as oneself needs no delegation; acting for someone else needs one that is
+        // active now and covers the action. Checked here, once, for every action.
+        let on_behalf_of = cmd.on_behalf_of.clone().filter(|p| *p != cmd.by);
+        if let Some(principal) = &on_behalf_of {
+            let active = self.delegated(principal, &cmd.by, now);
+            if !active {
+                return Err(refuse(Reason::NoDelegation {
+                    from: principal.clone(),
+                    to: cmd.by.clone(),
+                    at: now,
+                }));
+            }
+            if !delegable(&cmd.action) {
+                return Err(refuse(Reason::NotDelegable {
+                    from: principal.clone(),
+                    to: cmd.by.clone(),
+                    action: cmd.action.name(),
+                }));
+            }
+        }
         let mut t = Txn {
             wf,
             s: self,
             out: Vec::new(),
             now,
             actor: cmd.by.clone(),
-            on_behalf_of: cmd.on_behalf_of.clone(),
+            on_behalf_of,
             comment: cmd.comment.clone(),
+            verifier,
         };
         t.run(&cmd.action).map_err(refuse)?;
         Ok(t.out)
@@ -298,6 +364,7 @@ impl DocState {
             actor: SYSTEM.to_owned(),
             on_behalf_of: None,
             comment: None,
+            verifier: &NoVerifier,
         };
         t.tick();
         t.out
@@ -390,12 +457,22 @@ impl DocState {
                     _ => {}
                 }
             }
-            Event::StageStarted { stage, due_at } => {
+            Event::StageStarted {
+                stage,
+                due_at,
+                restarted,
+            } => {
                 if let Some((def, ap)) = self.approval_mut(wf) {
                     if let Some(k) = def.stages.iter().position(|s| &s.name == stage) {
                         ap.stage = k;
                         ap.stages[k].started_at = Some(r.at);
                         ap.stages[k].due_at = *due_at;
+                        if *restarted {
+                            // Reminders count from the restart, like the deadline.
+                            for g in &mut ap.stages[k].groups {
+                                g.last_reminder = None;
+                            }
+                        }
                     }
                 }
             }
@@ -476,7 +553,9 @@ impl DocState {
                     g.last_reminder = Some(r.at);
                 }
             }
-            Event::Escalated { stage, group, to } => {
+            Event::Escalated {
+                stage, group, to, ..
+            } => {
                 if let Some(g) = self.group_mut(wf, stage, group) {
                     g.escalated = true;
                     for who in to {
@@ -517,6 +596,26 @@ impl DocState {
                     group: gdef.name.clone(),
                     reviewer: slot.reviewer.clone(),
                 });
+            }
+        }
+        out
+    }
+
+    /// The pending reviewers of the current stage, without the workflow at hand: every
+    /// undecided slot of an open group. (Same as [`DocState::pending`], reviewer ids only.)
+    pub fn pending_reviewers(&self) -> Vec<String> {
+        let Some(ap) = &self.approval else {
+            return Vec::new();
+        };
+        let Some(stage) = ap.stages.get(ap.stage) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for g in stage.groups.iter().filter(|g| g.closed.is_none()) {
+            for slot in g.slots.iter().filter(|s| s.decision.is_none()) {
+                if !out.contains(&slot.reviewer) {
+                    out.push(slot.reviewer.clone());
+                }
             }
         }
         out
@@ -690,6 +789,7 @@ struct Txn<'w> {
     actor: String,
     on_behalf_of: Option<String>,
     comment: Option<String>,
+    verifier: &'w dyn EvidenceVerifier,
 }
 
 impl Txn<'_> {
@@ -804,13 +904,28 @@ impl Txn<'_> {
         self.emit_version(
             Event::Edited {
                 changed: changed.cloned(),
-                reset,
+                reset: reset.clone(),
             },
             version,
             content_hash,
         );
         if let Some(to) = leave {
             self.transition(Trigger::Edit, to);
+            return Ok(());
+        }
+        // The approval resumes at the first stage with an open group. When the edit reset
+        // decisions in that stage, the stage starts again: a deadline counted from now, and
+        // its reviewers are told (see `notify`).
+        if let (Some(def), Some(ap)) = (&here.approval, &self.s.approval) {
+            let k = ap.stage;
+            let sdef = &def.stages[k];
+            if reset.iter().any(|g| g.stage == sdef.name) {
+                self.emit(Event::StageStarted {
+                    stage: sdef.name.clone(),
+                    due_at: sdef.due.map(|d| self.now.plus(d)),
+                    restarted: true,
+                });
+            }
         }
         Ok(())
     }
@@ -876,6 +991,23 @@ impl Txn<'_> {
                 version,
             });
         }
+        // One person, one vote: whoever acts has not decided in this group yet, neither for
+        // themselves nor for someone else (a reset by a new version starts a new round).
+        let earlier = g.slots.iter().find_map(|s| {
+            let d = s.decision.as_ref().filter(|d| d.by == self.actor)?;
+            Some(if s.reviewer == d.by {
+                "as themselves".to_owned()
+            } else {
+                format!("for {}", s.reviewer)
+            })
+        });
+        if let Some(earlier) = earlier {
+            return Err(Reason::AlreadyVoted {
+                user: self.actor.clone(),
+                group: gdef.name.clone(),
+                earlier,
+            });
+        }
         if !gdef.allow_self_approval {
             for user in [&self.actor, &principal] {
                 self.check_duties(user)?;
@@ -927,12 +1059,57 @@ impl Txn<'_> {
                 });
             }
         }
-        Ok(given.map(|sig| Signature {
+        given.map(|sig| self.signed(sig)).transpose()
+    }
+
+    /// A signature as recorded, its evidence checked by the verifier. The signer is the
+    /// person who acts; under a delegation the record's `on_behalf_of` names the principal.
+    fn signed(&self, sig: &SignatureInput) -> Result<Signature, Reason> {
+        not_blank(&sig.name, "the signer's printed name")?;
+        let auth = match &sig.auth {
+            None => None,
+            Some(a) => {
+                not_blank(&a.method, "the re-authentication method")?;
+                let claim = Claim {
+                    doc: &self.s.doc,
+                    version: self.s.version,
+                    signer: &self.actor,
+                    method: &a.method,
+                    reference: a.reference.as_deref(),
+                    credential: a.credential.as_deref(),
+                    at: self.now,
+                };
+                match self.verifier.verify(&claim) {
+                    Verdict::Verified { verifier } => Some(AuthEvidence {
+                        method: a.method.clone(),
+                        reference: a.reference.clone(),
+                        verification: Some(Verification {
+                            verdict: RecordedVerdict::Verified,
+                            verifier,
+                            at: self.now,
+                        }),
+                    }),
+                    Verdict::Rejected { why } => {
+                        return Err(Reason::EvidenceRejected {
+                            method: a.method.clone(),
+                            why,
+                        });
+                    }
+                    Verdict::Unverifiable { why } => {
+                        return Err(Reason::EvidenceUnverifiable {
+                            method: a.method.clone(),
+                            why,
+                        });
+                    }
+                }
+            }
+        };
+        Ok(Signature {
             signer: self.actor.clone(),
             name: sig.name.clone(),
             meaning: sig.meaning,
-            auth: sig.auth.clone(),
-        }))
+            auth,
+        })
     }
 
     /// Closes group `gi` of stage `k` if its rule is met or can no longer be met, and moves
@@ -1016,6 +1193,7 @@ impl Txn<'_> {
         self.emit(Event::StageStarted {
             stage: sdef.name.clone(),
             due_at: sdef.due.map(|d| self.now.plus(d)),
+            restarted: false,
         });
         let mut taken = HashSet::new();
         for (gi, gdef) in sdef.groups.iter().enumerate() {
@@ -1067,6 +1245,7 @@ impl Txn<'_> {
     }
 
     fn assign(&mut self, group: &str, reviewer: &str) -> Result<(), Reason> {
+        not_blank(reviewer, "the reviewer's id")?;
         self.require_manager("assign reviewers")?;
         let (k, gi, gdef) = self.current_group(group)?;
         let ap = self
@@ -1165,7 +1344,11 @@ impl Txn<'_> {
                 current: self.s.version,
             });
         }
-        let user = self.actor.clone();
+        // Under a delegation the principal's standing counts; the signer is still the actor.
+        let user = self
+            .on_behalf_of
+            .clone()
+            .unwrap_or_else(|| self.actor.clone());
         let reviewer = self.s.approval.as_ref().is_some_and(|ap| {
             ap.stages
                 .iter()
@@ -1179,45 +1362,29 @@ impl Txn<'_> {
                 why: "sign this version (authors and assigned reviewers only)".into(),
             });
         }
-        let signature = Signature {
-            signer: user,
-            name: sig.name.clone(),
-            meaning: sig.meaning,
-            auth: sig.auth.clone(),
-        };
+        let signature = self.signed(sig)?;
         self.emit_signed(Event::Signed, Some(signature));
         Ok(())
     }
 
     fn delegate(&mut self, to: &str, until: Timestamp, reason: &str) -> Result<(), Reason> {
         let from = self.actor.clone();
+        not_blank(to, "the delegate's id")?;
+        not_blank(reason, "the delegation's reason")?;
         if to == from {
             return Err(Reason::SelfDelegation { user: from });
         }
         if until <= self.now {
             return Err(Reason::DelegationInPast { now: self.now });
         }
-        // Follow the delegations that `to` holds onwards; reaching `from` again is a cycle.
-        let mut chain = vec![from.clone(), to.to_owned()];
-        let mut cur = to.to_owned();
-        let mut seen = HashSet::new();
-        while seen.insert(cur.clone()) {
-            let next = self
-                .s
-                .delegations
-                .iter()
-                .find(|d| d.from == cur && self.now < d.until)
-                .map(|d| d.to.clone());
-            let Some(next) = next else { break };
-            chain.push(next.clone());
-            if next == from {
-                return Err(Reason::DelegationCycle {
-                    from,
-                    to: to.to_owned(),
-                    chain,
-                });
-            }
-            cur = next;
+        if let Some(path) = self.s.delegation_path(to, &from, self.now) {
+            let mut chain = vec![from.clone()];
+            chain.extend(path);
+            return Err(Reason::DelegationCycle {
+                from,
+                to: to.to_owned(),
+                chain,
+            });
         }
         self.emit(Event::Delegated {
             from,
@@ -1252,13 +1419,20 @@ impl Txn<'_> {
                 }
                 if let Some(e) = gdef.escalate.as_ref().filter(|_| !g.escalated) {
                     if started.plus(e.after) <= now {
-                        let mut taken: HashSet<String> =
-                            g.slots.iter().map(|s| s.reviewer.clone()).collect();
-                        let to = self.s.resolve(wf, gdef, &e.to, &mut taken);
+                        // Never someone already assigned anywhere in the stage: their
+                        // second slot could never be used (one person, one vote).
+                        let mut taken: HashSet<String> = stage
+                            .groups
+                            .iter()
+                            .flat_map(|g| &g.slots)
+                            .map(|s| s.reviewer.clone())
+                            .collect();
+                        let (to, skipped) = self.s.resolve_all(wf, gdef, &e.to, &mut taken);
                         fire.push(Event::Escalated {
                             stage: sdef.name.clone(),
                             group: gdef.name.clone(),
                             to,
+                            skipped,
                         });
                     }
                 }
@@ -1448,26 +1622,54 @@ impl DocState {
         sources: &[ReviewerSource],
         taken: &mut HashSet<String>,
     ) -> Vec<String> {
+        self.resolve_all(wf, gdef, sources, taken).0
+    }
+
+    /// [`DocState::resolve`], and the users the sources named who were left out (already
+    /// taken, or an author), each once. A round robin skips members who may not decide and
+    /// takes the next ones in its rotation instead, so it never comes up short while the
+    /// group has eligible members; those it passed over are not reported as skipped.
+    fn resolve_all(
+        &self,
+        wf: &Workflow,
+        gdef: &GroupDef,
+        sources: &[ReviewerSource],
+        taken: &mut HashSet<String>,
+    ) -> (Vec<String>, Vec<String>) {
         let mut out = Vec::new();
-        let mut add = |u: &str, out: &mut Vec<String>| {
+        let mut skipped: Vec<String> = Vec::new();
+        let eligible = |u: &str, taken: &HashSet<String>| {
             let own = u == self.author || u == self.version_author;
-            if (gdef.allow_self_approval || !own) && taken.insert(u.to_owned()) {
+            (gdef.allow_self_approval || !own) && !taken.contains(u)
+        };
+        let add = |u: &str,
+                   out: &mut Vec<String>,
+                   skipped: &mut Vec<String>,
+                   taken: &mut HashSet<String>| {
+            if eligible(u, taken) {
+                taken.insert(u.to_owned());
                 out.push(u.to_owned());
+            } else if !out.iter().any(|o| o == u) && !skipped.iter().any(|s| s == u) {
+                skipped.push(u.to_owned());
             }
         };
         for source in sources {
             match source {
-                ReviewerSource::User(u) => add(u, &mut out),
+                ReviewerSource::User(u) => add(u, &mut out, &mut skipped, taken),
                 ReviewerSource::Group(g) => {
                     for m in wf.group_members(g).unwrap_or_default() {
-                        add(m, &mut out);
+                        add(m, &mut out, &mut skipped, taken);
                     }
                 }
-                ReviewerSource::Role(Role::Author) => add(&self.author.clone(), &mut out),
-                ReviewerSource::Role(Role::PageOwner) => add(&self.page_owner.clone(), &mut out),
+                ReviewerSource::Role(Role::Author) => {
+                    add(&self.author.clone(), &mut out, &mut skipped, taken)
+                }
+                ReviewerSource::Role(Role::PageOwner) => {
+                    add(&self.page_owner.clone(), &mut out, &mut skipped, taken)
+                }
                 ReviewerSource::Role(Role::SpaceAdmin) => {
                     for a in &self.space_admins {
-                        add(a, &mut out);
+                        add(a, &mut out, &mut skipped, taken);
                     }
                 }
                 ReviewerSource::RoundRobin { group, count } => {
@@ -1476,17 +1678,85 @@ impl DocState {
                         continue;
                     }
                     // Rotate per document and per submission, so that successive
-                    // submissions and different documents spread over the group.
+                    // submissions and different documents spread over the group. Members
+                    // who may not decide (the authors, or already in the stage) are
+                    // passed over: the turn goes to the next eligible member.
                     let seed = fnv1a(self.doc.as_bytes()) as usize;
                     let start =
                         (seed + self.submissions as usize * *count as usize) % members.len();
-                    for i in 0..(*count as usize).min(members.len()) {
-                        add(&members[(start + i) % members.len()], &mut out);
+                    let mut picked = 0;
+                    for i in 0..members.len() {
+                        if picked == *count as usize {
+                            break;
+                        }
+                        let m = &members[(start + i) % members.len()];
+                        if eligible(m, taken) {
+                            add(m, &mut out, &mut skipped, taken);
+                            picked += 1;
+                        }
                     }
                 }
             }
         }
-        out
+        (out, skipped)
+    }
+
+    /// A path of delegations active at `now` from `start` to `goal` (both included), if
+    /// there is one: a search over every active delegation, not only the first of each
+    /// delegator.
+    fn delegation_path(&self, start: &str, goal: &str, now: Timestamp) -> Option<Vec<String>> {
+        let active: Vec<&Delegation> = self.delegations.iter().filter(|d| now < d.until).collect();
+        // Breadth first, remembering where each user was reached from.
+        let mut came_from: Vec<(String, Option<usize>)> = vec![(start.to_owned(), None)];
+        let mut next = 0;
+        while next < came_from.len() {
+            let cur = came_from[next].0.clone();
+            if cur == goal {
+                let mut path = Vec::new();
+                let mut at = Some(next);
+                while let Some(i) = at {
+                    path.push(came_from[i].0.clone());
+                    at = came_from[i].1;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for d in active.iter().filter(|d| d.from == cur) {
+                if !came_from.iter().any(|(u, _)| *u == d.to) {
+                    came_from.push((d.to.clone(), Some(next)));
+                }
+            }
+            next += 1;
+        }
+        None
+    }
+}
+
+/// Actions a delegation covers: deciding and signing in the principal's place.
+fn delegable(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Approve { .. }
+            | Action::Reject { .. }
+            | Action::RequestChanges { .. }
+            | Action::Sign { .. }
+    )
+}
+
+/// The actor and the principal of a command are real ids.
+fn check_actor(cmd: &Command) -> Result<(), Reason> {
+    not_blank(&cmd.by, "the actor's id")?;
+    if let Some(p) = &cmd.on_behalf_of {
+        not_blank(p, "the id in on_behalf_of")?;
+    }
+    Ok(())
+}
+
+fn not_blank(value: &str, field: &'static str) -> Result<(), Reason> {
+    if value.trim().is_empty() {
+        Err(Reason::Blank { field })
+    } else {
+        Ok(())
     }
 }
 

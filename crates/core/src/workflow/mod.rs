@@ -72,6 +72,24 @@ impl Workflow {
                 message: strip_pos(&e.to_string()),
             }],
         })?;
+        // Anything the YAML reader had to guess at (a duplicate key, where the last one would
+        // silently win; several documents) is an error in a definition: a second
+        // `initial: approved` must not make documents start approved.
+        let diagnostics: Vec<Diagnostic> = doc
+            .warnings
+            .iter()
+            .map(|w| Diagnostic {
+                file: file.to_owned(),
+                pos: Some(w.pos),
+                code: yaml_warning_code(&w.message),
+                message: w.message.replace("; the last one is used", ""),
+            })
+            .collect();
+        // What validation would say about a tree in which one value silently replaced
+        // another is a follow-on of the ambiguity, so it is not reported beside it.
+        if !diagnostics.is_empty() {
+            return Err(LoadError { diagnostics });
+        }
         Workflow::from_node(&doc.root, file)
     }
 
@@ -287,8 +305,12 @@ impl TransitionsDef {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pos {
-            Some(p) => write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, p.line, p.column, self.code, self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.file, self.code, self.message),
         }
     }
 }
@@ -406,6 +428,10 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
     // Names: states are unique; so are stages within an approval and groups within a stage.
     // States whose problems are already reported, so the graph checks stay quiet on them.
     let mut noisy = vec![false; def.states.len()];
+    // Set when a state name does not resolve: the graph is then unknown where it matters,
+    // and what the graph checks would say is a follow-on of that error, not a problem of
+    // its own (`in_review` is "unreachable" only because `submit` names a misspelt state).
+    let mut unresolved = false;
     let mut index = HashMap::new();
     for (i, s) in def.states.iter().enumerate() {
         if index.contains_key(&s.name) {
@@ -435,6 +461,7 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
                 "unknown_state",
                 format!("initial state {:?} is not defined", def.initial),
             );
+            unresolved = true;
             0
         }
     };
@@ -448,6 +475,7 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
                 Some(&j) => next[i][t as usize] = Some(j),
                 None => {
                     noisy[i] = true;
+                    unresolved = true;
                     report(
                         with(st(i), &[k("on"), k(t.name())]),
                         "unknown_state",
@@ -600,6 +628,9 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
             continue;
         }
         if !reached[i] {
+            if unresolved {
+                continue;
+            }
             report(
                 with(st(i), &[k("name")]),
                 "unreachable_state",
@@ -617,7 +648,7 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
                     s.name
                 ),
             );
-        } else if has_final && !exits[i] {
+        } else if has_final && !exits[i] && !unresolved {
             report(
                 with(st(i), &[k("name")]),
                 "no_exit",
@@ -820,5 +851,16 @@ fn strip_pos(msg: &str) -> String {
             rest.trim_start().to_owned()
         }
         _ => msg.to_owned(),
+    }
+}
+
+/// The stable code of a YAML reader's warning, by what it says.
+pub(crate) fn yaml_warning_code(message: &str) -> &'static str {
+    if message.starts_with("duplicate key") {
+        "duplicate_key"
+    } else if message.contains("more than one YAML document") {
+        "several_documents"
+    } else {
+        "ambiguous_yaml"
     }
 }

@@ -1,6 +1,9 @@
 //! Tampering with the audit trail: every kind of edit is detected at the first bad record.
 
-use signoff_core::event::{Action, AuthEvidence, SignatureInput};
+use std::sync::Arc;
+
+use signoff_core::event::{Action, AuthInput, SignatureInput};
+use signoff_core::evidence::TableVerifier;
 use signoff_core::workflow::Meaning;
 use signoff_core::{Command, Engine, FixedClock, Record, Timestamp, audit};
 
@@ -8,7 +11,9 @@ use crate::template;
 
 /// A small trail: created, a signature, submitted, assigned, a signed approval.
 fn trail() -> Vec<Record> {
-    let mut e = Engine::new();
+    let mut e = Engine::new().with_verifier(Arc::new(
+        TableVerifier::new().accept("bob", "password", "pw"),
+    ));
     let wf = e.register(template("basic.yaml"));
     let t = |s: &str| FixedClock(s.parse::<Timestamp>().unwrap());
     let cmd = |by: &str, action| Command {
@@ -35,9 +40,10 @@ fn trail() -> Vec<Record> {
     let signature = SignatureInput {
         name: "Bob B".into(),
         meaning: Meaning::Approval,
-        auth: Some(AuthEvidence {
+        auth: Some(AuthInput {
             method: "password".into(),
             reference: None,
+            credential: Some("pw".into()),
         }),
     };
     for (by, action) in [

@@ -176,11 +176,10 @@ workflow:
     - { name: draft, final: true }
 steps:
   - { at: 2026-01-01T00:00:00Z, do: create, by: alice, title: T, content_hash: h }
-  - expect: { state: published, version: 1, colour: red }
+  - expect: { state: published, version: 1 }
   - { do: submit, by: alice }
   - { do: archive, by: alice, refused: not_permitted }
   - { at: yesterday, do: submit, by: alice }
-  - { nothing: here }
   - { do: withdraw, by: alice, coment: typo }
 ";
     let report = scenario::run(text, "s.yaml", &mut |_| Err("no files".into())).unwrap();
@@ -189,15 +188,56 @@ steps:
         got,
         [
             "s.yaml:8:22: state: expected published, got draft",
-            "s.yaml:8:53: colour: unknown expectation `colour` (known: state, version, last_approved, pending, pending_for, by_state, overdue, history, verifies, manifestation, delegations)",
             "s.yaml:9:5: unexpected refusal: submit refused: the document is in the final state \"draft\"",
             "s.yaml:10:40: expected refusal not_permitted, got final_state: archive refused: the document is in the final state \"draft\"",
             "s.yaml:11:11: \"yesterday\" is not a UTC time like 2026-01-05T09:00:00Z",
-            "s.yaml:12:5: a step needs `do:` (a command), `tick:` or `expect:`",
-            "s.yaml:13:32: unknown key `coment` in a `withdraw` step",
+            "s.yaml:12:32: unknown key `coment` in a `withdraw` step",
         ]
     );
-    assert_eq!(report.expectations, 4);
+    assert_eq!(report.expectations, 3);
+}
+
+/// The structure of a scenario is checked before anything runs; every problem is named.
+#[test]
+fn a_scenario_that_is_ambiguous_does_not_run() {
+    let text = "\
+workflow:
+  name: w
+  initial: draft
+  states:
+    - { name: draft, final: true }
+colour: red
+doc: a
+doc: b
+steps:
+  - { at: 2026-01-02T00:00:00Z, do: create, by: alice, title: T, content_hash: h }
+  - expect: { state: draft, colour: red }
+  - { tick: 2026-01-01T00:00:00Z }
+  - { tick: 2026-01-03T00:00:00Z, do: submit, by: alice }
+  - { tick: 2026-01-03T00:00:00Z, emit: [] }
+  - { expect: { version: 1 }, by: bob }
+  - expect: { history: { decisions: [bob approve] } }
+  - { nothing: here }
+  - { at: 2026-01-03T00:00:00Z, do: submit, by: alice }
+  - { at: 2026-01-02T12:00:00Z, do: withdraw, by: alice }
+";
+    let err = scenario::run(text, "s.yaml", &mut |_| Err("no files".into())).unwrap_err();
+    let got: Vec<String> = err.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "s.yaml:8:1: duplicate_key: duplicate key `doc` (first at 7:1)",
+            "s.yaml:6:1: schema: unknown key `colour` at the top level (known: workflow, doc, steps, credentials)",
+            "s.yaml:11:29: schema: unknown expectation `colour` (known: state, version, last_approved, pending, pending_for, by_state, overdue, history, verifies, manifestation, delegations)",
+            "s.yaml:12:13: schema: the tick 2026-01-01T00:00:00Z goes back in time (the clock is at 2026-01-02T00:00:00Z)",
+            "s.yaml:13:5: schema: a step is one of a command (`do:`), a `tick:` or an `expect:`, not `do:` and `tick:`",
+            "s.yaml:14:35: schema: unknown key `emit` in a `tick` step (known: tick, emits)",
+            "s.yaml:15:31: schema: unknown key `by` in a `expect` step (known: expect, at)",
+            "s.yaml:16:24: schema: `history` needs `version:`",
+            "s.yaml:17:5: schema: a step needs `do:` (a command), `tick:` or `expect:`",
+            "s.yaml:19:11: schema: `at:` 2026-01-02T12:00:00Z goes back in time (the clock is at 2026-01-03T00:00:00Z)",
+        ]
+    );
 }
 
 #[test]
@@ -207,10 +247,13 @@ fn a_scenario_with_a_bad_workflow_file_is_an_error() {
         Ok("name: w\ninitial: nowhere\nstates: []\n".into())
     })
     .unwrap_err();
-    assert_eq!(err.to_string(), "wf.yaml:3:9: the workflow has no states");
+    assert_eq!(
+        err.to_string(),
+        "wf.yaml:3:9: no_states: the workflow has no states"
+    );
     let err = scenario::run(text, "s.yaml", &mut |_| Err("not found".into())).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "s.yaml:1:11: cannot read workflow wf.yaml: not found"
+        "s.yaml:1:11: unreadable: cannot read workflow wf.yaml: not found"
     );
 }

@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 
 use proptest::prelude::*;
-use signoff_core::event::{Action, AuthEvidence, Decision, Event, SignatureInput};
+use signoff_core::event::{Action, AuthInput, Decision, Event, SignatureInput};
+use signoff_core::evidence::TableVerifier;
 use signoff_core::workflow::{Meaning, Trigger};
 use signoff_core::{Command, DocState, Engine, FixedClock, Timestamp, Workflow, audit};
 
@@ -68,9 +69,19 @@ fn action() -> impl Strategy<Value = Action> {
         3 => Just(Some(SignatureInput {
             name: "N".into(),
             meaning: Meaning::Approval,
-            auth: Some(AuthEvidence {
+            auth: Some(AuthInput {
                 method: "password".into(),
-                reference: None
+                reference: None,
+                credential: Some("pw".into()),
+            }),
+        })),
+        1 => Just(Some(SignatureInput {
+            name: "N".into(),
+            meaning: Meaning::Approval,
+            auth: Some(AuthInput {
+                method: "password".into(),
+                reference: None,
+                credential: Some("wrong".into()),
             }),
         })),
         1 => Just(Some(SignatureInput {
@@ -119,7 +130,11 @@ proptest! {
         steps in steps(),
     ) {
         let wf = workflow(rule, reject);
-        let mut engine = Engine::new();
+        let mut verifier = TableVerifier::new();
+        for user in USERS {
+            verifier = verifier.accept(user, "password", "pw");
+        }
+        let mut engine = Engine::new().with_verifier(std::sync::Arc::new(verifier));
         let hash = engine.register(wf.clone()).hash().to_owned();
         let mut now = Timestamp(1_767_225_600); // 2026-01-01
         let create = Command {
@@ -169,6 +184,8 @@ proptest! {
         prop_assert_eq!(&serde_json::from_str::<DocState>(&json).unwrap(), &doc.state);
         check_approvals(&wf, &doc.records)?;
         check_single_decisions(&doc.records)?;
+        check_one_vote(&doc.records)?;
+        check_acting_for_others(&wf, &doc.records)?;
     }
 }
 
@@ -234,6 +251,58 @@ fn check_single_decisions(records: &[signoff_core::Record]) -> Result<(), TestCa
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// One person, one vote: within a round of a group (until a state change, or a new version
+/// that resets the group), each person decides at most once, for themselves or for another.
+fn check_one_vote(records: &[signoff_core::Record]) -> Result<(), TestCaseError> {
+    let mut voted: HashSet<(String, String, String)> = HashSet::new();
+    for r in records {
+        match &r.event {
+            Event::StateChanged { .. } => voted.clear(),
+            Event::Edited { reset, .. } => {
+                voted.retain(|(s, g, _)| !reset.iter().any(|x| &x.stage == s && &x.group == g))
+            }
+            Event::Decided { stage, group, .. } => {
+                prop_assert!(
+                    voted.insert((stage.clone(), group.clone(), r.actor.clone())),
+                    "{} voted twice in group {} of stage {} (seq {})",
+                    r.actor,
+                    group,
+                    stage,
+                    r.seq
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A record that names `on_behalf_of` was written under a delegation from that principal
+/// to the actor, active at the record's time.
+fn check_acting_for_others(
+    wf: &Workflow,
+    records: &[signoff_core::Record],
+) -> Result<(), TestCaseError> {
+    for (i, r) in records.iter().enumerate() {
+        let Some(principal) = &r.on_behalf_of else {
+            continue;
+        };
+        prop_assert_ne!(principal, &r.actor);
+        let before = DocState::replay(wf, &records[..i]).unwrap();
+        prop_assert!(
+            before
+                .delegations
+                .iter()
+                .any(|d| &d.from == principal && d.to == r.actor && r.at < d.until),
+            "seq {}: {} acted for {} without a delegation",
+            r.seq,
+            r.actor,
+            principal
+        );
     }
     Ok(())
 }
