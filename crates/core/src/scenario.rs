@@ -437,7 +437,10 @@ fn describe_decision(r: &Record) -> String {
         crate::event::Event::Decided { decision, .. } => {
             format!("{} {}", r.actor, decision.name())
         }
-        _ => format!("{} sign", r.actor),
+        _ => match &r.on_behalf_of {
+            Some(p) => format!("{} sign for {p}", r.actor),
+            None => format!("{} sign", r.actor),
+        },
     };
     if let Some(sig) = &r.signature {
         s.push_str(&format!(" ({})", sig.meaning));

@@ -1677,23 +1677,21 @@ impl DocState {
                     if members.is_empty() {
                         continue;
                     }
-                    // Rotate per document and per submission, so that successive
-                    // submissions and different documents spread over the group. Members
-                    // who may not decide (the authors, or already in the stage) are
-                    // passed over: the turn goes to the next eligible member.
+                    // Rotate per document and per submission over the members who may
+                    // decide (not the authors, not someone already in the stage), so that
+                    // successive submissions and different documents spread over them
+                    // evenly and a turn never lands on someone who cannot take it. When
+                    // nobody is excluded this is the plain rotation over the group.
+                    let eligible_members: Vec<&String> =
+                        members.iter().filter(|m| eligible(m, taken)).collect();
+                    if eligible_members.is_empty() {
+                        continue;
+                    }
+                    let n = eligible_members.len();
                     let seed = fnv1a(self.doc.as_bytes()) as usize;
-                    let start =
-                        (seed + self.submissions as usize * *count as usize) % members.len();
-                    let mut picked = 0;
-                    for i in 0..members.len() {
-                        if picked == *count as usize {
-                            break;
-                        }
-                        let m = &members[(start + i) % members.len()];
-                        if eligible(m, taken) {
-                            add(m, &mut out, &mut skipped, taken);
-                            picked += 1;
-                        }
+                    let start = (seed + self.submissions as usize * *count as usize) % n;
+                    for i in 0..(*count as usize).min(n) {
+                        add(eligible_members[(start + i) % n], &mut out, &mut skipped, taken);
                     }
                 }
             }

@@ -257,3 +257,36 @@ fn a_scenario_with_a_bad_workflow_file_is_an_error() {
         "s.yaml:1:11: unreadable: cannot read workflow wf.yaml: not found"
     );
 }
+
+/// A stage restarted by an edit asks its reviewers again.
+#[test]
+fn a_restarted_stage_notifies_its_reviewers() {
+    let text = "\
+workflow:
+  name: w
+  initial: draft
+  groups: { team: [r1, r2] }
+  states:
+    - { name: draft, on: { submit: review } }
+    - name: review
+      on: { approved: done, rejected: draft }
+      approval:
+        on_new_version: reset
+        stages: [{ name: s, groups: [{ name: team, reviewers: [{ group: team }], rule: all }] }]
+    - { name: done, final: true }
+steps:
+  - { at: 2026-01-01T00:00:00Z, do: create, by: alice, title: T, content_hash: h1 }
+  - { do: submit, by: alice }
+  - { do: approve, by: r1, version: 1 }
+  - { do: edit, by: alice, content_hash: h2, emits: [edited, stage_started] }
+";
+    let report = scenario::run(text, "s.yaml", &mut |_| Err("no files".into())).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let d = report.engine.doc("doc").unwrap();
+    let last = d.records.last().unwrap();
+    let notes = notifications(&d.state, last);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].kind, NotificationKind::Assigned);
+    assert_eq!(notes[0].to, ["r1", "r2"]);
+    assert!(notes[0].text.contains("started again"), "{}", notes[0].text);
+}
