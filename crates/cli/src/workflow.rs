@@ -14,7 +14,7 @@ use signoff_core::scenario;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum WorkflowCommand {
     /// Validate a workflow definition (YAML or JSON); every problem is printed as
-    /// FILE:LINE:COLUMN: MESSAGE.
+    /// FILE:LINE:COLUMN: CODE: MESSAGE on stdout (the codes are listed in crates/core/README.md).
     Validate {
         /// The definition file.
         file: PathBuf,
