@@ -90,7 +90,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         .unwrap_or_else(|| PathBuf::from(FLAGSHIP));
     // A progress line only for a person watching: stderr must be a terminal.
     let progress = std::io::stderr().is_terminal();
-    let result = figures(&path, if progress { Some(&mut *err) } else { None });
+    let result = figures(&path, progress);
     match result {
         Ok(f) => {
             let _ = out.write_all(render(&f).as_bytes());
@@ -104,31 +104,27 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 /// Runs the scenario and gathers the figures (its first installation is the one reported),
-/// showing the simulated day on `progress` as it goes.
-pub fn figures(path: &Path, mut progress: Option<&mut dyn Write>) -> Result<Figures, String> {
+/// showing the simulated day on a progress bar as it goes when `progress` is set.
+pub fn figures(path: &Path, progress: bool) -> Result<Figures, String> {
     let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
-    let shown = progress.is_some();
+    let bar = crate::sim::progress_bar("signoff demo");
     let mut show = |done: u64, total: u64| {
-        if let Some(w) = progress.as_mut() {
-            let _ = write!(
-                w,
-                "\rsignoff demo: day {} of {}",
-                done / Millis::DAY,
-                total.div_ceil(Millis::DAY)
-            );
-            let _ = w.flush();
-        }
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+        bar.set_message(format!(
+            "day {} of {}",
+            done / Millis::DAY,
+            total.div_ceil(Millis::DAY)
+        ));
     };
     let outcome = scenario.run(RunOptions {
         seed: None,
         storage: KvsStorage::Memory,
-        progress: if shown { Some(&mut show) } else { None },
+        progress: if progress { Some(&mut show) } else { None },
         threads: None,
     });
+    bar.finish_and_clear();
     let mut outcome = outcome.map_err(|e| e.to_string())?;
-    if let Some(w) = progress.as_mut() {
-        let _ = writeln!(w);
-    }
     gather(&mut outcome)
 }
 
@@ -392,7 +388,7 @@ mod tests {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/flagship.yaml");
         let f =
-            figures(&path, None).expect("the flagship scenario runs (cargo xtask guests first)");
+            figures(&path, false).expect("the flagship scenario runs (cargo xtask guests first)");
         assert!(f.failures.is_empty(), "{:?}", f.failures);
         let states: Vec<(&str, usize)> = f.by_state.iter().map(|(s, n)| (s.as_str(), *n)).collect();
         assert_eq!(

@@ -88,13 +88,11 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         }
         None => KvsStorage::Memory,
     };
-    // A progress line only for a person watching: stderr must be a terminal.
+    // A progress bar only for a person watching: stderr must be a terminal (indicatif draws
+    // nothing otherwise, and a pipe gets no carriage returns).
     let tty = std::io::stderr().is_terminal();
-    let mut shown = false;
+    let bar = progress_bar("sim");
     let mut progress = |done: u64, total: u64| {
-        shown = true;
-        let width = 30;
-        let filled = (done * width / total.max(1)) as usize;
         // Virtual time in the largest unit the run spans at least twice.
         let unit = [
             (86_400_000, "d"),
@@ -105,17 +103,14 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         .into_iter()
         .find(|(ms, _)| total >= 2 * ms)
         .unwrap_or((1, "ms"));
-        let _ = write!(
-            err,
-            "\rsim: [{}{}] {:>3}%  {}{u} of {}{u} simulated",
-            "#".repeat(filled),
-            " ".repeat(width as usize - filled),
-            done * 100 / total.max(1),
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+        bar.set_message(format!(
+            "{}{u} of {}{u} simulated",
             done / unit.0,
             total.div_ceil(unit.0),
             u = unit.1,
-        );
-        let _ = err.flush();
+        ));
     };
     let options = RunOptions {
         seed: args.seed,
@@ -124,9 +119,7 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         threads: Some(usize::from(args.threads)),
     };
     let outcome = scenario.run(options);
-    if shown {
-        let _ = writeln!(err);
-    }
+    bar.finish_and_clear();
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -216,4 +209,17 @@ fn inspect(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     }
     0
+}
+
+/// A progress bar on stderr, `NAME: [#####     ]  42%  message`; drawn only when stderr is a
+/// terminal.
+pub(crate) fn progress_bar(name: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{name}: [{{bar:30}}] {{percent:>3}}%  {{msg}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("## ");
+    bar.set_style(style);
+    bar
 }
