@@ -158,13 +158,27 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (days, second) = (self.0.div_euclid(DAY), self.0.rem_euclid(DAY));
         let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            second / 3600,
-            second / 60 % 60,
-            second % 60
-        )
+        let (hh, mm, ss) = (second / 3600, second / 60 % 60, second % 60);
+        if !(0..=9999).contains(&y) {
+            return write!(f, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z");
+        }
+        // Every record's hash covers its times, so this is on the hot path: the fixed
+        // 20 bytes are written directly rather than through the formatting machinery.
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let digits = |out: &mut [u8], mut n: i64| {
+            for b in out.iter_mut().rev() {
+                *b = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        digits(&mut out[0..4], y);
+        digits(&mut out[5..7], i64::from(m));
+        digits(&mut out[8..10], i64::from(d));
+        digits(&mut out[11..13], hh);
+        digits(&mut out[14..16], mm);
+        digits(&mut out[17..19], ss);
+        // The buffer holds only ASCII digits and separators.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
