@@ -214,7 +214,8 @@ fn inspect(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 /// A progress bar on stderr, `NAME: [#####     ]  42%  message`; drawn only when stderr is a
 /// terminal.
 pub(crate) fn progress_bar(name: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     let style = indicatif::ProgressStyle::with_template(&format!(
         "{name}: [{{bar:30}}] {{percent:>3}}%  {{msg}}"
     ))

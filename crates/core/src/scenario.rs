@@ -39,6 +39,19 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The most steps a scenario may have, counted before the run (a step repeated through a
+/// YAML alias counts each time). The format has no loops and a tick is one evaluation
+/// however far it moves the clock (deadlines and reminders do not catch up), so the work of
+/// a run grows with its steps; checks such as `verifies` read a document's whole trail,
+/// which makes the worst run quadratic in the steps. At this limit the worst run we know
+/// (1,000 steps adding records to one document, then 1,000 `verifies` of it) takes about
+/// 1.4 s in a release build; real scenarios have tens of steps.
+pub const MAX_STEPS: usize = 2_000;
+
+/// The most expectations a scenario may have, counted before the run: each key under an
+/// `expect:`, with each user of `pending_for` and each state of `by_state` counting as one.
+pub const MAX_EXPECTATIONS: usize = 2_000;
+
 /// Runs a scenario. `load` returns the text of a workflow file named in the scenario
 /// (relative to the scenario, as the caller sees fit). An unreadable scenario or workflow
 /// is an error; a failed expectation is a [`Failure`] in the report.
@@ -98,6 +111,7 @@ pub fn run(
             "a scenario needs a list of `steps:`".into(),
         ));
     };
+    check_limits(steps, file)?;
     let default_doc = root
         .get("doc")
         .and_then(Node::scalar_string)
@@ -211,6 +225,18 @@ impl Run {
                     pos,
                     format!("unknown key `{key}` in a `{}` step", cmd.action.name()),
                 );
+            }
+        }
+        // Serde reads the out-of-range text an earlier version stored (see
+        // `Timestamp`'s `Deserialize`); a scenario is new input, so it gets the range.
+        if let crate::event::Action::Delegate { until, .. } = &cmd.action {
+            if !until.in_range() {
+                let pos = step.get("until").map_or(step.pos, |n| n.pos);
+                let text = step
+                    .get("until")
+                    .and_then(Node::scalar_string)
+                    .unwrap_or_default();
+                return self.fail(pos, crate::time::TimeError::OutOfRange(text).to_string());
             }
         }
         let clock = FixedClock(self.now);
@@ -426,6 +452,47 @@ impl Run {
             message,
         });
     }
+}
+
+/// Refuses a scenario over [`MAX_STEPS`] or [`MAX_EXPECTATIONS`] before anything runs,
+/// pointing at the first step past the limit.
+fn check_limits(steps: &[Node], file: &str) -> Result<(), LoadError> {
+    if let Some(step) = steps.get(MAX_STEPS) {
+        return Err(diag(
+            file,
+            Some(step.pos),
+            "too_many_steps",
+            format!(
+                "the scenario has {} steps; at most {MAX_STEPS} are run",
+                steps.len()
+            ),
+        ));
+    }
+    let mut expectations = 0;
+    for step in steps {
+        for (key, value) in step
+            .get("expect")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
+            expectations += match key.as_str() {
+                Some("pending_for" | "by_state") => value.as_map().map_or(1, <[_]>::len),
+                _ => 1,
+            };
+        }
+        if expectations > MAX_EXPECTATIONS {
+            return Err(diag(
+                file,
+                Some(step.pos),
+                "too_many_expectations",
+                format!(
+                    "the scenario has more than {MAX_EXPECTATIONS} expectations by this step; \
+                     at most {MAX_EXPECTATIONS} are checked"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `bob approve`, or `dave approve for bob` under a delegation, or `bob sign approval`.

@@ -1691,7 +1691,12 @@ impl DocState {
                     let seed = fnv1a(self.doc.as_bytes()) as usize;
                     let start = (seed + self.submissions as usize * *count as usize) % n;
                     for i in 0..(*count as usize).min(n) {
-                        add(eligible_members[(start + i) % n], &mut out, &mut skipped, taken);
+                        add(
+                            eligible_members[(start + i) % n],
+                            &mut out,
+                            &mut skipped,
+                            taken,
+                        );
                     }
                 }
             }

@@ -14,6 +14,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use signoff_yaml::{Budget, Node, Pos, Seg};
 
+use crate::time::IsoDuration;
+
 pub use model::*;
 
 /// A validated, immutable workflow.
@@ -544,6 +546,22 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
                 );
             }
         }
+        let mut durations = vec![(with(st(i), &[k("due")]), "due", s.due)];
+        if let Some(r) = &s.review {
+            durations.push((
+                with(st(i), &[k("review"), k("every")]),
+                "review.every",
+                r.every,
+            ));
+            durations.push((
+                with(st(i), &[k("review"), k("idle")]),
+                "review.idle",
+                r.idle,
+            ));
+        }
+        for (path, key, d) in durations {
+            check_duration(&format!("state {:?}", s.name), key, d, path, &mut report);
+        }
         let Some(a) = &s.approval else { continue };
         let ap = with(st(i), &[k("approval")]);
         if a.stages.is_empty() {
@@ -566,6 +584,13 @@ fn compile(def: WorkflowDef, problems: &mut Vec<Problem>) -> Option<Workflow> {
                     ),
                 );
             }
+            check_duration(
+                &format!("stage {:?}", stage.name),
+                "due",
+                stage.due,
+                with(sp.clone(), &[k("due")]),
+                &mut report,
+            );
             if stage.groups.is_empty() {
                 report(
                     with(sp.clone(), &[k("groups")]),
@@ -759,6 +784,18 @@ fn check_group(
             }
         }
     }
+    let who = format!("group {:?}", g.name);
+    check_duration(
+        &who,
+        "remind_every",
+        g.remind_every,
+        at(&[k("remind_every")]),
+        report,
+    );
+    if let Some(e) = &g.escalate {
+        let path = at(&[k("escalate"), k("after")]);
+        check_duration(&who, "escalate.after", Some(e.after), path, report);
+    }
     match g.rule {
         Rule::Min(0) => report(
             at(&[k("rule"), k("min")]),
@@ -784,6 +821,32 @@ fn check_group(
         ),
         _ => {}
     }
+}
+
+/// Refuses a duration that cannot give a deadline within the range of time, whatever the
+/// start: counted even from 0001-01-01T00:00:00Z it passes 9999-12-31T23:59:59Z. Shorter
+/// durations counted from a late start are clamped at run time instead (see
+/// [`Timestamp::plus`](crate::Timestamp::plus)).
+fn check_duration(
+    owner: &str,
+    key: &str,
+    d: Option<IsoDuration>,
+    path: Vec<PathSeg>,
+    report: &mut dyn FnMut(Vec<PathSeg>, &'static str, String),
+) {
+    let Some(d) = d.filter(|d| !d.fits_in_range()) else {
+        return;
+    };
+    report(
+        path,
+        "duration_too_long",
+        format!(
+            "{owner}: `{key}` {d} is too long: even counted from {} it ends after {}, the last \
+             time signoff can keep (at most about 9998 years)",
+            crate::Timestamp::MIN,
+            crate::Timestamp::MAX
+        ),
+    );
 }
 
 fn describe_group(g: &GroupDef) -> String {

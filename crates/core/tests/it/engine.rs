@@ -290,3 +290,85 @@ steps:
     assert_eq!(notes[0].to, ["r1", "r2"]);
     assert!(notes[0].text.contains("started again"), "{}", notes[0].text);
 }
+
+#[test]
+fn the_scenario_runner_refuses_times_outside_the_range() {
+    let text = "\
+workflow:
+  name: w
+  initial: draft
+  states:
+    - { name: draft, on: { submit: done } }
+    - { name: done, final: true }
+steps:
+  - { at: 10026-01-01T00:00:00Z, do: create, by: alice, title: T, content_hash: h }
+  - { at: 9999-12-31T23:59:59Z, do: create, by: alice, title: T, content_hash: h }
+  - { tick: +10000-01-01T00:00:00Z }
+  - { tick: 0000-12-31T00:00:00Z }
+  - { do: delegate, by: alice, to: bob, until: 10026-01-01T00:00:00Z, reason: Away }
+  - expect: { state: draft }
+";
+    let report = scenario::run(text, "s.yaml", &mut |_| Err("no files".into())).unwrap();
+    let got: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
+    let range =
+        "is outside the range of time signoff keeps (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)";
+    assert_eq!(
+        got,
+        [
+            format!("s.yaml:8:11: \"10026-01-01T00:00:00Z\" {range}"),
+            format!("s.yaml:10:13: \"+10000-01-01T00:00:00Z\" {range}"),
+            format!("s.yaml:11:13: \"0000-12-31T00:00:00Z\" {range}"),
+            format!("s.yaml:12:48: \"10026-01-01T00:00:00Z\" {range}"),
+        ]
+    );
+}
+
+/// Steps of a scenario over the basic template, followed by `last`.
+fn many_steps(n: usize, step: &str) -> String {
+    let mut text = "workflow:\n  name: w\n  initial: draft\n  states:\n    - { name: draft, final: true }\nsteps:\n".to_owned();
+    for _ in 0..n {
+        text.push_str(step);
+    }
+    text
+}
+
+#[test]
+fn scenario_limits_are_checked_before_the_run() {
+    let tick = "  - { tick: 2026-01-01T00:00:00Z }\n";
+    let ok = scenario::run(
+        &many_steps(scenario::MAX_STEPS, tick),
+        "s.yaml",
+        &mut |_| Err("no files".into()),
+    )
+    .unwrap();
+    assert_eq!(ok.steps, scenario::MAX_STEPS);
+    let err = scenario::run(
+        &many_steps(scenario::MAX_STEPS + 1, tick),
+        "s.yaml",
+        &mut |_| Err("no files".into()),
+    )
+    .unwrap_err();
+    assert_eq!(err.diagnostics[0].code, "too_many_steps");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "s.yaml:{}:5: too_many_steps: the scenario has 2001 steps; at most 2000 are run",
+            6 + scenario::MAX_STEPS + 1
+        )
+    );
+
+    // Two thousand steps of three expectations each: over the limit at the 667th.
+    let expect = "  - expect: { state: draft, version: 0, by_state: { draft: [] } }\n";
+    let err = scenario::run(&many_steps(2_000, expect), "s.yaml", &mut |_| {
+        Err("no files".into())
+    })
+    .unwrap_err();
+    assert_eq!(err.diagnostics[0].code, "too_many_expectations");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "s.yaml:{}:5: too_many_expectations: the scenario has more than 2000 expectations by this step; at most 2000 are checked",
+            6 + 667
+        )
+    );
+}

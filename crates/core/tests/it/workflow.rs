@@ -261,3 +261,67 @@ fn json_definitions_have_positions_too() {
         ]
     );
 }
+
+#[test]
+fn a_due_date_that_cannot_fit_in_the_range_of_time() {
+    // P9000Y fits from year 1 (a deadline counted from 2026 is clamped at run time);
+    // P9999Y cannot fit from any start.
+    check(
+        &format!(
+            "{HEAD}  - name: draft\n    due: P9000Y\n    on: {{ expired: done }}\n  - name: done\n    final: true\n    due: P9999Y\n    on: {{ expired: draft }}\n"
+        ),
+        &[
+            "9:10 duration_too_long: state \"done\": `due` P9999Y is too long: even counted from 0001-01-01T00:00:00Z it ends after 9999-12-31T23:59:59Z, the last time signoff can keep (at most about 9998 years)",
+        ],
+    );
+}
+
+#[test]
+fn every_duration_of_a_workflow_is_checked() {
+    let long = "P3652059D"; // one day more than 0001-01-01 to 9999-12-31
+    check(
+        &format!(
+            "name: t\ninitial: draft\ngroups:\n  qa: [q1, q2]\nstates:\n  - name: draft\n    on: {{ submit: review }}\n  - name: done\n    final: true\n    review: {{ every: P9998Y12M }}\n    on: {{ review_due: draft }}\n  - name: idle\n    final: true\n    review: {{ idle: {long} }}\n    on: {{ review_due: draft }}\n  - name: review\n    on: {{ approved: done, rejected: draft, expired: draft, withdraw: idle }}\n    approval:\n      stages:\n        - name: s1\n          due: {long}\n          groups:\n            - name: g\n              reviewers: [{{ group: qa }}]\n              remind_every: {long}\n              escalate: {{ after: {long}, to: [{{ user: lead }}] }}\n"
+        ),
+        &[
+            "10:22 duration_too_long: state \"done\": `review.every` P9999Y is too long: even counted from 0001-01-01T00:00:00Z it ends after 9999-12-31T23:59:59Z, the last time signoff can keep (at most about 9998 years)",
+            "14:21 duration_too_long: state \"idle\": `review.idle` P3652059D is too long: even counted from 0001-01-01T00:00:00Z it ends after 9999-12-31T23:59:59Z, the last time signoff can keep (at most about 9998 years)",
+            "21:16 duration_too_long: stage \"s1\": `due` P3652059D is too long: even counted from 0001-01-01T00:00:00Z it ends after 9999-12-31T23:59:59Z, the last time signoff can keep (at most about 9998 years)",
+            "25:29 duration_too_long: group \"g\": `remind_every` P3652059D is too long: even counted from 0001-01-01T00:00:00Z it ends after 9999-12-31T23:59:59Z, the last time signoff can keep (at most about 9998 years)",
+            "26:34 duration_too_long: group \"g\": `escalate.after` P3652059D is too long: even counted from 0001-01-01T00:00:00Z it ends after 9999-12-31T23:59:59Z, the last time signoff can keep (at most about 9998 years)",
+        ],
+    );
+}
+
+#[test]
+fn the_longest_duration_that_fits_is_accepted() {
+    check(
+        &format!(
+            "{HEAD}  - name: draft\n    due: P9998Y11M30DT23H59M59S\n    on: {{ expired: done }}\n  - name: done\n    final: true\n"
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn a_workflow_built_in_code_names_the_path() {
+    let text = format!(
+        "{HEAD}  - name: draft\n    due: P9999Y\n    on: {{ expired: done }}\n  - name: done\n    final: true\n"
+    );
+    let def = Workflow::from_text(&text.replace("P9999Y", "P1D"), "wf.yaml")
+        .unwrap()
+        .def()
+        .clone();
+    let mut long = def.clone();
+    long.states[0].due = Some("P9999Y".parse().unwrap());
+    let err = Workflow::from_def(long).unwrap_err();
+    assert_eq!(err.diagnostics.len(), 1);
+    assert_eq!(err.diagnostics[0].code, "duration_too_long");
+    assert!(
+        err.diagnostics[0]
+            .message
+            .starts_with("states[0].due: state \"draft\": `due` P9999Y is too long"),
+        "{}",
+        err.diagnostics[0].message
+    );
+}

@@ -9,6 +9,7 @@ mod differential;
 mod group;
 mod hosted;
 mod migrate;
+mod old_times;
 mod open;
 mod support;
 mod tail;
