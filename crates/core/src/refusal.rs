@@ -82,6 +82,9 @@ pub enum Reason {
     /// The evidence cannot be checked (no verifier for the method, no enrolment, a lockout).
     #[error("re-authentication by {method} cannot be verified: {why}")]
     EvidenceUnverifiable { method: String, why: String },
+    /// A command's time, or a time it names, outside 0001-01-01T00:00:00Z..=9999-12-31T23:59:59Z.
+    #[error("{at} is outside the range of time signoff keeps (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)")]
+    TimeOutOfRange { at: Timestamp },
     #[error("a delegation must end after now ({now})")]
     DelegationInPast { now: Timestamp },
     #[error("group {group:?} requires a signature with meaning {meaning}")]
@@ -135,6 +138,7 @@ impl Reason {
             Reason::NoDelegation { .. } | Reason::NotDelegable { .. } => "no_delegation",
             Reason::AlreadyVoted { .. } => "already_voted",
             Reason::Blank { .. } => "blank",
+            Reason::TimeOutOfRange { .. } => "time_out_of_range",
             Reason::EvidenceRejected { .. } => "evidence_rejected",
             Reason::EvidenceUnverifiable { .. } => "evidence_unverifiable",
             Reason::DelegationInPast { .. } => "delegation_in_past",

@@ -183,6 +183,7 @@ impl DocState {
             reason,
         };
         check_actor(cmd).map_err(refuse)?;
+        check_times(cmd, now).map_err(refuse)?;
         if let Some(p) = cmd.on_behalf_of.as_ref().filter(|p| **p != cmd.by) {
             // A delegation belongs to a document, so none exists before it does.
             return Err(refuse(Reason::NoDelegation {
@@ -309,6 +310,7 @@ impl DocState {
             }));
         }
         check_actor(cmd).map_err(refuse)?;
+        check_times(cmd, now).map_err(refuse)?;
         // Acting as oneself needs no delegation; acting for someone else needs one that is
         // active now and covers the action. Checked here, once, for every action.
         let on_behalf_of = cmd.on_behalf_of.clone().filter(|p| *p != cmd.by);
@@ -1751,6 +1753,20 @@ fn check_actor(cmd: &Command) -> Result<(), Reason> {
     not_blank(&cmd.by, "the actor's id")?;
     if let Some(p) = &cmd.on_behalf_of {
         not_blank(p, "the id in on_behalf_of")?;
+    }
+    Ok(())
+}
+
+/// Time has a range, enforced at the door: a clock or a delegation's end outside it would
+/// write a timestamp that cannot be read back.
+fn check_times(cmd: &Command, now: Timestamp) -> Result<(), Reason> {
+    if !now.in_range() {
+        return Err(Reason::TimeOutOfRange { at: now });
+    }
+    if let Action::Delegate { until, .. } = &cmd.action {
+        if !until.in_range() {
+            return Err(Reason::TimeOutOfRange { at: *until });
+        }
     }
     Ok(())
 }

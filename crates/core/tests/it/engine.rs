@@ -372,3 +372,44 @@ fn scenario_limits_are_checked_before_the_run() {
         )
     );
 }
+
+/// A clock or a delegation's end outside the range of time is refused at the door, so no
+/// record can carry a timestamp that cannot be read back.
+#[test]
+fn times_outside_the_range_are_refused_at_the_door() {
+    let mut e = Engine::new();
+    let wf = e.register(crate::template("basic.yaml"));
+    let cmd = |by: &str, action| Command {
+        by: by.into(),
+        on_behalf_of: None,
+        comment: None,
+        action,
+    };
+    let create = cmd(
+        "alice",
+        Action::Create {
+            title: "T".into(),
+            content_hash: "h".into(),
+            page_owner: None,
+            space_admins: vec![],
+        },
+    );
+    let late = FixedClock(Timestamp(Timestamp::MAX.0 + 1));
+    let err = e.create("d", wf.hash(), &create, &late).unwrap_err();
+    assert_eq!(err.reason.code(), "time_out_of_range");
+    let now = FixedClock("2026-01-01T00:00:00Z".parse().unwrap());
+    e.create("d", wf.hash(), &create, &now).unwrap();
+    let away = cmd(
+        "bob",
+        Action::Delegate {
+            to: "carol".into(),
+            until: Timestamp(Timestamp::MAX.0 + 86_400),
+            reason: "Away".into(),
+        },
+    );
+    let err = e.execute("d", &away, &now).unwrap_err();
+    assert_eq!(err.reason.code(), "time_out_of_range");
+    let err = e.execute("d", &cmd("alice", Action::Submit), &late).unwrap_err();
+    assert_eq!(err.reason.code(), "time_out_of_range");
+    assert_eq!(e.doc("d").unwrap().records.len(), 1);
+}
