@@ -362,8 +362,8 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
         actor,
     } = cmd
     {
-        let source = std::fs::read_to_string(workflow)
-            .map_err(|e| unusable(format!("cannot read {}: {e}", workflow.display())))?;
+        let source = signoff_yaml::input::read_text(workflow, signoff_yaml::input::TEXT_LIMIT)
+            .map_err(|e| unusable(e.to_string()))?;
         let wf = Workflow::from_text(&source, &workflow.display().to_string()).map_err(|e| {
             unusable(format!(
                 "{} is not a valid workflow (see `signoff workflow validate`):\n{e}",

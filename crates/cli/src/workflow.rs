@@ -73,10 +73,10 @@ pub fn run(cmd: &WorkflowCommand, out: &mut dyn Write, err: &mut dyn Write) -> u
 /// Reads and validates a definition. `None`: unreadable (reported on `err`); `Some(Err)`:
 /// invalid (every diagnostic reported on `out`: they are the command's answer).
 fn load(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Option<Result<Workflow, ()>> {
-    let text = match std::fs::read_to_string(file) {
+    let text = match read_text(file) {
         Ok(t) => t,
         Err(e) => {
-            let _ = writeln!(err, "signoff: cannot read {}: {e}", file.display());
+            let _ = writeln!(err, "signoff: {e}");
             return None;
         }
     };
@@ -99,18 +99,17 @@ fn load(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Option<Result<
 fn test(scenarios: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let (mut passed, mut failed, mut unreadable) = (0, 0, false);
     for path in scenarios {
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_text(path) {
             Ok(t) => t,
             Err(e) => {
-                let _ = writeln!(err, "signoff: cannot read {}: {e}", path.display());
+                let _ = writeln!(err, "signoff: {e}");
                 unreadable = true;
                 failed += 1;
                 continue;
             }
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut read_workflow =
-            |p: &str| std::fs::read_to_string(dir.join(p)).map_err(|e| e.to_string());
+        let mut read_workflow = |p: &str| read_text(&dir.join(p)).map_err(|e| e.to_string());
         match scenario::run(&text, &path.display().to_string(), &mut read_workflow) {
             Err(e) => {
                 for d in &e.diagnostics {
@@ -157,4 +156,10 @@ fn test(scenarios: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     } else {
         OK
     }
+}
+
+/// Reads a workflow or scenario: a regular file of at most 4 MiB (see
+/// [`signoff_yaml::input`]), as UTF-8.
+fn read_text(path: &Path) -> Result<String, signoff_yaml::input::InputError> {
+    signoff_yaml::input::read_text(path, signoff_yaml::input::TEXT_LIMIT)
 }

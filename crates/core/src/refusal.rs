@@ -83,7 +83,9 @@ pub enum Reason {
     #[error("re-authentication by {method} cannot be verified: {why}")]
     EvidenceUnverifiable { method: String, why: String },
     /// A command's time, or a time it names, outside 0001-01-01T00:00:00Z..=9999-12-31T23:59:59Z.
-    #[error("{at} is outside the range of time signoff keeps (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)")]
+    #[error(
+        "{at} is outside the range of time signoff keeps (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
+    )]
     TimeOutOfRange { at: Timestamp },
     #[error("a delegation must end after now ({now})")]
     DelegationInPast { now: Timestamp },

@@ -191,11 +191,17 @@ fn run_diff(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, InputError> {
-    std::fs::read(path).map_err(|e| InputError {
-        file: display(path),
-        line: None,
-        column: None,
-        message: format!("cannot read the file: {e}"),
+    // Only regular files, their size checked before reading (`/dev/zero`, a FIFO or a sparse
+    // 2 GB file is refused at once); the YAML budget's limit applies to the bytes read.
+    signoff_yaml::input::read_file(path, signoff_yaml::input::TEXT_LIMIT).map_err(|e| {
+        let message = e.to_string();
+        let prefix = format!("{}: ", display(path));
+        InputError {
+            file: display(path),
+            line: None,
+            column: None,
+            message: message.strip_prefix(&prefix).unwrap_or(&message).to_owned(),
+        }
     })
 }
 

@@ -22,6 +22,14 @@ use crate::kvs::KvsStorage;
 use crate::realm::Realm;
 use crate::report::RoaReport;
 
+/// The longest run, in virtual time: ten years (checked before the run).
+pub const MAX_END: u64 = 3_650 * Millis::DAY;
+/// The most steps a scenario may have, after expanding loops (`every`); one loop may expand
+/// to at most this many too.
+pub const MAX_STEPS: usize = 2_000_000;
+/// The most faults one `fault` step may inject.
+pub const MAX_FAULTS: u32 = 100_000;
+
 /// A scenario, parsed and checked for references; nothing is loaded yet.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -214,11 +222,14 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
-        let text = std::fs::read(path).map_err(|e| ScenarioError {
-            file: file.clone(),
-            pos: None,
-            message: e.to_string(),
-        })?;
+        let text =
+            signoff_yaml::input::read_file(path, signoff_yaml::input::TEXT_LIMIT).map_err(|e| {
+                ScenarioError {
+                    file: file.clone(),
+                    pos: None,
+                    message: e.to_string(),
+                }
+            })?;
         let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
         Scenario::parse(&file, &dir, &text)
     }
@@ -401,6 +412,16 @@ impl Scenario {
             for step in cx.seq(steps)? {
                 let mut new = cx.steps(&s, step, &mut now, &mut order, &mut pages)?;
                 s.steps.append(&mut new);
+                // Checked as the list grows, so that many loops cannot add up unbounded.
+                if s.steps.len() > MAX_STEPS {
+                    return Err(cx.err(
+                        step.pos,
+                        &format!(
+                            "the scenario has {} steps by here, more than the limit of {MAX_STEPS}",
+                            s.steps.len()
+                        ),
+                    ));
+                }
             }
         }
         s.steps.sort_by_key(|st| (st.at, st.order));
@@ -408,11 +429,34 @@ impl Scenario {
             s.expect = cx.expectations(&s, e, &pages)?;
         }
         let last = s.steps.last().map_or(0, |st| st.at);
+        if last > MAX_END {
+            let pos = s.steps.last().map_or(root.pos, |st| st.pos);
+            return Err(cx.err(
+                pos,
+                &format!(
+                    "a step at {}d is past the limit of a run ({}d of virtual time)",
+                    last / Millis::DAY,
+                    MAX_END / Millis::DAY
+                ),
+            ));
+        }
         s.end = match root.get("end") {
             Some(n) => {
                 let end = cx.duration(n)?;
                 if end < last {
                     return Err(cx.err(n.pos, "`end` comes before the last step"));
+                }
+                // Checked before the run: a scheduled trigger fires every five minutes, so
+                // virtual time is what a run costs.
+                if end > MAX_END {
+                    return Err(cx.err(
+                        n.pos,
+                        &format!(
+                            "`end` is {}d of virtual time, more than the limit of {}d",
+                            end / Millis::DAY,
+                            MAX_END / Millis::DAY
+                        ),
+                    ));
                 }
                 end
             }
@@ -765,8 +809,8 @@ impl Run<'_> {
     ) -> Result<String, ScenarioError> {
         let s = self.scenario;
         let path = s.dir.join(&manifest.value);
-        let yaml = std::fs::read_to_string(&path)
-            .map_err(|e| s.fail(Some(manifest.pos), format!("{}: {e}", path.display())))?;
+        let yaml = signoff_yaml::input::read_text(&path, signoff_yaml::input::TEXT_LIMIT)
+            .map_err(|e| s.fail(Some(manifest.pos), e.to_string()))?;
         let cpath = s.dir.join(&component.value);
         if !self.components.contains_key(&cpath) {
             if !cpath.exists() {
@@ -1514,7 +1558,7 @@ impl Cx<'_> {
             }
             let body = self.seq(self.req(step, "do")?)?;
             let times = (until - from) / period + 1;
-            if times.saturating_mul(body.len() as u64) > 2_000_000 {
+            if times.saturating_mul(body.len() as u64) > MAX_STEPS as u64 {
                 return Err(self.err(every.pos, "this loop expands to more than 2,000,000 steps"));
             }
             let actions = body
@@ -1765,10 +1809,18 @@ impl Cx<'_> {
                         "a fault is one of storage-errors, timeouts, duplicate-events",
                     ));
                 };
+                let n = self.req(v, key)?;
+                let count = self.u32(n)?;
+                if count > MAX_FAULTS {
+                    return Err(self.err(
+                        n.pos,
+                        &format!("{count} faults are more than the limit of {MAX_FAULTS} per step"),
+                    ));
+                }
                 Action::Fault {
                     install,
                     fault: *fault,
-                    count: self.u32(self.req(v, key)?)?,
+                    count,
                 }
             }
             "expect" => Action::Expect(self.expectations(s, v, pages)?),

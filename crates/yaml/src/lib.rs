@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 mod fast;
+pub mod input;
 
 pub use compact_str::CompactString;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
@@ -78,8 +79,19 @@ pub enum ParseError {
     NotUtf8 { line: u32, column: u32 },
     #[error("{}: nesting is deeper than the limit of {limit} levels", .pos)]
     TooDeep { pos: Pos, limit: usize },
-    #[error("{}: aliases expand to more than {limit} nodes (alias bomb?)", .pos)]
-    TooManyNodes { pos: Pos, limit: usize },
+    /// The node budget was hit. `from_aliases` of the nodes counted were copies made by
+    /// aliases: when it is large, the file is an alias bomb; when it is zero, it is simply big.
+    #[error(
+        "{}: the file makes {nodes} nodes, more than the limit of {limit}{}",
+        .pos,
+        if *.from_aliases > 0 { format!(" ({from_aliases} of them copies made by aliases)") } else { String::new() }
+    )]
+    TooManyNodes {
+        pos: Pos,
+        limit: usize,
+        nodes: usize,
+        from_aliases: usize,
+    },
     #[error("{}: alias refers to an unknown anchor", .pos)]
     UnknownAnchor { pos: Pos },
     #[error("{}: {message}", .pos)]
@@ -410,6 +422,8 @@ pub(crate) struct Builder {
     entries: Vec<(Node, Node)>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
+    /// Of `nodes`, how many were copies made by aliases.
+    aliased: usize,
     root: Option<Node>,
     warnings: Vec<YamlWarning>,
     documents: usize,
@@ -426,6 +440,7 @@ impl Builder {
             entries: Vec::with_capacity(32),
             anchors: HashMap::new(),
             nodes: 0,
+            aliased: 0,
             root: None,
             warnings: Vec::new(),
             documents: 0,
@@ -475,6 +490,7 @@ impl Builder {
                 };
                 let mut node = target.clone();
                 let n = node.count();
+                self.aliased = self.aliased.saturating_add(n);
                 self.count(n, pos)?;
                 node.pos = pos;
                 self.push(node, 0)?;
@@ -574,6 +590,8 @@ impl Builder {
             return Err(ParseError::TooManyNodes {
                 pos,
                 limit: self.budget.max_nodes,
+                nodes: self.nodes,
+                from_aliases: self.aliased,
             });
         }
         Ok(())

@@ -409,7 +409,9 @@ fn times_outside_the_range_are_refused_at_the_door() {
     );
     let err = e.execute("d", &away, &now).unwrap_err();
     assert_eq!(err.reason.code(), "time_out_of_range");
-    let err = e.execute("d", &cmd("alice", Action::Submit), &late).unwrap_err();
+    let err = e
+        .execute("d", &cmd("alice", Action::Submit), &late)
+        .unwrap_err();
     assert_eq!(err.reason.code(), "time_out_of_range");
     assert_eq!(e.doc("d").unwrap().records.len(), 1);
 }

@@ -41,6 +41,10 @@ pub mod bindings {
     wasmtime::component::bindgen!({ world: "app", path: "wit" });
 }
 
+/// The largest component file the simulator reads (Forge's own bundle limit is far lower;
+/// this only keeps a hostile path such as a 2 GB sparse file from being read whole).
+pub const COMPONENT_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Engine-wide choices, made once per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -200,7 +204,14 @@ impl Runtime {
         {
             return Ok(c.clone());
         }
-        let c = Component::from_file(&self.engine, path).map_err(|e| LoadError::Component {
+        // Read like every other input: a regular file, its size checked first, bounded.
+        let bytes = signoff_yaml::input::read_file(path, COMPONENT_LIMIT).map_err(|e| {
+            LoadError::Component {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let c = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Component {
             path: path.display().to_string(),
             message: format!("{e:#}"),
         })?;

@@ -79,6 +79,18 @@ fn bad_scenarios_point_at_the_place() {
         "s.yaml:10:12: `100000000000000000w` is not a duration (e.g. 500ms, 90s, 5m, 2h, 30d, 1w, 1d12h)",
     );
     check_error(
+        &format!("{HEAD}end: 100000000000d\n"),
+        "s.yaml:8:6: `end` is 100000000000d of virtual time, more than the limit of 3650d",
+    );
+    check_error(
+        &format!("{HEAD}steps:\n  - at: 4000d\n    consent: {{install: i}}\n"),
+        "s.yaml:10:5: a step at 4000d is past the limit of a run (3650d of virtual time)",
+    );
+    check_error(
+        &format!("{HEAD}steps:\n  - fault: {{install: i, timeouts: 4000000000}}\n"),
+        "s.yaml:9:32: 4000000000 faults are more than the limit of 100000 per step",
+    );
+    check_error(
         "sites: [\n",
         "s.yaml:2:1: invalid YAML: while parsing a node, did not find expected node content",
     );

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod input;
+
 use proptest::prelude::*;
 use signoff_yaml::{Budget, fast_path_accepts, parse_str, parse_str_general};
 
