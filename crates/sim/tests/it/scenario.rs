@@ -88,7 +88,7 @@ fn bad_scenarios_point_at_the_place() {
     );
     check_error(
         &format!("{HEAD}steps:\n  - fault: {{install: i, timeouts: 4000000000}}\n"),
-        "s.yaml:9:32: 4000000000 faults are more than the limit of 100000 per step",
+        "s.yaml:9:35: 4000000000 faults are more than the limit of 100000 per step",
     );
     check_error(
         "sites: [\n",
