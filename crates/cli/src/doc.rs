@@ -784,7 +784,7 @@ enum InputError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {size} bytes is more than a {what} may have ({limit} bytes)")]
+    #[error("{path}: {size} bytes is more than {what} may have ({limit} bytes)")]
     TooLarge {
         path: String,
         size: u64,
@@ -852,7 +852,7 @@ async fn audit_anchor(
     at: Timestamp,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
-    let key_text = read_limited(key_path, MAX_KEY_FILE, "key file")?;
+    let key_text = read_limited(key_path, MAX_KEY_FILE, "a key file")?;
     let key = SecretKey::parse_hex(&key_text).map_err(|source| InputError::Key {
         path: key_path.display().to_string(),
         source,
@@ -1064,8 +1064,8 @@ fn audit_verify_export(
     public_key: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
-    let text = read_limited(file, MAX_AUDIT_FILE, "verifiable export")?;
     let trusted = public_key.map(read_public_key).transpose()?;
+    let text = read_limited(file, MAX_AUDIT_FILE, "an export")?;
     let report =
         audit::verify_export(&text, trusted.as_ref()).map_err(|source| InputError::Export {
             path: file.display().to_string(),
@@ -1146,7 +1146,7 @@ fn read_public_key(arg: &str) -> Result<PublicKey, Failure> {
             .into()
         });
     }
-    let text = read_limited(path, MAX_KEY_FILE, "key file")?;
+    let text = read_limited(path, MAX_KEY_FILE, "a key file")?;
     Ok(
         PublicKey::parse_hex(&text).map_err(|source| InputError::Key {
             path: arg.to_owned(),
@@ -1156,7 +1156,7 @@ fn read_public_key(arg: &str) -> Result<PublicKey, Failure> {
 }
 
 fn read_anchor(path: &Path) -> Result<Anchor, Failure> {
-    let text = read_limited(path, MAX_AUDIT_FILE, "anchor file")?;
+    let text = read_limited(path, MAX_AUDIT_FILE, "an anchor file")?;
     Ok(Anchor::parse(&text).map_err(|source| InputError::Anchor {
         path: path.display().to_string(),
         source,
@@ -1553,5 +1553,298 @@ mod tests {
         }
         let (code, out, _) = sh(&format!("audit verify spec --store {s}"));
         assert_eq!(code, 0, "{out}");
+    }
+
+    /// A store with two documents, a key pair and an anchor; returns the anchor's path.
+    fn anchored_store(dir: &Dir) -> (String, String, String) {
+        let s = dir.store();
+        let basic = template("basic.yaml");
+        for id in ["a", "d"] {
+            let (code, _, err) = sh(&format!(
+                "doc create {id} --workflow {basic} --by alice --at 2026-01-05T09:00:00Z --store {s}"
+            ));
+            assert_eq!(code, 0, "{err}");
+        }
+        let (code, _, err) = sh(&format!(
+            "doc submit d --by alice --at 2026-01-05T10:00:00Z --store {s}"
+        ));
+        assert_eq!(code, 0, "{err}");
+        let key = dir.0.join("anchor.key").display().to_string();
+        let (code, out, err) = sh(&format!("audit keygen --out {key}"));
+        assert_eq!(code, 0, "{err}");
+        let public = out.trim().rsplit(' ').next().unwrap().to_owned();
+        assert_eq!(public.len(), 64, "{out}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (code, out, err) = sh(&format!(
+            "audit anchor --key {key} --at 2026-01-06T00:00:00Z --store {s}"
+        ));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("2 documents, 5 records"), "{out}");
+        let anchor = format!("{s}.anchors/000001-20260106T000000Z.json");
+        assert!(Path::new(&anchor).exists(), "{out}");
+        (key, public, anchor)
+    }
+
+    #[test]
+    fn anchors_keygen_verify_and_tampering() {
+        let dir = Dir::new("anchor");
+        let s = dir.store();
+        let (key, public, anchor) = anchored_store(&dir);
+        // Nothing changed: a timer running `--if-changed` writes nothing.
+        let (code, out, _) = sh(&format!(
+            "audit anchor --key {key} --if-changed --store {s}"
+        ));
+        assert_eq!(code, 0);
+        assert!(out.starts_with("unchanged since"), "{out}");
+        // Verified with the key inside the file, then with the trusted one (hex or file).
+        let (code, out, err) = sh(&format!("audit verify --anchor {anchor} --store {s}"));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("with the key inside the file"), "{out}");
+        assert!(out.contains("ok: 2 documents, 5 records"), "{out}");
+        for k in [public.clone(), format!("{key}.pub")] {
+            let (code, out, err) = sh(&format!(
+                "audit verify --anchor {anchor} --public-key {k} --store {s}"
+            ));
+            assert_eq!(code, 0, "{err}");
+            assert!(
+                out.contains(&format!("with the trusted key {public}")),
+                "{out}"
+            );
+        }
+        // A wrong key: exit 1, both keys named.
+        let other = dir.0.join("other.key").display().to_string();
+        let (_, other_out, _) = sh(&format!("audit keygen --out {other}"));
+        let other_public = other_out.trim().rsplit(' ').next().unwrap();
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {anchor} --public-key {other_public} --store {s}"
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("not by the trusted key") && out.contains(other_public),
+            "{out}"
+        );
+        // keygen never overwrites a key.
+        let (code, _, err) = sh(&format!("audit keygen --out {key}"));
+        assert_eq!(code, 2);
+        assert!(err.contains(&key), "{err}");
+        // A document added after the anchor is fine, and reported.
+        let basic = template("basic.yaml");
+        sh(&format!(
+            "doc create late --workflow {basic} --by alice --at 2026-01-07T00:00:00Z --store {s}"
+        ));
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {anchor} --public-key {public} --store {s}"
+        ));
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("late: not covered by the anchor"), "{out}");
+        // An edited anchor file: exit 1.
+        let text = std::fs::read_to_string(&anchor).unwrap();
+        let edited = dir.0.join("edited.json");
+        std::fs::write(
+            &edited,
+            text.replace("2026-01-06T00:00:00Z", "2027-01-06T00:00:00Z"),
+        )
+        .unwrap();
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {} --public-key {public} --store {s}",
+            edited.display()
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("the anchor file was edited"), "{out}");
+    }
+
+    #[test]
+    fn a_rehashed_store_is_named_at_the_first_changed_record() {
+        let dir = Dir::new("rehash");
+        let s = dir.store();
+        let (_, public, anchor) = anchored_store(&dir);
+        // An editor of the store rewrites d's record 1 and rehashes the rest of its chain,
+        // then puts the stream back in place of the original (here: under a new store).
+        let store = RedbStore::open(&s, StoreConfig::durable()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (a, mut d, source) = rt.block_on(async {
+            let a = store.read("a", 0).await.unwrap();
+            let d = store.read("d", 0).await.unwrap();
+            let Event::Created { workflow_hash, .. } = &d[0].event else {
+                panic!("created first")
+            };
+            let workflow_hash = workflow_hash.clone();
+            let source = store.workflow(&workflow_hash).await.unwrap().unwrap();
+            (a, d, (workflow_hash, source))
+        });
+        drop(store);
+        d[1].comment = Some("forged".into());
+        for i in 1..d.len() {
+            d[i].prev_hash = d[i - 1].hash.clone();
+            d[i].hash = audit::record_hash(&d[i]);
+        }
+        std::fs::remove_file(&s).unwrap();
+        let store = RedbStore::create(&s, StoreConfig::durable()).unwrap();
+        rt.block_on(async {
+            store.put_workflow(&source.0, &source.1).await.unwrap();
+            store.commit("a", 0, &a, None, &[]).await.unwrap();
+            store.commit("d", 0, &d, None, &[]).await.unwrap();
+        });
+        drop(store);
+        // The chain alone says all is well.
+        let (code, out, _) = sh(&format!("audit verify --store {s}"));
+        assert_eq!(code, 0, "{out}");
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {anchor} --public-key {public} --store {s}"
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(
+                "FAILED: 1 of 2 documents differ from the anchor; the first: d: record 1 (seq 1): it is not the anchored record, and the chain was rehashed"
+            ),
+            "{out}"
+        );
+        // The export carries the latest anchor and names the same record offline.
+        let (code, text, _) = sh(&format!("audit export --format verifiable --store {s}"));
+        assert_eq!(code, 0);
+        let file = dir.0.join("export.jsonl");
+        std::fs::write(&file, text).unwrap();
+        let (code, out, _) = sh(&format!(
+            "audit verify --export {} --public-key {public}",
+            file.display()
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("FAILED: the first bad record: line 4: d: record 1 (seq 1)"),
+            "{out}"
+        );
+        // Removing a document is named too.
+        std::fs::remove_file(&s).unwrap();
+        let store = RedbStore::create(&s, StoreConfig::durable()).unwrap();
+        rt.block_on(async {
+            store.put_workflow(&source.0, &source.1).await.unwrap();
+            store.commit("a", 0, &a, None, &[]).await.unwrap();
+        });
+        drop(store);
+        let (code, out, _) = sh(&format!("audit verify --anchor {anchor} --store {s}"));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("d: the document is missing"), "{out}");
+    }
+
+    #[test]
+    fn verifiable_exports_offline() {
+        let dir = Dir::new("export");
+        let s = dir.store();
+        let (_, public, _) = anchored_store(&dir);
+        let (code, text, _) = sh(&format!("audit export --format verifiable --store {s}"));
+        assert_eq!(code, 0);
+        assert!(
+            text.starts_with("{\"signoff_export\":\"signoff-export/1\""),
+            "{text}"
+        );
+        let file = dir.0.join("export.jsonl");
+        let f = file.display().to_string();
+        std::fs::write(&file, &text).unwrap();
+        // Offline: the store is gone.
+        std::fs::remove_file(&s).unwrap();
+        let (code, out, err) = sh(&format!("audit verify --export {f} --public-key {public}"));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("(the whole store): 2 documents, 5 records"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("verified with the trusted key {public}")),
+            "{out}"
+        );
+        // Edit, delete, reorder a record line: exit 1, the line named.
+        let lines: Vec<&str> = text.lines().collect();
+        let cases: [(Vec<String>, &str); 3] = [
+            (
+                {
+                    let mut l: Vec<String> = lines.iter().map(|x| x.to_string()).collect();
+                    l[4] = l[4].replace("alice", "mallory");
+                    l
+                },
+                "line 5: d: record 2 (seq 2)",
+            ),
+            (
+                {
+                    let mut l: Vec<String> = lines.iter().map(|x| x.to_string()).collect();
+                    l.remove(3);
+                    l
+                },
+                "line 4: d: record 1 (seq 2)",
+            ),
+            (
+                {
+                    let mut l: Vec<String> = lines.iter().map(|x| x.to_string()).collect();
+                    l.swap(3, 4);
+                    l
+                },
+                "line 4: d: record 1 (seq 2)",
+            ),
+        ];
+        for (tampered, expect) in cases {
+            std::fs::write(&file, tampered.join("\n")).unwrap();
+            let (code, out, _) = sh(&format!("audit verify --export {f} --public-key {public}"));
+            assert_eq!(code, 1, "{out}");
+            assert!(
+                out.contains(&format!("FAILED: the first bad record: {expect}")),
+                "{expect}: {out}"
+            );
+        }
+        // Not an export, a huge file, a bad key: exit 2, the file named.
+        std::fs::write(&file, "hello\n").unwrap();
+        let (code, _, err) = sh(&format!("audit verify --export {f}"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&f) && err.contains("not a signoff export"),
+            "{err}"
+        );
+        let huge = std::fs::File::create(&file).unwrap();
+        huge.set_len(MAX_AUDIT_FILE + 1).unwrap();
+        let (code, _, err) = sh(&format!("audit verify --export {f}"));
+        assert_eq!(code, 2);
+        assert!(err.contains(&f) && err.contains("more than"), "{err}");
+        let (code, _, err) = sh(&format!("audit verify --export {f} --public-key abc123"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("--public-key abc123") && err.contains("6 characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_anchor_and_key_files_exit_2_naming_the_file() {
+        let dir = Dir::new("badfiles");
+        let s = dir.store();
+        anchored_store(&dir);
+        let junk = dir.0.join("junk.json");
+        let j = junk.display().to_string();
+        std::fs::write(&junk, "{\"not\": \"an anchor\"}").unwrap();
+        let (code, _, err) = sh(&format!("audit verify --anchor {j} --store {s}"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&j) && err.contains("not an anchor file"),
+            "{err}"
+        );
+        let huge = std::fs::File::create(&junk).unwrap();
+        huge.set_len(MAX_AUDIT_FILE + 1).unwrap();
+        let (code, _, err) = sh(&format!("audit verify --anchor {j} --store {s}"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&j) && err.contains("more than an anchor file may have"),
+            "{err}"
+        );
+        std::fs::write(&junk, "0123").unwrap();
+        let (code, _, err) = sh(&format!("audit anchor --key {j} --store {s}"));
+        assert_eq!(code, 2);
+        assert!(err.contains(&j) && err.contains("4 characters"), "{err}");
+        let (code, _, err) = sh(&format!("audit anchor --key /nonexistent.key --store {s}"));
+        assert_eq!(code, 2);
+        assert!(err.contains("cannot read /nonexistent.key"), "{err}");
     }
 }
