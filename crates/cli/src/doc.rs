@@ -869,16 +869,14 @@ async fn audit_anchor(
     }
     let dir = anchors_dir(store_path);
     let latest = latest_anchor(&dir)?;
-    if if_changed {
-        if let Some((path, _)) = &latest {
-            let previous = read_anchor(path)?;
-            let heads = documents
-                .iter()
-                .map(|d| (d.doc.as_str(), d.records, d.head.as_str()));
-            if previous.same_heads(heads) {
-                let _ = writeln!(out, "unchanged since {}: no anchor written", path.display());
-                return Ok(OK);
-            }
+    if let (true, Some((path, _))) = (if_changed, &latest) {
+        let previous = read_anchor(path)?;
+        let heads = documents
+            .iter()
+            .map(|d| (d.doc.as_str(), d.records, d.head.as_str()));
+        if previous.same_heads(heads) {
+            let _ = writeln!(out, "unchanged since {}: no anchor written", path.display());
+            return Ok(OK);
         }
     }
     let anchor = Anchor::sign(&key, at, documents).map_err(|e| unusable(e.to_string()))?;

@@ -1,6 +1,8 @@
 //! Benchmark of the in-memory engine: decisions per second through decide (validate, hash
 //! chaining, fold) and append, for a two-stage workflow with five peer reviewers and a QA
-//! stage, and the time to replay a 10,000-record document.
+//! stage, and the time to replay a 10,000-record document; then the time to anchor and to
+//! verify 100,000 records in 1,000 documents with a signed anchor, beside plain chain
+//! verification of the same records.
 //!
 //! Run with `cargo run --release -p signoff-core --example bench`. Set `BENCH_DOCS` to
 //! change the number of documents of the decision benchmark (default 20,000).
