@@ -9,6 +9,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use signoff_core::anchor::{
+    Anchor, AnchorError, AnchoredDoc, DocStatus, KeyError, PublicKey, SecretKey,
+};
+use signoff_core::audit::{AnchorOutcome, ExportError, ExportInfo};
 use signoff_core::event::{Action, AuthInput, Event, SignatureInput};
 use signoff_core::notify::notifications;
 use signoff_core::store::{IndexEntry, StoreError};
@@ -204,10 +208,24 @@ pub enum MeaningArg {
 /// `signoff audit ...`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Verify every document's hash chain (or one document's), and that it replays.
+    /// Verify every document's hash chain (or one document's), and that it replays; with
+    /// `--anchor`, also that nothing recorded up to a signed checkpoint changed or
+    /// disappeared; with `--export`, a self-verifying export, offline (no store needed).
     Verify {
         /// Only this document.
+        #[arg(conflicts_with = "export")]
         id: Option<String>,
+        /// A signed checkpoint written by `signoff audit anchor` (keep a copy away from the
+        /// store: the store's own anchor folder is only as safe as the store).
+        #[arg(long, value_name = "FILE", conflicts_with = "export")]
+        anchor: Option<PathBuf>,
+        /// A self-verifying export (`signoff audit export --format verifiable`).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// The public key you trust (64 hex digits, or a file holding them); without it
+        /// the key named inside the anchor is used, which proves only consistency.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
     },
     /// Export the audit trail of every document (or one) to stdout.
     Export {
@@ -215,6 +233,33 @@ pub enum AuditCommand {
         format: ExportFormat,
         /// Only this document.
         id: Option<String>,
+        /// With `--format verifiable`: embed this anchor instead of the store's latest.
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of every document's records (an anchor) into the store's anchor
+    /// folder (STORE.anchors/). Run it at chosen times, e.g. from cron.
+    Anchor {
+        /// The secret key file written by `signoff audit keygen`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Also write the anchor to this file (e.g. on storage the store's editors cannot
+        /// reach).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write nothing when no document changed since the latest anchor (for timers that
+        /// run often).
+        #[arg(long)]
+        if_changed: bool,
+        /// The time recorded in the anchor (default: now, from the system clock).
+        #[arg(long, value_name = "TIME")]
+        at: Option<Timestamp>,
+    },
+    /// Generate an Ed25519 key pair for anchors: the secret key goes to FILE (mode 0600,
+    /// never overwritten), the public key to FILE.pub and to stdout.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -222,6 +267,9 @@ pub enum AuditCommand {
 pub enum ExportFormat {
     Jsonl,
     Csv,
+    /// JSON lines with a header (the latest anchor) and a trailer (each document's count and
+    /// head), which `signoff audit verify --export FILE` checks offline.
+    Verifiable,
 }
 
 /// Exit codes.
@@ -325,15 +373,57 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
             }
             Ok(OK)
         }
-        LocalCommand::Audit { store, cmd } => {
-            let store = open(&store.path)?;
-            match cmd {
-                AuditCommand::Verify { id } => verify(&store, id.as_deref(), out).await,
-                AuditCommand::Export { format, id } => {
-                    export(&store, id.as_deref(), *format, out).await
-                }
+        LocalCommand::Audit { store, cmd } => match cmd {
+            // These two never open the store: an auditor has none, and a key is not data.
+            AuditCommand::Keygen { out: path } => audit_keygen(path, out),
+            AuditCommand::Verify {
+                export: Some(file),
+                public_key,
+                ..
+            } => audit_verify_export(file, public_key.as_deref(), out),
+            AuditCommand::Verify {
+                id,
+                anchor: None,
+                public_key: None,
+                ..
+            } => verify(&open(&store.path)?, id.as_deref(), out).await,
+            AuditCommand::Verify { anchor: None, .. } => Err(unusable(
+                "--public-key goes with --anchor FILE or --export FILE",
+            )),
+            AuditCommand::Verify {
+                id,
+                anchor: Some(file),
+                public_key,
+                ..
+            } => {
+                let db = open(&store.path)?;
+                audit_verify_anchor(&db, id.as_deref(), file, public_key.as_deref(), out).await
             }
-        }
+            AuditCommand::Export {
+                format: ExportFormat::Verifiable,
+                id,
+                anchor,
+            } => {
+                let db = open(&store.path)?;
+                audit_export(&db, &store.path, id.as_deref(), anchor.as_deref(), out).await
+            }
+            AuditCommand::Export {
+                anchor: Some(_), ..
+            } => Err(unusable("--anchor goes with --format verifiable")),
+            AuditCommand::Export { format, id, .. } => {
+                export(&open(&store.path)?, id.as_deref(), *format, out).await
+            }
+            AuditCommand::Anchor {
+                key,
+                out: copy,
+                if_changed,
+                at,
+            } => {
+                let db = open(&store.path)?;
+                let at = at.unwrap_or_else(system_now);
+                audit_anchor(&db, &store.path, key, copy.as_deref(), *if_changed, at, out).await
+            }
+        },
         LocalCommand::Tick { now, store } => {
             let store = open(&store.path)?;
             let mut fired = 0;
@@ -668,7 +758,8 @@ async fn export(
             )));
         }
         let text = match format {
-            ExportFormat::Jsonl => audit::to_jsonl(&records),
+            // Handled by `audit_export`, which needs every document before it writes.
+            ExportFormat::Jsonl | ExportFormat::Verifiable => audit::to_jsonl(&records),
             ExportFormat::Csv => {
                 let csv = audit::to_csv(&records);
                 // One header for the whole export.
@@ -681,6 +772,484 @@ async fn export(
         let _ = out.write_all(text.as_bytes());
     }
     Ok(OK)
+}
+
+/// The largest anchor or export file `signoff audit` reads (an anchor holds about 67 bytes
+/// per record, so this is some 16 million records): a bigger one is refused before it is
+/// read, rather than filling memory.
+const MAX_AUDIT_FILE: u64 = 1 << 30;
+/// The largest key file: a key is 64 hex digits and a newline.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// Why a file that `signoff audit` reads cannot be used (exit code 2). Each names the file.
+#[derive(Debug, thiserror::Error)]
+enum InputError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {size} bytes is more than {what} may have ({limit} bytes)")]
+    TooLarge {
+        path: String,
+        size: u64,
+        limit: u64,
+        what: &'static str,
+    },
+    #[error("{path}: {source}")]
+    Anchor { path: String, source: AnchorError },
+    #[error("{path}: {source}")]
+    Export { path: String, source: ExportError },
+    #[error("{path}: not a key file: {source}")]
+    Key { path: String, source: KeyError },
+    #[error("--public-key {arg}: {source}, and there is no such file")]
+    PublicKeyArg { arg: String, source: KeyError },
+}
+
+impl From<InputError> for Failure {
+    fn from(e: InputError) -> Failure {
+        unusable(e.to_string())
+    }
+}
+
+/// `signoff audit keygen --out FILE`.
+fn audit_keygen(path: &Path, out: &mut dyn Write) -> Result<u8, Failure> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| unusable(format!("no randomness from the operating system: {e}")))?;
+    let key = SecretKey::from_bytes(&seed);
+    seed.fill(0);
+    let mut options = std::fs::OpenOptions::new();
+    // Never overwrite a key: anchors signed with it could no longer be re-signed, and a
+    // typo should not destroy a secret.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{}", key.to_hex()).and_then(|()| f.sync_all()));
+    written.map_err(|e| unusable(format!("cannot write the key to {}: {e}", path.display())))?;
+    let public = key.public_key();
+    let pub_path = with_suffix(path, ".pub");
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .map_err(|e| unusable(format!("cannot write {}: {e}", pub_path.display())))?;
+    let _ = writeln!(
+        out,
+        "secret key written to {} (mode 0600): keep it away from the store and its editors",
+        path.display()
+    );
+    let _ = writeln!(
+        out,
+        "public key (also in {}), for auditors: {public}",
+        pub_path.display()
+    );
+    Ok(OK)
+}
+
+/// `signoff audit anchor --key FILE`: signs every document's record hashes into the store's
+/// anchor folder, and into `copy` when given.
+async fn audit_anchor(
+    store: &RedbStore,
+    store_path: &Path,
+    key_path: &Path,
+    copy: Option<&Path>,
+    if_changed: bool,
+    at: Timestamp,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let key_text = read_limited(key_path, MAX_KEY_FILE, "a key file")?;
+    let key = SecretKey::parse_hex(&key_text).map_err(|source| InputError::Key {
+        path: key_path.display().to_string(),
+        source,
+    })?;
+    let mut documents = Vec::new();
+    for (id, _) in store.documents().await? {
+        let records = store.read(&id, 0).await?;
+        let doc = AnchoredDoc::of(&id, &records).map_err(|e| {
+            failed(format!(
+                "cannot anchor: {id}: {e}; a damaged chain must be looked into, not signed"
+            ))
+        })?;
+        documents.push(doc);
+    }
+    let dir = anchors_dir(store_path);
+    let latest = latest_anchor(&dir)?;
+    if let (true, Some((path, _))) = (if_changed, &latest) {
+        let previous = read_anchor(path)?;
+        let heads = documents
+            .iter()
+            .map(|d| (d.doc.as_str(), d.records, d.head.as_str()));
+        if previous.same_heads(heads) {
+            let _ = writeln!(out, "unchanged since {}: no anchor written", path.display());
+            return Ok(OK);
+        }
+    }
+    let anchor = Anchor::sign(&key, at, documents).map_err(|e| unusable(e.to_string()))?;
+    let number = latest.map_or(1, |(_, n)| n + 1);
+    let compact: String = at
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| unusable(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(format!("{number:06}-{compact}.json"));
+    let text = format!("{}\n", anchor.to_json());
+    write_new(&path, &text)?;
+    let _ = writeln!(
+        out,
+        "anchor {}: {} documents, {} records at {at}, digest {}, signed by key {}",
+        path.display(),
+        anchor.documents().len(),
+        anchor.records(),
+        short(anchor.digest()),
+        anchor.public_key()
+    );
+    if let Some(copy) = copy {
+        std::fs::write(copy, &text)
+            .map_err(|e| unusable(format!("cannot write {}: {e}", copy.display())))?;
+        let _ = writeln!(out, "copy: {}", copy.display());
+    }
+    Ok(OK)
+}
+
+/// `signoff audit verify --anchor FILE`.
+async fn audit_verify_anchor(
+    store: &RedbStore,
+    only: Option<&str>,
+    file: &Path,
+    public_key: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let anchor = read_anchor(file)?;
+    let trusted = public_key.map(read_public_key).transpose()?;
+    let verified = match anchor.verify(trusted.as_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(out, "FAILED: anchor {}: {e}", file.display());
+            return Ok(FAILED);
+        }
+    };
+    let _ = writeln!(
+        out,
+        "anchor {} of {}: signature verified with {}",
+        file.display(),
+        anchor.at(),
+        key_words(verified.key(), verified.trusted())
+    );
+    let ids: Vec<String> = match only {
+        Some(id) => vec![id.to_owned()],
+        None => store
+            .documents()
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect(),
+    };
+    let mut streams = Vec::with_capacity(ids.len());
+    for id in ids {
+        let records = store.read(&id, 0).await?;
+        if records.is_empty() && only.is_some() {
+            return Err(failed(format!(
+                "no document {id} in {}",
+                store.path().display()
+            )));
+        }
+        streams.push((id, records));
+    }
+    let mut report = verified.check(streams.iter().map(|(d, r)| (d.as_str(), r.as_slice())));
+    if let Some(id) = only {
+        report.documents.retain(|d| d.doc == id);
+    }
+    let (mut covered, mut added, mut total) = (0, 0, 0);
+    for d in &report.documents {
+        match &d.status {
+            DocStatus::Intact { anchored, since } => {
+                covered += 1;
+                total += anchored + since;
+            }
+            DocStatus::NotCovered { records } => {
+                added += 1;
+                total += records;
+                let _ = writeln!(out, "{d}");
+            }
+            DocStatus::Removed { .. } | DocStatus::Differs(_) => {
+                let _ = writeln!(out, "{d}");
+            }
+        }
+    }
+    if let Some(first) = report.first_failure() {
+        let bad = report.documents.len() - covered - added;
+        let _ = writeln!(
+            out,
+            "FAILED: {bad} of {} documents differ from the anchor; the first: {first}",
+            report.documents.len()
+        );
+        return Ok(FAILED);
+    }
+    // The records match; the states must still replay (a chain can verify and yet not fold).
+    for (id, _) in &streams {
+        if let Err(f) = load(store, id).await {
+            let _ = writeln!(out, "FAILED: {id}: {}", f.message);
+            return Ok(FAILED);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ok: {} documents, {total} records; the {} anchored records are unchanged{}",
+        report.documents.len(),
+        report
+            .documents
+            .iter()
+            .map(|d| match d.status {
+                DocStatus::Intact { anchored, .. } => anchored,
+                _ => 0,
+            })
+            .sum::<u64>(),
+        if added > 0 {
+            format!(", {added} documents added since")
+        } else {
+            String::new()
+        }
+    );
+    Ok(OK)
+}
+
+/// `signoff audit export --format verifiable`: every document (or one), with the given
+/// anchor or the store's latest.
+async fn audit_export(
+    store: &RedbStore,
+    store_path: &Path,
+    only: Option<&str>,
+    anchor: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let anchor_path = match anchor {
+        Some(p) => Some(p.to_owned()),
+        None => latest_anchor(&anchors_dir(store_path))?.map(|(p, _)| p),
+    };
+    let anchor = anchor_path.as_deref().map(read_anchor).transpose()?;
+    let ids: Vec<String> = match only {
+        Some(id) => vec![id.to_owned()],
+        None => store
+            .documents()
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect(),
+    };
+    let mut streams = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let records = store.read(id, 0).await?;
+        if records.is_empty() {
+            return Err(failed(format!(
+                "no document {id} in {}",
+                store.path().display()
+            )));
+        }
+        streams.push(records);
+    }
+    let text = audit::to_export(
+        streams.iter().map(Vec::as_slice),
+        ExportInfo {
+            exported_at: system_now(),
+            whole_store: only.is_none(),
+            anchor: anchor.as_ref(),
+        },
+    );
+    let _ = out.write_all(text.as_bytes());
+    Ok(OK)
+}
+
+/// `signoff audit verify --export FILE`: offline, without a store.
+fn audit_verify_export(
+    file: &Path,
+    public_key: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let trusted = public_key.map(read_public_key).transpose()?;
+    let text = read_limited(file, MAX_AUDIT_FILE, "an export")?;
+    let report =
+        audit::verify_export(&text, trusted.as_ref()).map_err(|source| InputError::Export {
+            path: file.display().to_string(),
+            source,
+        })?;
+    let scope = if report.whole_store {
+        "the whole store"
+    } else {
+        "some documents only"
+    };
+    let _ = writeln!(
+        out,
+        "export {} of {} ({scope}): {} documents, {} records",
+        file.display(),
+        report.exported_at,
+        report.documents,
+        report.records
+    );
+    let anchor = match &report.anchor {
+        None => "no anchor: chains and the trailer only (they do not stop a rewrite)".to_owned(),
+        Some(AnchorOutcome::Failed(e)) => format!("the anchor does not verify: {e}"),
+        Some(AnchorOutcome::Verified {
+            at,
+            key,
+            trusted,
+            records,
+            not_covered,
+        }) => {
+            let mut s = format!(
+                "anchor of {at} ({records} records) verified with {}",
+                key_words(*key, *trusted)
+            );
+            if !not_covered.is_empty() {
+                s.push_str(&format!(
+                    "; not covered (added after it): {}",
+                    not_covered.join(", ")
+                ));
+            }
+            s
+        }
+    };
+    let _ = writeln!(out, "{anchor}");
+    for f in &report.findings {
+        let _ = writeln!(out, "{f}");
+    }
+    match report.findings.first() {
+        Some(first) => {
+            let _ = writeln!(out, "FAILED: the first bad record: {first}");
+            Ok(FAILED)
+        }
+        None => {
+            let _ = writeln!(out, "ok: every record verifies");
+            Ok(OK)
+        }
+    }
+}
+
+/// How the output names the key that verified an anchor.
+fn key_words(key: PublicKey, trusted: bool) -> String {
+    if trusted {
+        format!("the trusted key {key} (--public-key)")
+    } else {
+        format!(
+            "the key inside the file, {key} (pass --public-key to check it is the key you trust)"
+        )
+    }
+}
+
+/// `--public-key`: 64 hex digits, or a file that holds them.
+fn read_public_key(arg: &str) -> Result<PublicKey, Failure> {
+    let path = Path::new(arg);
+    if !path.exists() {
+        return PublicKey::parse_hex(arg).map_err(|source| {
+            InputError::PublicKeyArg {
+                arg: arg.to_owned(),
+                source,
+            }
+            .into()
+        });
+    }
+    let text = read_limited(path, MAX_KEY_FILE, "a key file")?;
+    Ok(
+        PublicKey::parse_hex(&text).map_err(|source| InputError::Key {
+            path: arg.to_owned(),
+            source,
+        })?,
+    )
+}
+
+fn read_anchor(path: &Path) -> Result<Anchor, Failure> {
+    let text = read_limited(path, MAX_AUDIT_FILE, "an anchor file")?;
+    Ok(Anchor::parse(&text).map_err(|source| InputError::Anchor {
+        path: path.display().to_string(),
+        source,
+    })?)
+}
+
+/// Reads a text file of at most `limit` bytes; a larger one is refused unread.
+fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<String, InputError> {
+    use std::io::Read;
+    let name = || path.display().to_string();
+    let io = |source| InputError::Io {
+        path: name(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
+        return Err(InputError::TooLarge {
+            path: name(),
+            size,
+            limit,
+            what,
+        });
+    }
+    let mut text = String::new();
+    // `take` too: the file may grow between the size check and the read.
+    file.take(limit).read_to_string(&mut text).map_err(io)?;
+    Ok(text)
+}
+
+/// Where a store's anchors live: the folder STORE.anchors beside the store file.
+fn anchors_dir(store: &Path) -> PathBuf {
+    with_suffix(store, ".anchors")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The latest anchor of a store's anchor folder and its number: anchors are numbered
+/// `000001-TIME.json`, `000002-...` as they are written, so "latest" is the highest number
+/// (not the file time, which copying changes, nor the signed time, which `--at` sets).
+fn latest_anchor(dir: &Path) -> Result<Option<(PathBuf, u64)>, Failure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unusable(format!("cannot list {}: {e}", dir.display()))),
+    };
+    let mut latest: Option<(PathBuf, u64)> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(number) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(n, _)| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if latest.as_ref().is_none_or(|(_, n)| number > *n) {
+            latest = Some((entry.path(), number));
+        }
+    }
+    Ok(latest)
+}
+
+/// Writes a new file completely, or fails without leaving a partial one under its name.
+fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
+    let tmp = with_suffix(path, ".tmp");
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| {
+            if path.exists() {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists",
+                ))
+            } else {
+                std::fs::rename(&tmp, path)
+            }
+        });
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        unusable(format!("cannot write {}: {e}", path.display()))
+    })
 }
 
 impl SignatureArgs {
@@ -925,7 +1494,10 @@ mod tests {
             "doc create d --workflow /nonexistent.yaml --by alice --store {s}"
         ));
         assert_eq!(code, 2);
-        assert!(err.contains("cannot read /nonexistent.yaml"), "{err}");
+        assert!(
+            err.contains("/nonexistent.yaml: cannot read the file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -988,5 +1560,298 @@ mod tests {
         }
         let (code, out, _) = sh(&format!("audit verify spec --store {s}"));
         assert_eq!(code, 0, "{out}");
+    }
+
+    /// A store with two documents, a key pair and an anchor; returns the anchor's path.
+    fn anchored_store(dir: &Dir) -> (String, String, String) {
+        let s = dir.store();
+        let basic = template("basic.yaml");
+        for id in ["a", "d"] {
+            let (code, _, err) = sh(&format!(
+                "doc create {id} --workflow {basic} --by alice --at 2026-01-05T09:00:00Z --store {s}"
+            ));
+            assert_eq!(code, 0, "{err}");
+        }
+        let (code, _, err) = sh(&format!(
+            "doc submit d --by alice --at 2026-01-05T10:00:00Z --store {s}"
+        ));
+        assert_eq!(code, 0, "{err}");
+        let key = dir.0.join("anchor.key").display().to_string();
+        let (code, out, err) = sh(&format!("audit keygen --out {key}"));
+        assert_eq!(code, 0, "{err}");
+        let public = out.trim().rsplit(' ').next().unwrap().to_owned();
+        assert_eq!(public.len(), 64, "{out}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (code, out, err) = sh(&format!(
+            "audit anchor --key {key} --at 2026-01-06T00:00:00Z --store {s}"
+        ));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("2 documents, 5 records"), "{out}");
+        let anchor = format!("{s}.anchors/000001-20260106T000000Z.json");
+        assert!(Path::new(&anchor).exists(), "{out}");
+        (key, public, anchor)
+    }
+
+    #[test]
+    fn anchors_keygen_verify_and_tampering() {
+        let dir = Dir::new("anchor");
+        let s = dir.store();
+        let (key, public, anchor) = anchored_store(&dir);
+        // Nothing changed: a timer running `--if-changed` writes nothing.
+        let (code, out, _) = sh(&format!(
+            "audit anchor --key {key} --if-changed --store {s}"
+        ));
+        assert_eq!(code, 0);
+        assert!(out.starts_with("unchanged since"), "{out}");
+        // Verified with the key inside the file, then with the trusted one (hex or file).
+        let (code, out, err) = sh(&format!("audit verify --anchor {anchor} --store {s}"));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("with the key inside the file"), "{out}");
+        assert!(out.contains("ok: 2 documents, 5 records"), "{out}");
+        for k in [public.clone(), format!("{key}.pub")] {
+            let (code, out, err) = sh(&format!(
+                "audit verify --anchor {anchor} --public-key {k} --store {s}"
+            ));
+            assert_eq!(code, 0, "{err}");
+            assert!(
+                out.contains(&format!("with the trusted key {public}")),
+                "{out}"
+            );
+        }
+        // A wrong key: exit 1, both keys named.
+        let other = dir.0.join("other.key").display().to_string();
+        let (_, other_out, _) = sh(&format!("audit keygen --out {other}"));
+        let other_public = other_out.trim().rsplit(' ').next().unwrap();
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {anchor} --public-key {other_public} --store {s}"
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("not by the trusted key") && out.contains(other_public),
+            "{out}"
+        );
+        // keygen never overwrites a key.
+        let (code, _, err) = sh(&format!("audit keygen --out {key}"));
+        assert_eq!(code, 2);
+        assert!(err.contains(&key), "{err}");
+        // A document added after the anchor is fine, and reported.
+        let basic = template("basic.yaml");
+        sh(&format!(
+            "doc create late --workflow {basic} --by alice --at 2026-01-07T00:00:00Z --store {s}"
+        ));
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {anchor} --public-key {public} --store {s}"
+        ));
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("late: not covered by the anchor"), "{out}");
+        // An edited anchor file: exit 1.
+        let text = std::fs::read_to_string(&anchor).unwrap();
+        let edited = dir.0.join("edited.json");
+        std::fs::write(
+            &edited,
+            text.replace("2026-01-06T00:00:00Z", "2027-01-06T00:00:00Z"),
+        )
+        .unwrap();
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {} --public-key {public} --store {s}",
+            edited.display()
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("the anchor file was edited"), "{out}");
+    }
+
+    #[test]
+    fn a_rehashed_store_is_named_at_the_first_changed_record() {
+        let dir = Dir::new("rehash");
+        let s = dir.store();
+        let (_, public, anchor) = anchored_store(&dir);
+        // An editor of the store rewrites d's record 1 and rehashes the rest of its chain,
+        // then puts the stream back in place of the original (here: under a new store).
+        let store = RedbStore::open(&s, StoreConfig::durable()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (a, mut d, source) = rt.block_on(async {
+            let a = store.read("a", 0).await.unwrap();
+            let d = store.read("d", 0).await.unwrap();
+            let Event::Created { workflow_hash, .. } = &d[0].event else {
+                panic!("created first")
+            };
+            let workflow_hash = workflow_hash.clone();
+            let source = store.workflow(&workflow_hash).await.unwrap().unwrap();
+            (a, d, (workflow_hash, source))
+        });
+        drop(store);
+        d[1].comment = Some("forged".into());
+        for i in 1..d.len() {
+            d[i].prev_hash = d[i - 1].hash.clone();
+            d[i].hash = audit::record_hash(&d[i]);
+        }
+        std::fs::remove_file(&s).unwrap();
+        let store = RedbStore::create(&s, StoreConfig::durable()).unwrap();
+        rt.block_on(async {
+            store.put_workflow(&source.0, &source.1).await.unwrap();
+            store.commit("a", 0, &a, None, &[]).await.unwrap();
+            store.commit("d", 0, &d, None, &[]).await.unwrap();
+        });
+        drop(store);
+        // The chain alone says all is well.
+        let (code, out, _) = sh(&format!("audit verify --store {s}"));
+        assert_eq!(code, 0, "{out}");
+        let (code, out, _) = sh(&format!(
+            "audit verify --anchor {anchor} --public-key {public} --store {s}"
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(
+                "FAILED: 1 of 2 documents differ from the anchor; the first: d: record 1 (seq 1): it is not the anchored record, and the chain was rehashed"
+            ),
+            "{out}"
+        );
+        // The export carries the latest anchor and names the same record offline.
+        let (code, text, _) = sh(&format!("audit export --format verifiable --store {s}"));
+        assert_eq!(code, 0);
+        let file = dir.0.join("export.jsonl");
+        std::fs::write(&file, text).unwrap();
+        let (code, out, _) = sh(&format!(
+            "audit verify --export {} --public-key {public}",
+            file.display()
+        ));
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("FAILED: the first bad record: line 4: d: record 1 (seq 1)"),
+            "{out}"
+        );
+        // Removing a document is named too.
+        std::fs::remove_file(&s).unwrap();
+        let store = RedbStore::create(&s, StoreConfig::durable()).unwrap();
+        rt.block_on(async {
+            store.put_workflow(&source.0, &source.1).await.unwrap();
+            store.commit("a", 0, &a, None, &[]).await.unwrap();
+        });
+        drop(store);
+        let (code, out, _) = sh(&format!("audit verify --anchor {anchor} --store {s}"));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("d: the document is missing"), "{out}");
+    }
+
+    #[test]
+    fn verifiable_exports_offline() {
+        let dir = Dir::new("export");
+        let s = dir.store();
+        let (_, public, _) = anchored_store(&dir);
+        let (code, text, _) = sh(&format!("audit export --format verifiable --store {s}"));
+        assert_eq!(code, 0);
+        assert!(
+            text.starts_with("{\"signoff_export\":\"signoff-export/1\""),
+            "{text}"
+        );
+        let file = dir.0.join("export.jsonl");
+        let f = file.display().to_string();
+        std::fs::write(&file, &text).unwrap();
+        // Offline: the store is gone.
+        std::fs::remove_file(&s).unwrap();
+        let (code, out, err) = sh(&format!("audit verify --export {f} --public-key {public}"));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("(the whole store): 2 documents, 5 records"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("verified with the trusted key {public}")),
+            "{out}"
+        );
+        // Edit, delete, reorder a record line: exit 1, the line named.
+        let lines: Vec<&str> = text.lines().collect();
+        let cases: [(Vec<String>, &str); 3] = [
+            (
+                {
+                    let mut l: Vec<String> = lines.iter().map(|x| x.to_string()).collect();
+                    l[4] = l[4].replace("alice", "mallory");
+                    l
+                },
+                "line 5: d: record 2 (seq 2)",
+            ),
+            (
+                {
+                    let mut l: Vec<String> = lines.iter().map(|x| x.to_string()).collect();
+                    l.remove(3);
+                    l
+                },
+                "line 4: d: record 1 (seq 2)",
+            ),
+            (
+                {
+                    let mut l: Vec<String> = lines.iter().map(|x| x.to_string()).collect();
+                    l.swap(3, 4);
+                    l
+                },
+                "line 4: d: record 1 (seq 2)",
+            ),
+        ];
+        for (tampered, expect) in cases {
+            std::fs::write(&file, tampered.join("\n")).unwrap();
+            let (code, out, _) = sh(&format!("audit verify --export {f} --public-key {public}"));
+            assert_eq!(code, 1, "{out}");
+            assert!(
+                out.contains(&format!("FAILED: the first bad record: {expect}")),
+                "{expect}: {out}"
+            );
+        }
+        // Not an export, a huge file, a bad key: exit 2, the file named.
+        std::fs::write(&file, "hello\n").unwrap();
+        let (code, _, err) = sh(&format!("audit verify --export {f}"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&f) && err.contains("not a signoff export"),
+            "{err}"
+        );
+        let huge = std::fs::File::create(&file).unwrap();
+        huge.set_len(MAX_AUDIT_FILE + 1).unwrap();
+        let (code, _, err) = sh(&format!("audit verify --export {f}"));
+        assert_eq!(code, 2);
+        assert!(err.contains(&f) && err.contains("more than"), "{err}");
+        let (code, _, err) = sh(&format!("audit verify --export {f} --public-key abc123"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("--public-key abc123") && err.contains("6 characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_anchor_and_key_files_exit_2_naming_the_file() {
+        let dir = Dir::new("badfiles");
+        let s = dir.store();
+        anchored_store(&dir);
+        let junk = dir.0.join("junk.json");
+        let j = junk.display().to_string();
+        std::fs::write(&junk, "{\"not\": \"an anchor\"}").unwrap();
+        let (code, _, err) = sh(&format!("audit verify --anchor {j} --store {s}"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&j) && err.contains("not an anchor file"),
+            "{err}"
+        );
+        let huge = std::fs::File::create(&junk).unwrap();
+        huge.set_len(MAX_AUDIT_FILE + 1).unwrap();
+        let (code, _, err) = sh(&format!("audit verify --anchor {j} --store {s}"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&j) && err.contains("more than an anchor file may have"),
+            "{err}"
+        );
+        std::fs::write(&junk, "0123").unwrap();
+        let (code, _, err) = sh(&format!("audit anchor --key {j} --store {s}"));
+        assert_eq!(code, 2);
+        assert!(err.contains(&j) && err.contains("4 characters"), "{err}");
+        let (code, _, err) = sh(&format!("audit anchor --key /nonexistent.key --store {s}"));
+        assert_eq!(code, 2);
+        assert!(err.contains("cannot read /nonexistent.key"), "{err}");
     }
 }

@@ -5,11 +5,20 @@
 //! canonical). [`verify`] walks a stream and names the first record that was edited,
 //! removed, inserted or moved. A chain can be rehashed from the point of an edit onwards,
 //! which the chain alone cannot detect: compare the head with one kept elsewhere
-//! ([`verify_head`]; the engine keeps it in `DocState::head`).
+//! ([`verify_head`]; the engine keeps it in `DocState::head`), or with a signed checkpoint
+//! ([`crate::anchor`]).
+//!
+//! Exports: [`to_jsonl`] and [`to_csv`] for reading; [`to_export`] for an auditor, a JSONL
+//! file with a header line (the latest anchor, if any) and a trailer line (each document's
+//! record count and head), which [`verify_export`] checks offline, without the store.
+//! CSV cells that a spreadsheet would run as a formula are neutralised (see [`to_csv`]).
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::anchor::{Anchor, AnchorError, DocStatus, PublicKey};
 use crate::event::{Event, Record, Signature};
 use crate::time::Timestamp;
 
@@ -149,6 +158,12 @@ pub fn to_jsonl(records: &[Record]) -> String {
 
 /// The records as CSV (RFC 4180 quoting), one row per record. The event's details are in
 /// the `detail` column as JSON.
+///
+/// A cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return would be run as a
+/// formula by a spreadsheet (CSV injection: a comment such as `=HYPERLINK(...)`), so it is
+/// prefixed with a single quote, which spreadsheets show as text: `'=HYPERLINK(...)`. The
+/// hashes are hexadecimal and never start with one of these, so `hash` and `prev_hash` are
+/// kept as they are.
 pub fn to_csv(records: &[Record]) -> String {
     let mut out = String::from(
         "seq,at,doc,actor,on_behalf_of,action,version,content_hash,from_state,to_state,comment,\
@@ -232,6 +247,253 @@ pub fn manifestation(records: &[Record], version: u32) -> String {
     out
 }
 
+/// The format of a self-verifying export: the `signoff_export` field of its first line.
+pub const EXPORT_FORMAT: &str = "signoff-export/1";
+
+/// What a self-verifying export holds besides its records.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportInfo<'a> {
+    pub exported_at: Timestamp,
+    /// Whether the export holds every document of the store. Only then does a document of
+    /// the anchor that the export lacks count as removed.
+    pub whole_store: bool,
+    /// The latest anchor, if any.
+    pub anchor: Option<&'a Anchor>,
+}
+
+/// Why an export file cannot be read at all (exit code 2 in the CLI). Damage that can be
+/// read is a [`ExportFinding`] instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    #[error("line 1: not a signoff export ({EXPORT_FORMAT}): {0}")]
+    NotAnExport(String),
+    #[error("line {line}: neither a record nor the trailer: {message}")]
+    BadLine { line: usize, message: String },
+    #[error("line 1: the embedded anchor: {0}")]
+    Anchor(AnchorError),
+}
+
+/// What [`verify_export`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    pub documents: usize,
+    pub records: usize,
+    pub whole_store: bool,
+    pub exported_at: Timestamp,
+    /// `None` when the export carries no anchor.
+    pub anchor: Option<AnchorOutcome>,
+    /// The first problem of each document (and of the file), first line first: the first
+    /// one names the first bad record. Empty when the export verifies.
+    pub findings: Vec<ExportFinding>,
+}
+
+/// The embedded anchor, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorOutcome {
+    Verified {
+        at: Timestamp,
+        /// The key that verified it.
+        key: PublicKey,
+        /// Whether that key was the one the auditor gave, not the one in the file.
+        trusted: bool,
+        records: u64,
+        /// Documents of the export that the anchor does not cover (added after it).
+        not_covered: Vec<String>,
+    },
+    Failed(AnchorError),
+}
+
+/// One problem of an export, at its line when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{problem}", line.map(|l| format!("line {l}: ")).unwrap_or_default(), doc.as_ref().map(|d| format!("{d}: ")).unwrap_or_default())]
+pub struct ExportFinding {
+    pub line: Option<usize>,
+    pub doc: Option<String>,
+    pub problem: String,
+}
+
+/// A self-verifying export: a header line, the records (one per line, as [`to_jsonl`],
+/// each document's records together and in order) and a trailer line with each document's
+/// record count and head.
+pub fn to_export<'r>(
+    streams: impl IntoIterator<Item = &'r [Record]>,
+    info: ExportInfo<'_>,
+) -> String {
+    let header = Header {
+        signoff_export: EXPORT_FORMAT.to_owned(),
+        exported_at: info.exported_at,
+        whole_store: info.whole_store,
+        anchor: info.anchor.map(Anchor::to_value),
+    };
+    let mut out = serde_json::to_string(&header).unwrap_or_default();
+    out.push('\n');
+    let mut documents = Vec::new();
+    for records in streams {
+        let Some(last) = records.last() else { continue };
+        out.push_str(&to_jsonl(records));
+        documents.push(TrailerDoc {
+            doc: last.doc.clone(),
+            records: records.len() as u64,
+            head: last.hash.clone(),
+        });
+    }
+    let trailer = Trailer {
+        signoff_export_end: TrailerBody { documents },
+    };
+    out.push_str(&serde_json::to_string(&trailer).unwrap_or_default());
+    out.push('\n');
+    out
+}
+
+/// Checks a self-verifying export offline. With an anchor, its signature (by `trusted`
+/// when given, else by the key it names) and every anchored record; without one, each
+/// chain. Then the trailer's counts and heads, which catch a cut-off file or a deleted last
+/// record (the trailer is not signed: only an anchor stops someone who also edits it).
+pub fn verify_export(text: &str, trusted: Option<&PublicKey>) -> Result<ExportReport, ExportError> {
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let header: Header = match lines.next() {
+        Some((_, l)) => {
+            serde_json::from_str(l).map_err(|e| ExportError::NotAnExport(e.to_string()))?
+        }
+        None => return Err(ExportError::NotAnExport("the file is empty".into())),
+    };
+    if header.signoff_export != EXPORT_FORMAT {
+        return Err(ExportError::NotAnExport(format!(
+            "unknown format {:?}",
+            header.signoff_export
+        )));
+    }
+    let anchor = match header.anchor {
+        Some(v) => Some(Anchor::from_value(v).map_err(ExportError::Anchor)?),
+        None => None,
+    };
+    // Each document's records and their line numbers, in file order.
+    let mut docs: BTreeMap<String, (Vec<Record>, Vec<usize>)> = BTreeMap::new();
+    let mut trailer: Option<(usize, TrailerBody)> = None;
+    let mut findings = Vec::new();
+    let mut records = 0;
+    for (n, line) in lines {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => {
+                records += 1;
+                if let Some((t, _)) = &trailer {
+                    findings.push(ExportFinding {
+                        line: Some(n),
+                        doc: Some(r.doc.clone()),
+                        problem: format!("a record after the trailer (line {t}): inserted"),
+                    });
+                }
+                let entry = docs.entry(r.doc.clone()).or_default();
+                entry.0.push(r);
+                entry.1.push(n);
+            }
+            Err(record_error) => match serde_json::from_str::<Trailer>(line) {
+                Ok(t) if trailer.is_none() => trailer = Some((n, t.signoff_export_end)),
+                _ => {
+                    return Err(ExportError::BadLine {
+                        line: n,
+                        message: record_error.to_string(),
+                    });
+                }
+            },
+        }
+    }
+    let line_of = |doc: &str, index: u64| {
+        docs.get(doc)
+            .and_then(|(_, ls)| usize::try_from(index).ok().and_then(|i| ls.get(i)))
+            .copied()
+    };
+
+    let mut chains_checked = false;
+    let outcome = match (&anchor, trusted) {
+        (None, None) => None,
+        (None, Some(key)) => {
+            findings.push(ExportFinding {
+                line: Some(1),
+                doc: None,
+                problem: format!("the export carries no anchor to check against key {key}"),
+            });
+            None
+        }
+        (Some(a), _) => Some(match a.verify(trusted) {
+            Err(e) => {
+                findings.push(ExportFinding {
+                    line: Some(1),
+                    doc: None,
+                    problem: format!("the anchor does not verify: {e}"),
+                });
+                AnchorOutcome::Failed(e)
+            }
+            Ok(v) => {
+                chains_checked = true;
+                let report = v.check(docs.iter().map(|(d, (rs, _))| (d.as_str(), rs.as_slice())));
+                let mut not_covered = Vec::new();
+                for d in report.documents {
+                    match d.status {
+                        DocStatus::Intact { .. } => {}
+                        DocStatus::NotCovered { .. } => not_covered.push(d.doc),
+                        // A partial export leaves the other documents out on purpose.
+                        DocStatus::Removed { .. } if !header.whole_store => {}
+                        DocStatus::Removed { .. } => findings.push(ExportFinding {
+                            line: None,
+                            problem: d.status.to_string(),
+                            doc: Some(d.doc),
+                        }),
+                        DocStatus::Differs(diff) => findings.push(ExportFinding {
+                            line: line_of(&d.doc, diff.index),
+                            problem: diff.to_string(),
+                            doc: Some(d.doc),
+                        }),
+                    }
+                }
+                AnchorOutcome::Verified {
+                    at: a.at(),
+                    key: v.key(),
+                    trusted: v.trusted(),
+                    records: a.records(),
+                    not_covered,
+                }
+            }
+        }),
+    };
+    if !chains_checked {
+        for (doc, (rs, _)) in &docs {
+            if let Err(e) = verify(rs) {
+                findings.push(ExportFinding {
+                    line: line_of(doc, e.index as u64),
+                    doc: Some(doc.clone()),
+                    problem: e.to_string(),
+                });
+            }
+        }
+    }
+    match &trailer {
+        None => findings.push(ExportFinding {
+            line: None,
+            doc: None,
+            problem: "the export has no trailer line: it was cut short".into(),
+        }),
+        Some((t, body)) => {
+            findings.extend(trailer_findings(*t, body, &docs));
+        }
+    }
+    // One finding per document (its first), the file's own problems kept; first line first.
+    findings.sort_by_key(|f| (f.line.is_none(), f.line, f.doc.clone()));
+    let mut seen = std::collections::BTreeSet::new();
+    findings.retain(|f| f.doc.as_ref().is_none_or(|d| seen.insert(d.clone())));
+    Ok(ExportReport {
+        documents: docs.len(),
+        records,
+        whole_store: header.whole_store,
+        exported_at: header.exported_at,
+        anchor: outcome,
+        findings,
+    })
+}
+
 /// Feeds what serde_json writes into the hash, without a buffer in between.
 struct HashWriter(Sha256);
 
@@ -246,7 +508,110 @@ impl std::io::Write for HashWriter {
     }
 }
 
+/// The first line of a self-verifying export.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    signoff_export: String,
+    exported_at: Timestamp,
+    whole_store: bool,
+    anchor: Option<serde_json::Value>,
+}
+
+/// The last line of a self-verifying export.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Trailer {
+    signoff_export_end: TrailerBody,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrailerBody {
+    documents: Vec<TrailerDoc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrailerDoc {
+    doc: String,
+    records: u64,
+    head: String,
+}
+
+/// The documents whose records do not end as the trailer says.
+fn trailer_findings(
+    trailer_line: usize,
+    body: &TrailerBody,
+    docs: &BTreeMap<String, (Vec<Record>, Vec<usize>)>,
+) -> Vec<ExportFinding> {
+    let mut findings = Vec::new();
+    let listed: BTreeMap<&str, &TrailerDoc> =
+        body.documents.iter().map(|d| (d.doc.as_str(), d)).collect();
+    for (doc, (rs, lines)) in docs {
+        let finding = |line, problem| ExportFinding {
+            line,
+            doc: Some(doc.clone()),
+            problem,
+        };
+        let Some(t) = listed.get(doc.as_str()) else {
+            findings.push(finding(
+                lines.first().copied(),
+                format!("not listed in the trailer (line {trailer_line}): inserted"),
+            ));
+            continue;
+        };
+        let found = rs.len() as u64;
+        let head = rs.last().map_or(GENESIS, |r| r.hash.as_str());
+        if found < t.records {
+            findings.push(finding(
+                None,
+                format!(
+                    "record {found} is missing: the trailer lists {} records (records were removed from the end)",
+                    t.records
+                ),
+            ));
+        } else if found > t.records {
+            findings.push(finding(
+                usize::try_from(t.records)
+                    .ok()
+                    .and_then(|i| lines.get(i))
+                    .copied(),
+                format!(
+                    "record {} was added: the trailer lists {} records",
+                    t.records, t.records
+                ),
+            ));
+        } else if head != t.head {
+            findings.push(finding(
+                lines.last().copied(),
+                format!("the last record is not the trailer's head {}", t.head),
+            ));
+        }
+    }
+    for t in &body.documents {
+        if !docs.contains_key(&t.doc) {
+            findings.push(ExportFinding {
+                line: None,
+                doc: Some(t.doc.clone()),
+                problem: format!(
+                    "the document is missing: the trailer lists {} records",
+                    t.records
+                ),
+            });
+        }
+    }
+    findings
+}
+
 fn csv_cell(s: &str) -> String {
+    let neutral;
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutral = format!("'{s}");
+        neutral.as_str()
+    } else {
+        s
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -254,7 +619,7 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -9,6 +9,7 @@
 //!
 //! Core does no IO: no files, no network, no system clock (time comes from a [`Clock`]).
 
+pub mod anchor;
 pub mod audit;
 pub mod engine;
 pub mod event;

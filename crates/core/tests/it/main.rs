@@ -1,5 +1,6 @@
 //! The integration tests of signoff-core, in one binary to keep link times low.
 
+mod anchor;
 mod chain;
 mod engine;
 mod next_tick;
