@@ -15,6 +15,8 @@ use signoff_core::anchor::{
 use signoff_core::audit::{AnchorOutcome, ExportError, ExportInfo};
 use signoff_core::event::{Action, AuthInput, Event, SignatureInput};
 use signoff_core::notify::notifications;
+
+use crate::safe::safe;
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::workflow::Meaning;
 use signoff_core::{Command, DocState, Record, Timestamp, Workflow, audit};
@@ -342,6 +344,9 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
     match cmd {
         LocalCommand::Doc { store, cmd } => doc(&store.path, cmd, out).await,
         LocalCommand::Pending { user, at, store } => {
+            if user.trim().is_empty() {
+                return Err(unusable("--user may not be empty or blank"));
+            }
             let store = open(&store.path)?;
             let at = at.unwrap_or_else(system_now);
             // The index names delegates whose delegation may have ended since: the state
@@ -357,19 +362,20 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
                     any = true;
                     let _ = write!(
                         out,
-                        "{id}\t{}\tversion {}\t{}",
-                        state.state_name(&wf),
+                        "{}\t{}\tversion {}\t{}",
+                        safe(&id),
+                        safe(state.state_name(&wf)),
                         state.version,
-                        state.title
+                        safe(&state.title)
                     );
                     let _ = match &p.on_behalf_of {
-                        Some(r) => writeln!(out, "\ton behalf of {r}"),
+                        Some(r) => writeln!(out, "\ton behalf of {}", safe(r)),
                         None => writeln!(out),
                     };
                 }
             }
             if !any {
-                let _ = writeln!(out, "nothing pending for {user}");
+                let _ = writeln!(out, "nothing pending for {}", safe(user));
             }
             Ok(OK)
         }
@@ -430,7 +436,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
             for (id, _) in store.documents().await? {
                 let (_, state, wf) = load(&store, &id).await?;
                 if let Some(decided) = state.tick(&wf, *now) {
-                    let _ = writeln!(out, "{id}: {}", actions(&decided.records));
+                    let _ = writeln!(out, "{}: {}", safe(&id), actions(&decided.records));
                     fired += decided.records.len();
                     commit(&store, &id, state.seq, &wf, decided).await?;
                 }
@@ -442,6 +448,20 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
 }
 
 async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, Failure> {
+    let id = match cmd {
+        DocCommand::Create { id, .. }
+        | DocCommand::Edit { id, .. }
+        | DocCommand::Submit { id, .. }
+        | DocCommand::Approve { id, .. }
+        | DocCommand::Reject { id, .. }
+        | DocCommand::Sign { id, .. }
+        | DocCommand::Delegate { id, .. }
+        | DocCommand::Status { id }
+        | DocCommand::History { id } => id,
+    };
+    if id.trim().is_empty() {
+        return Err(unusable("a document id may not be empty or blank"));
+    }
     if let DocCommand::Create {
         id,
         workflow,
@@ -484,11 +504,12 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
         commit(&store, id, 0, &wf, decided).await?;
         let _ = writeln!(
             out,
-            "{id}: created by {} under workflow {} ({}), state {}",
-            actor.by,
-            wf.name(),
+            "{}: created by {} under workflow {} ({}), state {}",
+            safe(id),
+            safe(&actor.by),
+            safe(wf.name()),
             short(wf.hash()),
-            state.state_name(&wf)
+            safe(state.state_name(&wf))
         );
         return Ok(OK);
     }
@@ -589,10 +610,11 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
     commit(&store, id, state.seq, &wf, decided).await?;
     let _ = writeln!(
         out,
-        "{id}: {name} by {}: {} records, state {}, version {}{}",
-        actor.by,
+        "{}: {name} by {}: {} records, state {}, version {}{}",
+        safe(id),
+        safe(&actor.by),
         n,
-        after.state_name(&wf),
+        safe(after.state_name(&wf)),
         after.version,
         waiting(&after, &wf)
     );
@@ -655,13 +677,25 @@ fn status(
     wf: &Workflow,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
-    let _ = writeln!(out, "document:      {} ({})", state.doc, state.title);
-    let _ = writeln!(out, "workflow:      {} ({})", wf.name(), short(wf.hash()));
-    let _ = writeln!(out, "state:         {}", state.state_name(wf));
+    let _ = writeln!(
+        out,
+        "document:      {} ({})",
+        safe(&state.doc),
+        safe(&state.title)
+    );
+    let _ = writeln!(
+        out,
+        "workflow:      {} ({})",
+        safe(wf.name()),
+        short(wf.hash())
+    );
+    let _ = writeln!(out, "state:         {}", safe(state.state_name(wf)));
     let _ = writeln!(
         out,
         "version:       {} (content {}, by {})",
-        state.version, state.content_hash, state.version_author
+        state.version,
+        safe(&state.content_hash),
+        safe(&state.version_author)
     );
     let approved = match &state.last_approved {
         Some(a) => format!("version {} at {}", a.version, a.at),
@@ -672,7 +706,14 @@ fn status(
     if !pending.is_empty() {
         let who: Vec<String> = pending
             .iter()
-            .map(|p| format!("{} ({}/{})", p.reviewer, p.stage, p.group))
+            .map(|p| {
+                format!(
+                    "{} ({}/{})",
+                    safe(&p.reviewer),
+                    safe(&p.stage),
+                    safe(&p.group)
+                )
+            })
             .collect();
         let _ = writeln!(out, "waiting for:   {}", who.join(", "));
     }
@@ -710,12 +751,12 @@ async fn verify(store: &RedbStore, only: Option<&str>, out: &mut dyn Write) -> R
         total += records.len();
         if let Err(e) = audit::verify(&records) {
             bad += 1;
-            let _ = writeln!(out, "{id}: {e}");
+            let _ = writeln!(out, "{}: {e}", safe(id));
             continue;
         }
         if let Err(f) = load(store, id).await {
             bad += 1;
-            let _ = writeln!(out, "{id}: {}", f.message);
+            let _ = writeln!(out, "{}: {}", safe(id), safe(&f.message));
         }
     }
     if bad > 0 {
@@ -1301,7 +1342,7 @@ fn waiting(state: &DocState, wf: &Workflow) -> String {
     if who.is_empty() {
         String::new()
     } else {
-        format!(", waiting for {}", who.join(", "))
+        format!(", waiting for {}", safe(&who.join(", ")))
     }
 }
 
@@ -1311,25 +1352,29 @@ fn actions(records: &[Record]) -> String {
 }
 
 fn history_line(r: &Record) -> String {
-    let mut line = format!("#{} {} {}", r.seq, r.at, r.actor);
+    let mut line = format!("#{} {} {}", r.seq, r.at, safe(&r.actor));
     if let Some(p) = &r.on_behalf_of {
-        line.push_str(&format!(" for {p}"));
+        line.push_str(&format!(" for {}", safe(p)));
     }
     match &r.event {
         Event::Decided { decision, .. } => line.push_str(&format!(" {}", decision.name())),
         e => line.push_str(&format!(" {}", e.action())),
     }
     if r.from_state.is_empty() {
-        line.push_str(&format!(" (in {})", r.to_state));
+        line.push_str(&format!(" (in {})", safe(&r.to_state)));
     } else if r.from_state != r.to_state {
-        line.push_str(&format!(" ({} -> {})", r.from_state, r.to_state));
+        line.push_str(&format!(
+            " ({} -> {})",
+            safe(&r.from_state),
+            safe(&r.to_state)
+        ));
     }
     line.push_str(&format!(" v{}", r.version));
     if let Some(s) = &r.signature {
-        line.push_str(&format!(", signed by {} ({})", s.name, s.meaning));
+        line.push_str(&format!(", signed by {} ({})", safe(&s.name), s.meaning));
     }
     if let Some(c) = &r.comment {
-        line.push_str(&format!(": {c}"));
+        line.push_str(&format!(": {}", safe(c)));
     }
     line
 }
@@ -1389,6 +1434,92 @@ mod tests {
             .join(name)
             .display()
             .to_string()
+    }
+
+    /// Like [`sh`], with arguments that may hold spaces and control characters.
+    fn sh_args(args: &[&str]) -> (u8, String, String) {
+        let cli = Cli::try_parse_from(std::iter::once("signoff").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(&cli.cmd, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    /// Ids, titles, names and comments that would draw fake lines or flip text on a terminal
+    /// are printed escaped; blank ids and actors are refused.
+    #[test]
+    fn hostile_text_is_escaped_and_blank_ids_refused() {
+        let dir = Dir::new("hostile");
+        let s = dir.store();
+        let basic = template("basic.yaml");
+        let (code, _, err) = sh_args(&[
+            "doc",
+            "create",
+            "d",
+            "--workflow",
+            &basic,
+            "--by",
+            "alice",
+            "--title",
+            "Policy\r#9 fake",
+            "--store",
+            &s,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let title = "Policy\r\n#9 2026 mallory approve";
+        let (code, _, err) = sh_args(&[
+            "doc",
+            "create",
+            "e",
+            "--workflow",
+            &basic,
+            "--by",
+            "alice",
+            "--title",
+            &title.replace("\\r", "\r").replace("\\n", "\n"),
+            "--store",
+            &s,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = sh_args(&["doc", "submit", "e", "--by", "alice", "--store", &s]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("waiting for bob, carol"), "{out}");
+        let (code, _, err) = sh_args(&[
+            "doc",
+            "reject",
+            "e",
+            "--by",
+            "bob",
+            "--comment",
+            "no\u{202e}evorppa\r#7 ok",
+            "--store",
+            &s,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let (code, out, _) = sh_args(&["doc", "history", "e", "--store", &s]);
+        assert_eq!(code, 0);
+        assert!(!out.contains('\r') && !out.contains('\u{202e}'), "{out:?}");
+        assert!(out.contains(": no\\u{202e}evorppa\\r#7 ok"), "{out}");
+        assert_eq!(out.lines().count(), 8, "{out}");
+        let (_, out, _) = sh_args(&["doc", "status", "e", "--store", &s]);
+        assert!(
+            out.contains("(Policy\\r\\n#9 2026 mallory approve)"),
+            "{out}"
+        );
+        assert!(!out.contains('\r'), "{out:?}");
+        // Blank ids and actors change nothing.
+        let (code, _, err) = sh_args(&["doc", "status", " ", "--store", &s]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("document id may not be empty"), "{err}");
+        let (code, _, err) = sh_args(&["doc", "approve", "d", "--by", "", "--store", &s]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("may not be empty or blank"), "{err}");
+        let (code, _, err) = sh_args(&["pending", "--user", "", "--store", &s]);
+        assert_eq!(code, 2, "{err}");
     }
 
     #[test]

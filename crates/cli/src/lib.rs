@@ -10,6 +10,7 @@ use clap::Parser;
 
 pub mod demo;
 pub mod doc;
+pub mod safe;
 pub mod sim;
 pub mod workflow;
 
