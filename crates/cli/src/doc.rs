@@ -293,7 +293,7 @@ pub fn run(cmd: &LocalCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     };
     // Output errors (a closed pipe) leave nothing better to do than stop writing; the exit
     // code still tells the result.
-    match rt.block_on(run_async(cmd, out)) {
+    match rt.block_on(run_async(cmd, out, err)) {
         Ok(code) => code,
         Err(Failure { code, message }) => {
             let _ = writeln!(err, "signoff: {message}");
@@ -340,7 +340,33 @@ impl From<StoreError> for Failure {
     }
 }
 
-async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failure> {
+/// Reports a damaged document on `err` (store, document, what is wrong) for the commands that
+/// go on with the others.
+fn damaged(err: &mut dyn Write, store: &Path, id: &str, what: &str) {
+    let _ = writeln!(
+        err,
+        "signoff: {}: document {}: damaged: {}",
+        store.display(),
+        safe(id),
+        safe(what)
+    );
+}
+
+/// The last line of a command that skipped damaged documents; its exit code is 1.
+fn skipped(err: &mut dyn Write, n: usize) -> u8 {
+    let _ = writeln!(
+        err,
+        "signoff: {n} damaged document{} (reported above); the others were done",
+        if n == 1 { "" } else { "s" }
+    );
+    FAILED
+}
+
+async fn run_async(
+    cmd: &LocalCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, Failure> {
     match cmd {
         LocalCommand::Doc { store, cmd } => doc(&store.path, cmd, out).await,
         LocalCommand::Pending { user, at, store } => {
@@ -352,8 +378,17 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
             // The index names delegates whose delegation may have ended since: the state
             // read back decides at `at`.
             let mut any = false;
+            let mut bad = 0;
             for id in store.by_reviewer(user).await? {
-                let (_, state, wf) = load(&store, &id).await?;
+                // One damaged document never hides the others' reviews.
+                let (_, state, wf) = match load(&store, &id).await {
+                    Ok(loaded) => loaded,
+                    Err(f) => {
+                        damaged(err, store.path(), &id, &f.message);
+                        bad += 1;
+                        continue;
+                    }
+                };
                 let mut mine = state.pending_for(&wf, user, at);
                 // Directly assigned first; one line per reviewer the user acts for.
                 mine.sort_by(|a, b| a.on_behalf_of.cmp(&b.on_behalf_of));
@@ -377,7 +412,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
             if !any {
                 let _ = writeln!(out, "nothing pending for {}", safe(user));
             }
-            Ok(OK)
+            Ok(if bad > 0 { skipped(err, bad) } else { OK })
         }
         LocalCommand::Audit { store, cmd } => match cmd {
             // These two never open the store: an auditor has none, and a key is not data.
@@ -417,7 +452,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
                 anchor: Some(_), ..
             } => Err(unusable("--anchor goes with --format verifiable")),
             AuditCommand::Export { format, id, .. } => {
-                export(&open(&store.path)?, id.as_deref(), *format, out).await
+                export(&open(&store.path)?, id.as_deref(), *format, out, err).await
             }
             AuditCommand::Anchor {
                 key,
@@ -433,8 +468,17 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
         LocalCommand::Tick { now, store } => {
             let store = open(&store.path)?;
             let mut fired = 0;
+            let mut bad = 0;
             for (id, _) in store.documents().await? {
-                let (_, state, wf) = load(&store, &id).await?;
+                // A damaged document is reported and the others still get their deadlines.
+                let (_, state, wf) = match load(&store, &id).await {
+                    Ok(loaded) => loaded,
+                    Err(f) => {
+                        damaged(err, store.path(), &id, &f.message);
+                        bad += 1;
+                        continue;
+                    }
+                };
                 if let Some(decided) = state.tick(&wf, *now) {
                     let _ = writeln!(out, "{}: {}", safe(&id), actions(&decided.records));
                     fired += decided.records.len();
@@ -442,7 +486,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
                 }
             }
             let _ = writeln!(out, "tick {now}: {fired} records");
-            Ok(OK)
+            Ok(if bad > 0 { skipped(err, bad) } else { OK })
         }
     }
 }
@@ -741,7 +785,21 @@ async fn verify(store: &RedbStore, only: Option<&str>, out: &mut dyn Write) -> R
     let mut bad = 0;
     let mut total = 0;
     for id in &ids {
-        let records = store.read(id, 0).await?;
+        let records = match store.read(id, 0).await {
+            Ok(records) => records,
+            // Every document is checked: one that cannot be read is reported with the rest.
+            Err(e) => {
+                bad += 1;
+                let _ = writeln!(
+                    out,
+                    "{}: cannot be read from {}: {}",
+                    safe(id),
+                    store.path().display(),
+                    safe(&e.to_string())
+                );
+                continue;
+            }
+        };
         if records.is_empty() {
             return Err(failed(format!(
                 "no document {id} in {}",
@@ -780,6 +838,7 @@ async fn export(
     only: Option<&str>,
     format: ExportFormat,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<u8, Failure> {
     let ids: Vec<String> = match only {
         Some(id) => vec![id.to_owned()],
@@ -790,13 +849,28 @@ async fn export(
             .map(|(d, _)| d)
             .collect(),
     };
-    for (i, id) in ids.iter().enumerate() {
-        let records = store.read(id, 0).await?;
+    let mut bad = 0;
+    let mut first = true;
+    for id in &ids {
+        // A document that cannot be read is left out and reported; one that reads but whose
+        // chain does not verify is exported as it is (the auditor sees it) and reported.
+        let records = match store.read(id, 0).await {
+            Ok(records) => records,
+            Err(e) => {
+                damaged(err, store.path(), id, &e.to_string());
+                bad += 1;
+                continue;
+            }
+        };
         if records.is_empty() {
             return Err(failed(format!(
                 "no document {id} in {}",
                 store.path().display()
             )));
+        }
+        if let Err(e) = audit::verify(&records) {
+            damaged(err, store.path(), id, &format!("exported, but {e}"));
+            bad += 1;
         }
         let text = match format {
             // Handled by `audit_export`, which needs every document before it writes.
@@ -804,15 +878,16 @@ async fn export(
             ExportFormat::Csv => {
                 let csv = audit::to_csv(&records);
                 // One header for the whole export.
-                match (i, csv.split_once('\n')) {
-                    (0, _) | (_, None) => csv,
-                    (_, Some((_, rows))) => rows.to_owned(),
+                match (first, csv.split_once('\n')) {
+                    (true, _) | (_, None) => csv,
+                    (false, Some((_, rows))) => rows.to_owned(),
                 }
             }
         };
+        first = false;
         let _ = out.write_all(text.as_bytes());
     }
-    Ok(OK)
+    Ok(if bad > 0 { skipped(err, bad) } else { OK })
 }
 
 /// The largest anchor or export file `signoff audit` reads (an anchor holds about 67 bytes
