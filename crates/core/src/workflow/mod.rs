@@ -110,7 +110,11 @@ impl Workflow {
                         locate(node, &path)
                     }),
                     code: "schema",
-                    message: format!("{}: {}", display_path(&path), e.inner()),
+                    message: format!(
+                        "{}: {}",
+                        display_path(&path),
+                        shorten_quoted(&e.inner().to_string())
+                    ),
                 }],
             }
         })?;
@@ -926,4 +930,39 @@ pub(crate) fn yaml_warning_code(message: &str) -> &'static str {
     } else {
         "ambiguous_yaml"
     }
+}
+
+/// A serde message with any long quoted value cut out: `invalid type: string "<a whole
+/// file>", expected ...` must not echo the content of a file that was never a workflow (a
+/// `workflow:` path pointing at the wrong file would print it). Short values stay: they are
+/// what the author typed (`invalid value: string "bogus"`).
+fn shorten_quoted(message: &str) -> String {
+    const KEEP: usize = 40;
+    let Some(start) = message.find('"') else {
+        return message.replace(
+            "struct WorkflowDef",
+            "a workflow (a mapping with name, initial, states)",
+        );
+    };
+    let Some(len) = message[start + 1..]
+        .rfind("\", expected")
+        .or_else(|| message[start + 1..].rfind('"'))
+    else {
+        return message.to_owned();
+    };
+    let value = &message[start + 1..start + 1 + len];
+    let shown = if value.chars().count() > KEEP {
+        format!("of {} characters", value.chars().count())
+    } else {
+        format!("\"{value}\"")
+    };
+    format!(
+        "{}{shown}{}",
+        &message[..start],
+        &message[start + 1 + len + 1..]
+    )
+    .replace(
+        "struct WorkflowDef",
+        "a workflow (a mapping with name, initial, states)",
+    )
 }

@@ -325,3 +325,21 @@ fn a_workflow_built_in_code_names_the_path() {
         err.diagnostics[0].message
     );
 }
+
+#[test]
+fn a_file_that_is_no_workflow_is_not_echoed() {
+    // A `workflow:` path pointing at the wrong file must not print that file's content.
+    let passwd =
+        "root:x:0:0:root:/root:/bin/bash daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+    check(
+        passwd,
+        &[
+            "1:1 schema: (top level): invalid type: string of 79 characters, expected a workflow (a mapping with name, initial, states)",
+        ],
+    );
+    // What the author typed stays in the message when it is short.
+    check(
+        "name: t\ninitial: draft\nstates: maybe\n",
+        &["3:9 schema: states: invalid type: string \"maybe\", expected a sequence"],
+    );
+}
