@@ -154,11 +154,12 @@ impl SledStore {
             durability: config.durability,
             log,
         };
-        let writer =
-            Writer::start("sled", backend, config.max_batch()).map_err(|e| OpenError::Io {
+        let writer = Writer::start("sled", path, backend, config.max_batch()).map_err(|e| {
+            OpenError::Io {
                 path: path.to_owned(),
                 source: e,
-            })?;
+            }
+        })?;
         Ok(SledStore {
             writer,
             trees,
@@ -172,7 +173,20 @@ impl SledStore {
         F: FnOnce(&Trees) -> Result<T, sled::Error> + Send + 'static,
     {
         let trees = self.trees.clone();
-        blocking(move || f(&trees).map_err(backend)).await
+        let path = self.path.clone();
+        // sled panics on some damaged stores too: the caller gets an error naming the store.
+        blocking(move || {
+            crate::contain::contain(|| f(&trees).map_err(backend)).unwrap_or_else(|panic| {
+                Err(crate::Damaged {
+                    path,
+                    document: None,
+                    position: None,
+                    detail: panic,
+                }
+                .into())
+            })
+        })
+        .await
     }
 }
 

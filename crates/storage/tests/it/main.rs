@@ -10,5 +10,6 @@ mod group;
 mod hosted;
 mod migrate;
 mod open;
+mod readonly;
 mod support;
 mod tail;
