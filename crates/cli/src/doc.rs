@@ -294,7 +294,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
     match cmd {
         LocalCommand::Doc { store, cmd } => doc(&store.path, cmd, out).await,
         LocalCommand::Pending { user, at, store } => {
-            let store = open(&store.path)?;
+            let store = open(&store.path, Access::Read)?;
             let at = at.unwrap_or_else(system_now);
             // The index names delegates whose delegation may have ended since: the state
             // read back decides at `at`.
@@ -326,7 +326,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
             Ok(OK)
         }
         LocalCommand::Audit { store, cmd } => {
-            let store = open(&store.path)?;
+            let store = open(&store.path, Access::Read)?;
             match cmd {
                 AuditCommand::Verify { id } => verify(&store, id.as_deref(), out).await,
                 AuditCommand::Export { format, id } => {
@@ -335,7 +335,7 @@ async fn run_async(cmd: &LocalCommand, out: &mut dyn Write) -> Result<u8, Failur
             }
         }
         LocalCommand::Tick { now, store } => {
-            let store = open(&store.path)?;
+            let store = open(&store.path, Access::Write)?;
             let mut fired = 0;
             for (id, _) in store.documents().await? {
                 let (_, state, wf) = load(&store, &id).await?;
@@ -403,7 +403,11 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
         return Ok(OK);
     }
 
-    let store = open(path)?;
+    let access = match cmd {
+        DocCommand::Status { .. } | DocCommand::History { .. } => Access::Read,
+        _ => Access::Write,
+    };
+    let store = open(path, access)?;
     let id = match cmd {
         DocCommand::Create { id, .. }
         | DocCommand::Edit { id, .. }
@@ -529,8 +533,20 @@ async fn commit(
         .await?)
 }
 
-fn open(path: &Path) -> Result<RedbStore, Failure> {
-    Ok(RedbStore::open(path, StoreConfig::durable())?)
+/// Whether a command only reads the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Opened read-only: the file is never written (it may lack write permission), even
+    /// when redb would repair or migrate it (that happens in memory).
+    Read,
+    Write,
+}
+
+fn open(path: &Path, access: Access) -> Result<RedbStore, Failure> {
+    Ok(match access {
+        Access::Read => RedbStore::open_read_only(path)?,
+        Access::Write => RedbStore::open(path, StoreConfig::durable())?,
+    })
 }
 
 /// A document's records, its state and its workflow (from the store).
@@ -911,9 +927,12 @@ mod tests {
             "doc create d --workflow {basic} --by alice --store {s}"
         ));
         let held = RedbStore::open(&s, StoreConfig::durable()).unwrap();
-        let (code, _, err) = sh(&format!("doc status d --store {s}"));
+        let (code, _, err) = sh(&format!("tick --now 2026-01-05T09:00:00Z --store {s}"));
         assert_eq!(code, 2);
         assert!(err.contains("in use"), "{err}");
+        // Reading takes no lock (it opens the file read-only and never writes it).
+        let (code, _, err) = sh(&format!("doc status d --store {s}"));
+        assert_eq!(code, 0, "{err}");
         drop(held);
 
         std::fs::write(&s, b"not a database at all, just text ".repeat(100)).unwrap();
