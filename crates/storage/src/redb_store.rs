@@ -222,6 +222,7 @@ impl RedbStore {
             Some(config) => {
                 let backend = RedbWriter {
                     db: db.clone(),
+                    path: path.to_owned(),
                     durability: config.durability,
                     tail: tail.clone(),
                     tail_start,
@@ -589,6 +590,8 @@ impl Drop for Db {
 /// The writer thread's side: commits batches in one redb write transaction.
 struct RedbWriter {
     db: Arc<Db>,
+    /// The store's file, named when a commit meets damage.
+    path: PathBuf,
     durability: Durability,
     tail: Arc<Mutex<Tail>>,
     /// The first log position that `heads` does not cover (`tail_start` in `meta`).
@@ -597,7 +600,19 @@ struct RedbWriter {
 
 impl Backend for RedbWriter {
     fn commit(&mut self, ops: &mut [Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
-        let mut txn = self.db.begin_write().map_err(backend)?;
+        // redb's corruption errors name nothing: say which store.
+        let path = self.path.clone();
+        let backend = move |e: redb::Error| match e {
+            redb::Error::Corrupted(detail) => Damaged {
+                path: path.clone(),
+                document: None,
+                position: None,
+                detail,
+            }
+            .into(),
+            e => backend(e),
+        };
+        let mut txn = self.db.begin_write().map_err(|e| backend(e.into()))?;
         txn.set_durability(match self.durability {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::None => redb::Durability::None,
@@ -609,12 +624,12 @@ impl Backend for RedbWriter {
             for op in ops.iter_mut() {
                 // An error from redb inside the transaction leaves it in an unknown state:
                 // give up the whole batch (the transaction aborts when dropped).
-                results.push(tables.apply(op).map_err(backend)?);
+                results.push(tables.apply(op).map_err(&backend)?);
             }
-            let checkpoint = tables.checkpoint(self.tail_start).map_err(backend)?;
+            let checkpoint = tables.checkpoint(self.tail_start).map_err(&backend)?;
             (tables.changed, checkpoint)
         };
-        txn.commit().map_err(backend)?;
+        txn.commit().map_err(|e| backend(e.into()))?;
         // Only now that the batch is committed may readers see its heads (see `Tail`). A
         // batch that failed returned above and left the tail as it was.
         let mut tail = lock(&self.tail);

@@ -263,12 +263,19 @@ fn signoff(args: &[&str]) -> Run {
     }
 }
 
+/// No panic, and an unusable store (exit 2) is named in the message.
 fn check_no_panic(r: &Run, args: &[&str], what: &str, found: &mut Vec<String>) {
     if r.code == 101 || r.code < 0 || r.stderr.contains("panicked") {
         found.push(format!(
             "{what}: `{}` exited {}: {}",
             args.join(" "),
             r.code,
+            r.stderr.trim()
+        ));
+    } else if r.code == 2 && !r.stderr.contains("case-") && !r.stderr.contains("realm-") {
+        found.push(format!(
+            "{what}: `{}` exited 2 without naming the store: {}",
+            args.join(" "),
             r.stderr.trim()
         ));
     }
