@@ -111,6 +111,25 @@ fn no_damage_crashes_the_cli_or_changes_the_trail_silently() {
 }
 
 #[test]
+fn every_read_command_reads_a_store_file_without_write_permission_and_leaves_it_as_it_was() {
+    let dir = Scratch::new("readonly");
+    let store = dir.0.join("ro.redb");
+    build(&store);
+    let mut perms = std::fs::metadata(&store).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&store, perms).unwrap();
+    // Tests run as root, where permission bits stop no write: the bytes and the mtime are
+    // what shows that nothing was written.
+    let before = stamp(&store);
+    for args in READS {
+        let r = run(args, &store);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(!r.stdout.is_empty(), "{args:?}");
+    }
+    assert!(stamp(&store) == before, "a read command changed the store");
+}
+
+#[test]
 fn sim_inspect_never_creates_a_store() {
     let dir = Scratch::new("inspect");
     let r = signoff(&["sim", "inspect", "--data", dir.0.to_str().unwrap()]);
