@@ -373,7 +373,7 @@ async fn run_async(
             if user.trim().is_empty() {
                 return Err(unusable("--user may not be empty or blank"));
             }
-            let store = open(&store.path)?;
+            let store = open(&store.path, Access::Read)?;
             let at = at.unwrap_or_else(system_now);
             // The index names delegates whose delegation may have ended since: the state
             // read back decides at `at`.
@@ -427,7 +427,7 @@ async fn run_async(
                 anchor: None,
                 public_key: None,
                 ..
-            } => verify(&open(&store.path)?, id.as_deref(), out).await,
+            } => verify(&open(&store.path, Access::Read)?, id.as_deref(), out).await,
             AuditCommand::Verify { anchor: None, .. } => Err(unusable(
                 "--public-key goes with --anchor FILE or --export FILE",
             )),
@@ -437,7 +437,7 @@ async fn run_async(
                 public_key,
                 ..
             } => {
-                let db = open(&store.path)?;
+                let db = open(&store.path, Access::Read)?;
                 audit_verify_anchor(&db, id.as_deref(), file, public_key.as_deref(), out).await
             }
             AuditCommand::Export {
@@ -445,14 +445,21 @@ async fn run_async(
                 id,
                 anchor,
             } => {
-                let db = open(&store.path)?;
+                let db = open(&store.path, Access::Read)?;
                 audit_export(&db, &store.path, id.as_deref(), anchor.as_deref(), out).await
             }
             AuditCommand::Export {
                 anchor: Some(_), ..
             } => Err(unusable("--anchor goes with --format verifiable")),
             AuditCommand::Export { format, id, .. } => {
-                export(&open(&store.path)?, id.as_deref(), *format, out, err).await
+                export(
+                    &open(&store.path, Access::Read)?,
+                    id.as_deref(),
+                    *format,
+                    out,
+                    err,
+                )
+                .await
             }
             AuditCommand::Anchor {
                 key,
@@ -460,13 +467,13 @@ async fn run_async(
                 if_changed,
                 at,
             } => {
-                let db = open(&store.path)?;
+                let db = open(&store.path, Access::Read)?;
                 let at = at.unwrap_or_else(system_now);
                 audit_anchor(&db, &store.path, key, copy.as_deref(), *if_changed, at, out).await
             }
         },
         LocalCommand::Tick { now, store } => {
-            let store = open(&store.path)?;
+            let store = open(&store.path, Access::Write)?;
             let mut fired = 0;
             let mut bad = 0;
             for (id, _) in store.documents().await? {
@@ -558,7 +565,11 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
         return Ok(OK);
     }
 
-    let store = open(path)?;
+    let access = match cmd {
+        DocCommand::Status { .. } | DocCommand::History { .. } => Access::Read,
+        _ => Access::Write,
+    };
+    let store = open(path, access)?;
     let id = match cmd {
         DocCommand::Create { id, .. }
         | DocCommand::Edit { id, .. }
@@ -685,8 +696,20 @@ async fn commit(
         .await?)
 }
 
-fn open(path: &Path) -> Result<RedbStore, Failure> {
-    Ok(RedbStore::open(path, StoreConfig::durable())?)
+/// Whether a command only reads the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Opened read-only: the file is never written (it may lack write permission), even
+    /// when redb would repair or migrate it (that happens in memory).
+    Read,
+    Write,
+}
+
+fn open(path: &Path, access: Access) -> Result<RedbStore, Failure> {
+    Ok(match access {
+        Access::Read => RedbStore::open_read_only(path)?,
+        Access::Write => RedbStore::open(path, StoreConfig::durable())?,
+    })
 }
 
 /// A document's records, its state and its workflow (from the store).
@@ -1686,9 +1709,12 @@ mod tests {
             "doc create d --workflow {basic} --by alice --store {s}"
         ));
         let held = RedbStore::open(&s, StoreConfig::durable()).unwrap();
-        let (code, _, err) = sh(&format!("doc status d --store {s}"));
+        let (code, _, err) = sh(&format!("tick --now 2026-01-05T09:00:00Z --store {s}"));
         assert_eq!(code, 2);
         assert!(err.contains("in use"), "{err}");
+        // Reading takes no lock (it opens the file read-only and never writes it).
+        let (code, _, err) = sh(&format!("doc status d --store {s}"));
+        assert_eq!(code, 0, "{err}");
         drop(held);
 
         std::fs::write(&s, b"not a database at all, just text ".repeat(100)).unwrap();

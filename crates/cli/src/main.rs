@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     init_tracing("signoff");
+    quiet_contained_panics();
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let code = signoff_cli::run(
@@ -41,4 +42,17 @@ fn init_tracing(program: &str) {
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// Keeps the default panic hook from printing panics that the stores contain: redb and sled
+/// panic on some damaged files, the store turns that into an error naming the file, and the
+/// user should read that error alone, not a `panicked at` line from inside redb. Any other
+/// panic is a bug and is printed as usual.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !signoff_storage::panic_is_contained() {
+            default(info);
+        }
+    }));
 }

@@ -1223,15 +1223,32 @@ pub struct StoredKey {
 
 /// Everything stored in a data directory (one redb file per realm), in realm, then key
 /// order. Expired values are shown too: expiry is judged on the run's virtual clock.
+///
+/// Files are read, never written or created: a directory without any realm file, or an
+/// empty or damaged one, is an error naming it (redb's panics on damaged files are
+/// contained).
 pub fn inspect_dir(dir: &std::path::Path) -> Result<Vec<StoredKey>, KvsError> {
     let mut out = Vec::new();
+    let mut found = false;
     for realm in Realm::ALL {
         let path = dir.join(format!("{realm}.redb"));
         if !path.exists() {
             continue;
         }
-        let backend = crate::redb_backend::RedbBackend::open(&path).map_err(unavailable)?;
-        for (k, v) in backend.range("", None, usize::MAX).map_err(unavailable)? {
+        found = true;
+        let damaged = |panic: String| {
+            unavailable(BackendError(format!(
+                "{}: the file is damaged: {panic}",
+                path.display()
+            )))
+        };
+        let rows = signoff_storage::contain::contain(|| {
+            let backend = crate::redb_backend::RedbBackend::open_read_only(&path)?;
+            backend.range("", None, usize::MAX)
+        })
+        .map_err(damaged)?
+        .map_err(unavailable)?;
+        for (k, v) in rows {
             let mut parts = k.splitn(4, SEP);
             let (Some(app), Some(environment), Some(installation), Some(rest)) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
@@ -1260,6 +1277,14 @@ pub fn inspect_dir(dir: &std::path::Path) -> Result<Vec<StoredKey>, KvsError> {
                 value,
             });
         }
+    }
+    if !found {
+        let names: Vec<String> = Realm::ALL.iter().map(|r| format!("{r}.redb")).collect();
+        return Err(unavailable(BackendError(format!(
+            "no realm store ({}) in {}",
+            names.join(", "),
+            dir.display()
+        ))));
     }
     Ok(out)
 }

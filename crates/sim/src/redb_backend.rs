@@ -37,6 +37,29 @@ impl RedbBackend {
         let db = opened.map_err(|e| fail(format!("{}: {e}", path.display())))?;
         Ok(RedbBackend { db })
     }
+
+    /// Opens an existing file for reading only (`signoff sim inspect`): it is copied into
+    /// memory and redb works on the copy, so the file is never written (redb 2.6 has no
+    /// read-only mode; it repairs in place and writes on close) and may lack write
+    /// permission. A missing or empty file is an error naming it, never a new database.
+    /// Realm files are a simulation's scratch data, small enough to copy.
+    pub fn open_read_only(path: &Path) -> Result<RedbBackend, BackendError> {
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        if bytes.is_empty() {
+            return Err(fail(format!(
+                "{}: the file is empty, not a realm's store",
+                path.display()
+            )));
+        }
+        let opened = signoff_storage::contain::contain(|| {
+            let backend = redb::backends::InMemoryBackend::new();
+            redb::StorageBackend::write(&backend, 0, &bytes)?;
+            Database::builder().create_with_backend(backend)
+        })
+        .map_err(|panic| fail(format!("{}: the file is damaged: {panic}", path.display())))?;
+        let db = opened.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        Ok(RedbBackend { db })
+    }
 }
 
 impl Backend for RedbBackend {

@@ -26,8 +26,11 @@
 
 #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 mod codec;
+pub mod contain;
 mod error;
 pub mod hosted;
+#[cfg(feature = "embedded")]
+mod readonly;
 #[cfg(feature = "embedded")]
 mod redb_store;
 #[cfg(feature = "embedded")]
@@ -40,7 +43,8 @@ pub use signoff_core::store::{
     DocumentIndex, EventStore, IndexEntry, MemoryStore, Outbox, StoreError,
 };
 
-pub use error::OpenError;
+pub use contain::panic_is_contained;
+pub use error::{Damaged, OpenError};
 #[cfg(feature = "embedded")]
 pub use redb_store::RedbStore;
 #[cfg(feature = "embedded")]

@@ -49,9 +49,11 @@ use signoff_core::notify::Notification;
 use signoff_core::store::{DocumentIndex, EventStore, IndexEntry, Outbox, StoreError};
 use signoff_core::{Record, Timestamp};
 
-use crate::codec::{StoredEntry, check_records, encode_notifications, from_json};
+use crate::codec::{StoredEntry, check_records, encode_notifications};
+use crate::contain::contain;
+use crate::readonly::ReadOnlyFile;
 use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
-use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
+use crate::{Damaged, Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
@@ -85,9 +87,9 @@ const CHECKPOINT_APPENDS: u64 = 4096;
 #[derive(Debug)]
 pub struct RedbStore {
     // Declared first so that it is dropped first: the writer thread ends (and drops its
-    // handle on the database) before ours goes.
-    writer: Writer,
-    db: Arc<Database>,
+    // handle on the database) before ours goes. `None` when opened read-only.
+    writer: Option<Writer>,
+    db: Arc<Db>,
     tail: Arc<Mutex<Tail>>,
     path: PathBuf,
 }
@@ -104,7 +106,7 @@ impl RedbStore {
             create_new(path)?;
         }
         let db = guard(path, || Database::builder().create(path))?;
-        RedbStore::start(db, path, config)
+        RedbStore::start(db, path, Some(config))
     }
 
     /// Opens an existing store; fails with [`OpenError::Missing`] when there is none.
@@ -116,7 +118,41 @@ impl RedbStore {
             });
         }
         let db = guard(path, || Database::builder().open(path))?;
-        RedbStore::start(db, path, config)
+        RedbStore::start(db, path, Some(config))
+    }
+
+    /// Opens an existing store for reading only: the file is opened without write access
+    /// and never written, whatever redb does (see [`ReadOnlyFile`]: repair and migration
+    /// happen in memory, closing writes nothing), so it works on a file without write
+    /// permission. Writes fail with [`StoreError::Backend`]. A missing or empty file, or a
+    /// redb file without signoff's layout, is an error naming it.
+    ///
+    /// It takes no lock: a read that races a writer's commit in another process may report
+    /// the store as damaged; reading again after the writer is done gives the right answer.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref();
+        let io = |source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = match ReadOnlyFile::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OpenError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if std::fs::metadata(path).map_err(io)?.len() == 0 {
+            // redb would initialize a new database in an empty file.
+            return Err(OpenError::NotAStore {
+                path: path.to_owned(),
+                detail: "the file is empty".into(),
+            });
+        }
+        let db = guard(path, move || Database::builder().create_with_backend(file))?;
+        RedbStore::start(db, path, None)
     }
 
     /// Creates or opens a store on a storage backend of the caller's (for example one that
@@ -130,7 +166,7 @@ impl RedbStore {
         let db = guard(path, move || {
             Database::builder().create_with_backend(backend)
         })?;
-        RedbStore::start(db, path, config)
+        RedbStore::start(db, path, Some(config))
     }
 
     /// The file this store lives in.
@@ -141,7 +177,12 @@ impl RedbStore {
     /// How many transactions the writer thread committed, and how many operations they
     /// carried (their ratio is the mean group-commit batch).
     pub fn writer_stats(&self) -> WriterStats {
-        self.writer.stats()
+        self.writer.as_ref().map(Writer::stats).unwrap_or_default()
+    }
+
+    /// Whether the store was opened with [`RedbStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
     }
 
     /// For tests: write a checkpoint when the tail holds more than `docs` documents or
@@ -154,26 +195,48 @@ impl RedbStore {
         tail.max_appends = appends;
     }
 
-    fn start(db: Database, path: &Path, config: StoreConfig) -> Result<RedbStore, OpenError> {
-        init_layout(&db, path)?;
-        let (tail_start, heads) = load_tail(&db).map_err(|e| open_error(path, e))?;
+    /// Checks (or writes) the layout, rebuilds the tail and starts the writer; `config` is
+    /// `None` for a read-only store, which gets no writer and never creates a layout.
+    fn start(
+        db: Database,
+        path: &Path,
+        config: Option<StoreConfig>,
+    ) -> Result<RedbStore, OpenError> {
+        let db = Db(Some(db));
+        let corrupted = |detail| OpenError::Corrupted {
+            path: path.to_owned(),
+            detail,
+        };
+        contain(|| init_layout(&db, path, config.is_none())).map_err(corrupted)??;
+        let (tail_start, heads) = contain(|| load_tail(&db))
+            .map_err(corrupted)?
+            .map_err(|e| open_error(path, e))?;
         let tail = Arc::new(Mutex::new(Tail {
             heads,
             max_docs: CHECKPOINT_DOCS,
             max_appends: CHECKPOINT_APPENDS,
         }));
         let db = Arc::new(db);
-        let backend = RedbWriter {
-            db: db.clone(),
-            durability: config.durability,
-            tail: tail.clone(),
-            tail_start,
+        let writer = match config {
+            None => None,
+            Some(config) => {
+                let backend = RedbWriter {
+                    db: db.clone(),
+                    path: path.to_owned(),
+                    durability: config.durability,
+                    tail: tail.clone(),
+                    tail_start,
+                };
+                let writer =
+                    Writer::start("redb", path, backend, config.max_batch()).map_err(|e| {
+                        OpenError::Io {
+                            path: path.to_owned(),
+                            source: e,
+                        }
+                    })?;
+                Some(writer)
+            }
         };
-        let writer =
-            Writer::start("redb", backend, config.max_batch()).map_err(|e| OpenError::Io {
-                path: path.to_owned(),
-                source: e,
-            })?;
         Ok(RedbStore {
             writer,
             db,
@@ -189,21 +252,48 @@ impl RedbStore {
     }
 
     /// Runs `f` in a read transaction on the blocking pool.
-    async fn read_with<T, F>(&self, f: F) -> Result<T, StoreError>
+    ///
+    /// A panic of redb's inside (a damaged page) is contained and, like redb's own
+    /// corruption errors, reported as [`Damaged`], naming `doc` when the read was of one
+    /// document and the log position `f` last stored in `at`, if any.
+    async fn read_with<T, F>(&self, doc: Option<&str>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
+        F: FnOnce(&redb::ReadTransaction, &Position) -> Result<T, redb::Error> + Send + 'static,
     {
         let db = self.db.clone();
+        let path = self.path.clone();
+        let doc = doc.map(str::to_owned);
         blocking(move || {
-            let txn = db.begin_read().map_err(backend)?;
-            f(&txn).map_err(backend)
+            let at = Position::default();
+            let damaged = |detail| Damaged {
+                path: path.clone(),
+                document: doc.clone(),
+                position: at.get(),
+                detail,
+            };
+            match contain(|| {
+                db.begin_read()
+                    .map_err(redb::Error::from)
+                    .and_then(|t| f(&t, &at))
+            }) {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(redb::Error::Corrupted(detail))) => Err(damaged(detail).into()),
+                Ok(Err(e)) => Err(backend(e)),
+                Err(panic) => Err(damaged(panic).into()),
+            }
         })
         .await
     }
 
     async fn write(&self, op: Op) -> Result<Done, StoreError> {
-        self.writer.submit(op).await
+        match &self.writer {
+            Some(writer) => writer.submit(op).await,
+            None => Err(StoreError::Backend(format!(
+                "the store {} was opened read-only",
+                self.path.display()
+            ))),
+        }
     }
 }
 
@@ -219,10 +309,11 @@ impl EventStore for RedbStore {
     }
 
     async fn read(&self, doc: &str, from: u64) -> Result<Vec<Record>, StoreError> {
+        let name = doc.to_owned();
         let doc = doc.to_owned();
         let in_tail = self.tail_head(&doc);
         let raw = self
-            .read_with(move |txn| {
+            .read_with(Some(&name), move |txn, at| {
                 let heads = txn.open_table(HEADS)?;
                 let checkpointed = heads.get(doc.as_str())?.map(|v| v.value());
                 let Some((len, last)) = newer(in_tail, checkpointed) else {
@@ -236,13 +327,14 @@ impl EventStore for RedbStore {
                 let mut out = Vec::new();
                 let mut pos = last;
                 loop {
+                    at.set(Some(pos));
                     let value = log.get(pos)?.ok_or_else(|| {
                         redb::Error::Corrupted(format!(
                             "append {pos} of document {doc:?} is missing from the log"
                         ))
                     })?;
                     let entry = LogEntry::parse(value.value(), pos, &doc)?;
-                    out.push((entry.first, entry.records.to_vec()));
+                    out.push((pos, entry.first, entry.records.to_vec()));
                     match entry.prev {
                         Some(prev) if entry.first > from => pos = prev,
                         _ => break,
@@ -253,8 +345,13 @@ impl EventStore for RedbStore {
             })
             .await?;
         let mut records = Vec::new();
-        for (first, body) in raw {
-            let chunk: Vec<Record> = from_json(&body, "records")?;
+        for (pos, first, body) in raw {
+            let chunk: Vec<Record> = serde_json::from_slice(&body).map_err(|e| Damaged {
+                path: self.path.clone(),
+                document: Some(name.clone()),
+                position: Some(pos),
+                detail: format!("its records do not decode: {e}"),
+            })?;
             let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
             records.extend(chunk.into_iter().skip(skip));
         }
@@ -270,19 +367,23 @@ impl DocumentIndex for RedbStore {
 
     async fn by_state(&self, state: &str) -> Result<Vec<String>, StoreError> {
         let state = state.to_owned();
-        self.read_with(move |txn| prefix_docs(&txn.open_table(BY_STATE)?, &state))
-            .await
+        self.read_with(None, move |txn, _| {
+            prefix_docs(&txn.open_table(BY_STATE)?, &state)
+        })
+        .await
     }
 
     async fn by_reviewer(&self, user: &str) -> Result<Vec<String>, StoreError> {
         let user = user.to_owned();
-        self.read_with(move |txn| prefix_docs(&txn.open_table(BY_REVIEWER)?, &user))
-            .await
+        self.read_with(None, move |txn, _| {
+            prefix_docs(&txn.open_table(BY_REVIEWER)?, &user)
+        })
+        .await
     }
 
     async fn due_before(&self, t: Timestamp) -> Result<Vec<String>, StoreError> {
         let mut docs = self
-            .read_with(move |txn| {
+            .read_with(None, move |txn, _| {
                 let table = txn.open_table(BY_DUE)?;
                 let mut out = Vec::new();
                 for row in table.range((i64::MIN, "")..)? {
@@ -311,7 +412,7 @@ impl Outbox for RedbStore {
 
     async fn pending(&self, limit: usize) -> Result<Vec<(u64, Notification)>, StoreError> {
         let raw = self
-            .read_with(move |txn| {
+            .read_with(None, move |txn, _| {
                 let t = txn.open_table(OUTBOX)?;
                 let mut out = Vec::new();
                 for row in t.iter()?.take(limit) {
@@ -322,7 +423,15 @@ impl Outbox for RedbStore {
             })
             .await?;
         raw.into_iter()
-            .map(|(id, b)| Ok((id, from_json(&b, "notification")?)))
+            .map(|(id, b)| {
+                let n = serde_json::from_slice(&b).map_err(|e| Damaged {
+                    path: self.path.clone(),
+                    document: None,
+                    position: None,
+                    detail: format!("outbox item {id} does not decode: {e}"),
+                })?;
+                Ok((id, n))
+            })
             .collect()
     }
 
@@ -369,7 +478,7 @@ impl LocalStore for RedbStore {
             .iter()
             .map(|(doc, (len, _))| (doc.clone(), *len))
             .collect();
-        self.read_with(move |txn| {
+        self.read_with(None, move |txn, _| {
             let heads = txn.open_table(HEADS)?;
             let mut out = BTreeMap::new();
             for row in heads.iter()? {
@@ -396,7 +505,7 @@ impl LocalStore for RedbStore {
 
     async fn workflow(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let hash = hash.to_owned();
-        self.read_with(move |txn| {
+        self.read_with(None, move |txn, _| {
             Ok(txn
                 .open_table(WORKFLOWS)?
                 .get(hash.as_str())?
@@ -439,9 +548,50 @@ struct Tail {
 /// A document's head: its stream length and the log position of its last append.
 type Head = (u64, u64);
 
+/// The log position a read was at, for the error when it meets damage there.
+#[derive(Debug, Default)]
+struct Position(std::cell::Cell<Option<u64>>);
+
+impl Position {
+    fn set(&self, pos: Option<u64>) {
+        self.0.set(pos);
+    }
+
+    fn get(&self) -> Option<u64> {
+        self.0.get()
+    }
+}
+
+/// The database, closed under [`contain`]: redb's `Drop` writes the allocator state back
+/// and can panic on a damaged file, and a store that is being closed must not take the
+/// process down (nor, for a read-only store, write anything: see [`ReadOnlyFile`]).
+#[derive(Debug)]
+struct Db(Option<Database>);
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        self.0
+            .as_ref()
+            .expect("the database is taken only when it is dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let db = self.0.take();
+        if let Err(panic) = contain(move || drop(db)) {
+            tracing::warn!(panic, "closing the redb file failed; it may need repair");
+        }
+    }
+}
+
 /// The writer thread's side: commits batches in one redb write transaction.
 struct RedbWriter {
-    db: Arc<Database>,
+    db: Arc<Db>,
+    /// The store's file, named when a commit meets damage.
+    path: PathBuf,
     durability: Durability,
     tail: Arc<Mutex<Tail>>,
     /// The first log position that `heads` does not cover (`tail_start` in `meta`).
@@ -450,7 +600,19 @@ struct RedbWriter {
 
 impl Backend for RedbWriter {
     fn commit(&mut self, ops: &mut [Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
-        let mut txn = self.db.begin_write().map_err(backend)?;
+        // redb's corruption errors name nothing: say which store.
+        let path = self.path.clone();
+        let backend = move |e: redb::Error| match e {
+            redb::Error::Corrupted(detail) => Damaged {
+                path: path.clone(),
+                document: None,
+                position: None,
+                detail,
+            }
+            .into(),
+            e => backend(e),
+        };
+        let mut txn = self.db.begin_write().map_err(|e| backend(e.into()))?;
         txn.set_durability(match self.durability {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::None => redb::Durability::None,
@@ -462,12 +624,12 @@ impl Backend for RedbWriter {
             for op in ops.iter_mut() {
                 // An error from redb inside the transaction leaves it in an unknown state:
                 // give up the whole batch (the transaction aborts when dropped).
-                results.push(tables.apply(op).map_err(backend)?);
+                results.push(tables.apply(op).map_err(&backend)?);
             }
-            let checkpoint = tables.checkpoint(self.tail_start).map_err(backend)?;
+            let checkpoint = tables.checkpoint(self.tail_start).map_err(&backend)?;
             (tables.changed, checkpoint)
         };
-        txn.commit().map_err(backend)?;
+        txn.commit().map_err(|e| backend(e.into()))?;
         // Only now that the batch is committed may readers see its heads (see `Tail`). A
         // batch that failed returned above and left the tail as it was.
         let mut tail = lock(&self.tail);
@@ -756,8 +918,9 @@ fn prefix_docs(
     Ok(out)
 }
 
-/// Checks the layout version of an existing store, or writes the layout of a new one.
-fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
+/// Checks the layout version of an existing store, or writes the layout of a new one
+/// (never when `read_only`: a file without the layout is then not a store).
+fn init_layout(db: &Database, path: &Path, read_only: bool) -> Result<(), OpenError> {
     let found = {
         let txn = db.begin_read().map_err(|e| open_error(path, e))?;
         match txn.open_table(META) {
@@ -780,6 +943,10 @@ fn init_layout(db: &Database, path: &Path) -> Result<(), OpenError> {
         Some(v) => Err(OpenError::NotAStore {
             path: path.to_owned(),
             detail: format!("layout version {v}, which no signoff wrote"),
+        }),
+        None if read_only => Err(OpenError::NotAStore {
+            path: path.to_owned(),
+            detail: "a redb file without signoff's `meta` table".into(),
         }),
         None => {
             let txn = db.begin_write().map_err(|e| open_error(path, e))?;
@@ -828,7 +995,7 @@ fn create_new(path: &Path) -> Result<(), OpenError> {
     let _ = std::fs::remove_file(&tmp);
     {
         let db = guard(&tmp, || Database::builder().create(&tmp))?;
-        init_layout(&db, &tmp)?;
+        init_layout(&db, &tmp, false)?;
     }
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
@@ -854,19 +1021,12 @@ fn guard(
     path: &Path,
     open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
 ) -> Result<Database, OpenError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+    match contain(open) {
         Ok(result) => result.map_err(|e| open_error(path, e)),
-        Err(panic) => {
-            let detail = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "redb could not read it".into());
-            Err(OpenError::Corrupted {
-                path: path.to_owned(),
-                detail,
-            })
-        }
+        Err(detail) => Err(OpenError::Corrupted {
+            path: path.to_owned(),
+            detail,
+        }),
     }
 }
 

@@ -16,6 +16,21 @@
 //! JSON), `workflows` (hash → source). An append with its index row and notifications is one
 //! sled transaction over `events`, `index` and `outbox`, so no partial record, row or
 //! notification is ever visible; the stream length is the last key of the document's range.
+//!
+//! Noticing loss: sled 0.34 opens a truncated, emptied or damaged store as a smaller (even
+//! empty) one, silently. So every append also writes, in its own transaction, `meta`'s
+//! `manifest` (document count, record count, and an XOR of a 64-bit FNV-1a hash of each
+//! document's (id, length)) and the document's head `h` ++ id → length. That catches loss
+//! inside sled's state, but not sled recovering to an *earlier* consistent state: a flipped
+//! byte or a zeroed page in sled's log makes its recovery stop there and drop every later
+//! commit, manifest included. So a store also has a journal outside sled's files,
+//! `PATH/signoff-store`, created with the store: after each commit is durable in sled, the
+//! writer appends one line per append (`LENGTH JSON-ID`) and syncs it. The journal may lag
+//! sled (a crash between the two) but never lead it, so opening a store refuses it as
+//! [`OpenError::Corrupted`] when the journal exists without sled's data, when a document is
+//! shorter than the journal says (naming it), or when the streams do not match the manifest
+//! and heads (one scan of `events`' keys). The journal grows by a line per append; it is
+//! not compacted yet.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +49,13 @@ use crate::writer::{Backend, Done, Op, Writer, WriterStats, blocking};
 use crate::{Durability, LocalStore, OpenError, SCHEMA_VERSION, StoreConfig};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+/// `meta`: (documents, records, digest of heads), 24 bytes big-endian.
+const MANIFEST: &[u8] = b"manifest";
+/// The journal of heads written beside sled's files (see the module docs).
+const MARKER: &str = "signoff-store";
+/// The journal's first line.
+const JOURNAL_HEADER: &str =
+    "signoff sled store: the heads of its appends, see crates/storage/README.md";
 const OUTBOX_NEXT: &[u8] = b"n";
 
 /// The sled store: one sled directory.
@@ -48,6 +70,7 @@ pub struct SledStore {
 #[derive(Debug, Clone)]
 struct Trees {
     db: sled::Db,
+    meta: sled::Tree,
     events: sled::Tree,
     index: sled::Tree,
     outbox: sled::Tree,
@@ -63,7 +86,7 @@ impl SledStore {
     /// Opens an existing store; fails with [`OpenError::Missing`] when there is none.
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<SledStore, OpenError> {
         let path = path.as_ref();
-        if !path.join("conf").exists() {
+        if !path.join("conf").exists() && !path.join(MARKER).exists() {
             return Err(OpenError::Missing {
                 path: path.to_owned(),
             });
@@ -82,6 +105,23 @@ impl SledStore {
     }
 
     fn start(path: &Path, config: StoreConfig) -> Result<SledStore, OpenError> {
+        let corrupted = |detail: String| OpenError::Corrupted {
+            path: path.to_owned(),
+            detail,
+        };
+        if path.exists() && !path.is_dir() {
+            return Err(OpenError::NotAStore {
+                path: path.to_owned(),
+                detail: "a sled store is a directory, and this is a file".into(),
+            });
+        }
+        let marked = path.join(MARKER).exists();
+        let log_len = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
+        if marked && (!path.join("conf").exists() || log_len == 0) {
+            return Err(corrupted(
+                "sled's files are missing or empty, but the store was created here: its data is lost".into(),
+            ));
+        }
         // sled's background IO threads release the file lock shortly after the last handle
         // of an earlier open in this process goes: wait up to a second before calling the
         // store locked.
@@ -100,14 +140,15 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(path, e));
+        let meta = tree("meta")?;
         let trees = Trees {
+            meta: meta.clone(),
             events: tree("events")?,
             index: tree("index")?,
             outbox: tree("outbox")?,
             workflows: tree("workflows")?,
             db: db.clone(),
         };
-        let meta = tree("meta")?;
         match meta.get(SCHEMA_KEY).map_err(|e| open_error(path, e))? {
             Some(v) => {
                 let found = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
@@ -139,11 +180,42 @@ impl SledStore {
                         detail: "a sled database without signoff's schema version".into(),
                     });
                 }
+                if marked {
+                    return Err(corrupted(
+                        "sled opened it as an empty database, but the store was created here: its data is lost".into(),
+                    ));
+                }
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(|e| open_error(path, e))?;
+                meta.insert(MANIFEST, &Manifest::default().to_bytes()[..])
+                    .map_err(|e| open_error(path, e))?;
                 db.flush().map_err(|e| open_error(path, e))?;
+                // Written after the store's first durable flush: from now on, a store here
+                // that sled opens as empty has lost its data.
+                std::fs::write(path.join(MARKER), format!("{JOURNAL_HEADER}\n")).map_err(
+                    |source| OpenError::Io {
+                        path: path.to_owned(),
+                        source,
+                    },
+                )?;
             }
         }
+        let journal = read_journal(&path.join(MARKER)).map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        check_manifest(&trees, &journal).map_err(|e| match e {
+            Ok(detail) => corrupted(detail),
+            Err(e) => open_error(path, e),
+        })?;
+        let journal = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path.join(MARKER))
+            .map_err(|source| OpenError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         // sled's log file, to fsync after sled's own flush (see `SledWriter::commit`).
         let log = std::fs::File::open(path.join("db")).map_err(|source| OpenError::Io {
             path: path.to_owned(),
@@ -153,12 +225,14 @@ impl SledStore {
             trees: trees.clone(),
             durability: config.durability,
             log,
+            journal,
         };
-        let writer =
-            Writer::start("sled", backend, config.max_batch()).map_err(|e| OpenError::Io {
+        let writer = Writer::start("sled", path, backend, config.max_batch()).map_err(|e| {
+            OpenError::Io {
                 path: path.to_owned(),
                 source: e,
-            })?;
+            }
+        })?;
         Ok(SledStore {
             writer,
             trees,
@@ -172,7 +246,20 @@ impl SledStore {
         F: FnOnce(&Trees) -> Result<T, sled::Error> + Send + 'static,
     {
         let trees = self.trees.clone();
-        blocking(move || f(&trees).map_err(backend)).await
+        let path = self.path.clone();
+        // sled panics on some damaged stores too: the caller gets an error naming the store.
+        blocking(move || {
+            crate::contain::contain(|| f(&trees).map_err(backend)).unwrap_or_else(|panic| {
+                Err(crate::Damaged {
+                    path,
+                    document: None,
+                    position: None,
+                    detail: panic,
+                }
+                .into())
+            })
+        })
+        .await
     }
 }
 
@@ -358,12 +445,14 @@ struct SledWriter {
     trees: Trees,
     durability: Durability,
     log: std::fs::File,
+    /// The journal of heads outside sled (see the module docs), opened for appending.
+    journal: std::fs::File,
 }
 
 impl Backend for SledWriter {
     fn commit(&mut self, ops: &mut [Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(ops.len());
-        for op in ops {
+        for op in ops.iter() {
             results.push(self.apply(op)?);
         }
         if self.durability == Durability::Immediate {
@@ -376,6 +465,12 @@ impl Backend for SledWriter {
                 .sync_all()
                 .map_err(|e| StoreError::Backend(format!("fsync of sled's log: {e}")))?;
         }
+        // After sled's commit, so the journal never leads sled. A failure here leaves the
+        // journal behind, which only weakens what the next open can notice: the appends are
+        // committed, and their callers are told so.
+        if let Err(e) = self.journal(ops, &results) {
+            tracing::warn!(error = %e, "the sled store's journal of heads was not written");
+        }
         Ok(results)
     }
 
@@ -387,6 +482,28 @@ impl Backend for SledWriter {
 }
 
 impl SledWriter {
+    /// Appends the heads of the batch's successful appends to the journal.
+    fn journal(&mut self, ops: &[Op], results: &[Result<Done, StoreError>]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut lines = String::new();
+        for (op, result) in ops.iter().zip(results) {
+            if let (Op::Append { doc, count, .. }, Ok(Done::Len(len))) = (op, result)
+                && *count > 0
+            {
+                let id = serde_json::to_string(doc).map_err(std::io::Error::other)?;
+                lines.push_str(&format!("{len} {id}\n"));
+            }
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.journal.write_all(lines.as_bytes())?;
+        if self.durability == Durability::Immediate {
+            self.journal.sync_data()?;
+        }
+        Ok(())
+    }
+
     fn apply(&self, op: &Op) -> Result<Result<Done, StoreError>, StoreError> {
         let t = &self.trees;
         match op {
@@ -410,10 +527,21 @@ impl SledWriter {
                 }
                 // Records, index row and notifications in one transaction over the three
                 // trees: all or none after a crash.
-                (&t.events, &t.index, &t.outbox)
-                    .transaction(|(events, index, outbox)| {
+                (&t.events, &t.index, &t.outbox, &t.meta)
+                    .transaction(|(events, index, outbox, meta)| {
                         for (i, r) in records.iter().enumerate() {
                             events.insert(event_key(doc, expected + i as u64), r.as_slice())?;
+                        }
+                        if !records.is_empty() {
+                            // The manifest and the head change with the records: see the
+                            // module docs for why.
+                            let mut m = meta
+                                .get(MANIFEST)?
+                                .map_or_else(Manifest::default, |v| Manifest::from_bytes(&v));
+                            let len = expected + records.len() as u64;
+                            m.add(doc, *expected, len);
+                            meta.insert(MANIFEST, &m.to_bytes()[..])?;
+                            meta.insert(head_key(doc), &len.to_be_bytes()[..])?;
                         }
                         if let Some(entry) = entry {
                             upsert(index, entry)?;
@@ -595,4 +723,180 @@ fn open_error(path: &Path, e: sled::Error) -> OpenError {
 
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// What an append keeps beside the records so that an open notices lost ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Manifest {
+    documents: u64,
+    records: u64,
+    /// XOR of `fnv(doc, len)` over the documents: order-free and updated in O(1).
+    digest: u64,
+}
+
+impl Manifest {
+    fn add(&mut self, doc: &str, old: u64, new: u64) {
+        if old == 0 {
+            self.documents += 1;
+        } else {
+            self.digest ^= fnv(doc, old);
+        }
+        self.digest ^= fnv(doc, new);
+        self.records += new - old;
+    }
+
+    fn to_bytes(self) -> [u8; 24] {
+        let mut out = [0; 24];
+        out[..8].copy_from_slice(&self.documents.to_be_bytes());
+        out[8..16].copy_from_slice(&self.records.to_be_bytes());
+        out[16..].copy_from_slice(&self.digest.to_be_bytes());
+        out
+    }
+
+    /// A value that is not 24 bytes reads as all ones, which no store matches.
+    fn from_bytes(b: &[u8]) -> Manifest {
+        let at = |i: usize| {
+            b.get(i..i + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(u64::MAX, u64::from_be_bytes)
+        };
+        if b.len() != 24 {
+            return Manifest {
+                documents: u64::MAX,
+                records: u64::MAX,
+                digest: u64::MAX,
+            };
+        }
+        Manifest {
+            documents: at(0),
+            records: at(8),
+            digest: at(16),
+        }
+    }
+}
+
+/// FNV-1a over the document id and its length: stable across builds (std's hasher is not).
+fn fnv(doc: &str, len: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in doc.as_bytes().iter().chain(&[0]).chain(&len.to_be_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn head_key(doc: &str) -> Vec<u8> {
+    let mut k = b"h".to_vec();
+    push_str(&mut k, doc);
+    k
+}
+
+/// Compares the streams with the manifest and the heads. `Err(Ok(detail))` is damage,
+/// `Err(Err(e))` sled's own error. A store without a manifest (written before there was
+/// one) gets it now, from what it holds.
+fn check_manifest(
+    t: &Trees,
+    journal: &std::collections::BTreeMap<String, u64>,
+) -> Result<(), Result<String, sled::Error>> {
+    let mut lens: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut records = 0u64;
+    for row in t.events.iter().keys() {
+        let key = row.map_err(Err)?;
+        let Some((doc, at)) = read_str(&key, 0) else {
+            return Err(Ok("a record key in `events` is damaged".into()));
+        };
+        let seq = key
+            .get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| Ok(format!("a record key of document {doc} is damaged")))?;
+        records += 1;
+        let len = lens.entry(doc.to_owned()).or_default();
+        *len = (*len).max(seq + 1);
+    }
+    let mut found = Manifest::default();
+    for (doc, len) in &lens {
+        found.add(doc, 0, *len);
+    }
+    // The journal never leads sled: a document shorter than it says lost records.
+    let behind: Vec<String> = journal
+        .iter()
+        .filter_map(|(doc, len)| {
+            let has = lens.get(doc).copied().unwrap_or(0);
+            (has < *len).then(|| format!("{doc} (has {has} of {len} records)"))
+        })
+        .collect();
+    if !behind.is_empty() {
+        return Err(Ok(format!(
+            "sled recovered an earlier state than its journal of heads records; documents that lost records: {}",
+            behind.join(", ")
+        )));
+    }
+    let Some(kept) = t.meta.get(MANIFEST).map_err(Err)? else {
+        t.meta
+            .insert(MANIFEST, &found.to_bytes()[..])
+            .map_err(Err)?;
+        for (doc, len) in &lens {
+            t.meta
+                .insert(head_key(doc), &len.to_be_bytes()[..])
+                .map_err(Err)?;
+        }
+        return Ok(());
+    };
+    let kept = Manifest::from_bytes(&kept);
+    // Documents whose head says more than their stream holds, or gaps in a stream.
+    let mut lost = Vec::new();
+    for row in t.meta.scan_prefix(b"h") {
+        let (key, value) = row.map_err(Err)?;
+        let (Some((doc, _)), Ok(bytes)) = (read_str(&key, 1), <[u8; 8]>::try_from(value.as_ref()))
+        else {
+            lost.push("(a damaged head)".to_owned());
+            continue;
+        };
+        let head = u64::from_be_bytes(bytes);
+        let has = lens.get(doc).copied().unwrap_or(0);
+        if has != head {
+            lost.push(format!("{doc} (has {has} of {head} records)"));
+        }
+    }
+    if records != lens.values().sum::<u64>() {
+        lost.push("a stream with a gap".to_owned());
+    }
+    if lost.is_empty() && kept == found {
+        return Ok(());
+    }
+    Err(Ok(format!(
+        "it holds {} documents and {} records where its manifest says {} and {}{}",
+        found.documents,
+        found.records,
+        kept.documents,
+        kept.records,
+        if lost.is_empty() {
+            String::new()
+        } else {
+            format!("; documents that lost records: {}", lost.join(", "))
+        }
+    )))
+}
+
+/// The journal's heads, folded (the longest per document); none when there is no journal.
+/// A torn last line (a crash while it was written) is ignored: the journal may lag.
+fn read_journal(path: &Path) -> std::io::Result<std::collections::BTreeMap<String, u64>> {
+    let mut heads = std::collections::BTreeMap::new();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(heads),
+        Err(e) => return Err(e),
+    };
+    for line in text.lines().skip(1) {
+        let Some((len, id)) = line.split_once(' ') else {
+            continue;
+        };
+        let (Ok(len), Ok(id)) = (len.parse::<u64>(), serde_json::from_str::<String>(id)) else {
+            continue;
+        };
+        let head = heads.entry(id).or_insert(0);
+        *head = len.max(*head);
+    }
+    Ok(heads)
 }

@@ -2,6 +2,7 @@
 //! queued by async callers, commits up to `max_batch` of them in one transaction (group
 //! commit), and answers each caller after that commit returned.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -9,6 +10,9 @@ use std::thread::JoinHandle;
 
 use signoff_core::store::{IndexEntry, StoreError};
 use tokio::sync::oneshot;
+
+use crate::Damaged;
+use crate::contain::contain;
 
 /// One write, already validated and encoded by the caller (encoding runs in parallel on the
 /// callers' threads; the writer thread only writes).
@@ -92,14 +96,17 @@ impl std::fmt::Debug for Request {
 }
 
 impl Writer {
+    /// Starts the writer thread of the store at `path` (named in errors).
     pub fn start<B: Backend>(
         name: &str,
+        path: &Path,
         mut backend: B,
         max_batch: usize,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Request>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
+        let path = path.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("signoff-{name}-writer"))
             .spawn(move || {
@@ -119,7 +126,18 @@ impl Writer {
                     counters
                         .operations
                         .fetch_add(ops.len() as u64, Ordering::Relaxed);
-                    match backend.commit(&mut ops) {
+                    // The engine may panic on a damaged store: every caller of the batch
+                    // gets the error, and nothing of the batch counts as written.
+                    let committed = contain(|| backend.commit(&mut ops)).unwrap_or_else(|panic| {
+                        Err(Damaged {
+                            path: path.clone(),
+                            document: None,
+                            position: None,
+                            detail: panic,
+                        }
+                        .into())
+                    });
+                    match committed {
                         Ok(results) => {
                             for (reply, result) in replies.into_iter().zip(results) {
                                 // A caller that stopped waiting (a dropped future) does not
@@ -135,7 +153,9 @@ impl Writer {
                         }
                     }
                 }
-                backend.close();
+                if let Err(panic) = contain(|| backend.close()) {
+                    tracing::warn!(panic, "closing the store failed");
+                }
             })?;
         Ok(Writer {
             tx: Some(tx),

@@ -11,5 +11,6 @@ mod hosted;
 mod migrate;
 mod old_times;
 mod open;
+mod readonly;
 mod support;
 mod tail;

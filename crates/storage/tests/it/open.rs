@@ -159,3 +159,125 @@ fn a_store_from_a_newer_version_is_refused_with_both_versions() {
         "{e:?}"
     );
 }
+
+/// A sled store of three documents of 40 records, closed; returns its directory.
+fn sled_store(dir: &TempDir, name: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    let store = SledStore::create(&path, CONFIG).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use signoff_storage::EventStore;
+        for doc in ["a", "b", "c"] {
+            for from in (0..40).step_by(10) {
+                let records = crate::support::recs(doc, from, 10);
+                store.append(doc, from, &records).await.unwrap();
+            }
+        }
+    });
+    drop(store);
+    path
+}
+
+#[test]
+fn a_sled_store_that_lost_its_data_is_refused_never_opened_empty() {
+    let dir = TempDir::new("sled-loss");
+    // A good one reopens with everything.
+    let good = sled_store(&dir, "good.sled");
+    drop(SledStore::open(&good, CONFIG).unwrap());
+
+    // Emptied: sled's files gone, or its log cut to nothing.
+    let emptied = sled_store(&dir, "emptied.sled");
+    for entry in std::fs::read_dir(&emptied).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "signoff-store" {
+            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    for e in [
+        SledStore::open(&emptied, CONFIG).unwrap_err(),
+        SledStore::create(&emptied, CONFIG).unwrap_err(),
+    ] {
+        assert!(matches!(e, OpenError::Corrupted { .. }), "{e:?}");
+        assert!(e.to_string().contains("emptied.sled"), "{e}");
+    }
+    let truncated = sled_store(&dir, "truncated.sled");
+    let log = truncated.join("db");
+    let len = std::fs::metadata(&log).unwrap().len();
+    for keep in [0, len / 2, len - 100] {
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(keep).unwrap();
+        drop(f);
+        let result = std::panic::catch_unwind(|| SledStore::open(&truncated, CONFIG).map(drop))
+            .expect("opening a damaged sled store must not panic");
+        let e = result.expect_err("a truncated sled store must be refused");
+        assert!(e.to_string().contains("truncated.sled"), "{e}");
+    }
+
+    // A redb file given as a sled store.
+    let redb = dir.path().join("s.redb");
+    drop(RedbStore::create(&redb, CONFIG).unwrap());
+    for e in [
+        SledStore::open(&redb, CONFIG).unwrap_err(),
+        SledStore::create(&redb, CONFIG).unwrap_err(),
+    ] {
+        assert!(
+            matches!(e, OpenError::NotAStore { .. } | OpenError::Missing { .. }),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn flipped_bytes_and_zeroed_pages_in_sled_never_lose_documents_silently() {
+    let dir = TempDir::new("sled-flip");
+    let template = sled_store(&dir, "template.sled");
+    let log = std::fs::read(template.join("db")).unwrap();
+    let mut silent = Vec::new();
+    // A spread of places in sled's log: flip a byte, or zero the 4 KiB page around it.
+    for (i, at) in (0..log.len()).step_by(log.len() / 10 + 1).enumerate() {
+        for zero in [false, true] {
+            let path = dir.path().join(format!("case-{i}-{zero}.sled"));
+            std::fs::create_dir_all(&path).unwrap();
+            for entry in std::fs::read_dir(&template).unwrap() {
+                let entry = entry.unwrap();
+                if entry.path().is_file() {
+                    std::fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
+                }
+            }
+            let mut bytes = log.clone();
+            if zero {
+                let page = at / 4096 * 4096;
+                bytes[page..(page + 4096).min(log.len())].fill(0);
+            } else {
+                bytes[at] ^= 0x10;
+            }
+            std::fs::write(path.join("db"), &bytes).unwrap();
+            let opened = std::panic::catch_unwind(|| {
+                let store = SledStore::open(&path, CONFIG)?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                Ok::<_, OpenError>(rt.block_on(async {
+                    use signoff_storage::{EventStore, LocalStore};
+                    let docs = store.documents().await.map_err(|e| e.to_string())?;
+                    let mut n = 0;
+                    for (doc, _) in &docs {
+                        n += store.read(doc, 0).await.map_err(|e| e.to_string())?.len();
+                    }
+                    Ok::<_, String>((docs.len(), n))
+                }))
+            })
+            .expect("a damaged sled store must not panic out of the store");
+            // Refused at open, an error while reading, or everything there: never less.
+            if let Ok(Ok(counts)) = opened
+                && counts != (3, 120)
+            {
+                silent.push(format!("at {at} (zero page: {zero}): {counts:?}"));
+            }
+        }
+    }
+    assert!(silent.is_empty(), "silent loss: {silent:?}");
+}
