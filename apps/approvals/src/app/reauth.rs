@@ -81,6 +81,16 @@ where
         let account = p.account.unwrap_or_else(|| by.clone());
         check_id("account", &account)?;
         let now = self.now();
+        // Permission first, so that nobody learns whether someone else is enrolled.
+        if account != by {
+            if p.code.is_some() {
+                return Err(AppError::new(
+                    "BAD_PAYLOAD",
+                    "payload.code: an administrator's reset of someone else takes no code",
+                ));
+            }
+            self.space_admin(&by, "reset another user's TOTP enrolment")?;
+        }
         let state = self.totp_state(&account)?;
         if state.enrolled_at.is_none() {
             return Err(AppError::new(
@@ -128,14 +138,6 @@ where
                     ));
                 }
             }
-        } else {
-            if p.code.is_some() {
-                return Err(AppError::new(
-                    "BAD_PAYLOAD",
-                    "payload.code: an administrator's reset of someone else takes no code",
-                ));
-            }
-            self.space_admin(&by, "reset another user's TOTP enrolment")?;
         }
         // Re-read: the code check above may have updated the state.
         let mut state = self.totp_state(&account)?;
