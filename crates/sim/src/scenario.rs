@@ -2106,7 +2106,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{contains, parse_duration};
+    use super::{Json, contains, field_at, parse_duration, totp_code};
 
     #[test]
     fn an_answer_contains_the_wanted_fields() {
