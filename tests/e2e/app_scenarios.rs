@@ -262,6 +262,52 @@ fn snapshot(outcome: &RunOutcome) -> Value {
     })
 }
 
+/// The TOTP scenario's secret, and every code it had at the time of each resolver call, are
+/// nowhere but in the platform's secret storage: not in the installation's non-secret
+/// values, the pages' properties, the egress ledger, the analytics and log records, the
+/// trace or the printed report. (The bodies sent to the analytics host are checked in
+/// `approvals.rs`, which records them.)
+fn no_secret_or_code_left_the_secret_store(outcome: &RunOutcome) {
+    let secret = outcome.captured["quinn_secret"].as_str();
+    let platform = outcome.sim.platform();
+    let codes: Vec<String> = platform
+        .trace()
+        .iter()
+        .filter(|t| t.handler == "resolver")
+        .filter_map(|t| signoff_sim::scenario::totp_code(secret, t.at.0 / 1000))
+        .collect();
+    assert!(codes.len() > 20, "{codes:?}");
+    let mut seen = Vec::new();
+    for (key, value) in platform.inspect("acme-approvals").unwrap() {
+        seen.push(format!("{key} {value}"));
+    }
+    let site = site_of(outcome, "acme-approvals");
+    for (key, _) in platform.inspect("acme-approvals").unwrap() {
+        let Some(page) = key.strip_prefix("app:page:") else {
+            continue;
+        };
+        for property in ["signoff-summary", "signoff-notifications"] {
+            if let Some(p) = platform.pages().get_property(&site, page, property) {
+                seen.push(p.value);
+            }
+        }
+    }
+    seen.push(serde_json::to_string(platform.ledger()).unwrap());
+    seen.push(serde_json::to_string(platform.analytics()).unwrap());
+    seen.push(serde_json::to_string(platform.logs()).unwrap());
+    seen.push(outcome.trace_json().to_string());
+    seen.push(outcome.to_text());
+    seen.push(format!("{outcome:?}"));
+    let everything = seen.join("\n");
+    assert!(!everything.contains(secret), "the TOTP secret leaked");
+    for code in &codes {
+        assert!(
+            !everything.contains(code.as_str()),
+            "the code {code} leaked"
+        );
+    }
+}
+
 #[test]
 fn the_approval_app_scenarios_pass_and_their_chains_verify() {
     let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
@@ -288,6 +334,9 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
                 reasons.contains("hooks.signoff.example") && reasons.contains("page content"),
                 "{reasons}"
             );
+        }
+        if name == "totp" {
+            no_secret_or_code_left_the_secret_store(&outcome);
         }
         if name == "two-stage" {
             // The same seed gives the same bytes: the run again, trace and snapshot.

@@ -125,9 +125,94 @@ fn page_event(p: &mut Platform, kind: &str, page: &signoff_sim::product::Page, b
         .expect("the event is handled");
 }
 
-/// Now as the app sees it (the simulator's virtual clock), for re-authentication evidence.
-fn now(p: &mut Platform) -> signoff_core::Timestamp {
-    signoff_core::Timestamp((p.clock().now().0 / 1000) as i64)
+/// The TOTP code of `secret` now (the simulator's virtual clock), as an authenticator app
+/// would show it.
+fn code(p: &mut Platform, secret: &str) -> String {
+    signoff_sim::scenario::totp_code(secret, p.clock().now().0 / 1000).expect("a base32 secret")
+}
+
+#[test]
+fn totp_secrets_and_codes_stay_in_the_secret_store_inside_the_simulator() {
+    let mut p = platform(false);
+    let sent = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = sent.clone();
+    p.add_endpoint(
+        "analytics.signoff.example",
+        Arc::new(move |r| {
+            record.lock().unwrap().push(r.body.clone());
+            EndpointResponse {
+                status: 200,
+                headers: vec![],
+                body: String::new(),
+            }
+        }),
+    );
+    let enrolled = call(&mut p, "totp-enrol", json!({"accountId": "alice"})).unwrap();
+    let secret = enrolled["secret"].as_str().unwrap().to_owned();
+    let mut codes = Vec::new();
+    // Five wrong codes (of ten minutes ago) lock alice out; then a good code is not checked.
+    for _ in 0..5 {
+        let at = p.clock().now().0 / 1000 - 600;
+        let wrong = signoff_sim::scenario::totp_code(&secret, at).unwrap();
+        let e = call(
+            &mut p,
+            "totp-reset",
+            json!({"accountId": "alice", "code": wrong}),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, InvocationError::App { code, .. } if code == "EVIDENCE_REJECTED"),
+            "{e:?}"
+        );
+        codes.push(wrong);
+        p.clock().advance_by(1_000);
+    }
+    let good = code(&mut p, &secret);
+    let e = call(
+        &mut p,
+        "totp-reset",
+        json!({"accountId": "alice", "code": good}),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, InvocationError::App { code, message } if code == "EVIDENCE_UNVERIFIABLE" && message.contains("locked out")),
+        "{e:?}"
+    );
+    codes.push(good);
+    let status = call(&mut p, "totp-status", json!({"accountId": "alice"})).unwrap();
+    assert!(status["lockedUntil"].is_string(), "{status}");
+    // After 15 minutes a good code resets the enrolment.
+    p.clock().advance_by(15 * 60_000);
+    let good = code(&mut p, &secret);
+    let status = call(
+        &mut p,
+        "totp-reset",
+        json!({"accountId": "alice", "code": good}),
+    )
+    .unwrap();
+    assert_eq!(status["enrolled"], false);
+    codes.push(good);
+
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        sent.iter()
+            .any(|b| b.contains(r#""event":"signoff.totp""#) && b.contains("lockout")),
+        "the lockout is counted in analytics: {sent:?}"
+    );
+    let mut seen = sent;
+    for (key, value) in p.inspect("acme").unwrap() {
+        seen.push(format!("{key} {value}"));
+    }
+    seen.push(serde_json::to_string(p.ledger()).unwrap());
+    seen.push(serde_json::to_string(p.analytics()).unwrap());
+    seen.push(serde_json::to_string(p.logs()).unwrap());
+    seen.push(format!("{:?}", p.trace()));
+    let everything = seen.join("\n");
+    assert!(everything.contains("app:totp:alice"), "the state is stored");
+    assert!(!everything.contains(&secret), "the secret leaked");
+    for c in &codes {
+        assert!(!everything.contains(c.as_str()), "the code {c} leaked");
+    }
 }
 
 fn run_to_signed(analytics_blocked: bool) -> (Platform, String) {
@@ -170,12 +255,13 @@ fn run_to_signed(analytics_blocked: bool) -> (Platform, String) {
     )
     .unwrap();
     assert_eq!(s["state"], "approved");
-    let at = now(&mut p);
+    let enrolled = call(&mut p, "totp-enrol", json!({"accountId": "alice"})).unwrap();
+    let code = code(&mut p, enrolled["secret"].as_str().unwrap());
     call(
         &mut p,
         "sign",
         json!({"accountId": "alice", "pageId": id, "name": "Alice Author", "meaning": "authorship",
-               "reauth": {"method": "sso", "at": at, "reference": "idp-assertion-7"}}),
+               "reauth": {"method": "totp", "code": code}}),
     )
     .unwrap();
     (p, id)

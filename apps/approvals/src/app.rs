@@ -11,14 +11,16 @@
 //! The app's own records live in the key-value store under `app:` (see the README):
 //! `app:space:<key>` the workflow assigned to a space, `app:workflow:<hash>` a workflow's
 //! source, `app:page:<id>` what the app knows of a page, `app:delegations:<account>` the
-//! pages delegated to someone, `app:settings`.
+//! pages delegated to someone, `app:settings`, `app:totp:<account>` a signer's TOTP state
+//! (the enrolment's secret itself is a platform secret; see `reauth`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use signoff_core::event::{Action, AuthEvidence, SignatureInput};
+use signoff_core::event::{Action, AuthInput, SignatureInput};
+use signoff_core::evidence::{EvidenceVerifier, NoVerifier};
 use signoff_core::notify::{Notification, notifications};
 use signoff_core::state::{Decided, SYSTEM};
 use signoff_core::store::{IndexEntry, StoreError};
@@ -34,13 +36,16 @@ use crate::payload::{
 use crate::ports::{AppError, ContentState, Level, Page, Platform};
 use crate::snapshot;
 use crate::store::AppStore;
+use crate::totp::TotpVerifier;
+
+mod reauth;
 
 /// The content property that holds a page's approval summary.
 pub const SUMMARY_PROPERTY: &str = "signoff-summary";
 /// The content property where notifications are delivered (the platform has no notify API).
 pub const NOTIFICATIONS_PROPERTY: &str = "signoff-notifications";
 /// The resolvers, in the order the README lists them.
-pub const RESOLVERS: [&str; 15] = [
+pub const RESOLVERS: [&str; 18] = [
     "assign-workflow",
     "submit",
     "approve",
@@ -56,6 +61,9 @@ pub const RESOLVERS: [&str; 15] = [
     "pending",
     "configure-webhook",
     "templates",
+    "totp-enrol",
+    "totp-reset",
+    "totp-status",
 ];
 /// The built-in workflow templates of `signoff-core`, by name.
 pub const TEMPLATES: [(&str, &str); 4] = [
@@ -76,10 +84,6 @@ pub const TEMPLATES: [(&str, &str); 4] = [
         include_str!("../../../crates/core/templates/periodic-review.yaml"),
     ),
 ];
-/// Re-authentication evidence older than this does not count for a signature.
-pub const REAUTH_MAX_AGE_SECS: i64 = 300;
-/// Re-authentication evidence may be this far in the future (clock skew).
-const REAUTH_MAX_SKEW_SECS: i64 = 60;
 /// How many delivered notifications a page's notification property keeps.
 const KEEP_NOTIFICATIONS: usize = 20;
 /// How often a command is decided again when another call appended first.
@@ -192,15 +196,17 @@ where
             "approve" | "reject" | "request-changes" => {
                 let p: Decide = payload::parse("payload", payload)?;
                 let by = self.actor(p.account_id.clone())?;
+                let reauth = p.signature.as_ref().and_then(|s| s.reauth.as_ref());
+                let totp = self.totp_verifier(&by, reauth)?;
                 let signature = match &p.signature {
                     Some(s) => Some(SignatureInput {
                         name: s.name.clone(),
                         meaning: s.meaning,
-                        auth: s.reauth.as_ref().map(|r| self.evidence(r)).transpose()?,
+                        auth: s.reauth.as_ref().map(auth_input).transpose()?,
                     }),
                     None => None,
                 };
-                self.act(&p.page_id, |state| {
+                self.act_verified(&p.page_id, totp.as_ref(), |state| {
                     let version = p.version.unwrap_or(state.version);
                     let action = match name {
                         "approve" => Action::Approve {
@@ -221,8 +227,9 @@ where
             "sign" => {
                 let p: Sign = payload::parse("payload", payload)?;
                 let by = self.actor(p.account_id.clone())?;
-                let auth = self.evidence(&p.reauth)?;
-                self.act(&p.page_id, |state| {
+                let auth = auth_input(&p.reauth)?;
+                let totp = self.totp_verifier(&by, Some(&p.reauth))?;
+                self.act_verified(&p.page_id, totp.as_ref(), |state| {
                     Ok(Command {
                         by: by.clone(),
                         on_behalf_of: None,
@@ -294,6 +301,9 @@ where
             "templates" => json!({
                 "templates": TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             }),
+            "totp-enrol" => self.totp_enrol(payload::parse("payload", payload)?)?,
+            "totp-reset" => self.totp_reset(payload::parse("payload", payload)?)?,
+            "totp-status" => self.totp_status(payload::parse("payload", payload)?)?,
             other => {
                 return Err(AppError::new(
                     "UNKNOWN_RESOLVER",
@@ -639,11 +649,32 @@ where
         page_id: &str,
         build: impl Fn(&DocState) -> Result<Command, AppError>,
     ) -> Result<Value, AppError> {
+        self.act_verified(page_id, None, build)
+    }
+
+    /// [`App::act`] with a signer's TOTP verifier for the command's re-authentication
+    /// evidence (without one, evidence is unverifiable). What the check found is stored
+    /// before the commit: an accepted code's time step is used up (even if the engine then
+    /// refuses the command for another reason), a wrong one counts towards a lockout.
+    fn act_verified(
+        &self,
+        page_id: &str,
+        totp: Option<&TotpVerifier>,
+        build: impl Fn(&DocState) -> Result<Command, AppError>,
+    ) -> Result<Value, AppError> {
         let now = self.now();
+        let verifier: &dyn EvidenceVerifier = match totp {
+            Some(v) => v,
+            None => &NoVerifier,
+        };
         for attempt in 1.. {
             let d = self.load(page_id)?;
             let cmd = build(&d.state)?;
-            let decided = d.state.decide(&d.wf, &cmd, now).map_err(refused)?;
+            let decided = d.state.decide_with(&d.wf, &cmd, now, verifier);
+            if let Some(v) = totp {
+                self.settle_totp(v)?;
+            }
+            let decided = decided.map_err(refused)?;
             match self.commit(&d.page.doc, d.state.seq, &d.wf, Some(&d.state), &decided) {
                 Ok(()) => {
                     self.after(page_id, &d.page, &d.wf, &decided.state);
@@ -1082,41 +1113,6 @@ where
         }
     }
 
-    /// Checks re-authentication evidence for an e-signature: a method, and a time within
-    /// the last [`REAUTH_MAX_AGE_SECS`] seconds.
-    fn evidence(&self, r: &Reauth) -> Result<AuthEvidence, AppError> {
-        let now = self.now();
-        if r.method.trim().is_empty() {
-            return Err(AppError::new(
-                "REAUTH_REQUIRED",
-                "payload.reauth.method: say how the signer re-authenticated (e.g. sso, webauthn)",
-            ));
-        }
-        if r.at.0 > now.0 + REAUTH_MAX_SKEW_SECS {
-            return Err(AppError::new(
-                "REAUTH_INVALID",
-                format!(
-                    "payload.reauth.at: {} is in the future (now is {now})",
-                    r.at
-                ),
-            ));
-        }
-        if now.0 - r.at.0 > REAUTH_MAX_AGE_SECS {
-            return Err(AppError::new(
-                "REAUTH_STALE",
-                format!(
-                    "payload.reauth.at: re-authenticated at {}, more than {} minutes before {now}; authenticate again",
-                    r.at,
-                    REAUTH_MAX_AGE_SECS / 60
-                ),
-            ));
-        }
-        Ok(AuthEvidence {
-            method: r.method.clone(),
-            reference: r.reference.clone(),
-        })
-    }
-
     fn now(&self) -> Timestamp {
         Timestamp(i64::try_from(self.platform.now_ms() / 1000).unwrap_or(i64::MAX))
     }
@@ -1292,6 +1288,31 @@ fn check_id(field: &str, id: &str) -> Result<(), AppError> {
             "BAD_PAYLOAD",
             format!("payload.{field}: {id:?} is not an id (letters, digits, _ - . only)"),
         ))
+    }
+}
+
+/// Re-authentication evidence as the engine takes it. A code is taken only under `totp`
+/// (the one method the app verifies) and `totp` needs one; the engine refuses a blank
+/// method (`BLANK`) and asks the verifier about the rest.
+fn auth_input(r: &Reauth) -> Result<AuthInput, AppError> {
+    match (r.method == crate::totp::METHOD, &r.code) {
+        (true, None) => Err(AppError::new(
+            "BAD_PAYLOAD",
+            "payload.reauth.code: missing (the 6-digit code of the signer's authenticator app)",
+        )),
+        (false, Some(_)) => Err(AppError::new(
+            "BAD_PAYLOAD",
+            format!(
+                "payload.reauth.code: a code is taken only with method {:?}, not {:?}",
+                crate::totp::METHOD,
+                r.method
+            ),
+        )),
+        _ => Ok(AuthInput {
+            method: r.method.clone(),
+            reference: r.reference.clone(),
+            credential: r.code.as_ref().map(|c| c.as_str().to_owned()),
+        }),
     }
 }
 

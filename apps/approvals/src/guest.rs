@@ -198,6 +198,22 @@ impl Platform for GuestPlatform {
         };
         log::write(level, message);
     }
+
+    fn get_secret(&self, key: &str) -> Result<Option<String>, AppError> {
+        kvs::get_secret(key).map_err(app_error)
+    }
+
+    fn set_secret(&self, key: &str, value: &str) -> Result<(), AppError> {
+        kvs::set_secret(key, value).map_err(app_error)
+    }
+
+    fn random_bytes(&self, buf: &mut [u8]) -> Result<(), AppError> {
+        // getrandom reads WASI's `random.get-random-bytes` on wasm32-wasip2.
+        getrandom::fill(buf).map_err(|e| AppError {
+            code: "RANDOM_UNAVAILABLE".into(),
+            message: format!("no randomness for a new secret: {e}"),
+        })
+    }
 }
 
 fn options(policy: KeyPolicy) -> kvs::SetOptions {

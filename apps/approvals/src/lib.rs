@@ -21,6 +21,7 @@ pub mod payload;
 pub mod ports;
 pub mod snapshot;
 pub mod store;
+pub mod totp;
 
 // The bindings wit-bindgen generates use unsafe code (nothing else in the app does) and
 // functions with many arguments.

@@ -1,8 +1,10 @@
 //! The JSON the app accepts: resolver payloads and product events. Parsing errors name the
 //! path of the field that is wrong (`BAD_PAYLOAD: payload.reauth.at: ...`).
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned};
+use serde::{Deserialize, Deserializer};
 use signoff_core::Timestamp;
 use signoff_core::workflow::Meaning;
 
@@ -78,16 +80,26 @@ pub struct SignaturePayload {
     pub reauth: Option<Reauth>,
 }
 
-/// Evidence that the signer authenticated again just now: how, when, and a reference to the
-/// identity provider's assertion. Never a secret: unknown fields (a `password`) are refused.
+/// Evidence that the signer authenticated again just now: the method and, for `totp`, the
+/// code from the signer's authenticator app, which the app verifies against the signer's
+/// enrolled secret (see `crate::totp`). Unknown fields (a `password`, the old `at`) are
+/// refused, and so is a `code` under any other method: the app verifies only `totp`, and a
+/// credential it cannot check is not taken at all.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Reauth {
     pub method: String,
-    pub at: Timestamp,
+    #[serde(default)]
+    pub code: Option<Code>,
+    /// An identity provider's assertion id, recorded with the evidence.
     #[serde(default)]
     pub reference: Option<String>,
 }
+
+/// A one-time code as a payload carries it. Its `Debug` is redacted, and a code of the wrong
+/// JSON type is refused without echoing it (serde's own message would quote the value).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Code(pub String);
 
 /// `sign`: a signature on the current version that is not a decision.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +115,28 @@ pub struct Sign {
     pub name: String,
     pub meaning: Meaning,
     pub reauth: Reauth,
+}
+
+/// `totp-enrol`: the caller enrols (no other field: the secret is made by the app).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TotpEnrol {
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+/// `totp-reset` and `totp-status`: the caller's own enrolment, or with `account` another
+/// user's (space administrators only). A user resetting their own enrolment proves it with
+/// a current `code`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TotpAccount {
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub code: Option<Code>,
 }
 
 /// `delegate`: let `to` decide for the caller on one page until `until`.
@@ -195,6 +229,29 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, AppError>
     })
 }
 
+impl Code {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Code([redacted])")
+    }
+}
+
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Code, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Code(s)),
+            _ => Err(de::Error::custom(
+                "the code must be a string of 6 digits (the value is not shown)",
+            )),
+        }
+    }
+}
+
 impl Id {
     pub fn text(&self) -> String {
         match self {
@@ -226,14 +283,24 @@ mod tests {
     #[test]
     fn bad_payloads_name_the_field() {
         check_bad::<Sign>(
-            r#"{"pageId":"1","name":"A","meaning":"approval","reauth":{"method":"sso","at":"yesterday"}}"#,
-            "payload.reauth.at",
+            r#"{"pageId":"1","name":"A","meaning":"approval","reauth":{"method":"sso","at":"2026-01-01T00:00:00Z"}}"#,
+            "unknown field `at`",
         );
         check_bad::<Sign>(
-            r#"{"pageId":"1","name":"A","meaning":"approval","reauth":{"method":"password","at":"2026-01-01T00:00:00Z","password":"hunter2"}}"#,
+            r#"{"pageId":"1","name":"A","meaning":"approval","reauth":{"method":"password","password":"hunter2"}}"#,
             "unknown field `password`",
         );
         check_bad::<Decide>(r#"{"pageId":"1","version":"two"}"#, "payload.version");
+        // A code of the wrong type is refused without quoting it.
+        let e = parse::<Sign>(
+            "payload",
+            r#"{"pageId":"1","name":"A","meaning":"approval","reauth":{"method":"totp","code":287082}}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("payload.reauth.code"), "{e}");
+        assert!(!e.message.contains("287082"), "{e}");
+        let r: Reauth = parse("reauth", r#"{"method":"totp","code":"287082"}"#).unwrap();
+        assert!(!format!("{r:?}").contains("287082"));
         check_bad::<Decide>(r#""text""#, "payload: invalid type");
         check_bad::<PageCommand>("{}", "missing field `pageId`");
     }

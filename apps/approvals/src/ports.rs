@@ -1,6 +1,7 @@
 //! What the app needs from the platform besides storage, as a trait: the invocation context,
-//! the product (Confluence) API, the optional webhook, analytics and logs. The component
-//! implements it over the WIT imports; tests implement it in memory.
+//! the product (Confluence) API, the optional webhook, analytics, logs, the key-value
+//! store's secrets and randomness. The component implements it over the WIT imports; tests
+//! implement it in memory.
 
 use std::fmt;
 
@@ -72,6 +73,16 @@ pub trait Platform {
     /// An analytics event; `properties` is JSON text. May be blocked by the site admin.
     fn track(&self, event: &str, properties: &str) -> Result<(), AppError>;
     fn log(&self, level: Level, message: &str);
+    /// A secret of the hosted key-value store (`kvs.get-secret`): JSON text, never returned
+    /// by queries. Secrets are here rather than on the `Kvs` seam because only the app's
+    /// own TOTP enrolments use them, never the engine's store.
+    fn get_secret(&self, key: &str) -> Result<Option<String>, AppError>;
+    /// Sets a secret (`kvs.set-secret`); `value` is JSON text. The platform has no call to
+    /// delete one: a reset overwrites it.
+    fn set_secret(&self, key: &str, value: &str) -> Result<(), AppError>;
+    /// Fills `buf` with cryptographically secure random bytes (in the component, WASI's
+    /// `random`, which the simulator derives from its seed).
+    fn random_bytes(&self, buf: &mut [u8]) -> Result<(), AppError>;
 }
 
 impl fmt::Display for AppError {

@@ -89,6 +89,9 @@ pub struct RunOutcome {
     pub failures: Vec<Failure>,
     pub reports: Vec<RoaReport>,
     pub sim: Simulation,
+    /// What the run captured from resolvers' answers (`capture:`), by name. Often secrets
+    /// (a TOTP enrolment's): kept for tests that check where they went, never printed.
+    pub captured: BTreeMap<String, String>,
     /// Scenario install names and app names, for output.
     installs: Vec<String>,
 }
@@ -98,6 +101,7 @@ impl fmt::Debug for RunOutcome {
         f.debug_struct("RunOutcome")
             .field("seed", &self.seed)
             .field("failures", &self.failures)
+            .field("captured", &self.captured.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -512,6 +516,8 @@ impl Scenario {
             components: BTreeMap::new(),
             app_ids: BTreeMap::new(),
             pages: BTreeMap::new(),
+            vars: BTreeMap::new(),
+            now: Millis(0),
             failures: Vec::new(),
         };
         for (name, app) in &self.apps {
@@ -561,6 +567,7 @@ impl Scenario {
             failures: run.failures,
             reports,
             sim,
+            captured: run.vars,
             installs: self.installs.keys().cloned().collect(),
         })
     }
@@ -657,6 +664,8 @@ enum Action {
         /// Fields the answer must hold (see [`contains`]).
         expect_contains: Option<Json>,
         expect_error: Option<String>,
+        /// Variable name to the answer's field (a dotted path) whose value it takes.
+        capture: Vec<(String, String)>,
     },
     WebTrigger {
         install: String,
@@ -796,6 +805,10 @@ struct Run<'a> {
     app_ids: BTreeMap<String, String>,
     /// Scenario page name to (site host, page id).
     pages: BTreeMap<String, (String, String)>,
+    /// Values captured from resolvers' answers (`capture:`), by name.
+    vars: BTreeMap<String, String>,
+    /// The virtual time of the step being applied (for `${totp:NAME}`).
+    now: Millis,
     failures: Vec<Failure>,
 }
 
@@ -837,6 +850,7 @@ impl Run<'_> {
 
     fn apply(&mut self, sim: &mut Simulation, step: &Step) -> Result<(), ScenarioError> {
         let s = self.scenario;
+        self.now = sim.now();
         let fail = |e: FlowError| s.fail(Some(step.pos), e);
         match &step.action {
             Action::CreatePage {
@@ -887,6 +901,7 @@ impl Run<'_> {
                 expect,
                 expect_contains,
                 expect_error,
+                capture,
             } => {
                 let payload = self.expand(payload, step.pos)?;
                 let r = sim
@@ -912,6 +927,25 @@ impl Run<'_> {
                 let at = sim.now();
                 let answered =
                     |json: &str| serde_json::from_str::<Json>(json).unwrap_or(Json::Null);
+                if !capture.is_empty() {
+                    let got = r.as_ref().ok().map(|json| answered(json));
+                    for (name, field) in capture {
+                        match got.as_ref().and_then(|g| field_at(g, field)) {
+                            Some(v) => {
+                                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                                self.vars.insert(name.clone(), text);
+                            }
+                            // The value itself is not shown: captures are typically secrets.
+                            None => self.failed(
+                                step.pos,
+                                at,
+                                format!(
+                                    "resolver `{resolver}` answered no field `{field}` to capture as `{name}`"
+                                ),
+                            ),
+                        }
+                    }
+                }
                 match (r, expect, expect_error) {
                     (Ok(json), Some(want), _) => {
                         let got = answered(&json);
@@ -1046,28 +1080,60 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Replaces `${page:NAME}` with the id of the page created as NAME (page ids are only
-    /// known once the run has created the page).
+    /// Replaces placeholders: `${page:NAME}` with the id of the page created as NAME (page ids
+    /// are only known once the run has created the page), `${var:NAME}` with the value
+    /// captured as NAME, and `${totp:NAME}` with the current TOTP code (RFC 6238: SHA-1, 6
+    /// digits, 30 s) of the base32 secret captured as NAME, at the step's virtual time.
+    /// Other `${...}` text is left as it is.
     fn expand(&self, text: &str, pos: Pos) -> Result<String, ScenarioError> {
-        const OPEN: &str = "${page:";
-        if !text.contains(OPEN) {
+        const KINDS: [&str; 3] = ["${page:", "${var:", "${totp:"];
+        if !KINDS.iter().any(|k| text.contains(k)) {
             return Ok(text.to_string());
         }
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
-        while let Some(start) = rest.find(OPEN) {
+        while let Some((start, kind)) = KINDS
+            .iter()
+            .filter_map(|k| rest.find(k).map(|i| (i, *k)))
+            .min()
+        {
             out.push_str(&rest[..start]);
-            let after = &rest[start + OPEN.len()..];
+            let after = &rest[start + kind.len()..];
             let Some(end) = after.find('}') else {
                 return Err(self
                     .scenario
-                    .fail(Some(pos), "`${page:` without a closing `}`"));
+                    .fail(Some(pos), format!("`{kind}` without a closing `}}`")));
             };
-            out.push_str(&self.page(&after[..end], pos)?.1);
+            let name = &after[..end];
+            match kind {
+                "${page:" => out.push_str(&self.page(name, pos)?.1),
+                "${var:" => out.push_str(self.var(name, pos)?),
+                _ => {
+                    let code =
+                        totp_code(self.var(name, pos)?, self.now.0 / 1000).ok_or_else(|| {
+                            self.scenario.fail(
+                                Some(pos),
+                                format!(
+                                    "`{name}` is not a base32 TOTP secret of at least 128 bits"
+                                ),
+                            )
+                        })?;
+                    out.push_str(&code);
+                }
+            }
             rest = &after[end + 1..];
         }
         out.push_str(rest);
         Ok(out)
+    }
+
+    fn var(&self, name: &str, pos: Pos) -> Result<&str, ScenarioError> {
+        self.vars.get(name).map(String::as_str).ok_or_else(|| {
+            self.scenario.fail(
+                Some(pos),
+                format!("nothing was captured as `{name}` at this point of the run"),
+            )
+        })
     }
 
     fn page(&self, name: &str, pos: Pos) -> Result<(String, String), ScenarioError> {
@@ -1703,6 +1769,7 @@ impl Cx<'_> {
                         "expect",
                         "expect-contains",
                         "expect-error",
+                        "capture",
                     ],
                 )?;
                 let install = install(v)?;
@@ -1717,6 +1784,20 @@ impl Cx<'_> {
                     expect: v.get("expect").map(|e| self.json(e)),
                     expect_contains: v.get("expect-contains").map(|e| self.json(e)),
                     expect_error: self.opt_string(v, "expect-error")?,
+                    capture: match v.get("capture") {
+                        Some(c) => self
+                            .map(c)?
+                            .iter()
+                            .map(|(k, f)| {
+                                let field = self.string(f)?;
+                                if field.is_empty() {
+                                    return Err(self.err(f.pos, "capture names a field of the answer (e.g. `secret`, `a.b`)"));
+                                }
+                                Ok((self.string(k)?, field))
+                            })
+                            .collect::<Result<_, _>>()?,
+                        None => Vec::new(),
+                    },
                     install,
                 }
             }
@@ -2016,6 +2097,29 @@ fn contains(got: &Json, want: &Json) -> bool {
     }
 }
 
+/// The TOTP code (RFC 6238: SHA-1, 6 digits, 30-second steps) of a base32 secret at `at`
+/// seconds since the epoch, as an authenticator app shows it; `None` when the secret is not
+/// base32 of at least 128 bits. What `${totp:NAME}` puts in a scenario.
+pub fn totp_code(secret: &str, at: u64) -> Option<String> {
+    let secret = totp_rs::Secret::try_from_base32(secret).ok()?;
+    let totp = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(secret)
+        .build()
+        .ok()?;
+    Some(totp.generate(at).to_string())
+}
+
+/// The value at a dotted path of a JSON answer (`secret`, `a.b`, `items.0.id`).
+fn field_at<'j>(json: &'j Json, path: &str) -> Option<&'j Json> {
+    path.split('.').try_fold(json, |v, part| match v {
+        Json::Array(items) => items.get(part.parse::<usize>().ok()?),
+        _ => v.get(part),
+    })
+}
+
 /// `90s`, `5m`, `2h`, `30d`, `1w`, `500ms`, combinations (`1d12h`), or `0`.
 pub fn parse_duration(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -2054,7 +2158,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{contains, parse_duration};
+    use super::{Json, contains, field_at, parse_duration, totp_code};
 
     #[test]
     fn an_answer_contains_the_wanted_fields() {
@@ -2066,6 +2170,21 @@ mod tests {
         assert!(!contains(&got, &serde_json::json!({"pending": [1]})));
         assert!(!contains(&got, &serde_json::json!({"state": "draft"})));
         assert!(!contains(&got, &serde_json::json!({"nope": null})));
+    }
+
+    #[test]
+    fn totp_codes_follow_rfc_6238_and_fields_are_found_by_path() {
+        // RFC 6238 Appendix B, SHA-1 ("12345678901234567890"): the last six digits.
+        let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        assert_eq!(totp_code(secret, 59).as_deref(), Some("287082"));
+        assert_eq!(totp_code(secret, 1_111_111_109).as_deref(), Some("081804"));
+        assert_eq!(totp_code(secret, 20_000_000_000).as_deref(), Some("353130"));
+        assert_eq!(totp_code("not base32!", 59), None);
+        assert_eq!(totp_code("GEZDGNBV", 59), None, "too short");
+        let answer = serde_json::json!({"secret": "S", "a": {"b": [1, {"c": true}]}});
+        assert_eq!(field_at(&answer, "secret"), Some(&Json::from("S")));
+        assert_eq!(field_at(&answer, "a.b.1.c"), Some(&Json::from(true)));
+        assert_eq!(field_at(&answer, "a.x"), None);
     }
 
     #[test]

@@ -41,9 +41,10 @@ states:
       edit: draft
 "#;
 
-fn reauth(w: &World) -> Value {
-    let at = signoff_core::Timestamp((w.platform.now_ms.get() / 1000) as i64 - 30);
-    json!({"method": "sso", "at": at, "reference": "assertion-1"})
+/// Enrols `user` (once per world) and answers `reauth` evidence with their current code.
+fn reauth(w: &World, user: &str) -> Value {
+    let secret = w.totp_secret(user);
+    json!({"method": "totp", "code": w.totp_code(&secret)})
 }
 
 /// A world with the review workflow on space ENG and page 1 (by alice) submitted.
@@ -91,7 +92,7 @@ fn a_page_goes_from_draft_through_two_approvals_to_approved_and_is_signed() {
         .call(
             "sign",
             json!({"accountId": "alice", "pageId": "1", "name": "Alice Author",
-                   "meaning": "authorship", "reauth": reauth(&w)}),
+                   "meaning": "authorship", "reauth": reauth(&w, "alice")}),
         )
         .unwrap();
     assert_eq!(s["state"], "approved");
@@ -110,11 +111,14 @@ fn a_page_goes_from_draft_through_two_approvals_to_approved_and_is_signed() {
     let records: Vec<Record> = serde_json::from_value(h["records"].clone()).unwrap();
     audit::verify(&records).unwrap();
     assert!(h["signatures"].as_str().unwrap().contains("Alice Author"));
-    assert!(records.iter().any(|r| {
-        r.signature
-            .as_ref()
-            .is_some_and(|s| s.auth.as_ref().is_some_and(|a| a.method == "sso"))
-    }));
+    // The evidence is recorded as verified, by whom and when; never the code.
+    let auth = records
+        .iter()
+        .find_map(|r| r.signature.as_ref().and_then(|s| s.auth.clone()))
+        .expect("a signature with evidence");
+    assert_eq!(auth.method, "totp");
+    let v = auth.verification.expect("verified");
+    assert!(v.verifier.starts_with("totp (RFC 6238"), "{}", v.verifier);
 
     // Notifications reached the page (there is no notification API).
     let notes = w.property("1", "signoff-notifications").unwrap();
@@ -206,15 +210,22 @@ fn refusals_come_back_with_the_engines_reason() {
 }
 
 #[test]
-fn signatures_need_fresh_reauthentication_and_never_a_secret() {
+fn signatures_need_verified_reauthentication_and_never_a_password() {
     let w = submitted();
-    let stale = json!({"method": "sso", "at": "2026-01-05T08:00:00Z"});
+    // The old form, a method and a time, is no evidence: refused as an unknown field.
+    let stale = json!({"method": "sso", "at": "2026-01-05T08:59:00Z"});
     let e = w.refused(
         "sign",
         json!({"accountId": "alice", "pageId": "1", "name": "A", "meaning": "authorship", "reauth": stale}),
     );
-    assert_eq!(e.code, "REAUTH_STALE", "{e}");
-    let secret = json!({"method": "password", "at": "2026-01-05T09:00:00Z", "password": "hunter2"});
+    assert_eq!(e.code, "BAD_PAYLOAD", "{e}");
+    // A method the app cannot verify is refused by the engine.
+    let e = w.refused(
+        "sign",
+        json!({"accountId": "alice", "pageId": "1", "name": "A", "meaning": "authorship", "reauth": {"method": "sso", "reference": "assertion-1"}}),
+    );
+    assert_eq!(e.code, "EVIDENCE_UNVERIFIABLE", "{e}");
+    let secret = json!({"method": "password", "password": "hunter2"});
     let e = w.refused(
         "sign",
         json!({"accountId": "alice", "pageId": "1", "name": "A", "meaning": "authorship", "reauth": secret}),
@@ -227,7 +238,7 @@ fn signatures_need_fresh_reauthentication_and_never_a_secret() {
     // Someone who is neither author nor reviewer may not sign.
     let e = w.refused(
         "sign",
-        json!({"accountId": "mallory", "pageId": "1", "name": "M", "meaning": "review", "reauth": reauth(&w)}),
+        json!({"accountId": "mallory", "pageId": "1", "name": "M", "meaning": "review", "reauth": reauth(&w, "mallory")}),
     );
     assert_eq!(e.code, "NOT_PERMITTED", "{e}");
 }
@@ -248,7 +259,7 @@ fn groups_that_require_a_signature_get_one_from_approve() {
         .call(
             "approve",
             json!({"accountId": qa, "pageId": "7",
-                   "signature": {"name": "Q", "meaning": "approval", "reauth": reauth(&w)}}),
+                   "signature": {"name": "Q", "meaning": "approval", "reauth": reauth(&w, &qa)}}),
         )
         .unwrap();
     assert_eq!(s["state"], "published");

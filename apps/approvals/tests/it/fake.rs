@@ -23,6 +23,10 @@ pub struct FakePlatform {
     pub posts: RefCell<Vec<(String, String)>>,
     pub egress_blocked: Cell<bool>,
     pub logs: RefCell<Vec<String>>,
+    /// The key-value store's secrets (apart from its keys, as on the platform).
+    pub secrets: RefCell<BTreeMap<String, String>>,
+    /// Random bytes handed out so far: the next ones follow from it (deterministic).
+    pub random_drawn: Cell<u64>,
 }
 
 /// Everything a test needs: one installation's key-value store, the engine's store over
@@ -123,6 +127,25 @@ impl World {
         Some(serde_json::from_str(&p.value).expect("properties are JSON"))
     }
 
+    /// `user`'s TOTP secret (base32), enrolling them through `totp-enrol` the first time.
+    pub fn totp_secret(&self, user: &str) -> String {
+        let key = format!("app:totp-secret:{user}");
+        if let Some(s) = self.platform.secrets.borrow().get(&key)
+            && let Ok(serde_json::Value::String(s)) = serde_json::from_str(s)
+        {
+            return s;
+        }
+        let a = self
+            .call("totp-enrol", serde_json::json!({"accountId": user}))
+            .expect("enrolled");
+        a["secret"].as_str().expect("a secret").to_owned()
+    }
+
+    /// The code of `secret` now (the platform's clock).
+    pub fn totp_code(&self, secret: &str) -> String {
+        approvals::totp::code_at(secret, self.platform.now_ms.get() / 1000).expect("a secret")
+    }
+
     pub fn lozenge(&self, page: &str) -> Option<ContentState> {
         self.platform.states.borrow().get(page).cloned()
     }
@@ -210,5 +233,28 @@ impl Platform for FakePlatform {
 
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push(format!("{level:?}: {message}"));
+    }
+
+    fn get_secret(&self, key: &str) -> Result<Option<String>, AppError> {
+        Ok(self.secrets.borrow().get(key).cloned())
+    }
+
+    fn set_secret(&self, key: &str, value: &str) -> Result<(), AppError> {
+        serde_json::from_str::<serde_json::Value>(value).expect("secrets are JSON");
+        self.secrets.borrow_mut().insert(key.into(), value.into());
+        Ok(())
+    }
+
+    fn random_bytes(&self, buf: &mut [u8]) -> Result<(), AppError> {
+        // A splitmix64 stream: different secrets per enrolment, the same in every run.
+        for b in buf.iter_mut() {
+            let n = self.random_drawn.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.random_drawn.set(n);
+            let mut z = n;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *b = (z ^ (z >> 31)) as u8;
+        }
+        Ok(())
     }
 }

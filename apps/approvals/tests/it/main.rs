@@ -4,3 +4,4 @@
 mod app;
 mod fake;
 mod snapshot;
+mod totp;
