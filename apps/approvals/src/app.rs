@@ -362,7 +362,7 @@ where
         if self.kvs.get(WAKE_INDEX_KEY).map_err(kvs_error)?.is_none() {
             self.build_wake_index()?;
         }
-        let (mut documents, mut fired, mut records) = (0, 0, 0);
+        let (mut documents, mut fired, mut records, mut damaged) = (0, 0, 0, 0);
         // The documents due by now, earliest first: one query when none is.
         for (wake, page_id, at) in self.due_wakes(now)? {
             documents += 1;
@@ -372,10 +372,16 @@ where
                     self.drop_wake(&wake);
                     continue;
                 }
+                // One damaged document never stops the schedule: it is named in the log
+                // (page, code, what is wrong), counted, and the others are still ticked.
                 Err(e) => {
+                    damaged += 1;
                     self.log(
                         Level::Warn,
-                        &format!("tick: a document did not load: {}", e.code),
+                        &format!(
+                            "tick: page {page_id} is damaged and was skipped: {}: {}",
+                            e.code, e.message
+                        ),
                     );
                     continue;
                 }
@@ -415,7 +421,7 @@ where
         if documents > 0 {
             self.track(
                 "signoff.schedule",
-                json!({ "trigger": key, "documents": documents, "fired": fired, "records": records }),
+                json!({ "trigger": key, "documents": documents, "fired": fired, "records": records, "damaged": damaged }),
             );
         }
         self.deliver();

@@ -652,3 +652,47 @@ fn peer_reviewed(page: &str) -> World {
     }
     w
 }
+
+/// One damaged document never stops the schedule: it is named in the log and counted, and
+/// the other documents still get their reminders.
+#[test]
+fn the_schedule_skips_a_damaged_document_and_ticks_the_others() {
+    let w = submitted();
+    w.write_page("2", "ENG", "Travel policy", "<p>v1</p>", "alice");
+    w.call("submit", json!({"accountId": "alice", "pageId": "2"}))
+        .unwrap();
+    // Damage every stored value of page 1's document (its records and its state).
+    let doc1: Vec<String> = w
+        .kvs
+        .entries()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with("app:") && k.contains("page-1"))
+        .collect();
+    assert!(!doc1.is_empty(), "{:?}", w.kvs.entries());
+    for k in &doc1 {
+        w.kvs
+            .set(k, "{\"damaged\": true}", KeyPolicy::Overwrite)
+            .unwrap();
+    }
+    w.advance_secs(2 * 86_400 + 3_600);
+    w.app().on_schedule("due-dates").unwrap();
+    let (_, props) = w
+        .platform
+        .analytics
+        .borrow()
+        .iter()
+        .rev()
+        .find(|(e, _)| e == "signoff.schedule")
+        .cloned()
+        .unwrap();
+    let props: Value = serde_json::from_str(&props).unwrap();
+    assert_eq!(props["damaged"], 1, "{props}");
+    assert_eq!(props["fired"], 1, "{props}");
+    let logs = w.platform.logs.borrow();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("tick: page 1 is damaged and was skipped")),
+        "{logs:?}"
+    );
+}

@@ -77,10 +77,10 @@ fn write_damaged(store: &Path) {
     let mut records: Vec<Record> = c.records.into_iter().chain(s.records).collect();
     let mut prev = audit::GENESIS.to_owned();
     for r in &mut records {
-        if let Event::StateChanged { due_at, .. } = &mut r.event {
-            if due_at.is_some() {
-                *due_at = Some(old_due);
-            }
+        if let Event::StateChanged { due_at, .. } = &mut r.event
+            && due_at.is_some()
+        {
+            *due_at = Some(old_due);
         }
         r.prev_hash = prev;
         r.hash = audit::record_hash(r);
