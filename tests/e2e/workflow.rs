@@ -30,7 +30,7 @@ fn exit_codes_tell_invalid_from_unreadable() {
     assert!(
         missing
             .stderr
-            .contains("cannot read examples/workflows/nope.yaml"),
+            .contains("examples/workflows/nope.yaml: cannot read the file"),
         "{}",
         missing.stderr
     );

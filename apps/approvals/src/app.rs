@@ -419,10 +419,12 @@ where
         // A run that found nothing due sends nothing: a site with little activity would
         // otherwise send an empty event every five minutes.
         if documents > 0 {
-            self.track(
-                "signoff.schedule",
-                json!({ "trigger": key, "documents": documents, "fired": fired, "records": records, "damaged": damaged }),
-            );
+            let mut props = json!({ "trigger": key, "documents": documents, "fired": fired, "records": records });
+            // Counted only when there is something to count: the event stays as small as before.
+            if damaged > 0 {
+                props["damaged"] = json!(damaged);
+            }
+            self.track("signoff.schedule", props);
         }
         self.deliver();
         Ok(())

@@ -73,6 +73,26 @@ pub struct StoreArg {
         global = true
     )]
     pub path: PathBuf,
+    /// How long a command that writes waits for a store another process is writing to
+    /// before it gives up (seconds; 0 fails at once). Reading never waits: it takes no lock.
+    #[arg(
+        long = "wait",
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        global = true,
+        value_parser = parse_wait
+    )]
+    pub wait: f64,
+}
+
+/// `--wait`: a number of seconds from 0 to one day.
+fn parse_wait(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0 to 86400"
+        )),
+    }
 }
 
 /// Who acts, when, and why: the options every document command shares.
@@ -368,7 +388,7 @@ async fn run_async(
     err: &mut dyn Write,
 ) -> Result<u8, Failure> {
     match cmd {
-        LocalCommand::Doc { store, cmd } => doc(&store.path, cmd, out).await,
+        LocalCommand::Doc { store, cmd } => doc(store, cmd, out).await,
         LocalCommand::Pending { user, at, store } => {
             if user.trim().is_empty() {
                 return Err(unusable("--user may not be empty or blank"));
@@ -473,7 +493,7 @@ async fn run_async(
             }
         },
         LocalCommand::Tick { now, store } => {
-            let store = open(&store.path, Access::Write)?;
+            let store = open_waiting(store, |p| RedbStore::open(p, StoreConfig::durable()))?;
             let mut fired = 0;
             let mut bad = 0;
             for (id, _) in store.documents().await? {
@@ -498,7 +518,8 @@ async fn run_async(
     }
 }
 
-async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, Failure> {
+async fn doc(arg: &StoreArg, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, Failure> {
+    let path = arg.path.as_path();
     let id = match cmd {
         DocCommand::Create { id, .. }
         | DocCommand::Edit { id, .. }
@@ -531,7 +552,7 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
                 workflow.display()
             ))
         })?;
-        let store = RedbStore::create(path, StoreConfig::durable())?;
+        let store = open_waiting(arg, |p| RedbStore::create(p, StoreConfig::durable()))?;
         if !store.read(id, 0).await?.is_empty() {
             return Err(failed(format!(
                 "document {id} already exists in {}",
@@ -569,7 +590,10 @@ async fn doc(path: &Path, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, F
         DocCommand::Status { .. } | DocCommand::History { .. } => Access::Read,
         _ => Access::Write,
     };
-    let store = open(path, access)?;
+    let store = match access {
+        Access::Read => open(path, access)?,
+        Access::Write => open_waiting(arg, |p| RedbStore::open(p, StoreConfig::durable()))?,
+    };
     let id = match cmd {
         DocCommand::Create { id, .. }
         | DocCommand::Edit { id, .. }
@@ -710,6 +734,33 @@ fn open(path: &Path, access: Access) -> Result<RedbStore, Failure> {
         Access::Read => RedbStore::open_read_only(path)?,
         Access::Write => RedbStore::open(path, StoreConfig::durable())?,
     })
+}
+
+/// Opens a store to write, waiting up to `--wait` seconds while another process holds it:
+/// two CLI writers at once take turns instead of the second failing at once.
+fn open_waiting(
+    arg: &StoreArg,
+    open: impl Fn(&Path) -> Result<RedbStore, OpenError>,
+) -> Result<RedbStore, Failure> {
+    let limit = std::time::Duration::from_secs_f64(arg.wait);
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match open(&arg.path) {
+            Err(OpenError::Locked { .. }) if started.elapsed() < limit => {
+                std::thread::sleep(pause.min(limit.saturating_sub(started.elapsed())));
+                pause = (pause * 2).min(std::time::Duration::from_millis(250));
+            }
+            Err(OpenError::Locked { path }) => {
+                return Err(unusable(format!(
+                    "the store {} is in use by another process; waited {:.1} s (--wait SECONDS waits longer)",
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                )));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// A document's records, its state and its workflow (from the store).
@@ -1692,6 +1743,33 @@ mod tests {
         assert!(out.contains("state draft"), "{out}");
     }
 
+    /// Two writers at once take turns: the second waits for the first to let go.
+    #[test]
+    fn a_writer_waits_for_a_store_another_writer_holds() {
+        let dir = Dir::new("wait");
+        let s = dir.store();
+        let basic = template("basic.yaml");
+        let (code, _, err) = sh(&format!(
+            "doc create d --workflow {basic} --by alice --store {s}"
+        ));
+        assert_eq!(code, 0, "{err}");
+        let held = RedbStore::open(&s, StoreConfig::durable()).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        let (code, out, err) = sh(&format!("doc submit d --by alice --wait 10 --store {s}"));
+        release.join().unwrap();
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("submit by alice"), "{out}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+        // A negative or absurd wait is a usage error.
+        for bad in ["--wait=-1", "--wait=1e9", "--wait=soon"] {
+            assert!(Cli::try_parse_from(["signoff", "doc", "status", "d", bad]).is_err());
+        }
+    }
+
     #[test]
     fn a_missing_locked_or_corrupted_store_exits_2_with_a_message() {
         let dir = Dir::new("stores");
@@ -1709,9 +1787,15 @@ mod tests {
             "doc create d --workflow {basic} --by alice --store {s}"
         ));
         let held = RedbStore::open(&s, StoreConfig::durable()).unwrap();
-        let (code, _, err) = sh(&format!("tick --now 2026-01-05T09:00:00Z --store {s}"));
+        let (code, _, err) = sh(&format!(
+            "tick --now 2026-01-05T09:00:00Z --wait 0.2 --store {s}"
+        ));
         assert_eq!(code, 2);
-        assert!(err.contains("in use"), "{err}");
+        assert!(
+            err.contains("in use by another process; waited 0."),
+            "{err}"
+        );
+        assert!(err.contains("--wait SECONDS"), "{err}");
         // Reading takes no lock (it opens the file read-only and never writes it).
         let (code, _, err) = sh(&format!("doc status d --store {s}"));
         assert_eq!(code, 0, "{err}");

@@ -53,6 +53,8 @@ impl RedbBackend {
         }
         let opened = signoff_storage::contain::contain(|| {
             let backend = redb::backends::InMemoryBackend::new();
+            // The in-memory backend writes only inside its current length.
+            redb::StorageBackend::set_len(&backend, bytes.len() as u64)?;
             redb::StorageBackend::write(&backend, 0, &bytes)?;
             Database::builder().create_with_backend(backend)
         })
