@@ -5,6 +5,7 @@
 //! the seed that reproduces the run), 2 when the scenario or something it names cannot be
 //! used (the message names the file, line and column).
 
+use crate::safe::safe;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -200,11 +201,17 @@ fn inspect(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                     let _ = writeln!(
                         out,
                         "{} (realm {}, {} {})",
-                        k.scope.installation, k.realm, k.scope.app, k.scope.environment
+                        safe(&k.scope.installation),
+                        k.realm,
+                        safe(&k.scope.app),
+                        safe(&k.scope.environment)
                     );
                     last = Some(head);
                 }
-                let _ = writeln!(out, "  {} = {}", k.key, k.value);
+                // What an app stored is printed escaped (a key or value with a carriage
+                // return or a bidirectional override must not draw on the terminal);
+                // `--format json` stays exact.
+                let _ = writeln!(out, "  {} = {}", safe(&k.key), safe(&k.value.to_string()));
             }
         }
     }
