@@ -1545,15 +1545,7 @@ mod tests {
 
     /// Runs `signoff ARGS` in `dir`; returns the exit code, stdout and stderr.
     fn sh(args: &str) -> (u8, String, String) {
-        let cli = Cli::try_parse_from(std::iter::once("signoff").chain(args.split_whitespace()))
-            .unwrap_or_else(|e| panic!("{args}: {e}"));
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(&cli.cmd, &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
+        sh_args(&args.split_whitespace().collect::<Vec<_>>())
     }
 
     struct Dir(PathBuf);

@@ -300,38 +300,9 @@ fn decisions_store(wf: &Workflow, docs: usize) -> (usize, Duration) {
     (decisions, start.elapsed())
 }
 
-/// A document with at least `n` records: edit, submit and approve, over and over.
+/// A document with `n` records: edit, submit and approve, over and over.
 fn long_document(wf: &Workflow, n: usize) -> Vec<signoff_core::Record> {
-    let now = Timestamp(1_767_225_600);
-    let mut d = DocState::create(wf, "long", &cmd("alice", create()), now).expect("create");
-    let mut records = std::mem::take(&mut d.records);
-    let mut state = d.state;
-    let run = |state: &mut DocState, records: &mut Vec<_>, c: Command| {
-        let mut d = state.decide(wf, &c, now).expect("decide");
-        records.append(&mut d.records);
-        *state = d.state;
-    };
-    while records.len() < n {
-        run(&mut state, &mut records, cmd("alice", Action::Submit));
-        let version = state.version;
-        for who in DECIDERS {
-            run(&mut state, &mut records, cmd(who, approve(version)));
-        }
-        let hash = format!("h{}", state.version + 1);
-        run(
-            &mut state,
-            &mut records,
-            cmd(
-                "alice",
-                Action::Edit {
-                    content_hash: hash,
-                    changed: None,
-                },
-            ),
-        );
-    }
-    records.truncate(n);
-    records
+    document(wf, "long", n)
 }
 
 /// Polls a future that never waits (the in-memory store) to completion.

@@ -18,7 +18,7 @@ use crate::engine::Engine;
 use crate::event::{Command, Record};
 use crate::evidence::TableVerifier;
 use crate::time::{FixedClock, Timestamp};
-use crate::workflow::{Diagnostic, LoadError, Workflow, yaml_warning_code};
+use crate::workflow::{Diagnostic, LoadError, Workflow, yaml_ambiguities};
 
 /// The result of a run: the failed expectations and the engine as the steps left it.
 #[derive(Debug)]
@@ -64,16 +64,7 @@ pub fn run(
         .map_err(|e| diag(file, e.pos(), "syntax", e.to_string()))?;
     let root = &doc.root;
     // Nothing ambiguous is run: every structural problem is reported first, all at once.
-    let mut problems: Vec<Diagnostic> = doc
-        .warnings
-        .iter()
-        .map(|w| Diagnostic {
-            file: file.to_owned(),
-            pos: Some(w.pos),
-            code: yaml_warning_code(&w.message),
-            message: w.message.replace("; the last one is used", ""),
-        })
-        .collect();
+    let mut problems = yaml_ambiguities(&doc.warnings, file);
     let verifier = shape(root, file, &mut problems);
     if !problems.is_empty() {
         return Err(LoadError {

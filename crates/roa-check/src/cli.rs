@@ -208,3 +208,31 @@ fn read(path: &Path) -> Result<Vec<u8>, InputError> {
 fn display(path: &Path) -> String {
     path.display().to_string()
 }
+
+/// Installs the process's one `tracing` subscriber (for the binaries: `roa-check` and
+/// `signoff` call it first thing): events at the level `RUST_LOG` asks for
+/// (warnings by default) go to stderr, so that a library's warning (a store's "the final
+/// durable commit failed", say) reaches the person who ran the command. Colour only on a
+/// terminal and never with `NO_COLOR`.
+pub fn init_tracing(program: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            #[allow(clippy::print_stderr)] // the binary owns stderr
+            {
+                eprintln!("{program}: RUST_LOG={spec:?} is not a filter ({e}); showing warnings");
+            }
+            EnvFilter::new("warn")
+        }),
+        _ => EnvFilter::new("warn"),
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

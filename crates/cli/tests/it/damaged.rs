@@ -2,45 +2,13 @@
 //! `pending` and `tick` report each damaged document (store, document, what is wrong), go on
 //! with the others, and exit 1 to say that something was damaged.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::{Dir, command, sh};
 use signoff_core::event::Action;
 use signoff_core::store::IndexEntry;
-use signoff_core::{Command, DocState, Timestamp, Workflow};
+use signoff_core::{DocState, Timestamp, Workflow};
 use signoff_storage::{LocalStore, RedbStore, StoreConfig};
-
-/// Runs `signoff ARGS`; returns the exit code, stdout and stderr.
-fn sh(args: &str) -> (u8, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = signoff_cli::run(
-        std::iter::once("signoff").chain(args.split_whitespace()),
-        &mut out,
-        &mut err,
-        false,
-    );
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
-}
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn command(by: &str, action: Action) -> Command {
-    Command {
-        by: by.into(),
-        on_behalf_of: None,
-        comment: None,
-        action,
-    }
-}
 
 /// A workflow whose text is not in the store: documents pinned to it cannot be loaded.
 const LOST: &str = "\

@@ -3,11 +3,12 @@
 //! used to fail; now the other documents work as before, and the damaged one reads,
 //! verifies and never fires its deadline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::{Dir, command, sh};
 use signoff_core::event::{Action, Event};
 use signoff_core::store::IndexEntry;
-use signoff_core::{Command, DocState, Record, Timestamp, Workflow, audit};
+use signoff_core::{DocState, Record, Timestamp, Workflow, audit};
 use signoff_storage::{LocalStore, RedbStore, StoreConfig};
 
 /// One stage, and a state due P14D after it is entered.
@@ -23,39 +24,6 @@ states:
     approval: { stages: [{ name: s, groups: [{ name: g, reviewers: [{ group: team }] }] }] }
   - { name: done, final: true }
 ";
-
-/// Runs `signoff ARGS`; returns the exit code, stdout and stderr.
-fn sh(args: &str) -> (u8, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = signoff_cli::run(
-        std::iter::once("signoff").chain(args.split_whitespace()),
-        &mut out,
-        &mut err,
-        false,
-    );
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
-}
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn command(by: &str, action: Action) -> Command {
-    Command {
-        by: by.into(),
-        on_behalf_of: None,
-        comment: None,
-        action,
-    }
-}
 
 /// Writes, with the storage API, the document the old code left: created at 9999-12-20,
 /// submitted, its due date written as 10000-01-03T00:00:00Z and hashed over that text.

@@ -77,16 +77,7 @@ impl Workflow {
         // Anything the YAML reader had to guess at (a duplicate key, where the last one would
         // silently win; several documents) is an error in a definition: a second
         // `initial: approved` must not make documents start approved.
-        let diagnostics: Vec<Diagnostic> = doc
-            .warnings
-            .iter()
-            .map(|w| Diagnostic {
-                file: file.to_owned(),
-                pos: Some(w.pos),
-                code: yaml_warning_code(&w.message),
-                message: w.message.replace("; the last one is used", ""),
-            })
-            .collect();
+        let diagnostics = yaml_ambiguities(&doc.warnings, file);
         // What validation would say about a tree in which one value silently replaced
         // another is a follow-on of the ambiguity, so it is not reported beside it.
         if !diagnostics.is_empty() {
@@ -921,8 +912,25 @@ fn strip_pos(msg: &str) -> String {
     }
 }
 
+/// The YAML reader's warnings (a duplicate key, several documents), as errors: in a
+/// definition or a scenario nothing may be guessed at.
+pub(crate) fn yaml_ambiguities(
+    warnings: &[signoff_yaml::YamlWarning],
+    file: &str,
+) -> Vec<Diagnostic> {
+    warnings
+        .iter()
+        .map(|w| Diagnostic {
+            file: file.to_owned(),
+            pos: Some(w.pos),
+            code: yaml_warning_code(&w.message),
+            message: w.message.replace("; the last one is used", ""),
+        })
+        .collect()
+}
+
 /// The stable code of a YAML reader's warning, by what it says.
-pub(crate) fn yaml_warning_code(message: &str) -> &'static str {
+fn yaml_warning_code(message: &str) -> &'static str {
     if message.starts_with("duplicate key") {
         "duplicate_key"
     } else if message.contains("more than one YAML document") {
