@@ -13,6 +13,9 @@
 //!   `embedded` feature (what a `wasm32-wasip2` guest links). [`hosted::MemoryKvs`] is its
 //!   reference key-value store for tests: it refuses what the platform refuses.
 //!
+//! - [`PgStore`] (feature `postgres`): the same traits over a PostgreSQL database that
+//!   several engine processes share; [`throwaway_pg`] starts a server for tests.
+//!
 //! All of them implement [`EventStore`], [`DocumentIndex`] and [`Outbox`] and pass the same
 //! conformance suite (`tests/it/conformance.rs`).
 //!
@@ -29,12 +32,16 @@ mod codec;
 pub mod contain;
 mod error;
 pub mod hosted;
+#[cfg(feature = "postgres")]
+mod pg;
 #[cfg(feature = "embedded")]
 mod readonly;
 #[cfg(feature = "embedded")]
 mod redb_store;
 #[cfg(feature = "embedded")]
 mod sled_store;
+#[cfg(feature = "postgres")]
+pub mod throwaway_pg;
 #[cfg(feature = "embedded")]
 mod writer;
 
@@ -45,6 +52,8 @@ pub use signoff_core::store::{
 
 pub use contain::panic_is_contained;
 pub use error::{Damaged, OpenError};
+#[cfg(feature = "postgres")]
+pub use pg::{PG_SCHEMA_VERSION, PgConfig, PgError, PgStore};
 #[cfg(feature = "embedded")]
 pub use redb_store::RedbStore;
 #[cfg(feature = "embedded")]

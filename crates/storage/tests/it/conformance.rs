@@ -61,6 +61,8 @@ conformance!(redb, Redb);
 conformance!(redb_checkpoints, RedbCheckpoints);
 conformance!(sled, Sled);
 conformance!(hosted, Hosted);
+#[cfg(feature = "postgres")]
+conformance!(postgres, Pg);
 
 async fn stream_append_and_read<A: Adapter>() {
     let dir = TempDir::new(A::NAME);

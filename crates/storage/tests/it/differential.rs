@@ -387,3 +387,9 @@ fn sled_agrees_with_the_model() {
 fn hosted_agrees_with_the_model() {
     run::<Hosted>();
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_agrees_with_the_model() {
+    run::<Pg>();
+}

@@ -215,3 +215,77 @@ pub fn basic_life(doc: &str) -> (Workflow, Vec<Vec<Record>>, DocState) {
     let state = a.state.clone();
     (wf, vec![c.records, s.records, a.records], state)
 }
+
+/// [`PgStore`] in a schema of its own (named after the test's directory, so that a reopen
+/// finds it), on the server of `SIGNOFF_PG_URL` or on a throwaway server this process starts.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct Pg;
+
+#[cfg(feature = "postgres")]
+impl Adapter for Pg {
+    type S = signoff_storage::PgStore;
+    const NAME: &'static str = "postgres";
+    const PERSISTENT: bool = true;
+    fn open(dir: &Path, config: StoreConfig) -> signoff_storage::PgStore {
+        pg_open(&pg_schema(dir), config)
+    }
+}
+
+/// The server the PostgreSQL tests use: `SIGNOFF_PG_URL` (as `cargo xtask test` sets it), or
+/// a throwaway server started once per process (stopped by its watchdog when the process
+/// ends).
+#[cfg(feature = "postgres")]
+pub fn pg_url() -> String {
+    use signoff_storage::throwaway_pg::ThrowawayServer;
+    use std::sync::OnceLock;
+    static SERVER: OnceLock<ThrowawayServer> = OnceLock::new();
+    if let Ok(url) = std::env::var("SIGNOFF_PG_URL") {
+        return url;
+    }
+    SERVER
+        .get_or_init(|| ThrowawayServer::start().unwrap_or_else(|e| panic!("{e}")))
+        .url()
+}
+
+/// A schema name unique to `dir` (and so to the test that made it).
+#[cfg(feature = "postgres")]
+pub fn pg_schema(dir: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("t_{h:016x}")
+}
+
+/// Connects to the test server's `schema`, from any context: the connection is made on a
+/// thread of its own (the store then runs on its own runtime).
+#[cfg(feature = "postgres")]
+pub fn pg_open(schema: &str, store: StoreConfig) -> signoff_storage::PgStore {
+    pg_try_open(&pg_url(), schema, store).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[cfg(feature = "postgres")]
+pub fn pg_try_open(
+    url: &str,
+    schema: &str,
+    store: StoreConfig,
+) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
+    let config = signoff_storage::PgConfig {
+        store,
+        schema: schema.to_owned(),
+        pool_size: 4,
+        ..signoff_storage::PgConfig::default()
+    };
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(signoff_storage::PgStore::connect(&url, config))
+    })
+    .join()
+    .unwrap()
+}
