@@ -587,7 +587,7 @@ impl Sql {
             due_before: s("SELECT doc FROM S.index_rows WHERE due_at <= $1 ORDER BY doc"),
             pending: s("SELECT id, item FROM S.outbox ORDER BY id LIMIT $1"),
             claim: s("UPDATE S.outbox \
-                 SET leased_until = clock_timestamp() + $2 * interval '1 millisecond' \
+                 SET leased_until = clock_timestamp() + $2::bigint * interval '1 millisecond' \
                  WHERE id IN (SELECT id FROM S.outbox \
                    WHERE leased_until IS NULL OR leased_until < clock_timestamp() \
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
@@ -965,7 +965,9 @@ impl Server {
     }
 
     fn store_error(&self, e: &tokio_postgres::Error) -> StoreError {
-        let lost = e.is_closed() || e.as_db_error().is_none();
+        // The connection went away: the server may or may not have committed.
+        let lost =
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
         if lost {
             StoreError::Backend(format!(
                 "PostgreSQL at {}: {} (if this was a write, whether it committed is unknown: \

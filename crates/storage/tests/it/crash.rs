@@ -24,9 +24,9 @@ use signoff_storage::{
 
 use crate::support::*;
 
-const CHILD: &str = "SIGNOFF_CRASH_CHILD";
+pub(crate) const CHILD: &str = "SIGNOFF_CRASH_CHILD";
 const DIR: &str = "SIGNOFF_CRASH_DIR";
-const PREFIX: &str = "SIGNOFF_CRASH_PREFIX";
+pub(crate) const PREFIX: &str = "SIGNOFF_CRASH_PREFIX";
 const GROUP: &str = "SIGNOFF_CRASH_GROUP";
 /// Set for a redb child that writes a checkpoint of its heads every few appends.
 const CHECKPOINTS: &str = "SIGNOFF_CRASH_CHECKPOINTS";
@@ -62,7 +62,7 @@ fn seed() -> u64 {
         .unwrap_or(0x5eed)
 }
 
-fn config(group: bool) -> StoreConfig {
+pub(crate) fn config(group: bool) -> StoreConfig {
     StoreConfig {
         durability: Durability::Immediate,
         group_commit: if group {
@@ -98,6 +98,8 @@ fn child_writer() {
                 }
                 Arc::new(store)
             }
+            #[cfg(feature = "postgres")]
+            "postgres" => Arc::new(pg_open(&pg_schema(&dir), config(group))),
             _ => Arc::new(SledStore::create(dir.join("store.sled"), config(group)).unwrap()),
         };
         let mut tasks = Vec::new();
@@ -143,7 +145,7 @@ fn child_writer() {
 /// Checks a store after a crash: every acknowledged length is there, every stream is a whole
 /// number of commits, verifies and replays, and (when the index rows were written in the same
 /// commits, with `index_atomic`) the index agrees with the stream.
-async fn check_after_crash(
+pub(crate) async fn check_after_crash(
     store: &dyn LocalStore,
     acked: &BTreeMap<String, u64>,
     index_atomic: bool,
@@ -197,34 +199,18 @@ fn crash_loop(adapter: &str) {
         // appends; the others one that keeps them in the log's tail (the store's defaults
         // checkpoint after 512 documents or 4,096 appends, more than a child writes).
         let checkpoints = i % 4 >= 2;
-        let mut child = Process::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash::child_writer",
-                "--test-threads",
-                "1",
-                "-q",
-            ])
-            .env(CHILD, adapter)
-            .env(DIR, dir.path())
-            .env(PREFIX, format!("i{i}"))
-            .envs(group.then_some((GROUP, "1")))
-            .envs(checkpoints.then_some((CHECKPOINTS, "1")))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Read the child's acknowledgements as they come, on a thread of their own.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut envs = vec![(PREFIX, format!("i{i}"))];
+        if group {
+            envs.push((GROUP, "1".into()));
+        }
+        if checkpoints {
+            envs.push((CHECKPOINTS, "1".into()));
+        }
+        #[cfg(feature = "postgres")]
+        if adapter == "postgres" {
+            envs.push(("SIGNOFF_PG_URL", pg_url()));
+        }
+        let (mut child, rx, reader) = spawn_writer(adapter, dir.path(), &envs);
         // One kill in four hits startup (opening, creating, recovering the store); the others
         // come at a random point after the first acknowledged commit, however slow the
         // machine is today.
@@ -248,22 +234,7 @@ fn crash_loop(adapter: &str) {
         child.wait().unwrap();
         reader.join().unwrap();
         lines.extend(rx.try_iter());
-        for line in lines {
-            let mut parts = line.split(' ');
-            if parts.next() != Some("ack") {
-                continue;
-            }
-            let (Some(doc), Some(len)) = (parts.next(), parts.next()) else {
-                // The last line may have been cut by the kill: it was not acknowledged.
-                continue;
-            };
-            let Ok(len) = len.parse::<u64>() else {
-                continue;
-            };
-            total_acks += 1;
-            let e = acked.entry(doc.to_owned()).or_default();
-            *e = (*e).max(len);
-        }
+        total_acks += count_acks(&lines, &mut acked);
         let context = format!("{adapter} kill {i} (SIGNOFF_CRASH_SEED={seed})");
         rt.block_on(async {
             let store: Option<Box<dyn LocalStore>> = match adapter {
@@ -271,6 +242,8 @@ fn crash_loop(adapter: &str) {
                     open_retrying(|| RedbStore::open(dir.path().join("store.redb"), config(false)))
                         .map(|s| Box::new(s) as Box<dyn LocalStore>)
                 }
+                #[cfg(feature = "postgres")]
+                "postgres" => Some(Box::new(pg_open(&pg_schema(dir.path()), config(false)))),
                 _ => {
                     open_retrying(|| SledStore::open(dir.path().join("store.sled"), config(false)))
                         .map(|s| Box::new(s) as Box<dyn LocalStore>)
@@ -311,6 +284,76 @@ fn redb_survives_sigkill() {
 #[test]
 fn sled_survives_sigkill() {
     crash_loop("sled");
+}
+
+/// The client process is killed mid-transaction; the server stays up.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_client_survives_sigkill() {
+    crash_loop("postgres");
+}
+
+/// Starts this test binary as a `child_writer` for `adapter` in `dir`, with `envs` (at least
+/// the prefix of its document ids). Returns the child, its stdout lines as they come (read
+/// on a thread of their own) and that thread.
+pub(crate) fn spawn_writer(
+    adapter: &str,
+    dir: &std::path::Path,
+    envs: &[(&str, String)],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut child = Process::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash::child_writer",
+            "--test-threads",
+            "1",
+            "-q",
+        ])
+        .env(CHILD, adapter)
+        .env(DIR, dir)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx, reader)
+}
+
+/// Folds a child's `ack DOC LEN` lines into `acked` (the longest length per document);
+/// returns how many there were.
+pub(crate) fn count_acks(lines: &[String], acked: &mut BTreeMap<String, u64>) -> u64 {
+    let mut n = 0;
+    for line in lines {
+        let mut parts = line.split(' ');
+        if parts.next() != Some("ack") {
+            continue;
+        }
+        let (Some(doc), Some(len)) = (parts.next(), parts.next()) else {
+            // The last line may have been cut by the kill: it was not acknowledged.
+            continue;
+        };
+        let Ok(len) = len.parse::<u64>() else {
+            continue;
+        };
+        n += 1;
+        let e = acked.entry(doc.to_owned()).or_default();
+        *e = (*e).max(len);
+    }
+    n
 }
 
 /// Which calls of a [`Failing`] backend spend its budget.

@@ -11,6 +11,8 @@ mod hosted;
 mod migrate;
 mod old_times;
 mod open;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod readonly;
 mod support;
 mod tail;

@@ -1,0 +1,592 @@
+//! `PgStore` beyond the conformance suite: several OS processes deciding on the same
+//! documents, the server stopped with `pg_ctl stop -m immediate` in the middle of a load,
+//! servers that are down or refuse the login, several outbox workers, and the schema's
+//! version. (Client processes killed mid-transaction: `crash::postgres_client_survives_sigkill`.)
+//!
+//! The children are this test binary, re-run with `SIGNOFF_PG_DECIDER` set (the
+//! `child_decider` test does nothing otherwise). `SIGNOFF_PG_LONG=1` runs longer versions
+//! (more documents and processes, more server crashes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signoff_core::event::Action;
+use signoff_core::notify::notifications;
+use signoff_core::store::{IndexEntry, StoreError};
+use signoff_core::{Command, DocState, Timestamp, Workflow, audit};
+use signoff_storage::throwaway_pg::ThrowawayServer;
+use signoff_storage::{
+    DocumentIndex, EventStore, GroupCommit, LocalStore, Outbox, PG_SCHEMA_VERSION, PgError,
+    StoreConfig,
+};
+
+use crate::crash::{check_after_crash, config, count_acks, spawn_writer};
+use crate::support::*;
+
+const DECIDER: &str = "SIGNOFF_PG_DECIDER";
+const SCHEMA: &str = "SIGNOFF_PG_SCHEMA";
+const DOCS: &str = "SIGNOFF_PG_DOCS";
+
+/// Five peers who must all approve, then one of two QA reviewers: six decisions per
+/// document, each of which several processes may race to make.
+const WORKFLOW: &str = "
+name: pg-two-stage
+initial: draft
+groups:
+  peers: [r1, r2, r3, r4, r5]
+  qa: [q1, q2]
+states:
+  - { name: draft, on: { submit: review } }
+  - name: review
+    on: { approved: published, rejected: draft }
+    approval:
+      stages:
+        - name: peer
+          groups: [{ name: peers, reviewers: [{ group: peers }], rule: all }]
+        - name: qa
+          groups: [{ name: qa, reviewers: [{ group: qa }], rule: any }]
+  - { name: published, final: true, on: { edit: draft } }
+";
+
+/// Who each decider process acts as: every reviewer is in two processes, so they race.
+const DECIDERS: [&str; 4] = ["r1,r2,r3,q1", "r3,r4,r5", "r5,r1,q2", "r2,r4,q1"];
+
+const T0: Timestamp = Timestamp(1_767_225_600);
+
+fn long() -> bool {
+    std::env::var_os("SIGNOFF_PG_LONG").is_some()
+}
+
+fn workflow() -> Workflow {
+    Workflow::from_text(WORKFLOW, "pg.yaml").unwrap()
+}
+
+fn command(by: &str, action: Action) -> Command {
+    Command {
+        by: by.into(),
+        on_behalf_of: None,
+        comment: None,
+        action,
+    }
+}
+
+/// The child: decides on every document as each of its reviewers, in an order of its own,
+/// re-reading the stream after each conflict; one commit (records, index row,
+/// notifications) per decision. Prints `ack DOC LEN` per acknowledged commit, and at the
+/// end `done ATTEMPTS ACKS CONFLICTS`.
+#[test]
+fn child_decider() {
+    let Ok(who) = std::env::var(DECIDER) else {
+        return;
+    };
+    let reviewers: Vec<&str> = who.split(',').collect();
+    let schema = std::env::var(SCHEMA).unwrap();
+    let docs: usize = std::env::var(DOCS).unwrap().parse().unwrap();
+    let wf = workflow();
+    let store = pg_open(&schema, StoreConfig::durable());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (mut attempts, mut acks, mut conflicts) = (0u64, 0u64, 0u64);
+    let started = Instant::now();
+    let offset = who.len();
+    rt.block_on(async {
+        for i in 0..docs {
+            let doc = format!("doc-{}", (i + offset) % docs);
+            loop {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "{who}: {doc} did not settle"
+                );
+                let records = store.read(&doc, 0).await.unwrap();
+                let state = DocState::replay(&wf, &records).unwrap();
+                if state.state_name(&wf) == "published" {
+                    break;
+                }
+                let decided = reviewers.iter().find_map(|r| {
+                    let c = command(
+                        r,
+                        Action::Approve {
+                            version: 1,
+                            signature: None,
+                        },
+                    );
+                    state.decide(&wf, &c, T0).ok()
+                });
+                let Some(d) = decided else {
+                    // None of ours may act yet (QA waits for the peers): let the others go on.
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let notes: Vec<_> = d
+                    .records
+                    .iter()
+                    .flat_map(|r| notifications(&d.state, r))
+                    .collect();
+                attempts += 1;
+                match store
+                    .commit(
+                        &doc,
+                        state.seq,
+                        &d.records,
+                        Some(IndexEntry::of(&d.state, &wf)),
+                        &notes,
+                    )
+                    .await
+                {
+                    Ok(len) => {
+                        acks += 1;
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "ack {doc} {len}").unwrap();
+                        out.flush().unwrap();
+                    }
+                    Err(StoreError::Conflict { .. }) => conflicts += 1,
+                    Err(e) => panic!("{who}: {e}"),
+                }
+            }
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "done {attempts} {acks} {conflicts}").unwrap();
+}
+
+/// Several OS processes decide on the same documents at once: every decision is recorded
+/// exactly once (acknowledged commits = decisions in the streams, six per document), every
+/// chain verifies and replays to the final state, and every attempt was either acknowledged
+/// or a typed conflict.
+#[test]
+fn processes_decide_on_the_same_documents() {
+    let docs = if long() { 40 } else { 8 };
+    let processes = if long() { 8 } else { 4 };
+    let dir = TempDir::new("pg-deciders");
+    let schema = pg_schema(dir.path());
+    let wf = workflow();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = pg_open(&schema, StoreConfig::durable());
+    rt.block_on(async {
+        for i in 0..docs {
+            let id = format!("doc-{i}");
+            let c = DocState::create(&wf, &id, &command("alice", create_action()), T0).unwrap();
+            let s = c
+                .state
+                .decide(&wf, &command("alice", Action::Submit), T0)
+                .unwrap();
+            let records = [c.records, s.records].concat();
+            store
+                .commit(&id, 0, &records, Some(IndexEntry::of(&s.state, &wf)), &[])
+                .await
+                .unwrap();
+        }
+    });
+    let children: Vec<_> = (0..processes)
+        .map(|i| {
+            Process::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "postgres::child_decider",
+                    "--test-threads",
+                    "1",
+                    "-q",
+                ])
+                .env(DECIDER, DECIDERS[i % DECIDERS.len()])
+                .env(SCHEMA, &schema)
+                .env(DOCS, docs.to_string())
+                .env("SIGNOFF_PG_URL", pg_url())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut attempts, mut acks, mut conflicts) = (0u64, 0u64, 0u64);
+    let mut acked = BTreeMap::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "a decider failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+        count_acks(&lines, &mut acked);
+        let done = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("done "))
+            .unwrap_or_else(|| panic!("a decider did not finish: {stdout}"));
+        let n: Vec<u64> = done.split(' ').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(n[0], n[1] + n[2], "attempts = acknowledged + conflicts");
+        attempts += n[0];
+        acks += n[1];
+        conflicts += n[2];
+    }
+    assert_eq!(
+        acks,
+        docs as u64 * 6,
+        "one acknowledged commit per decision"
+    );
+    assert_eq!(attempts, acks + conflicts);
+    rt.block_on(async {
+        let listed = store.documents().await.unwrap();
+        assert_eq!(listed.len(), docs);
+        for (doc, len) in listed {
+            let records = store.read(&doc, 0).await.unwrap();
+            assert_eq!(records.len() as u64, len);
+            assert!(acked[&doc] <= len);
+            audit::verify(&records).unwrap();
+            let state = DocState::replay(&wf, &records).unwrap();
+            assert_eq!(state.state_name(&wf), "published", "{doc}");
+            // Every approval once: five peers and one QA reviewer.
+            let approvers: Vec<&str> = records
+                .iter()
+                .filter_map(|r| match &r.event {
+                    signoff_core::event::Event::Decided { reviewer, .. } => Some(reviewer.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let distinct: BTreeSet<&str> = approvers.iter().copied().collect();
+            assert_eq!(approvers.len(), 6, "{doc}: {approvers:?}");
+            assert_eq!(distinct.len(), 6, "{doc}: {approvers:?}");
+        }
+        assert!(store.by_state("review").await.unwrap().is_empty());
+        assert_eq!(store.by_state("published").await.unwrap().len(), docs);
+    });
+    // The conflicts are the contention: with four processes on eight documents there are
+    // always some, and none of them wrote anything (checked above).
+    assert!(
+        conflicts > 0,
+        "no conflicts among {processes} processes on {docs} documents"
+    );
+}
+
+/// The server is stopped with `pg_ctl stop -m immediate` (every backend killed, no
+/// checkpoint) while two processes commit, then started again: every acknowledged
+/// decision is there, nothing half-written is visible, every chain verifies. This test
+/// always runs a throwaway server of its own, whatever `SIGNOFF_PG_URL` says.
+#[test]
+fn server_crash_keeps_acknowledged_decisions() {
+    let crashes = if long() { 5 } else { 2 };
+    let server = ThrowawayServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("pg-server-crash");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut acked = BTreeMap::new();
+    let mut total = 0;
+    for crash in 0..crashes {
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let mut envs = vec![
+                    (crate::crash::PREFIX, format!("c{crash}w{w}")),
+                    ("SIGNOFF_PG_URL", server.url()),
+                ];
+                if w == 1 {
+                    envs.push(("SIGNOFF_CRASH_GROUP", "1".into()));
+                }
+                spawn_writer("postgres", dir.path(), &envs)
+            })
+            .collect();
+        // Let both acknowledge a few commits, then crash the server under them.
+        let mut lines: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+        for (i, (_, rx, _)) in writers.iter().enumerate() {
+            while lines[i].iter().filter(|l| l.starts_with("ack ")).count() < 5 {
+                let line = rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .unwrap_or_else(|e| panic!("writer {i} acknowledged nothing: {e}"));
+                lines[i].push(line);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50 + 100 * crash as u64));
+        server.stop_immediate().unwrap_or_else(|e| panic!("{e}"));
+        for (i, (mut child, rx, reader)) in writers.into_iter().enumerate() {
+            // They fail on the lost connection (or are killed here, whichever comes first).
+            let _ = child.kill();
+            child.wait().unwrap();
+            reader.join().unwrap();
+            lines[i].extend(rx.try_iter());
+            total += count_acks(&lines[i], &mut acked);
+        }
+        server.restart().unwrap_or_else(|e| panic!("{e}"));
+        let store = pg_try_open(&server.url(), &pg_schema(dir.path()), config(false))
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        let context = format!("server crash {crash}");
+        rt.block_on(check_after_crash(&store, &acked, true, &context));
+    }
+    assert!(total >= 10 * crashes as u64);
+}
+
+/// A server that is down, one that accepts the connection and never answers, and one that
+/// refuses the login: each a typed error naming the host and port, within the timeout.
+#[test]
+fn connection_failures_are_typed_and_name_the_server() {
+    let store = StoreConfig::durable();
+    let quick = |url: &str| {
+        let started = Instant::now();
+        let target = url.to_owned();
+        let got = std::thread::spawn(move || {
+            let config = signoff_storage::PgConfig {
+                store,
+                connect_timeout: Duration::from_secs(1),
+                ..signoff_storage::PgConfig::default()
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(signoff_storage::PgStore::connect(&target, config))
+                .map(|_| ())
+        })
+        .join()
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url}: no hang"
+        );
+        got.unwrap_err()
+    };
+
+    // Down: nothing listens on the port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = quick(&format!("postgres://signoff:pw@127.0.0.1:{port}/postgres"));
+    assert!(
+        matches!(&e, PgError::Unreachable { server, .. } if *server == format!("127.0.0.1:{port}")),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("cannot reach PostgreSQL at 127.0.0.1:{port}: ")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("pw"), "{e}");
+
+    // Silent: accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let e = quick(&format!("postgres://signoff@127.0.0.1:{port}/postgres"));
+    assert_eq!(
+        e,
+        PgError::Timeout {
+            server: format!("127.0.0.1:{port}"),
+            seconds: 1
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("PostgreSQL at 127.0.0.1:{port} did not answer within 1 s")
+    );
+    drop(silent);
+
+    // Refused: a user that does not exist, then a database that does not exist.
+    let url = pg_url();
+    let e = quick(&with_login(&url, "no_such_user", None));
+    let PgError::LoginRefused {
+        server,
+        user,
+        detail,
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(user, "no_such_user");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "PostgreSQL at {server} refused the login of \"no_such_user\""
+        )),
+        "{e}"
+    );
+    assert!(detail.contains("no_such_user"), "{detail}");
+    let e = quick(&with_login(&url, "", Some("no_such_database")));
+    assert!(
+        matches!(&e, PgError::LoginRefused { database, .. } if database == "no_such_database"),
+        "{e:?}"
+    );
+
+    // Not a URL, and a schema name that is not one.
+    assert!(matches!(quick("postgres://[bad"), PgError::BadUrl { .. }));
+    let e = pg_try_open(&url, "Robert'); DROP TABLE students;--", store).unwrap_err();
+    assert!(matches!(e, PgError::BadSchema { .. }), "{e:?}");
+}
+
+/// `url` with another user (keeping the password) or database.
+fn with_login(url: &str, user: &str, database: Option<&str>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (login, place) = rest.split_once('@').unwrap_or(("", rest));
+    let login = match (user, login.split_once(':')) {
+        ("", _) => login.to_owned(),
+        (u, Some((_, pw))) => format!("{u}:{pw}"),
+        (u, None) => u.to_owned(),
+    };
+    let place = match database {
+        Some(db) => {
+            let host = place.split(['/', '?']).next().unwrap();
+            format!("{host}/{db}")
+        }
+        None => place.to_owned(),
+    };
+    format!("{scheme}://{login}@{place}")
+}
+
+/// Four workers drain one outbox at once (each with its own pool, as separate processes
+/// would): every notification is delivered exactly once. A claimed item that is not
+/// acknowledged comes back when its lease runs out.
+#[test]
+fn outbox_workers_deliver_each_notification_once() {
+    const ITEMS: u64 = 200;
+    let dir = TempDir::new("pg-outbox");
+    let schema = pg_schema(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let producer = pg_open(&schema, StoreConfig::durable());
+    rt.block_on(async {
+        let items: Vec<_> = (0..ITEMS).map(|i| note(&format!("d{i}"), i)).collect();
+        producer.enqueue(&items).await.unwrap();
+    });
+    let workers: Vec<Arc<_>> = (0..4)
+        .map(|_| Arc::new(pg_open(&schema, StoreConfig::durable())))
+        .collect();
+    let delivered = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in workers {
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = w.claim(7, Duration::from_secs(60)).await.unwrap();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for (id, n) in batch {
+                        got.push(n.seq);
+                        w.ack(id).await.unwrap();
+                    }
+                }
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let mut sorted = delivered.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..ITEMS).collect::<Vec<_>>(), "each exactly once");
+    rt.block_on(async {
+        assert!(producer.pending(10).await.unwrap().is_empty());
+        // Leases: a claimed item is skipped until its lease ends, then handed out again.
+        producer.enqueue(&[note("late", 1)]).await.unwrap();
+        let first = producer
+            .claim(10, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(
+            producer
+                .claim(10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let again = producer.claim(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(again, first);
+        producer.ack(again[0].0).await.unwrap();
+        assert_eq!(
+            producer.ack(again[0].0).await,
+            Err(StoreError::UnknownOutboxItem(again[0].0))
+        );
+    });
+}
+
+/// The schema is created once when several processes' stores connect to a new one at the
+/// same moment; a schema of a newer layout version is refused, naming the server.
+#[test]
+fn schema_is_created_once_and_versioned() {
+    let dir = TempDir::new("pg-schema");
+    let schema = pg_schema(dir.path());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let schema = schema.clone();
+            std::thread::spawn(move || pg_open(&schema, StoreConfig::durable()))
+        })
+        .collect();
+    let stores: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(stores[0].append("d", 0, &recs("d", 0, 2)).await, Ok(2));
+        assert_eq!(stores[3].read("d", 0).await.unwrap(), recs("d", 0, 2));
+    });
+    drop(stores);
+    // A newer signoff's schema.
+    let admin = pg_open(&schema, StoreConfig::durable());
+    let server = admin.server().to_owned();
+    drop(admin);
+    set_version(&schema, PG_SCHEMA_VERSION + 1);
+    let e = pg_try_open(&pg_url(), &schema, StoreConfig::durable()).unwrap_err();
+    assert_eq!(
+        e,
+        PgError::NewerSchema {
+            server,
+            schema: schema.clone(),
+            found: PG_SCHEMA_VERSION + 1,
+            supported: PG_SCHEMA_VERSION
+        }
+    );
+    set_version(&schema, PG_SCHEMA_VERSION);
+    let store = pg_open(
+        &schema,
+        StoreConfig {
+            group_commit: GroupCommit::UpTo(4),
+            ..StoreConfig::durable()
+        },
+    );
+    rt.block_on(async {
+        assert_eq!(store.read("d", 0).await.unwrap().len(), 2);
+    });
+}
+
+/// Sets the schema's recorded layout version behind the store's back.
+fn set_version(schema: &str, version: i64) {
+    let url = pg_url();
+    let schema = schema.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(conn);
+            client
+                .execute(
+                    &format!(
+                        "UPDATE \"{schema}\".meta SET value = $1 WHERE key = 'schema_version'"
+                    ),
+                    &[&version],
+                )
+                .await
+                .unwrap();
+            drop(client);
+            let _ = driver.await;
+        });
+    })
+    .join()
+    .unwrap();
+}
