@@ -6,6 +6,11 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
 
 mod guests;
+// The same code that signoff-storage's tests use to start a throwaway PostgreSQL server
+// (standard library only), so that `cargo xtask test` starts one server for the whole run.
+#[path = "../../crates/storage/src/throwaway_pg.rs"]
+#[allow(dead_code)]
+mod throwaway_pg;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,7 +25,9 @@ USAGE:
 
 COMMANDS:
     test                 Build the guest and app components, run the apps' native tests, then
-                         every test of the workspace (unit, integration, end-to-end, doc)
+                         every test of the workspace (unit, integration, end-to-end, doc);
+                         the PostgreSQL tests use SIGNOFF_PG_URL, or a throwaway server
+                         (initdb and pg_ctl of the machine's PostgreSQL) started for the run
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
@@ -37,6 +44,11 @@ COMMANDS:
     bench storage        Benchmark the stores: durable decisions/s through the engine on redb
                          and sled beside bare redb commits of the same size, group commit
                          (1, 10, 100), and a pending list read from 100,000 documents
+    bench postgres       Benchmark PgStore: durable decisions/s (single, group commit of 10
+                         and 100) beside raw single-row INSERT transactions of the same size
+                         and synchronous_commit, with 1, 2 and 4 writer processes, and a
+                         pending list read from 100,000 documents (a throwaway server unless
+                         SIGNOFF_PG_URL names one)
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
     bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
@@ -68,6 +80,7 @@ fn main() -> ExitCode {
         ["bench", "sim"] => guests::bench_sim(&root()),
         ["bench", "scale"] => guests::bench_scale(&root()),
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
+        ["bench", "postgres"] => bench_postgres(),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
@@ -133,21 +146,80 @@ fn test() -> Result<(), String> {
     // The simulator's and the end-to-end tests run real guest and app components.
     guests::build_guests(&root())?;
     guests::test_apps(&root())?;
-    // Doc tests first: nextest does not run them, and its summary should close the output.
-    run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
-    if has_nextest() {
-        run(cargo().args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--no-fail-fast",
-            "--failure-output",
-            "final",
-        ]))
-    } else {
-        eprintln!("cargo-nextest not found; using cargo test");
-        run(cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]))
+    workspace_tests(&[])
+}
+
+/// Every test of the workspace, doc tests first (nextest does not run them, and its summary
+/// should close the output), with signoff-storage's `postgres` feature and a PostgreSQL
+/// server: `SIGNOFF_PG_URL` when it is set, else a throwaway one that this run starts and
+/// stops (also when a test fails; a watchdog stops it if this process is killed).
+fn workspace_tests(envs: &[(&str, &str)]) -> Result<(), String> {
+    with_postgres(|url| {
+        let envs = envs.iter().copied().chain([("SIGNOFF_PG_URL", url)]);
+        let features = ["--features", "signoff-storage/postgres"];
+        run(cargo()
+            .args(["test", "--workspace", "--doc", "--quiet"])
+            .args(features)
+            .envs(envs.clone()))?;
+        if has_nextest() {
+            run(cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--no-fail-fast",
+                    "--failure-output",
+                    "final",
+                ])
+                .args(features)
+                .envs(envs))
+        } else {
+            eprintln!("cargo-nextest not found; using cargo test");
+            run(cargo()
+                .args(["test", "--workspace", "--lib", "--bins", "--tests"])
+                .args(features)
+                .envs(envs))
+        }
+    })
+}
+
+/// Runs `f` with the URL of a PostgreSQL server: `SIGNOFF_PG_URL`, or a throwaway server
+/// on a free port of 127.0.0.1, stopped when `f` returns.
+fn with_postgres(f: impl FnOnce(&str) -> Result<(), String>) -> Result<(), String> {
+    if let Ok(url) = std::env::var("SIGNOFF_PG_URL") {
+        eprintln!("PostgreSQL: SIGNOFF_PG_URL");
+        return f(&url);
     }
+    let started = Instant::now();
+    let server = throwaway_pg::ThrowawayServer::start().map_err(|e| e.to_string())?;
+    eprintln!(
+        "PostgreSQL: a throwaway server on 127.0.0.1:{} ({:.1} s to start)",
+        server.port(),
+        started.elapsed().as_secs_f64()
+    );
+    let result = f(&server.url());
+    drop(server);
+    result
+}
+
+/// `cargo xtask bench postgres`: the PgStore benchmark, in release, against SIGNOFF_PG_URL
+/// or a throwaway server.
+fn bench_postgres() -> Result<(), String> {
+    with_postgres(|url| {
+        run(cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "signoff-storage",
+                "--features",
+                "postgres",
+                "--example",
+                "bench-postgres",
+            ])
+            .env("SIGNOFF_PG_URL", url))
+    })
 }
 
 fn shared_corpus() -> Option<PathBuf> {
@@ -186,25 +258,7 @@ fn ci() -> Result<(), String> {
         .envs(insta))?;
     wasm_check()?;
     let started = Instant::now();
-    run(cargo()
-        .args(["test", "--workspace", "--doc", "--quiet"])
-        .envs(insta))?;
-    if has_nextest() {
-        run(cargo()
-            .args([
-                "nextest",
-                "run",
-                "--workspace",
-                "--no-fail-fast",
-                "--failure-output",
-                "final",
-            ])
-            .envs(insta))?;
-    } else {
-        run(cargo()
-            .args(["test", "--workspace", "--lib", "--bins", "--tests"])
-            .envs(insta))?;
-    }
+    workspace_tests(&insta)?;
     eprintln!("tests took {:.1} s", started.elapsed().as_secs_f64());
     match shared_corpus() {
         Some(dir) => corpus(&dir)?,

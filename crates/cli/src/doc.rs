@@ -20,7 +20,7 @@ use crate::safe::safe;
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::workflow::Meaning;
 use signoff_core::{Command, DocState, Record, Timestamp, Workflow, audit};
-use signoff_storage::{DocumentIndex, EventStore, LocalStore, OpenError, RedbStore, StoreConfig};
+use signoff_storage::{LocalStore, OpenError, PgConfig, PgStore, RedbStore, StoreConfig};
 
 /// The local-store commands, each a top-level `signoff` subcommand.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -65,10 +65,12 @@ pub enum LocalCommand {
 /// Where the store is.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArg {
-    /// The store file (redb); `doc create` creates it when it does not exist.
+    /// The store: a redb file (`doc create` creates it when it does not exist), or a
+    /// PostgreSQL database, `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (tables in the
+    /// schema `signoff`, or the one `SIGNOFF_PG_SCHEMA` names; created on first use).
     #[arg(
         long = "store",
-        value_name = "PATH",
+        value_name = "PATH|URL",
         default_value = "./signoff.redb",
         global = true
     )]
@@ -393,7 +395,7 @@ async fn run_async(
             if user.trim().is_empty() {
                 return Err(unusable("--user may not be empty or blank"));
             }
-            let store = open(&store.path, Access::Read)?;
+            let store = open(store, Access::Read).await?;
             let at = at.unwrap_or_else(system_now);
             // The index names delegates whose delegation may have ended since: the state
             // read back decides at `at`.
@@ -447,7 +449,7 @@ async fn run_async(
                 anchor: None,
                 public_key: None,
                 ..
-            } => verify(&open(&store.path, Access::Read)?, id.as_deref(), out).await,
+            } => verify(&open(store, Access::Read).await?, id.as_deref(), out).await,
             AuditCommand::Verify { anchor: None, .. } => Err(unusable(
                 "--public-key goes with --anchor FILE or --export FILE",
             )),
@@ -457,7 +459,7 @@ async fn run_async(
                 public_key,
                 ..
             } => {
-                let db = open(&store.path, Access::Read)?;
+                let db = open(store, Access::Read).await?;
                 audit_verify_anchor(&db, id.as_deref(), file, public_key.as_deref(), out).await
             }
             AuditCommand::Export {
@@ -465,15 +467,22 @@ async fn run_async(
                 id,
                 anchor,
             } => {
-                let db = open(&store.path, Access::Read)?;
-                audit_export(&db, &store.path, id.as_deref(), anchor.as_deref(), out).await
+                let db = open(store, Access::Read).await?;
+                audit_export(
+                    &db,
+                    anchors_beside(store)?,
+                    id.as_deref(),
+                    anchor.as_deref(),
+                    out,
+                )
+                .await
             }
             AuditCommand::Export {
                 anchor: Some(_), ..
             } => Err(unusable("--anchor goes with --format verifiable")),
             AuditCommand::Export { format, id, .. } => {
                 export(
-                    &open(&store.path, Access::Read)?,
+                    &open(store, Access::Read).await?,
                     id.as_deref(),
                     *format,
                     out,
@@ -487,13 +496,22 @@ async fn run_async(
                 if_changed,
                 at,
             } => {
-                let db = open(&store.path, Access::Read)?;
+                let db = open(store, Access::Read).await?;
                 let at = at.unwrap_or_else(system_now);
-                audit_anchor(&db, &store.path, key, copy.as_deref(), *if_changed, at, out).await
+                audit_anchor(
+                    &db,
+                    anchors_beside(store)?,
+                    key,
+                    copy.as_deref(),
+                    *if_changed,
+                    at,
+                    out,
+                )
+                .await
             }
         },
         LocalCommand::Tick { now, store } => {
-            let store = open_waiting(store, |p| RedbStore::open(p, StoreConfig::durable()))?;
+            let store = open(store, Access::Write).await?;
             let mut fired = 0;
             let mut bad = 0;
             for (id, _) in store.documents().await? {
@@ -519,7 +537,6 @@ async fn run_async(
 }
 
 async fn doc(arg: &StoreArg, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8, Failure> {
-    let path = arg.path.as_path();
     let id = match cmd {
         DocCommand::Create { id, .. }
         | DocCommand::Edit { id, .. }
@@ -552,11 +569,11 @@ async fn doc(arg: &StoreArg, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8
                 workflow.display()
             ))
         })?;
-        let store = open_waiting(arg, |p| RedbStore::create(p, StoreConfig::durable()))?;
+        let store = open(arg, Access::Create).await?;
         if !store.read(id, 0).await?.is_empty() {
             return Err(failed(format!(
                 "document {id} already exists in {}",
-                path.display()
+                store.path().display()
             )));
         }
         store.put_workflow(wf.hash(), &source).await?;
@@ -590,10 +607,7 @@ async fn doc(arg: &StoreArg, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8
         DocCommand::Status { .. } | DocCommand::History { .. } => Access::Read,
         _ => Access::Write,
     };
-    let store = match access {
-        Access::Read => open(path, access)?,
-        Access::Write => open_waiting(arg, |p| RedbStore::open(p, StoreConfig::durable()))?,
-    };
+    let store = open(arg, access).await?;
     let id = match cmd {
         DocCommand::Create { id, .. }
         | DocCommand::Edit { id, .. }
@@ -703,7 +717,7 @@ async fn doc(arg: &StoreArg, cmd: &DocCommand, out: &mut dyn Write) -> Result<u8
 /// Appends a decision's records with the document's new index row and its notifications,
 /// in one durable commit.
 async fn commit(
-    store: &RedbStore,
+    store: &Db,
     id: &str,
     expected: u64,
     wf: &Workflow,
@@ -727,13 +741,79 @@ enum Access {
     /// when redb would repair or migrate it (that happens in memory).
     Read,
     Write,
+    /// Written, and a redb file is created when there is none.
+    Create,
 }
 
-fn open(path: &Path, access: Access) -> Result<RedbStore, Failure> {
-    Ok(match access {
-        Access::Read => RedbStore::open_read_only(path)?,
-        Access::Write => RedbStore::open(path, StoreConfig::durable())?,
+/// An opened store: a redb file or a PostgreSQL database, with the name messages give it
+/// (the file's path, or `postgres://HOST:PORT/DATABASE (schema S)`: never the password).
+struct Db {
+    store: Box<dyn LocalStore>,
+    shown: PathBuf,
+}
+
+impl std::ops::Deref for Db {
+    type Target = dyn LocalStore;
+
+    fn deref(&self) -> &(dyn LocalStore + 'static) {
+        self.store.as_ref()
+    }
+}
+
+impl Db {
+    fn path(&self) -> &Path {
+        &self.shown
+    }
+}
+
+/// Opens the store `--store` names: a redb file (read-only for `Access::Read`, waiting up
+/// to `--wait` seconds for another writer otherwise), or a PostgreSQL database when it is
+/// a `postgres://` or `postgresql://` URL (any number of processes share it: no waiting).
+async fn open(arg: &StoreArg, access: Access) -> Result<Db, Failure> {
+    if let Some(url) = postgres_url(&arg.path) {
+        let schema = std::env::var("SIGNOFF_PG_SCHEMA").unwrap_or_else(|_| "signoff".into());
+        let config = PgConfig {
+            schema: schema.clone(),
+            pool_size: 2,
+            ..PgConfig::default()
+        };
+        let store = PgStore::connect(url, config)
+            .await
+            .map_err(|e| unusable(e.to_string()))?;
+        let shown = PathBuf::from(format!("postgres://{} (schema {schema})", store.server()));
+        return Ok(Db {
+            store: Box::new(store),
+            shown,
+        });
+    }
+    let store = match access {
+        Access::Read => RedbStore::open_read_only(&arg.path)?,
+        Access::Write => open_waiting(arg, |p| RedbStore::open(p, StoreConfig::durable()))?,
+        Access::Create => open_waiting(arg, |p| RedbStore::create(p, StoreConfig::durable()))?,
+    };
+    Ok(Db {
+        store: Box::new(store),
+        shown: arg.path.clone(),
     })
+}
+
+/// `--store` as a PostgreSQL URL, if it is one.
+fn postgres_url(store: &Path) -> Option<&str> {
+    let text = store.to_str()?;
+    (text.starts_with("postgres://") || text.starts_with("postgresql://")).then_some(text)
+}
+
+/// The folder of a store's anchors, beside its file. A PostgreSQL store has no file to put
+/// it beside: anchoring it is not supported yet.
+fn anchors_beside(arg: &StoreArg) -> Result<&Path, Failure> {
+    match postgres_url(&arg.path) {
+        Some(_) => Err(unusable(
+            "audit anchors live in a folder beside a store file; a PostgreSQL store has none \
+             (anchoring it is not supported yet): audit verify and audit export --format \
+             json|jsonl work",
+        )),
+        None => Ok(&arg.path),
+    }
 }
 
 /// Opens a store to write, waiting up to `--wait` seconds while another process holds it:
@@ -764,7 +844,7 @@ fn open_waiting(
 }
 
 /// A document's records, its state and its workflow (from the store).
-async fn load(store: &RedbStore, id: &str) -> Result<(Vec<Record>, DocState, Workflow), Failure> {
+async fn load(store: &Db, id: &str) -> Result<(Vec<Record>, DocState, Workflow), Failure> {
     let records = store.read(id, 0).await?;
     let Some(first) = records.first() else {
         return Err(failed(format!(
@@ -846,7 +926,7 @@ fn status(
     Ok(OK)
 }
 
-async fn verify(store: &RedbStore, only: Option<&str>, out: &mut dyn Write) -> Result<u8, Failure> {
+async fn verify(store: &Db, only: Option<&str>, out: &mut dyn Write) -> Result<u8, Failure> {
     let ids: Vec<String> = match only {
         Some(id) => vec![id.to_owned()],
         None => store
@@ -908,7 +988,7 @@ async fn verify(store: &RedbStore, only: Option<&str>, out: &mut dyn Write) -> R
 }
 
 async fn export(
-    store: &RedbStore,
+    store: &Db,
     only: Option<&str>,
     format: ExportFormat,
     out: &mut dyn Write,
@@ -1039,7 +1119,7 @@ fn audit_keygen(path: &Path, out: &mut dyn Write) -> Result<u8, Failure> {
 /// `signoff audit anchor --key FILE`: signs every document's record hashes into the store's
 /// anchor folder, and into `copy` when given.
 async fn audit_anchor(
-    store: &RedbStore,
+    store: &Db,
     store_path: &Path,
     key_path: &Path,
     copy: Option<&Path>,
@@ -1105,7 +1185,7 @@ async fn audit_anchor(
 
 /// `signoff audit verify --anchor FILE`.
 async fn audit_verify_anchor(
-    store: &RedbStore,
+    store: &Db,
     only: Option<&str>,
     file: &Path,
     public_key: Option<&str>,
@@ -1208,7 +1288,7 @@ async fn audit_verify_anchor(
 /// `signoff audit export --format verifiable`: every document (or one), with the given
 /// anchor or the store's latest.
 async fn audit_export(
-    store: &RedbStore,
+    store: &Db,
     store_path: &Path,
     only: Option<&str>,
     anchor: Option<&Path>,
@@ -1536,6 +1616,7 @@ fn short(hash: &str) -> &str {
 mod tests {
     use super::*;
     use clap::Parser;
+    use signoff_storage::{DocumentIndex, EventStore};
 
     #[derive(Debug, Parser)]
     struct Cli {

@@ -4,6 +4,7 @@
 
 mod damaged;
 mod old_times;
+mod postgres;
 mod sweep;
 
 use std::path::PathBuf;

@@ -1,0 +1,110 @@
+//! `signoff doc|pending|audit|tick --store postgres://...`: the built binary against a real
+//! PostgreSQL server (`SIGNOFF_PG_URL`, or a throwaway server this process starts), each
+//! test in a schema of its own (`SIGNOFF_PG_SCHEMA`).
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use signoff_storage::throwaway_pg::ThrowawayServer;
+
+fn url() -> String {
+    static SERVER: OnceLock<ThrowawayServer> = OnceLock::new();
+    match std::env::var("SIGNOFF_PG_URL") {
+        Ok(url) => url,
+        Err(_) => SERVER
+            .get_or_init(|| ThrowawayServer::start().unwrap_or_else(|e| panic!("{e}")))
+            .url(),
+    }
+}
+
+/// Runs `signoff ARGS --store STORE` with the tables in `schema`; (exit code, stdout, stderr).
+fn signoff(schema: &str, store: &str, args: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_signoff"))
+        .args(args.split_whitespace())
+        .args(["--store", store])
+        .env("SIGNOFF_PG_SCHEMA", schema)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the signoff binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_document_through_its_life_in_postgres() {
+    let schema = format!("cli_{}", std::process::id());
+    let url = url();
+    let basic = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/templates/basic.yaml");
+    let run = |args: &str| signoff(&schema, &url, args);
+
+    let (code, out, err) = run(&format!(
+        "doc create travel --workflow {basic} --by alice --at 2026-01-05T09:00:00Z"
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("travel: created by alice"), "{out}");
+    // Created once: a second create is refused, naming the server and schema, not the password.
+    let (code, _, err) = run(&format!("doc create travel --workflow {basic} --by alice"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already exists in postgres://"), "{err}");
+    assert!(err.contains(&format!("(schema {schema})")), "{err}");
+    assert!(
+        !err.contains(signoff_storage::throwaway_pg::PASSWORD),
+        "{err}"
+    );
+
+    let (code, out, err) = run("doc submit travel --by alice --at 2026-01-05T10:00:00Z");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("waiting for bob, carol"), "{out}");
+    let (code, out, _) = run("pending --user bob --at 2026-01-05T11:00:00Z");
+    assert_eq!(code, 0);
+    assert!(out.starts_with("travel\tin_approval\tversion 1"), "{out}");
+    let (code, _, err) =
+        run("doc approve travel --by bob --comment Fine --at 2026-01-06T08:30:00Z");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run("pending --user bob --at 2026-01-06T09:00:00Z");
+    assert_eq!((code, out.trim()), (0, "nothing pending for bob"));
+    let (code, out, _) = run("doc status travel");
+    assert_eq!(code, 0);
+    assert!(out.contains("approved"), "{out}");
+    let (code, out, err) = run("audit verify");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok: 1 documents, "), "{out}");
+    assert!(out.contains("every hash chain verifies"), "{out}");
+    let (code, out, _) = run("doc history travel");
+    assert_eq!(code, 0);
+    assert!(out.contains("bob") && out.contains("Fine"), "{out}");
+    let (code, out, err) = run("tick --now 2026-03-01T00:00:00Z");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("tick 2026-03-01T00:00:00Z:"), "{out}");
+    let (code, out, err) = run("audit export --format jsonl");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() >= 3, "{out}");
+    // Anchors live beside a store file; a database has none.
+    let (code, _, err) = run("audit anchor --key /nonexistent.key");
+    assert_eq!(code, 2);
+    assert!(err.contains("a PostgreSQL store has none"), "{err}");
+}
+
+#[test]
+fn a_server_that_is_down_is_named_in_a_typed_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = format!("postgres://signoff:secret@127.0.0.1:{port}/postgres");
+    let started = std::time::Instant::now();
+    let (code, _, err) = signoff("signoff", &store, "pending --user bob");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "signoff: cannot reach PostgreSQL at 127.0.0.1:{port}: "
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}

@@ -1,0 +1,589 @@
+//! PgStore benchmark: durable decisions per second through the engine and `PgStore`
+//! (single, group commit of 10 and 100) beside raw single-row `INSERT` transactions of the
+//! same size on one connection with the same `synchronous_commit` (on); the same with 1, 2
+//! and 4 writer processes; and a user's pending list read from 100,000 documents. Prints
+//! one table.
+//!
+//! Run with `cargo xtask bench postgres` (a throwaway server unless `SIGNOFF_PG_URL` names
+//! one). `BENCH_DECISIONS` sets the single decisions per measurement (default 600; group
+//! commit and process runs use 10 times as many and as many per process). Everything goes
+//! to a schema `bench_PID`, dropped at the end.
+
+// The example is a small program: it owns stdout.
+#![allow(clippy::print_stdout)]
+
+use std::io::{BufRead, Write};
+use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signoff_core::event::Action;
+use signoff_core::store::IndexEntry;
+use signoff_core::{Command, DocState, Timestamp, Workflow};
+use signoff_storage::throwaway_pg::ThrowawayServer;
+use signoff_storage::{
+    DocumentIndex, Durability, EventStore, GroupCommit, LocalStore, PgConfig, PgStore, StoreConfig,
+};
+use tokio_postgres::{Client, NoTls};
+
+const WORKFLOW: &str = "
+name: bench-two-stage
+initial: draft
+groups:
+  peers: [r1, r2, r3, r4, r5]
+  qa: [q1, q2]
+states:
+  - { name: draft, on: { submit: review } }
+  - name: review
+    on: { approved: published, rejected: draft }
+    approval:
+      stages:
+        - name: peer
+          groups: [{ name: peers, reviewers: [{ group: peers }], rule: all }]
+        - name: qa
+          groups: [{ name: qa, reviewers: [{ group: qa }], rule: any }]
+  - { name: published, final: true, on: { edit: draft } }
+";
+
+const DECIDERS: [&str; 6] = ["r1", "r2", "r3", "r4", "r5", "q1"];
+const T0: Timestamp = Timestamp(1_767_225_600);
+const ROUNDS: usize = 3;
+const CHILD: &str = "BENCH_PG_CHILD";
+
+struct Row {
+    what: String,
+    ops: usize,
+    rate: f64,
+    raw: Option<f64>,
+}
+
+fn main() {
+    let _server;
+    let url = match std::env::var("SIGNOFF_PG_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            let s = ThrowawayServer::start().expect("a throwaway PostgreSQL server");
+            let url = s.url();
+            _server = s;
+            url
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    if let Ok(role) = std::env::var(CHILD) {
+        rt.block_on(child(&url, &role));
+        return;
+    }
+    let decisions: usize = std::env::var("BENCH_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let schema = format!("bench_{}", std::process::id());
+    let wf = workflow();
+    let size = bytes_per_decision(&wf);
+    let mut rows = Vec::new();
+    rt.block_on(async {
+        let admin = connect(&url).await;
+        let version: String = admin
+            .query_one("SHOW server_version", &[])
+            .await
+            .expect("version")
+            .get(0);
+        let sync: String = admin
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .expect("synchronous_commit")
+            .get(0);
+        println!(
+            "PostgreSQL {version} at {}, synchronous_commit = {sync}; {size} bytes of records per decision",
+            url.split('@').next_back().unwrap_or("?")
+        );
+
+        // Single decisions.
+        let mut raw = Vec::new();
+        let mut append = Vec::new();
+        let mut commit = Vec::new();
+        for round in 0..ROUNDS {
+            raw.push(raw_inserts(&url, &schema, decisions, 1, size).await);
+            let store = open(&url, &schema, GroupCommit::Off).await;
+            let docs = setup(&url, &schema, &wf, decisions.div_ceil(6), &format!("s{round}")).await;
+            append.push(decide_all(&store, &wf, docs, false).await);
+            let docs = setup(&url, &schema, &wf, decisions.div_ceil(6), &format!("c{round}")).await;
+            commit.push(decide_all(&store, &wf, docs, true).await);
+        }
+        let raw1 = median(&raw);
+        rows.push(Row { what: format!("raw INSERT transactions, one {size}-byte row each"), ops: decisions, rate: raw1, raw: None });
+        rows.push(Row { what: "decisions: decide + PgStore::append".into(), ops: decisions, rate: median(&append), raw: Some(raw1) });
+        rows.push(Row { what: "decisions: decide + PgStore::commit (records, index row, outbox)".into(), ops: decisions, rate: median(&commit), raw: Some(raw1) });
+
+        // Group commit.
+        for batch in [10, 100] {
+            let n = decisions * 10;
+            let mut raw = Vec::new();
+            let mut append = Vec::new();
+            let mut commit = Vec::new();
+            let mut mean = 0.0;
+            for round in 0..ROUNDS {
+                raw.push(raw_inserts(&url, &schema, n, batch, size).await);
+                let store = Arc::new(open(&url, &schema, GroupCommit::UpTo(batch)).await);
+                let docs = setup(&url, &schema, &wf, n.div_ceil(6), &format!("g{batch}a{round}")).await;
+                append.push(decide_group(store.clone(), &wf, docs, batch * 2, false).await);
+                let docs = setup(&url, &schema, &wf, n.div_ceil(6), &format!("g{batch}c{round}")).await;
+                let before = store.writer_stats();
+                commit.push(decide_group(store.clone(), &wf, docs, batch * 2, true).await);
+                let after = store.writer_stats();
+                mean = (after.operations - before.operations) as f64 / (after.commits - before.commits).max(1) as f64;
+            }
+            let r = median(&raw);
+            rows.push(Row { what: format!("raw: {batch} single-row INSERTs per transaction (pipelined)"), ops: n, rate: r, raw: None });
+            rows.push(Row { what: format!("decisions: group commit up to {batch}, {} callers, PgStore::append", batch * 2), ops: n, rate: median(&append), raw: Some(r) });
+            rows.push(Row { what: format!("decisions: group commit up to {batch}, {} callers, PgStore::commit (mean batch {mean:.1})", batch * 2), ops: n, rate: median(&commit), raw: Some(r) });
+        }
+    });
+
+    // Several writer processes.
+    for procs in [1, 2, 4] {
+        let n = decisions * 2;
+        let raw = processes(&url, &schema, "raw", procs, n);
+        let engine = processes(&url, &schema, "engine", procs, n);
+        rows.push(Row {
+            what: format!("{procs} processes: raw INSERT transactions"),
+            ops: n * procs,
+            rate: raw,
+            raw: None,
+        });
+        rows.push(Row {
+            what: format!("{procs} processes: decide + PgStore::commit"),
+            ops: n * procs,
+            rate: engine,
+            raw: Some(raw),
+        });
+    }
+
+    let pending = rt.block_on(pending_read(&url, &schema));
+
+    println!();
+    println!("| measurement | operations | per second | engine/raw |");
+    println!("| --- | ---: | ---: | ---: |");
+    for r in &rows {
+        let ratio = r
+            .raw
+            .map(|raw| format!("{:.0}%", 100.0 * r.rate / raw))
+            .unwrap_or_default();
+        println!("| {} | {} | {:.0} | {} |", r.what, r.ops, r.rate, ratio);
+    }
+    let (found, med, worst) = pending;
+    println!(
+        "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | |"
+    );
+    rt.block_on(async {
+        let admin = connect(&url).await;
+        let _ = admin
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    });
+}
+
+fn workflow() -> Workflow {
+    Workflow::from_text(WORKFLOW, "bench.yaml").expect("the benchmark workflow is valid")
+}
+
+async fn connect(url: &str) -> Client {
+    let mut config: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
+    config.options("-c synchronous_commit=on");
+    let (client, conn) = config.connect(NoTls).await.expect("a connection");
+    tokio::spawn(conn);
+    client
+}
+
+async fn open(url: &str, schema: &str, group: GroupCommit) -> PgStore {
+    let config = PgConfig {
+        store: StoreConfig {
+            durability: Durability::Immediate,
+            group_commit: group,
+        },
+        schema: schema.to_owned(),
+        ..PgConfig::default()
+    };
+    PgStore::connect(url, config).await.expect("the store")
+}
+
+fn cmd(by: &str, action: Action) -> Command {
+    Command {
+        by: by.to_owned(),
+        on_behalf_of: None,
+        comment: None,
+        action,
+    }
+}
+
+fn approve() -> Action {
+    Action::Approve {
+        version: 1,
+        signature: None,
+    }
+}
+
+fn submitted(wf: &Workflow, id: &str) -> (DocState, Vec<signoff_core::Record>) {
+    let create = Action::Create {
+        title: "Spec".into(),
+        content_hash: "h1".into(),
+        page_owner: None,
+        space_admins: vec![],
+    };
+    let c = DocState::create(wf, id, &cmd("alice", create), T0).expect("create");
+    let s = c
+        .state
+        .decide(wf, &cmd("alice", Action::Submit), T0)
+        .expect("submit");
+    (s.state, [c.records, s.records].concat())
+}
+
+fn bytes_per_decision(wf: &Workflow) -> usize {
+    let (mut state, _) = submitted(wf, "doc-000000");
+    let mut bytes = 0;
+    for who in DECIDERS {
+        let d = state.decide(wf, &cmd(who, approve()), T0).expect("approve");
+        bytes += serde_json::to_vec(&d.records).expect("json").len();
+        state = d.state;
+    }
+    bytes / DECIDERS.len()
+}
+
+/// `docs` created and submitted documents, written without waiting for durability (set-up
+/// is not measured).
+async fn setup(
+    url: &str,
+    schema: &str,
+    wf: &Workflow,
+    docs: usize,
+    tag: &str,
+) -> Vec<(String, DocState)> {
+    let config = PgConfig {
+        store: StoreConfig {
+            durability: Durability::None,
+            group_commit: GroupCommit::UpTo(100),
+        },
+        schema: schema.to_owned(),
+        ..PgConfig::default()
+    };
+    let store = Arc::new(PgStore::connect(url, config).await.expect("the store"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in (0..docs)
+        .collect::<Vec<_>>()
+        .chunks(docs.div_ceil(50).max(1))
+    {
+        let store = store.clone();
+        let wf = wf.clone();
+        let ids: Vec<String> = chunk.iter().map(|i| format!("{tag}-{i:06}")).collect();
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            for id in ids {
+                let (state, records) = submitted(&wf, &id);
+                store
+                    .commit(&id, 0, &records, Some(IndexEntry::of(&state, &wf)), &[])
+                    .await
+                    .expect("set-up");
+                out.push((id, state));
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.expect("set-up task"));
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// Every decision of every document, one caller, one after the other: ops/s.
+async fn decide_all(
+    store: &PgStore,
+    wf: &Workflow,
+    docs: Vec<(String, DocState)>,
+    full: bool,
+) -> f64 {
+    let started = Instant::now();
+    let mut n = 0;
+    for (id, mut state) in docs {
+        for who in DECIDERS {
+            let d = state.decide(wf, &cmd(who, approve()), T0).expect("approve");
+            if full {
+                let notes: Vec<_> = d
+                    .records
+                    .iter()
+                    .flat_map(|r| signoff_core::notify::notifications(&d.state, r))
+                    .collect();
+                store
+                    .commit(
+                        &id,
+                        state.seq,
+                        &d.records,
+                        Some(IndexEntry::of(&d.state, wf)),
+                        &notes,
+                    )
+                    .await
+                    .expect("commit");
+            } else {
+                store
+                    .append(&id, state.seq, &d.records)
+                    .await
+                    .expect("append");
+            }
+            state = d.state;
+            n += 1;
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The documents shared among `callers` concurrent tasks, each deciding on its own: ops/s.
+async fn decide_group(
+    store: Arc<PgStore>,
+    wf: &Workflow,
+    docs: Vec<(String, DocState)>,
+    callers: usize,
+    full: bool,
+) -> f64 {
+    let total = docs.len() * DECIDERS.len();
+    let mut shares: Vec<Vec<(String, DocState)>> = (0..callers).map(|_| Vec::new()).collect();
+    for (i, d) in docs.into_iter().enumerate() {
+        shares[i % callers].push(d);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in shares {
+        let store = store.clone();
+        let wf = wf.clone();
+        tasks.spawn(async move {
+            for (id, mut state) in share {
+                for who in DECIDERS {
+                    let d = state
+                        .decide(&wf, &cmd(who, approve()), T0)
+                        .expect("approve");
+                    if full {
+                        let notes: Vec<_> = d
+                            .records
+                            .iter()
+                            .flat_map(|r| signoff_core::notify::notifications(&d.state, r))
+                            .collect();
+                        store
+                            .commit(
+                                &id,
+                                state.seq,
+                                &d.records,
+                                Some(IndexEntry::of(&d.state, &wf)),
+                                &notes,
+                            )
+                            .await
+                            .expect("commit");
+                    } else {
+                        store
+                            .append(&id, state.seq, &d.records)
+                            .await
+                            .expect("append");
+                    }
+                    state = d.state;
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("caller");
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `n` raw single-row inserts of `size` bytes on one connection, `batch` per transaction
+/// (1: autocommit; more: `BEGIN`, the inserts and `COMMIT` pipelined): rows/s.
+async fn raw_inserts(url: &str, schema: &str, n: usize, batch: usize, size: usize) -> f64 {
+    let client = connect(url).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.raw \
+             (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc bytea NOT NULL, v text NOT NULL)"
+        ))
+        .await
+        .expect("raw table");
+    let insert = client
+        .prepare(&format!(
+            "INSERT INTO {schema}.raw (doc, v) VALUES ($1, $2)"
+        ))
+        .await
+        .expect("prepare");
+    let begin = client.prepare("BEGIN").await.expect("prepare");
+    let commit = client.prepare("COMMIT").await.expect("prepare");
+    let value = "x".repeat(size);
+    let doc = b"doc-raw".to_vec();
+    let started = Instant::now();
+    if batch == 1 {
+        for _ in 0..n {
+            client
+                .execute(&insert, &[&doc, &value])
+                .await
+                .expect("insert");
+        }
+    } else {
+        for _ in 0..n / batch {
+            let mut futures: Vec<
+                std::pin::Pin<
+                    Box<
+                        dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>>
+                            + Send
+                            + '_,
+                    >,
+                >,
+            > = Vec::new();
+            futures.push(Box::pin(client.execute(&begin, &[])));
+            for _ in 0..batch {
+                futures.push(Box::pin(client.execute(&insert, &[&doc, &value])));
+            }
+            futures.push(Box::pin(client.execute(&commit, &[])));
+            for r in join_in_order(futures).await {
+                r.expect("batch");
+            }
+        }
+    }
+    (n / batch * batch) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Polls the futures in order until all are done (a pipeline: each sends when first polled).
+async fn join_in_order<'a, T>(
+    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
+) -> Vec<T> {
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// `procs` copies of this program, each doing `n` single durable operations of `role`
+/// (`raw` inserts or `engine` decisions with `commit`) once all are ready: total ops/s.
+fn processes(url: &str, schema: &str, role: &str, procs: usize, n: usize) -> f64 {
+    let mut children: Vec<_> = (0..procs)
+        .map(|i| {
+            Process::new(std::env::current_exe().expect("this program"))
+                .env(CHILD, format!("{role}:{n}:{schema}:p{procs}-{i}"))
+                .env("SIGNOFF_PG_URL", url)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("a child")
+        })
+        .collect();
+    let mut outs: Vec<_> = children
+        .iter_mut()
+        .map(|c| std::io::BufReader::new(c.stdout.take().expect("stdout")).lines())
+        .collect();
+    for out in &mut outs {
+        let line = out.next().expect("ready").expect("ready");
+        assert_eq!(line, "ready");
+    }
+    let started = Instant::now();
+    for c in &mut children {
+        let mut stdin = c.stdin.take().expect("stdin");
+        writeln!(stdin, "go").expect("go");
+    }
+    for c in &mut children {
+        assert!(c.wait().expect("child").success());
+    }
+    (n * procs) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn child(url: &str, role: &str) {
+    let mut parts = role.splitn(4, ':');
+    let (kind, n, schema, tag) = (
+        parts.next().unwrap_or(""),
+        parts
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let wf = workflow();
+    let size = bytes_per_decision(&wf);
+    let go = || {
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    };
+    match kind {
+        "raw" => {
+            // Warm the connection and table, then wait.
+            raw_inserts(url, schema, 1, 1, size).await;
+            go();
+            raw_inserts(url, schema, n, 1, size).await;
+        }
+        _ => {
+            let docs = setup(url, schema, &wf, n.div_ceil(6), tag).await;
+            let store = open(url, schema, GroupCommit::Off).await;
+            go();
+            decide_all(&store, &wf, docs, true).await;
+        }
+    }
+}
+
+/// 100,000 index rows (two reviewers each among 1,000 users, and `u-bench` on 300 of them),
+/// loaded with SQL into the store's tables, then 200 reads of `u-bench`'s pending list.
+async fn pending_read(url: &str, schema: &str) -> (usize, f64, f64) {
+    let store = open(url, schema, GroupCommit::Off).await;
+    let admin = connect(url).await;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO {schema}.index_rows (doc, state, reviewers, due_at)
+               SELECT convert_to('p-' || lpad(i::text, 6, '0'), 'UTF8'), convert_to('review', 'UTF8'),
+                      ARRAY[convert_to('u' || (i % 1000), 'UTF8'), convert_to('u' || ((i * 7) % 1000), 'UTF8')],
+                      1767225600 + i
+               FROM generate_series(1, 100000) AS i;
+             INSERT INTO {schema}.index_reviewers (reviewer, doc)
+               SELECT DISTINCT unnest(reviewers), doc FROM {schema}.index_rows WHERE doc >= convert_to('p-', 'UTF8')
+               ON CONFLICT DO NOTHING;
+             INSERT INTO {schema}.index_reviewers (reviewer, doc)
+               SELECT convert_to('u-bench', 'UTF8'), convert_to('p-' || lpad((i * 333)::text, 6, '0'), 'UTF8')
+               FROM generate_series(1, 300) AS i;
+             ANALYZE {schema}.index_rows; ANALYZE {schema}.index_reviewers;"
+        ))
+        .await
+        .expect("load 100,000 documents");
+    let mut times = Vec::new();
+    let mut found = 0;
+    for _ in 0..200 {
+        let started = Instant::now();
+        found = store.by_reviewer("u-bench").await.expect("read").len();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    (
+        found,
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1]),
+    )
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
