@@ -419,6 +419,7 @@ async fn raw_inserts(url: &str, schema: &str, n: usize, batch: usize, size: usiz
     let commit = client.prepare("COMMIT").await.expect("prepare");
     let value = "x".repeat(size);
     let doc = b"doc-raw".to_vec();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&doc, &value];
     let started = Instant::now();
     if batch == 1 {
         for _ in 0..n {
@@ -440,7 +441,7 @@ async fn raw_inserts(url: &str, schema: &str, n: usize, batch: usize, size: usiz
             > = Vec::new();
             futures.push(Box::pin(client.execute(&begin, &[])));
             for _ in 0..batch {
-                futures.push(Box::pin(client.execute(&insert, &[&doc, &value])));
+                futures.push(Box::pin(client.execute(&insert, &params)));
             }
             futures.push(Box::pin(client.execute(&commit, &[])));
             for r in join_in_order(futures).await {

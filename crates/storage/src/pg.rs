@@ -553,6 +553,11 @@ impl PgStore {
 #[derive(Debug)]
 struct Sql {
     commit: String,
+    commit_batch: String,
+    /// A bare append (no index row, no notifications) as one plain statement, for an empty
+    /// stream and for a longer one: no function call on the way.
+    append_first: String,
+    append_next: String,
     upsert: String,
     enqueue: String,
     ack: String,
@@ -573,6 +578,19 @@ impl Sql {
         let s = |text: &str| text.replace("S.", &format!("\"{schema}\"."));
         Sql {
             commit: s("SELECT S.signoff_commit($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+            commit_batch: s(
+                "SELECT S.signoff_commit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            ),
+            append_first: s("WITH head AS (INSERT INTO S.streams (doc, len) \
+                 VALUES ($1::bytea, $3::integer) ON CONFLICT (doc) DO NOTHING RETURNING 1) \
+                 INSERT INTO S.appends (doc, first, count, records) \
+                 SELECT $1::bytea, $2::bigint, $3::integer, $4::text FROM head"),
+            append_next: s(
+                "WITH head AS (UPDATE S.streams SET len = $2::bigint + $3::integer \
+                 WHERE doc = $1::bytea AND len = $2::bigint RETURNING 1) \
+                 INSERT INTO S.appends (doc, first, count, records) \
+                 SELECT $1::bytea, $2::bigint, $3::integer, $4::text FROM head",
+            ),
             upsert: s("SELECT S.signoff_upsert($1, $2, $3, $4)"),
             enqueue: s("INSERT INTO S.outbox (item) \
                  SELECT item FROM unnest($1::text[]) WITH ORDINALITY AS t(item, n) ORDER BY n"),
@@ -701,6 +719,30 @@ BEGIN
     RETURN p_expected + p_count;
 END $$;
 
+-- A group commit's appends in one statement: signoff_commit for each, in order; the
+-- reviewers and notifications of all of them come flattened, each operation's ending at
+-- its index in p_reviewer_ends and p_item_ends.
+CREATE FUNCTION S.signoff_commit_batch(
+    p_docs bytea[], p_expected bigint[], p_counts integer[], p_records text[],
+    p_index boolean[], p_states bytea[], p_due bigint[],
+    p_reviewers bytea[], p_reviewer_ends integer[], p_items text[], p_item_ends integer[])
+RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+    answers bigint[] := '{}';
+    r0 integer := 1;
+    i0 integer := 1;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_docs, 1), 0) LOOP
+        answers := answers || S.signoff_commit(
+            p_docs[i], p_expected[i], p_counts[i], p_records[i], p_index[i], p_states[i],
+            coalesce(p_reviewers[r0 : p_reviewer_ends[i]], '{}'), p_due[i],
+            coalesce(p_items[i0 : p_item_ends[i]], '{}'));
+        r0 := p_reviewer_ends[i] + 1;
+        i0 := p_item_ends[i] + 1;
+    END LOOP;
+    RETURN answers;
+END $$;
+
 INSERT INTO S.meta (key, value) VALUES ('schema_version', 1);
 "#;
 
@@ -820,6 +862,19 @@ impl Inner {
 
     /// One operation in one statement (its own transaction).
     async fn single(&self, op: &Op) -> Result<Done, StoreError> {
+        if let Op::Commit {
+            doc,
+            expected,
+            count,
+            records,
+            entry: None,
+            items,
+        } = op
+        {
+            if *count > 0 && items.is_empty() {
+                return self.append(doc, *expected, *count, records).await;
+            }
+        }
         let conn = self.conn().await?;
         let stmt = self.prepare(&conn, op.sql(&self.sql)).await?;
         let mut attempt = 0;
@@ -835,10 +890,131 @@ impl Inner {
         }
     }
 
+    /// A bare append: one plain statement that inserts the records only if the stream's
+    /// row took the new length; when it did not (0 rows), the stream's length is read for
+    /// the conflict.
+    async fn append(
+        &self,
+        doc: &str,
+        expected: i64,
+        count: i32,
+        records: &str,
+    ) -> Result<Done, StoreError> {
+        let conn = self.conn().await?;
+        let sql = if expected == 0 {
+            &self.sql.append_first
+        } else {
+            &self.sql.append_next
+        };
+        let stmt = self.prepare(&conn, sql).await?;
+        let key = doc.as_bytes();
+        let params: [&(dyn ToSql + Sync); 4] = [&key, &expected, &count, &records];
+        let mut attempt = 0;
+        let written = loop {
+            attempt += 1;
+            match conn.execute(&stmt, &params).await {
+                Ok(n) => break n,
+                Err(e) if retryable(&e) && attempt < 5 => {
+                    tracing::debug!(error = %describe(&e), "retrying an append");
+                }
+                Err(e) => return Err(self.server.store_error(&e)),
+            }
+        };
+        if written == 1 {
+            return Ok(Done::Len(expected as u64 + count as u64));
+        }
+        let stmt = self.prepare(&conn, &self.sql.length).await?;
+        let actual = conn
+            .query_opt(&stmt, &[&key])
+            .await
+            .map_err(|e| self.server.store_error(&e))?
+            .map_or(0, |r| r.get::<_, i64>(0) as u64);
+        Err(StoreError::Conflict {
+            doc: doc.to_owned(),
+            expected: expected as u64,
+            actual,
+        })
+    }
+
+    /// A batch of commits (appends with or without index rows and notifications) in one
+    /// statement, `signoff_commit_batch`: one round trip, one transaction.
+    async fn commit_batch(&self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = self.prepare(&conn, &self.sql.commit_batch).await?;
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        order.sort_by(|a, b| ops[*a].lock_order().cmp(&ops[*b].lock_order()));
+        let mut p = BatchParams::default();
+        for i in &order {
+            if let Op::Commit {
+                doc,
+                expected,
+                count,
+                records,
+                entry,
+                items,
+            } = &ops[*i]
+            {
+                p.docs.push(doc.as_bytes());
+                p.expected.push(*expected);
+                p.counts.push(*count);
+                p.records.push(records);
+                p.index.push(entry.is_some());
+                p.states.push(entry.as_ref().map_or(&[][..], |e| &e.state));
+                p.due.push(entry.as_ref().and_then(|e| e.due));
+                for r in entry.iter().flat_map(|e| &e.reviewers) {
+                    p.reviewers.push(r);
+                }
+                p.reviewer_ends.push(count_i32(p.reviewers.len())?);
+                p.items.extend(items.iter().map(String::as_str));
+                p.item_ends.push(count_i32(p.items.len())?);
+            }
+        }
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &p.docs,
+            &p.expected,
+            &p.counts,
+            &p.records,
+            &p.index,
+            &p.states,
+            &p.due,
+            &p.reviewers,
+            &p.reviewer_ends,
+            &p.items,
+            &p.item_ends,
+        ];
+        let mut attempt = 0;
+        let lens: Vec<i64> = loop {
+            attempt += 1;
+            match conn.query_one(&stmt, &params).await {
+                Ok(row) => break row.get(0),
+                Err(e) if retryable(&e) && attempt < 5 => {
+                    tracing::debug!(error = %describe(&e), "retrying a group commit");
+                }
+                Err(e) => return Err(self.server.store_error(&e)),
+            }
+        };
+        if lens.len() != ops.len() {
+            return Err(StoreError::Backend(format!(
+                "PostgreSQL at {}: {} answers to a group commit of {}",
+                self.server.name,
+                lens.len(),
+                ops.len()
+            )));
+        }
+        let mut answers: Vec<Option<Result<Done, StoreError>>> = ops.iter().map(|_| None).collect();
+        for (i, len) in order.iter().zip(lens) {
+            answers[*i] = Some(ops[*i].answer(Step::Len(len)));
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
     /// A batch in one transaction: `BEGIN`, its statements and `COMMIT` pipelined on one
     /// connection. Returns one answer per operation, in the batch's order, or an error for
     /// all of them when the transaction did not commit.
     async fn batch(&self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        if ops.iter().all(|op| matches!(op, Op::Commit { .. })) {
+            return self.commit_batch(ops).await;
+        }
         let conn = self.conn().await?;
         let begin = self.prepare(&conn, "BEGIN").await?;
         let commit = self.prepare(&conn, "COMMIT").await?;
@@ -1200,6 +1376,26 @@ async fn join_in_order<'a, T>(
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+/// The arrays of `signoff_commit_batch`, borrowed from the batch's operations.
+#[derive(Debug, Default)]
+struct BatchParams<'a> {
+    docs: Vec<&'a [u8]>,
+    expected: Vec<i64>,
+    counts: Vec<i32>,
+    records: Vec<&'a str>,
+    index: Vec<bool>,
+    states: Vec<&'a [u8]>,
+    due: Vec<Option<i64>>,
+    reviewers: Vec<&'a [u8]>,
+    reviewer_ends: Vec<i32>,
+    items: Vec<&'a str>,
+    item_ends: Vec<i32>,
+}
+
+fn count_i32(n: usize) -> Result<i32, StoreError> {
+    i32::try_from(n).map_err(|_| StoreError::Backend(format!("{n} values in one group commit")))
 }
 
 /// A parameter of a query that returns document ids.

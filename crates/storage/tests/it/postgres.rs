@@ -590,3 +590,134 @@ fn set_version(schema: &str, version: i64) {
     .join()
     .unwrap();
 }
+
+/// Group commit with many callers at once: commits that carry index rows and
+/// notifications (one statement per batch), commits that conflict (nothing of them
+/// written), and batches mixed with plain upserts, enqueues and acks (pipelined in one
+/// transaction). Everything lands as if the operations had run one by one.
+#[test]
+fn group_commit_keeps_each_operation_whole() {
+    const DOCS: usize = 48;
+    let dir = TempDir::new("pg-group");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let config = StoreConfig {
+        group_commit: GroupCommit::UpTo(16),
+        ..StoreConfig::durable()
+    };
+    let store = Arc::new(pg_open(&pg_schema(dir.path()), config));
+    let user = |i: usize| format!("u{}", i % 3);
+    rt.block_on(async {
+        store
+            .enqueue(&[note("old", 0), note("old", 1)])
+            .await
+            .unwrap();
+        let old: Vec<u64> = store
+            .pending(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let mut tasks = Vec::new();
+        for i in 0..DOCS {
+            let store = store.clone();
+            let (u1, u2) = (user(i), user(i + 1));
+            let old = old.clone();
+            tasks.push(tokio::spawn(async move {
+                let doc = format!("g{i:02}");
+                let entry = IndexEntry {
+                    doc: doc.clone(),
+                    state: if i % 2 == 0 {
+                        "even".into()
+                    } else {
+                        "odd".into()
+                    },
+                    pending_reviewers: vec![u1, u2],
+                    due_at: Some(Timestamp(i as i64)),
+                };
+                let notes = [note(&doc, 0), note(&doc, 1)];
+                let len = store
+                    .commit(&doc, 0, &recs(&doc, 0, 2), Some(entry.clone()), &notes)
+                    .await
+                    .unwrap();
+                assert_eq!(len, 2);
+                // A stale writer: refused, and nothing of it is stored.
+                let stale = store
+                    .commit(&doc, 1, &recs(&doc, 1, 1), Some(entry), &[note(&doc, 9)])
+                    .await;
+                assert_eq!(
+                    stale,
+                    Err(StoreError::Conflict {
+                        doc: doc.clone(),
+                        expected: 1,
+                        actual: 2
+                    })
+                );
+                match i % 4 {
+                    0 => store
+                        .upsert(IndexEntry {
+                            doc: format!("plain{i}"),
+                            state: "plain".into(),
+                            pending_reviewers: vec!["p".into()],
+                            due_at: None,
+                        })
+                        .await
+                        .unwrap(),
+                    1 => store
+                        .enqueue(&[note(&format!("extra{i}"), 0)])
+                        .await
+                        .unwrap(),
+                    2 if i < 8 => store.ack(old[i / 4]).await.unwrap(),
+                    _ => store
+                        .append(&doc, 2, &recs(&doc, 2, 1))
+                        .await
+                        .map(|_| ())
+                        .unwrap(),
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for i in 0..DOCS {
+            let doc = format!("g{i:02}");
+            let want = if i % 4 == 3 || (i % 4 == 2 && i >= 8) {
+                3
+            } else {
+                2
+            };
+            assert_eq!(store.read(&doc, 0).await.unwrap(), recs(&doc, 0, want));
+        }
+        for u in 0..3 {
+            let want: Vec<String> = (0..DOCS)
+                .filter(|i| user(*i) == format!("u{u}") || user(i + 1) == format!("u{u}"))
+                .map(|i| format!("g{i:02}"))
+                .collect();
+            assert_eq!(store.by_reviewer(&format!("u{u}")).await.unwrap(), want);
+        }
+        assert_eq!(store.by_state("even").await.unwrap().len(), DOCS / 2);
+        assert_eq!(store.by_reviewer("p").await.unwrap().len(), DOCS / 4);
+        assert_eq!(
+            store.due_before(Timestamp(9)).await.unwrap(),
+            (0..10).map(|i| format!("g{i:02}")).collect::<Vec<_>>()
+        );
+        let pending = store.pending(1000).await.unwrap();
+        // Two per commit, in order and side by side; the extra enqueues; no stale note.
+        assert_eq!(pending.len(), 2 * DOCS + DOCS / 4);
+        assert!(pending.iter().all(|(_, n)| n.seq != 9 && n.doc != "old"));
+        for w in pending.windows(2) {
+            assert!(w[0].0 < w[1].0);
+            if w[0].1.doc == w[1].1.doc {
+                assert_eq!((w[0].1.seq, w[1].1.seq), (0, 1));
+            }
+        }
+    });
+    let stats = store.writer_stats();
+    assert!(
+        stats.operations > stats.commits,
+        "some batches held several operations: {stats:?}"
+    );
+}
