@@ -647,36 +647,41 @@ CREATE TABLE S.outbox (
 );
 CREATE TABLE S.workflows (hash text PRIMARY KEY, source bytea NOT NULL);
 
--- An index row and its reviewer rows. The row is locked first (FOR UPDATE, or inserted),
--- so concurrent upserts of one document take turns; a first insert that loses to a
--- concurrent one goes round again and updates the row the other one committed.
+-- An index row and its reviewer rows. The row is locked first (updated, or inserted), so
+-- concurrent upserts of one document take turns; a first insert that loses to a
+-- concurrent one goes round again and updates the row the other one committed. Reviewer
+-- rows are written only for the reviewers that came or went.
 CREATE FUNCTION S.signoff_upsert(p_doc bytea, p_state bytea, p_reviewers bytea[], p_due bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     old bytea[];
 BEGIN
     LOOP
-        SELECT reviewers INTO old FROM S.index_rows WHERE doc = p_doc FOR UPDATE;
+        -- The old reviewers come from the row as it was (locked by the subquery).
+        UPDATE S.index_rows AS n SET state = p_state, reviewers = p_reviewers, due_at = p_due
+            FROM (SELECT reviewers FROM S.index_rows WHERE doc = p_doc FOR UPDATE) AS o
+            WHERE n.doc = p_doc
+            RETURNING o.reviewers INTO old;
         IF FOUND THEN
-            UPDATE S.index_rows SET state = p_state, reviewers = p_reviewers, due_at = p_due
-                WHERE doc = p_doc;
-            IF old IS DISTINCT FROM p_reviewers THEN
-                DELETE FROM S.index_reviewers
-                    WHERE reviewer = ANY (old) AND doc = p_doc
-                      AND NOT (reviewer = ANY (p_reviewers));
-            END IF;
             EXIT;
         END IF;
         INSERT INTO S.index_rows (doc, state, reviewers, due_at)
             VALUES (p_doc, p_state, p_reviewers, p_due)
             ON CONFLICT (doc) DO NOTHING;
         IF FOUND THEN
+            old := '{}';
             EXIT;
         END IF;
     END LOOP;
-    INSERT INTO S.index_reviewers (reviewer, doc)
-        SELECT DISTINCT r, p_doc FROM unnest(p_reviewers) AS r
-        ON CONFLICT DO NOTHING;
+    IF NOT (old <@ p_reviewers) THEN
+        DELETE FROM S.index_reviewers
+            WHERE reviewer = ANY (old) AND doc = p_doc AND NOT (reviewer = ANY (p_reviewers));
+    END IF;
+    IF NOT (p_reviewers <@ old) THEN
+        INSERT INTO S.index_reviewers (reviewer, doc)
+            SELECT DISTINCT r, p_doc FROM unnest(p_reviewers) AS r WHERE NOT (r = ANY (old))
+            ON CONFLICT DO NOTHING;
+    END IF;
 END $$;
 
 -- One append with its index row and notifications. Returns the stream's new length, or
