@@ -4,6 +4,9 @@
 //! and 4 writer processes; and a user's pending list read from 100,000 documents. Prints
 //! one table.
 //!
+//! The engine's stores run on this program's tokio runtime (`PgConfig::runtime`), like the
+//! raw inserts; one row shows the default (the store's own runtime) beside them.
+//!
 //! Run with `cargo xtask bench postgres` (a throwaway server unless `SIGNOFF_PG_URL` names
 //! one). `BENCH_DECISIONS` sets the single decisions per measurement (default 1,200; group
 //! commit runs use 10 times as many, process runs twice as many per process). Each
@@ -111,18 +114,23 @@ fn main() {
         let mut prepared = Vec::new();
         for round in 0..ROUNDS {
             let a = setup(&url, &schema, &wf, single, &format!("s{round}")).await;
+            let o = setup(&url, &schema, &wf, single, &format!("o{round}")).await;
             let c = setup(&url, &schema, &wf, single, &format!("c{round}")).await;
-            prepared.push((a, c));
+            prepared.push((a, o, c));
         }
         checkpoint(&admin).await;
         let store = open(&url, &schema, GroupCommit::Off).await;
+        let own = open_on(&url, &schema, GroupCommit::Off, None).await;
         let (mut raw, mut append, mut commit) = (Vec::new(), Vec::new(), Vec::new());
-        for (a, c) in prepared {
+        let mut append_own = Vec::new();
+        for (a, o, c) in prepared {
             raw.push(raw_inserts(&url, &schema, decisions, 1, size).await);
             append.push(decide_all(&store, &wf, a, false).await);
+            append_own.push(decide_all(&own, &wf, o, false).await);
             commit.push(decide_all(&store, &wf, c, true).await);
         }
         drop(store);
+        drop(own);
         let raw1 = median(&raw);
         rows.push(Row {
             what: format!("raw INSERT transactions, one {size}-byte row each"),
@@ -134,6 +142,12 @@ fn main() {
             what: "decisions: decide + PgStore::append".into(),
             ops: decisions,
             rate: median(&append),
+            raw: Some(raw1),
+        });
+        rows.push(Row {
+            what: "decisions: decide + PgStore::append, the store's own runtime (default)".into(),
+            ops: decisions,
+            rate: median(&append_own),
             raw: Some(raw1),
         });
         rows.push(Row {
@@ -251,13 +265,25 @@ async fn connect(url: &str) -> Client {
     client
 }
 
+/// A durable store on this program's runtime (`PgConfig::runtime`, as a service on tokio
+/// would run it; the raw inserts run there too).
 async fn open(url: &str, schema: &str, group: GroupCommit) -> PgStore {
+    open_on(url, schema, group, Some(tokio::runtime::Handle::current())).await
+}
+
+async fn open_on(
+    url: &str,
+    schema: &str,
+    group: GroupCommit,
+    runtime: Option<tokio::runtime::Handle>,
+) -> PgStore {
     let config = PgConfig {
         store: StoreConfig {
             durability: Durability::Immediate,
             group_commit: group,
         },
         schema: schema.to_owned(),
+        runtime,
         ..PgConfig::default()
     };
     PgStore::connect(url, config).await.expect("the store")

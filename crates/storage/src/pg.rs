@@ -56,7 +56,7 @@ use crate::{Durability, GroupCommit, LocalStore, StoreConfig};
 pub const PG_SCHEMA_VERSION: i64 = 1;
 
 /// How a [`PgStore`] connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PgConfig {
     /// Durability and group commit, as for the embedded stores. `Durability::Immediate`
     /// sets `synchronous_commit = on` on every connection (the commit's WAL is flushed
@@ -72,6 +72,13 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
     /// How long an operation waits for a free connection of the pool.
     pub wait_timeout: Duration,
+    /// Where the connections and operations run. `None` (the default): on a runtime the
+    /// store starts for itself (one worker thread), so it can be polled from any executor
+    /// or none, at the price of two thread hand-offs per operation. `Some(handle)`: on the
+    /// caller's tokio runtime (it needs the IO and time drivers: `enable_all`), inline in
+    /// the caller's task when it runs inside a runtime; for a service that is on tokio
+    /// anyway. Use such a store only from within that runtime.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for PgConfig {
@@ -82,6 +89,7 @@ impl Default for PgConfig {
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(30),
+            runtime: None,
         }
     }
 }
@@ -129,10 +137,11 @@ pub enum PgError {
 /// Streams, index, outbox and workflow definitions in a PostgreSQL database, shared by any
 /// number of processes.
 ///
-/// The store runs its connections on a small tokio runtime of its own (one worker thread),
-/// so its futures can be polled from any executor or none; callers wait on a oneshot
-/// channel. Encoding and decoding JSON happen on the caller's task. Dropping the store
-/// closes its connections; every operation that was acknowledged is committed.
+/// By default the store runs its connections on a small tokio runtime of its own (one
+/// worker thread), so its futures can be polled from any executor or none; callers wait on
+/// a oneshot channel. With [`PgConfig::runtime`] it runs on the caller's runtime instead.
+/// Encoding and decoding JSON happen on the caller's task. Dropping the store closes its
+/// connections; every operation that was acknowledged is committed.
 #[derive(Debug)]
 pub struct PgStore {
     inner: Arc<Inner>,
@@ -169,12 +178,19 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("signoff");
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("signoff-pg")
-            .enable_all()
-            .build()
-            .map_err(|e| server.error(format!("cannot start the store's runtime: {e}")))?;
+        let (runtime, handle) = match &config.runtime {
+            Some(handle) => (None, handle.clone()),
+            None => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("signoff-pg")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| server.error(format!("cannot start the store's runtime: {e}")))?;
+                let handle = rt.handle().clone();
+                (Some(rt), handle)
+            }
+        };
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -199,19 +215,25 @@ impl PgStore {
             commits: AtomicU64::new(0),
             operations: AtomicU64::new(0),
         });
-        let handle = runtime.handle().clone();
         let (tx, rx) = oneshot::channel();
         let setup = inner.clone();
-        handle.spawn(async move {
+        let migrate = async move {
             let _ = tx.send(setup.migrate().await);
-        });
+        };
+        if runtime.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+            migrate.await;
+        } else {
+            handle.spawn(migrate);
+        }
         let migrated = rx.await.unwrap_or_else(|_| {
             Err(inner
                 .server
                 .error("the store's runtime stopped while connecting".into()))
         });
         if let Err(e) = migrated {
-            runtime.shutdown_background();
+            if let Some(rt) = runtime {
+                rt.shutdown_background();
+            }
             return Err(e);
         }
         let writer = match config.store.group_commit {
@@ -226,7 +248,7 @@ impl PgStore {
             inner,
             writer,
             handle,
-            runtime: Some(runtime),
+            runtime,
         })
     }
 
@@ -279,7 +301,8 @@ impl PgStore {
         decode_outbox(raw)
     }
 
-    /// Runs `f` on the store's runtime and waits for its answer.
+    /// Runs `f` on the store's runtime and waits for its answer (inline, when the store
+    /// runs on the caller's runtime and is called from inside it).
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -287,6 +310,10 @@ impl PgStore {
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let inner = self.inner.clone();
+        if self.runtime.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+            // On the caller's runtime, as configured: no hand-off.
+            return f(inner).await;
+        }
         let (tx, rx) = oneshot::channel();
         self.handle.spawn(async move {
             let _ = tx.send(f(inner).await);

@@ -63,6 +63,8 @@ conformance!(sled, Sled);
 conformance!(hosted, Hosted);
 #[cfg(feature = "postgres")]
 conformance!(postgres, Pg);
+#[cfg(feature = "postgres")]
+conformance!(postgres_shared, PgShared);
 
 async fn stream_append_and_read<A: Adapter>() {
     let dir = TempDir::new(A::NAME);

@@ -232,6 +232,23 @@ impl Adapter for Pg {
     }
 }
 
+/// [`PgStore`] on the test's own tokio runtime (`PgConfig::runtime`), when it is opened
+/// inside one; on a runtime of its own otherwise.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct PgShared;
+
+#[cfg(feature = "postgres")]
+impl Adapter for PgShared {
+    type S = signoff_storage::PgStore;
+    const NAME: &'static str = "postgres-shared";
+    const PERSISTENT: bool = true;
+    fn open(dir: &Path, config: StoreConfig) -> signoff_storage::PgStore {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        pg_connect(&pg_url(), &pg_schema(dir), config, runtime).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// The server the PostgreSQL tests use: `SIGNOFF_PG_URL` (as `cargo xtask test` sets it), or
 /// a throwaway server started once per process (stopped by its watchdog when the process
 /// ends).
@@ -272,10 +289,21 @@ pub fn pg_try_open(
     schema: &str,
     store: StoreConfig,
 ) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
+    pg_connect(url, schema, store, None)
+}
+
+#[cfg(feature = "postgres")]
+fn pg_connect(
+    url: &str,
+    schema: &str,
+    store: StoreConfig,
+    runtime: Option<tokio::runtime::Handle>,
+) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
     let config = signoff_storage::PgConfig {
         store,
         schema: schema.to_owned(),
         pool_size: 4,
+        runtime,
         ..signoff_storage::PgConfig::default()
     };
     let url = url.to_owned();
