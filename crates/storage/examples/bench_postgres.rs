@@ -9,9 +9,10 @@
 //!
 //! Run with `cargo xtask bench postgres` (a throwaway server unless `SIGNOFF_PG_URL` names
 //! one). `BENCH_DECISIONS` sets the single decisions per measurement (default 1,200; group
-//! commit runs use 10 times as many, process runs twice as many per process). Each
-//! measurement is the median of three rounds; documents are set up beforehand (without
-//! waiting for durability), followed by a `CHECKPOINT`. Everything goes
+//! commit runs use 10 times as many, process runs twice as many per process). Single
+//! decisions and raw single inserts take turns in slices of about 100; group measurements
+//! are the median of three rounds; documents are set up beforehand (without waiting for
+//! durability), followed by a `CHECKPOINT`. Everything goes
 //! to a schema `bench_PID`, dropped at the end.
 
 // The example is a small program: it owns stdout.
@@ -107,55 +108,53 @@ fn main() {
             url.split('@').next_back().unwrap_or("?")
         );
 
-        // Single decisions. The documents of every round are set up first, then a
-        // checkpoint, so that no measurement pays for the set-up's writes; then each round
-        // measures raw inserts and the engine back to back.
+        // Single decisions. The documents are set up first, then a checkpoint, so that no
+        // measurement pays for the set-up's writes. The disk's fsync latency here swings
+        // within seconds (other builds share it), so raw inserts and the engine take turns
+        // in slices of about 100 operations, and each rate is its total over the slices.
         let single = decisions.div_ceil(6);
-        let mut prepared = Vec::new();
-        for round in 0..ROUNDS {
-            let a = setup(&url, &schema, &wf, single, &format!("s{round}")).await;
-            let o = setup(&url, &schema, &wf, single, &format!("o{round}")).await;
-            let c = setup(&url, &schema, &wf, single, &format!("c{round}")).await;
-            prepared.push((a, o, c));
-        }
+        let a = setup(&url, &schema, &wf, single, "s").await;
+        let o = setup(&url, &schema, &wf, single, "o").await;
+        let c = setup(&url, &schema, &wf, single, "c").await;
         checkpoint(&admin).await;
         let store = open(&url, &schema, GroupCommit::Off).await;
         let own = open_on(&url, &schema, GroupCommit::Off, None).await;
-        let (mut raw, mut append, mut commit) = (Vec::new(), Vec::new(), Vec::new());
-        let mut append_own = Vec::new();
-        for (a, o, c) in prepared {
-            raw.push(raw_inserts(&url, &schema, decisions, 1, size).await);
-            append.push(decide_all(&store, &wf, a, false).await);
-            append_own.push(decide_all(&own, &wf, o, false).await);
-            commit.push(decide_all(&store, &wf, c, true).await);
+        let raw_conn = Raw::new(&url, &schema, size).await;
+        let slices = decisions.div_ceil(100).max(1);
+        let chunk = single.div_ceil(slices);
+        let mut totals = [(0usize, 0f64); 4];
+        let add = |t: &mut (usize, f64), (n, secs): (usize, f64)| {
+            t.0 += n;
+            t.1 += secs;
+        };
+        let (mut a, mut o, mut c) = (a.into_iter(), o.into_iter(), c.into_iter());
+        for _ in 0..slices {
+            add(&mut totals[0], raw_conn.run(chunk * 6, 1).await);
+            let part: Vec<_> = a.by_ref().take(chunk).collect();
+            add(&mut totals[1], decide_timed(&store, &wf, part, false).await);
+            let part: Vec<_> = o.by_ref().take(chunk).collect();
+            add(&mut totals[2], decide_timed(&own, &wf, part, false).await);
+            let part: Vec<_> = c.by_ref().take(chunk).collect();
+            add(&mut totals[3], decide_timed(&store, &wf, part, true).await);
         }
         drop(store);
         drop(own);
-        let raw1 = median(&raw);
-        rows.push(Row {
-            what: format!("raw INSERT transactions, one {size}-byte row each"),
-            ops: decisions,
-            rate: raw1,
-            raw: None,
-        });
-        rows.push(Row {
-            what: "decisions: decide + PgStore::append".into(),
-            ops: decisions,
-            rate: median(&append),
-            raw: Some(raw1),
-        });
-        rows.push(Row {
-            what: "decisions: decide + PgStore::append, the store's own runtime (default)".into(),
-            ops: decisions,
-            rate: median(&append_own),
-            raw: Some(raw1),
-        });
-        rows.push(Row {
-            what: "decisions: decide + PgStore::commit (records, index row, outbox)".into(),
-            ops: decisions,
-            rate: median(&commit),
-            raw: Some(raw1),
-        });
+        let rate = |t: (usize, f64)| t.0 as f64 / t.1;
+        let raw1 = rate(totals[0]);
+        let names = [
+            format!("raw INSERT transactions, one {size}-byte row each"),
+            "decisions: decide + PgStore::append".into(),
+            "decisions: decide + PgStore::append, the store's own runtime (default)".into(),
+            "decisions: decide + PgStore::commit (records, index row, outbox)".into(),
+        ];
+        for (i, what) in names.into_iter().enumerate() {
+            rows.push(Row {
+                what,
+                ops: totals[i].0,
+                rate: rate(totals[i]),
+                raw: (i > 0).then_some(raw1),
+            });
+        }
 
         // Group commit.
         for batch in [10, 100] {
@@ -385,6 +384,17 @@ async fn decide_all(
     docs: Vec<(String, DocState)>,
     full: bool,
 ) -> f64 {
+    let (n, secs) = decide_timed(store, wf, docs, full).await;
+    n as f64 / secs
+}
+
+/// Every decision of every document, one caller, one after the other: (decisions, seconds).
+async fn decide_timed(
+    store: &PgStore,
+    wf: &Workflow,
+    docs: Vec<(String, DocState)>,
+    full: bool,
+) -> (usize, f64) {
     let started = Instant::now();
     let mut n = 0;
     for (id, mut state) in docs {
@@ -416,7 +426,7 @@ async fn decide_all(
             n += 1;
         }
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    (n, started.elapsed().as_secs_f64())
 }
 
 /// The documents shared among `callers` concurrent tasks, each deciding on its own: ops/s.
@@ -476,58 +486,86 @@ async fn decide_group(
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-/// `n` raw single-row inserts of `size` bytes on one connection, `batch` per transaction
-/// (1: autocommit; more: `BEGIN`, the inserts and `COMMIT` pipelined): rows/s.
-async fn raw_inserts(url: &str, schema: &str, n: usize, batch: usize, size: usize) -> f64 {
-    let client = connect(url).await;
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.raw \
-             (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc bytea NOT NULL, v text NOT NULL)"
-        ))
-        .await
-        .expect("raw table");
-    let insert = client
-        .prepare(&format!(
-            "INSERT INTO {schema}.raw (doc, v) VALUES ($1, $2)"
-        ))
-        .await
-        .expect("prepare");
-    let begin = client.prepare("BEGIN").await.expect("prepare");
-    let commit = client.prepare("COMMIT").await.expect("prepare");
-    let value = "x".repeat(size);
-    let doc = b"doc-raw".to_vec();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&doc, &value];
-    let started = Instant::now();
-    if batch == 1 {
-        for _ in 0..n {
-            client
-                .execute(&insert, &[&doc, &value])
-                .await
-                .expect("insert");
-        }
-    } else {
-        for _ in 0..n / batch {
-            let mut futures: Vec<
-                std::pin::Pin<
-                    Box<
-                        dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>>
-                            + Send
-                            + '_,
-                    >,
-                >,
-            > = Vec::new();
-            futures.push(Box::pin(client.execute(&begin, &[])));
-            for _ in 0..batch {
-                futures.push(Box::pin(client.execute(&insert, &params)));
-            }
-            futures.push(Box::pin(client.execute(&commit, &[])));
-            for r in join_in_order(futures).await {
-                r.expect("batch");
-            }
+/// One connection for raw single-row inserts of `size` bytes into a table of the schema.
+struct Raw {
+    client: Client,
+    insert: tokio_postgres::Statement,
+    begin: tokio_postgres::Statement,
+    commit: tokio_postgres::Statement,
+    value: String,
+    doc: Vec<u8>,
+}
+
+impl Raw {
+    async fn new(url: &str, schema: &str, size: usize) -> Raw {
+        let client = connect(url).await;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.raw \
+                 (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc bytea NOT NULL, \
+                 v text NOT NULL)"
+            ))
+            .await
+            .expect("raw table");
+        let insert = client
+            .prepare(&format!(
+                "INSERT INTO {schema}.raw (doc, v) VALUES ($1, $2)"
+            ))
+            .await
+            .expect("prepare");
+        let begin = client.prepare("BEGIN").await.expect("prepare");
+        let commit = client.prepare("COMMIT").await.expect("prepare");
+        Raw {
+            client,
+            insert,
+            begin,
+            commit,
+            value: "x".repeat(size),
+            doc: b"doc-raw".to_vec(),
         }
     }
-    (n / batch * batch) as f64 / started.elapsed().as_secs_f64()
+
+    /// `n` inserts, `batch` per transaction (1: autocommit; more: `BEGIN`, the inserts and
+    /// `COMMIT` pipelined): (rows, seconds).
+    async fn run(&self, n: usize, batch: usize) -> (usize, f64) {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&self.doc, &self.value];
+        let started = Instant::now();
+        if batch == 1 {
+            for _ in 0..n {
+                self.client
+                    .execute(&self.insert, &params)
+                    .await
+                    .expect("insert");
+            }
+        } else {
+            for _ in 0..n / batch {
+                let mut futures: Vec<
+                    std::pin::Pin<
+                        Box<
+                            dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>>
+                                + Send
+                                + '_,
+                        >,
+                    >,
+                > = Vec::new();
+                futures.push(Box::pin(self.client.execute(&self.begin, &[])));
+                for _ in 0..batch {
+                    futures.push(Box::pin(self.client.execute(&self.insert, &params)));
+                }
+                futures.push(Box::pin(self.client.execute(&self.commit, &[])));
+                for r in join_in_order(futures).await {
+                    r.expect("batch");
+                }
+            }
+        }
+        (n / batch * batch, started.elapsed().as_secs_f64())
+    }
+}
+
+/// `n` raw inserts on a new connection, `batch` per transaction: rows/s.
+async fn raw_inserts(url: &str, schema: &str, n: usize, batch: usize, size: usize) -> f64 {
+    let (rows, secs) = Raw::new(url, schema, size).await.run(n, batch).await;
+    rows as f64 / secs
 }
 
 /// Polls the futures in order until all are done (a pipeline: each sends when first polled).
