@@ -1616,7 +1616,7 @@ fn short(hash: &str) -> &str {
 mod tests {
     use super::*;
     use clap::Parser;
-    use signoff_storage::{DocumentIndex, EventStore};
+    use signoff_storage::EventStore;
 
     #[derive(Debug, Parser)]
     struct Cli {

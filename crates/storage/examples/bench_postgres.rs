@@ -539,15 +539,7 @@ impl Raw {
             }
         } else {
             for _ in 0..n / batch {
-                let mut futures: Vec<
-                    std::pin::Pin<
-                        Box<
-                            dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>>
-                                + Send
-                                + '_,
-                        >,
-                    >,
-                > = Vec::new();
+                let mut futures: Vec<Pending<'_, u64>> = Vec::new();
                 futures.push(Box::pin(self.client.execute(&self.begin, &[])));
                 for _ in 0..batch {
                     futures.push(Box::pin(self.client.execute(&self.insert, &params)));
@@ -567,6 +559,11 @@ async fn raw_inserts(url: &str, schema: &str, n: usize, batch: usize, size: usiz
     let (rows, secs) = Raw::new(url, schema, size).await.run(n, batch).await;
     rows as f64 / secs
 }
+
+/// A boxed future of a pipeline.
+type Pending<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a>,
+>;
 
 /// Polls the futures in order until all are done (a pipeline: each sends when first polled).
 async fn join_in_order<'a, T>(

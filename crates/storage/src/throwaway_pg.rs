@@ -177,7 +177,7 @@ impl ThrowawayServer {
         let exe = self.bin.join(program);
         let mut cmd = match &self.run_as {
             Some(user) => {
-                let mut c = Command::new("runuser");
+                let mut c = Command::new(runuser());
                 c.args(["-u", user, "--"]).arg(&exe);
                 c
             }
@@ -192,7 +192,11 @@ impl ThrowawayServer {
     fn watch(&self) {
         let pg_ctl = self.bin.join("pg_ctl");
         let stop = match &self.run_as {
-            Some(user) => format!("runuser -u {user} -- '{}'", pg_ctl.display()),
+            Some(user) => format!(
+                "'{}' -u {user} -- '{}'",
+                runuser().display(),
+                pg_ctl.display()
+            ),
             None => format!("'{}'", pg_ctl.display()),
         };
         let script = format!(
@@ -245,6 +249,15 @@ pub fn find_bin() -> Result<PathBuf, ServerError> {
              or set SIGNOFF_PG_URL to a server of yours"
             .into())
     })
+}
+
+/// util-linux's `runuser`, which root's `PATH` does not always reach (`/usr/sbin`).
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
 }
 
 fn is_root() -> bool {
