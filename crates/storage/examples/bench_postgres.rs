@@ -8,12 +8,12 @@
 //! raw inserts; one row shows the default (the store's own runtime) beside them.
 //!
 //! Run with `cargo xtask bench postgres` (a throwaway server unless `SIGNOFF_PG_URL` names
-//! one). `BENCH_DECISIONS` sets the single decisions per measurement (default 1,200; group
-//! commit runs use 10 times as many, process runs twice as many per process). Single
-//! decisions and raw single inserts take turns in slices of about 100; group measurements
-//! are the median of three rounds; documents are set up beforehand (without waiting for
-//! durability), followed by a `CHECKPOINT`. Everything goes
-//! to a schema `bench_PID`, dropped at the end.
+//! one); `BENCH_ONLY=single|group|processes|pending` runs one part. `BENCH_DECISIONS` sets
+//! the single decisions per measurement (default 1,200; group commit runs use 10 times as
+//! many, process runs twice as many per process). Single decisions and raw single inserts
+//! take turns in slices of about 100; group measurements are the median of three rounds;
+//! documents are set up beforehand (without waiting for durability), followed by a
+//! `CHECKPOINT`. Everything goes to a schema `bench_PID`, dropped at the end.
 
 // The example is a small program: it owns stdout.
 #![allow(clippy::print_stdout)]
@@ -108,6 +108,7 @@ fn main() {
             url.split('@').next_back().unwrap_or("?")
         );
 
+        if part("single") {
         // Single decisions. The documents are set up first, then a checkpoint, so that no
         // measurement pays for the set-up's writes. The disk's fsync latency here swings
         // within seconds (other builds share it), so raw inserts and the engine take turns
@@ -156,8 +157,10 @@ fn main() {
             });
         }
 
+        }
+
         // Group commit.
-        for batch in [10, 100] {
+        for batch in [10, 100].into_iter().filter(|_| part("group")) {
             let n = decisions * 10;
             let mut prepared = Vec::new();
             for round in 0..ROUNDS {
@@ -210,7 +213,7 @@ fn main() {
     });
 
     // Several writer processes.
-    for procs in [1, 2, 4] {
+    for procs in [1, 2, 4].into_iter().filter(|_| part("processes")) {
         let n = decisions * 2;
         let raw = processes(&rt, &url, &schema, "raw", procs, n);
         let engine = processes(&rt, &url, &schema, "engine", procs, n);
@@ -228,7 +231,7 @@ fn main() {
         });
     }
 
-    let pending = rt.block_on(pending_read(&url, &schema));
+    let pending = part("pending").then(|| rt.block_on(pending_read(&url, &schema)));
 
     println!();
     println!("| measurement | operations | per second | engine/raw |");
@@ -240,10 +243,11 @@ fn main() {
             .unwrap_or_default();
         println!("| {} | {} | {:.0} | {} |", r.what, r.ops, r.rate, ratio);
     }
-    let (found, med, worst) = pending;
-    println!(
-        "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | |"
-    );
+    if let Some((found, med, worst)) = pending {
+        println!(
+            "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | |"
+        );
+    }
     rt.block_on(async {
         let admin = connect(&url).await;
         let _ = admin
@@ -713,6 +717,11 @@ async fn checkpoint(client: &Client) {
 
 fn mean_batch(before: signoff_storage::WriterStats, after: signoff_storage::WriterStats) -> f64 {
     (after.operations - before.operations) as f64 / (after.commits - before.commits).max(1) as f64
+}
+
+/// Whether `BENCH_ONLY` (`single`, `group`, `processes` or `pending`) leaves this part in.
+fn part(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only == name)
 }
 
 fn median(values: &[f64]) -> f64 {
