@@ -61,6 +61,8 @@ struct Row {
     ops: usize,
     rate: f64,
     raw: Option<f64>,
+    /// WAL bytes written per operation (the server's WAL position before and after).
+    wal: Option<f64>,
 }
 
 fn main() {
@@ -124,19 +126,25 @@ fn main() {
         let slices = decisions.div_ceil(100).max(1);
         let chunk = single.div_ceil(slices);
         let mut totals = [(0usize, 0f64); 4];
+        let mut wal = [0i64; 4];
         let add = |t: &mut (usize, f64), (n, secs): (usize, f64)| {
             t.0 += n;
             t.1 += secs;
         };
         let (mut a, mut o, mut c) = (a.into_iter(), o.into_iter(), c.into_iter());
         for _ in 0..slices {
+            let at = lsn(&admin).await;
             add(&mut totals[0], raw_conn.run(chunk * 6, 1).await);
+            let at = wal_since(&admin, at, &mut wal[0]).await;
             let part: Vec<_> = a.by_ref().take(chunk).collect();
             add(&mut totals[1], decide_timed(&store, &wf, part, false).await);
+            let at = wal_since(&admin, at, &mut wal[1]).await;
             let part: Vec<_> = o.by_ref().take(chunk).collect();
             add(&mut totals[2], decide_timed(&own, &wf, part, false).await);
+            let at = wal_since(&admin, at, &mut wal[2]).await;
             let part: Vec<_> = c.by_ref().take(chunk).collect();
             add(&mut totals[3], decide_timed(&store, &wf, part, true).await);
+            wal_since(&admin, at, &mut wal[3]).await;
         }
         drop(store);
         drop(own);
@@ -154,6 +162,7 @@ fn main() {
                 ops: totals[i].0,
                 rate: rate(totals[i]),
                 raw: (i > 0).then_some(raw1),
+                wal: Some(wal[i] as f64 / totals[i].0 as f64),
             });
         }
 
@@ -172,12 +181,17 @@ fn main() {
             let store = Arc::new(open(&url, &schema, GroupCommit::UpTo(batch)).await);
             let (mut raw, mut append, mut commit) = (Vec::new(), Vec::new(), Vec::new());
             let (mut append_mean, mut commit_mean) = (Vec::new(), Vec::new());
+            let mut wal = [0i64; 3];
             for (a, c) in prepared {
+                let at = lsn(&admin).await;
                 raw.push(raw_inserts(&url, &schema, n, batch, size).await);
+                let at = wal_since(&admin, at, &mut wal[0]).await;
                 let before = store.writer_stats();
                 append.push(decide_group(store.clone(), &wf, a, batch * 2, false).await);
+                let at = wal_since(&admin, at, &mut wal[1]).await;
                 let middle = store.writer_stats();
                 commit.push(decide_group(store.clone(), &wf, c, batch * 2, true).await);
+                wal_since(&admin, at, &mut wal[2]).await;
                 let after = store.writer_stats();
                 append_mean.push(mean_batch(before, middle));
                 commit_mean.push(mean_batch(middle, after));
@@ -188,6 +202,7 @@ fn main() {
                 ops: n,
                 rate: r,
                 raw: None,
+                wal: Some(wal[0] as f64 / (n * ROUNDS) as f64),
             });
             rows.push(Row {
                 what: format!(
@@ -198,6 +213,7 @@ fn main() {
                 ops: n,
                 rate: median(&append),
                 raw: Some(r),
+                wal: Some(wal[1] as f64 / (n * ROUNDS) as f64),
             });
             rows.push(Row {
                 what: format!(
@@ -208,6 +224,7 @@ fn main() {
                 ops: n,
                 rate: median(&commit),
                 raw: Some(r),
+                wal: Some(wal[2] as f64 / (n * ROUNDS) as f64),
             });
         }
     });
@@ -222,30 +239,36 @@ fn main() {
             ops: n * procs,
             rate: raw,
             raw: None,
+            wal: None,
         });
         rows.push(Row {
             what: format!("{procs} processes: decide + PgStore::commit"),
             ops: n * procs,
             rate: engine,
             raw: Some(raw),
+            wal: None,
         });
     }
 
     let pending = part("pending").then(|| rt.block_on(pending_read(&url, &schema)));
 
     println!();
-    println!("| measurement | operations | per second | engine/raw |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!("| measurement | operations | per second | engine/raw | WAL bytes per operation |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
     for r in &rows {
         let ratio = r
             .raw
             .map(|raw| format!("{:.0}%", 100.0 * r.rate / raw))
             .unwrap_or_default();
-        println!("| {} | {} | {:.0} | {} |", r.what, r.ops, r.rate, ratio);
+        let wal = r.wal.map(|w| format!("{w:.0}")).unwrap_or_default();
+        println!(
+            "| {} | {} | {:.0} | {} | {} |",
+            r.what, r.ops, r.rate, ratio, wal
+        );
     }
     if let Some((found, med, worst)) = pending {
         println!(
-            "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | |"
+            "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | | |"
         );
     }
     rt.block_on(async {
@@ -717,6 +740,25 @@ async fn checkpoint(client: &Client) {
 
 fn mean_batch(before: signoff_storage::WriterStats, after: signoff_storage::WriterStats) -> f64 {
     (after.operations - before.operations) as f64 / (after.commits - before.commits).max(1) as f64
+}
+
+/// The server's WAL position, in bytes.
+async fn lsn(client: &Client) -> i64 {
+    client
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+            &[],
+        )
+        .await
+        .expect("the WAL position")
+        .get(0)
+}
+
+/// Adds the WAL written since `at` to `total`; returns the position now.
+async fn wal_since(client: &Client, at: i64, total: &mut i64) -> i64 {
+    let now = lsn(client).await;
+    *total += now - at;
+    now
 }
 
 /// Whether `BENCH_ONLY` (`single`, `group`, `processes` or `pending`) leaves this part in.
