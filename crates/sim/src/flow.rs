@@ -380,6 +380,34 @@ impl Simulation {
             }
         })?;
         let app = self.runtime.load_app(manifest_yaml, component, env)?;
+        self.deploy_loaded(manifest_name, manifest, app)
+    }
+
+    /// Like [`Simulation::deploy`], for a Node app in its folder (see
+    /// [`Runtime::load_node_app`](crate::host::Runtime::load_node_app)).
+    pub fn deploy_node(
+        &mut self,
+        manifest_name: &str,
+        manifest_yaml: &str,
+        dir: &std::path::Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Deployed, FlowError> {
+        let manifest = roa_check::load(manifest_name, manifest_yaml.as_bytes()).map_err(|e| {
+            FlowError::Manifest {
+                name: manifest_name.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let app = self.runtime.load_node_app(manifest_yaml, dir, env)?;
+        self.deploy_loaded(manifest_name, manifest, app)
+    }
+
+    fn deploy_loaded(
+        &mut self,
+        manifest_name: &str,
+        manifest: roa_check::Manifest,
+        app: Arc<App>,
+    ) -> Result<Deployed, FlowError> {
         let id = app.id().to_string();
         let versions = self.apps.entry(id.clone()).or_default();
         let previous = versions.last().cloned();

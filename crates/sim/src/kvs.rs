@@ -897,6 +897,20 @@ impl Kvs {
         self.apply(from, vec![(k, Some(stored))])
     }
 
+    /// Deletes a secret (absent or not).
+    pub fn delete_secret(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "delete_secret")?;
+        self.check_key(key)?;
+        let k = self.physical(scope, 's', key);
+        self.apply(from, vec![(k, None)])
+    }
+
     pub fn get_secret(
         &mut self,
         scope: &Scope,

@@ -274,5 +274,7 @@ fn reason_id(r: BlockReason) -> &'static str {
         BlockReason::InsecureScheme => "insecure_scheme",
         BlockReason::ForgedHostHeader => "forged_host_header",
         BlockReason::MalformedUrl => "malformed_url",
+        BlockReason::RawSocket => "raw_socket",
+        BlockReason::NameLookup => "name_lookup",
     }
 }

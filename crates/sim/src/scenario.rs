@@ -318,7 +318,7 @@ impl Scenario {
             s.sites.insert(name.clone(), cx.site(&name, v)?);
         }
         for (k, v) in cx.map(cx.req(root, "apps")?)? {
-            cx.keys(v, &["manifest", "component", "env"])?;
+            cx.keys(v, &["manifest", "component", "node", "env"])?;
             let env = match v.get("env") {
                 Some(e) => cx
                     .map(e)?
@@ -329,10 +329,13 @@ impl Scenario {
             };
             s.apps.insert(
                 cx.string(k)?,
-                AppDef {
-                    manifest: cx.path(cx.req(v, "manifest")?)?,
-                    component: cx.path(cx.req(v, "component")?)?,
-                    env,
+                {
+                    let (manifest, code) = cx.app_code(v, None)?;
+                    AppDef {
+                        manifest,
+                        code,
+                        env,
+                    }
                 },
             );
         }
@@ -521,7 +524,7 @@ impl Scenario {
             failures: Vec::new(),
         };
         for (name, app) in &self.apps {
-            let id = run.deploy(&mut sim, &app.manifest, &app.component, &app.env)?;
+            let id = run.deploy(&mut sim, &app.manifest, &app.code, &app.env)?;
             run.app_ids.insert(name.clone(), id);
         }
         for (id, i) in &self.installs {
@@ -607,8 +610,15 @@ struct SiteDef {
 #[derive(Debug, Clone)]
 struct AppDef {
     manifest: Located<PathBuf>,
-    component: Located<PathBuf>,
+    code: Code,
     env: BTreeMap<String, String>,
+}
+
+/// What runs an app: a component file, or a Node app's folder.
+#[derive(Debug, Clone)]
+enum Code {
+    Component(Located<PathBuf>),
+    Node(Located<PathBuf>),
 }
 
 #[derive(Debug, Clone)]
@@ -681,7 +691,7 @@ enum Action {
     Deploy {
         app: String,
         manifest: Located<PathBuf>,
-        component: Located<PathBuf>,
+        code: Code,
     },
     Consent {
         install: String,
@@ -817,13 +827,23 @@ impl Run<'_> {
         &mut self,
         sim: &mut Simulation,
         manifest: &Located<PathBuf>,
-        component: &Located<PathBuf>,
+        code: &Code,
         env: &BTreeMap<String, String>,
     ) -> Result<String, ScenarioError> {
         let s = self.scenario;
         let path = s.dir.join(&manifest.value);
         let yaml = signoff_yaml::input::read_text(&path, signoff_yaml::input::TEXT_LIMIT)
             .map_err(|e| s.fail(Some(manifest.pos), e.to_string()))?;
+        let name = path.display().to_string();
+        let component = match code {
+            Code::Component(c) => c,
+            Code::Node(dir) => {
+                let d = sim
+                    .deploy_node(&name, &yaml, &s.dir.join(&dir.value), env)
+                    .map_err(|e| s.fail(Some(dir.pos), e))?;
+                return Ok(d.app);
+            }
+        };
         let cpath = s.dir.join(&component.value);
         if !self.components.contains_key(&cpath) {
             if !cpath.exists() {
@@ -841,7 +861,6 @@ impl Run<'_> {
                 .map_err(|e| s.fail(Some(component.pos), e))?;
             self.components.insert(cpath.clone(), c);
         }
-        let name = path.display().to_string();
         let d = sim
             .deploy(&name, &yaml, &self.components[&cpath], env)
             .map_err(|e| s.fail(Some(manifest.pos), e))?;
@@ -1024,10 +1043,10 @@ impl Run<'_> {
             Action::Deploy {
                 app,
                 manifest,
-                component,
+                code,
             } => {
                 let env = s.apps[app].env.clone();
-                let id = self.deploy(sim, manifest, component, &env)?;
+                let id = self.deploy(sim, manifest, code, &env)?;
                 if id != self.app_ids[app] {
                     return Err(s.fail(
                         Some(manifest.pos),
@@ -1490,6 +1509,41 @@ impl Cx<'_> {
         }
     }
 
+    /// `manifest` with `component` (a wasm component file) or `node` (a Node app's folder,
+    /// whose `manifest.yml` is the default manifest); `default` is the app's code when a
+    /// `deploy` step names neither.
+    fn app_code(
+        &self,
+        v: &Node,
+        default: Option<&Code>,
+    ) -> Result<(Located<PathBuf>, Code), ScenarioError> {
+        let code = match (v.get("component"), v.get("node")) {
+            (Some(_), Some(n)) => {
+                return Err(self.err(n.pos, "an app is a `component` or a `node` folder, not both"));
+            }
+            (Some(c), None) => Code::Component(self.path(c)?),
+            (None, Some(n)) => Code::Node(self.path(n)?),
+            (None, None) => match default {
+                Some(c) => c.clone(),
+                None => {
+                    return Err(self.err(
+                        v.pos,
+                        "an app needs `component` (a wasm component) or `node` (a Node app's folder)",
+                    ));
+                }
+            },
+        };
+        let manifest = match (v.get("manifest"), &code) {
+            (Some(m), _) => self.path(m)?,
+            (None, Code::Node(dir)) => Located {
+                value: dir.value.join("manifest.yml"),
+                pos: dir.pos,
+            },
+            (None, Code::Component(_)) => return Err(self.err(v.pos, "missing key `manifest`")),
+        };
+        Ok((manifest, code))
+    }
+
     fn path(&self, n: &Node) -> Result<Located<PathBuf>, ScenarioError> {
         Ok(Located {
             value: PathBuf::from(self.string(n)?),
@@ -1837,14 +1891,12 @@ impl Cx<'_> {
                 }
             }
             "deploy" => {
-                self.keys(v, &["app", "manifest", "component"])?;
+                self.keys(v, &["app", "manifest", "component", "node"])?;
                 let app = self.name_in(self.req(v, "app")?, &s.apps, "app")?;
+                let (manifest, code) = self.app_code(v, Some(&s.apps[&app].code))?;
                 Action::Deploy {
-                    manifest: self.path(self.req(v, "manifest")?)?,
-                    component: match v.get("component") {
-                        Some(c) => self.path(c)?,
-                        None => s.apps[&app].component.clone(),
-                    },
+                    manifest,
+                    code,
                     app,
                 }
             }

@@ -1,0 +1,185 @@
+'use strict';
+// signoff-sim's Node worker: one process runs one installation's app, one invocation at a
+// time, and stays warm between invocations as a platform worker does. The simulator sends
+// `invoke` frames and answers `call` frames; this file loads the app's handler modules (as they
+// are, with their own `@forge/*` packages), calls them with the platform's arguments, and
+// reports how each invocation ended. The rules (limits, the gate, storage, Confluence) are the
+// simulator's, in Rust.
+
+const { AsyncLocalStorage } = require('async_hooks');
+const { pathToFileURL } = require('url');
+const channel = require('./channel');
+const globals = require('./globals');
+const egress = require('./egress');
+
+const als = new AsyncLocalStorage();
+const realExit = process.exit.bind(process);
+const state = {
+  inv: 0,
+  active: false,
+  now: 0,
+  started: 0,
+  deadline: 0,
+  rng: [1, 2, 3, 4],
+  runtime: undefined,
+  inFlight: 0,
+  late: 0,
+  timers: null,
+  onIdle: () => {},
+  timedOut: () => finish(state.inv, { ok: false, timeout: true }),
+};
+
+let nextCall = 1;
+const pending = new Map();
+const link = channel.open(onFrame, () => realExit(0));
+
+const rpc = {
+  call(frame) {
+    const ctx = als.getStore();
+    if (!state.active || !ctx || ctx.inv !== state.inv) {
+      state.late += 1;
+      const e = new Error('signoff-sim: this call was made by work an invocation left pending after it returned; the platform no longer serves it');
+      e.name = e.code = 'INVOCATION_ENDED';
+      return Promise.reject(e);
+    }
+    const id = nextCall++;
+    state.inFlight += 1;
+    link.send({ t: 'call', id, inv: state.inv, ...frame });
+    return new Promise((resolve) => pending.set(id, resolve));
+  },
+  log(level, message) {
+    if (!state.active) {
+      state.late += 1;
+      return;
+    }
+    link.send({ t: 'log', inv: state.inv, level, message });
+  },
+  refused(what, detail) {
+    if (state.active) link.send({ t: 'refused', inv: state.inv, what, detail });
+  },
+};
+
+globals.install(state, rpc);
+egress.install(state, rpc);
+// Timer callbacks run in the async context of the code that set them, so a call they make is
+// judged as that invocation's.
+const wrapTimers = () => {
+  for (const name of ['setTimeout', 'setInterval']) {
+    const inner = globalThis[name];
+    globalThis[name] = (fn, delay, ...args) => {
+      const ctx = als.getStore();
+      if (typeof fn !== 'function' || !ctx) return inner(fn, delay, ...args);
+      return inner((...a) => als.run(ctx, () => fn(...a)), delay, ...args);
+    };
+  }
+};
+wrapTimers();
+
+process.exit = (code) => {
+  link.send({ t: 'exit', inv: state.inv, code: Number(code ?? process.exitCode ?? 0) });
+  state.active = false;
+  setImmediate(() => realExit(0));
+  // Code after process.exit() must not run, as with the real one.
+  throw Object.assign(new Error('process.exit'), { name: 'SignoffSimExit' });
+};
+process.abort = () => process.exit(134);
+process.on('uncaughtException', (err) => crashed(err, 'uncaught exception'));
+process.on('unhandledRejection', (err) => crashed(err, 'unhandled rejection'));
+
+function crashed(err, how) {
+  if (err && err.name === 'SignoffSimExit') return;
+  if (!state.active) {
+    state.late += 1;
+    return;
+  }
+  finish(state.inv, { ok: false, error: describe(err), crash: how });
+}
+
+function onFrame(frame) {
+  if (frame.t === 'reply') {
+    const resolve = pending.get(frame.id);
+    if (!resolve) return;
+    pending.delete(frame.id);
+    state.inFlight -= 1;
+    resolve(frame);
+    if (state.inFlight === 0) state.onIdle();
+  } else if (frame.t === 'invoke') {
+    invoke(frame);
+  }
+}
+
+async function invoke(f) {
+  state.inv = f.inv;
+  state.active = true;
+  state.now = f.now;
+  state.started = f.now;
+  state.deadline = f.now + f.timeoutMs;
+  state.rng = f.seed.map((x) => x >>> 0);
+  state.timers.clear();
+  state.late = 0;
+  process.env = { ...f.env };
+  state.runtime = runtimeObject(f.runtime);
+  const ctx = { inv: f.inv };
+  let outcome;
+  try {
+    const value = await als.run(ctx, async () => {
+      const mod = await import(pathToFileURL(f.file).href);
+      const fn = pick(mod, f.export);
+      if (typeof fn !== 'function') {
+        const e = new Error(`${f.handler}: the module ${f.module} has no exported function \`${f.export}\``);
+        e.name = 'HANDLER_NOT_FOUND';
+        throw e;
+      }
+      return fn(...f.args);
+    });
+    outcome = { ok: true, value: value === undefined ? undefined : JSON.stringify(value) };
+  } catch (err) {
+    if (err && err.name === 'SignoffSimExit') return;
+    outcome = { ok: false, error: describe(err) };
+  }
+  // Work the handler left pending gets this turn of the event loop, as its continuations
+  // queued so far; then the invocation ends and its later calls are refused.
+  setImmediate(() => finish(f.inv, outcome));
+}
+
+function finish(inv, outcome) {
+  if (!state.active || inv !== state.inv) return;
+  state.active = false;
+  state.timers.clear();
+  link.send({ t: 'done', inv, late: state.late, ...outcome });
+}
+
+function pick(mod, name) {
+  if (mod && typeof mod[name] === 'function') return mod[name];
+  const d = mod && mod.default;
+  if (d && typeof d[name] === 'function') return d[name];
+  return undefined;
+}
+
+function describe(err) {
+  if (err instanceof Error) {
+    return { name: String(err.name || 'Error'), message: String(err.message), stack: String(err.stack || '').split('\n').slice(0, 12).join('\n') };
+  }
+  let text;
+  try {
+    text = JSON.stringify(err);
+  } catch {
+    text = String(err);
+  }
+  return { name: 'Error', message: `a non-Error value was thrown: ${text}`, stack: '' };
+}
+
+function runtimeObject(r) {
+  const noop = { incr() {}, incrBy() {}, decr() {}, decrBy() {}, set() {}, measure() { return { stop() {} }; } };
+  return {
+    ...r,
+    lambdaContext: {
+      getRemainingTimeInMillis: () => Math.max(0, state.deadline - state.now),
+      functionName: r.appContext && r.appContext.functionKey,
+    },
+    metrics: { counter: () => noop, timing: () => noop, gauge: () => noop },
+    externalAuth: r.externalAuth || [],
+  };
+}
+
+link.send({ t: 'hello', pid: process.pid, node: process.version });
