@@ -61,7 +61,10 @@ function install(state, rpc) {
   // --- raw sockets and name lookups -----------------------------------------------------------
   const refuse = (what, detail) => {
     rpc.refused(what, detail);
-    const e = new Error(`signoff-sim: ${what} to ${detail} refused: a Forge app reaches the network only through fetch and the egress gate`);
+    const why = /connect|dns/.test(what)
+      ? 'a Forge app reaches the network only through fetch and the egress gate'
+      : 'the platform runs no other processes or threads for an app';
+    const e = new Error(`signoff-sim: ${what} (${detail}) refused: ${why}`);
     e.code = 'EACCES';
     e.syscall = what;
     return e;
@@ -136,7 +139,8 @@ function egressError(error) {
 // `end()`, and answers with an `IncomingMessage` look-alike (statusCode, headers, a stream).
 class GatedRequest extends Writable {
   constructor(scheme, args, gateFetch) {
-    super();
+    // Not destroyed when the body is written: the gate's answer (or refusal) comes later.
+    super({ autoDestroy: false });
     let url = null;
     let options = {};
     let cb = null;

@@ -144,12 +144,25 @@ function installTimers(state) {
   state.onIdle = () => schedulePump(state, realSetImmediate);
 }
 
+// Requests to the operating system (file reads, ...) that the invocation may be waiting for:
+// while one is pending, virtual time does not jump ahead of it.
+const BUSY = new Set(['FSReqCallback', 'FSReqPromise', 'FileHandleCloseReq', 'GetAddrInfoReqWrap', 'ZlibWrap']);
+const realSetTimeout = setTimeout;
+
 function schedulePump(state, realSetImmediate) {
   if (state.pumpScheduled) return;
   state.pumpScheduled = true;
   realSetImmediate(() => {
     state.pumpScheduled = false;
-    if (!state.active || state.inFlight > 0 || state.timers.size === 0) return;
+    if (!state.active || state.returned || state.inFlight > 0 || state.timers.size === 0) return;
+    if (process.getActiveResourcesInfo().some((r) => BUSY.has(r))) {
+      state.pumpScheduled = true;
+      realSetTimeout(() => {
+        state.pumpScheduled = false;
+        schedulePump(state, realSetImmediate);
+      }, 1);
+      return;
+    }
     let first = null;
     for (const t of state.timers.values()) if (!first || t.due < first.due || (t.due === first.due && t.id < first.id)) first = t;
     if (first.due > state.deadline) {

@@ -37,10 +37,10 @@ const rpc = {
   call(frame) {
     const ctx = als.getStore();
     if (!state.active || !ctx || ctx.inv !== state.inv) {
+      // Work an invocation left running after it ended is frozen, as the platform freezes a
+      // finished invocation's sandbox: its calls are counted and never answered.
       state.late += 1;
-      const e = new Error('signoff-sim: this call was made by work an invocation left pending after it returned; the platform no longer serves it');
-      e.name = e.code = 'INVOCATION_ENDED';
-      return Promise.reject(e);
+      return new Promise(() => {});
     }
     const id = nextCall++;
     state.inFlight += 1;
@@ -102,7 +102,10 @@ function onFrame(frame) {
     pending.delete(frame.id);
     state.inFlight -= 1;
     resolve(frame);
-    if (state.inFlight === 0) state.onIdle();
+    if (state.inFlight === 0) {
+      if (state.returned) settle();
+      else state.onIdle();
+    }
   } else if (frame.t === 'invoke') {
     invoke(frame);
   }
@@ -111,12 +114,13 @@ function onFrame(frame) {
 async function invoke(f) {
   state.inv = f.inv;
   state.active = true;
+  state.returned = false;
+  state.outcome = null;
   state.now = f.now;
   state.started = f.now;
   state.deadline = f.now + f.timeoutMs;
   state.rng = f.seed.map((x) => x >>> 0);
   state.timers.clear();
-  state.late = 0;
   process.env = { ...f.env };
   state.runtime = runtimeObject(f.runtime);
   const ctx = { inv: f.inv };
@@ -137,16 +141,29 @@ async function invoke(f) {
     if (err && err.name === 'SignoffSimExit') return;
     outcome = { ok: false, error: describe(err) };
   }
-  // Work the handler left pending gets this turn of the event loop, as its continuations
-  // queued so far; then the invocation ends and its later calls are refused.
-  setImmediate(() => finish(f.inv, outcome));
+  // The invocation ends once the handler has returned and every platform call made so far
+  // is answered (what the continuations of those answers call at once still belongs to it);
+  // timers left set do not run any more.
+  state.returned = true;
+  state.outcome = outcome;
+  settle();
+}
+
+function settle() {
+  if (!state.active || state.inFlight > 0) return;
+  const inv = state.inv;
+  setImmediate(() => {
+    if (state.inv === inv && state.inFlight === 0) finish(inv, state.outcome);
+  });
 }
 
 function finish(inv, outcome) {
   if (!state.active || inv !== state.inv) return;
   state.active = false;
   state.timers.clear();
+  // Calls refused since the last report: made by work earlier invocations left pending.
   link.send({ t: 'done', inv, late: state.late, ...outcome });
+  state.late = 0;
 }
 
 function pick(mod, name) {
@@ -158,7 +175,8 @@ function pick(mod, name) {
 
 function describe(err) {
   if (err instanceof Error) {
-    return { name: String(err.name || 'Error'), message: String(err.message), stack: String(err.stack || '').split('\n').slice(0, 12).join('\n') };
+    const code = typeof err.code === 'string' ? err.code : undefined;
+    return { name: String(err.name || 'Error'), code, message: String(err.message), stack: String(err.stack || '').split('\n').slice(0, 12).join('\n') };
   }
   let text;
   try {
