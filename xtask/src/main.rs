@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
 
 mod guests;
+mod node;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,9 @@ USAGE:
     cargo xtask <COMMAND> [ARGS]
 
 COMMANDS:
-    test                 Build the guest and app components, run the apps' native tests, then
-                         every test of the workspace (unit, integration, end-to-end, doc)
+    test                 Build the guest and app components, install the example Node apps'
+                         npm packages (npm ci; needs Node.js 20+), run the apps' native tests,
+                         then every test of the workspace (unit, integration, end-to-end, doc)
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
@@ -39,6 +41,11 @@ COMMANDS:
                          (1, 10, 100), and a pending list read from 100,000 documents
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
+    bench node           Benchmark the Node runtime: warm p50/p99 of a trivial resolver of
+                         examples/apps/notes through the simulator beside the same function in
+                         a bare Node process over the same channel, a cold start beside
+                         `node -e 0`, invocations/s, and a simulated year of the notes app on
+                         10 sites
     bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
                          x a simulated year (created, submitted, reminded, approved; the hourly
                          schedule all year): wall time, peak memory, simulated events/s
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
         ["bench", "core"] => bench_example("signoff-core", "bench-core"),
         ["bench", "sim"] => guests::bench_sim(&root()),
         ["bench", "scale"] => guests::bench_scale(&root()),
+        ["bench", "node"] => bench_node(),
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["guests"] => guests::build_guests(&root()),
         ["wasm"] => wasm_check(),
@@ -132,6 +140,7 @@ fn has_nextest() -> bool {
 fn test() -> Result<(), String> {
     // The simulator's and the end-to-end tests run real guest and app components.
     guests::build_guests(&root())?;
+    node::install_apps(&root())?;
     guests::test_apps(&root())?;
     // Doc tests first: nextest does not run them, and its summary should close the output.
     run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
@@ -164,6 +173,7 @@ fn ci() -> Result<(), String> {
         run(guests::component_cargo(&root(), workspace).args(["fmt", "--all", "--check"]))?;
     }
     guests::build_guests(&root())?;
+    node::install_apps(&root())?;
     guests::test_apps(&root())?;
     // The apps natively (their logic and tests) and as components (the WIT glue).
     for target in [&["--all-targets"][..], &["--target", "wasm32-wasip2"][..]] {
@@ -212,6 +222,21 @@ fn ci() -> Result<(), String> {
     }
     eprintln!("ci: all green");
     Ok(())
+}
+
+/// `cargo xtask bench node`: the example apps' packages, then signoff-sim's `bench-node`
+/// example in release.
+fn bench_node() -> Result<(), String> {
+    node::install_apps(&root())?;
+    run(cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "signoff-sim",
+        "--example",
+        "bench-node",
+    ]))
 }
 
 /// The directory cargo builds into (`CARGO_TARGET_DIR`, else `target/`).

@@ -18,8 +18,16 @@ const { Readable, Writable } = require('stream');
 const { syncBuiltinESMExports } = require('module');
 
 function install(state, rpc) {
-  const gateFetch = async (via, method, url, headers, body, latin1) =>
-    rpc.call({ op: 'fetch', via, method, url, headers, body, latin1 });
+  const gateFetch = async (via, method, url, headers, body, latin1) => {
+    // @forge/api 4 and older reach the platform with node-fetch: `https://jira/...`,
+    // `https://confluence/...`, `https://stargate/...` with `authorization: Forge <provider>`
+    // (shared/spec/forge-node-runtime.md §1.6). Those are platform calls, not egress.
+    const product = productTarget(url, headers);
+    if (product) {
+      return rpc.call({ op: 'forge_fetch', target: product.target, path: product.path, method, headers, body, latin1 });
+    }
+    return rpc.call({ op: 'fetch', via, method, url, headers, body, latin1 });
+  };
 
   // --- fetch --------------------------------------------------------------------------------
   globalThis.fetch = async function fetch(input, init = {}) {
@@ -125,6 +133,22 @@ function install(state, rpc) {
     throw e;
   };
   syncBuiltinESMExports();
+}
+
+const PRODUCT_HOSTS = new Set(['jira', 'confluence', 'stargate', 'bitbucket']);
+
+function productTarget(url, headers) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if (!PRODUCT_HOSTS.has(u.hostname)) return null;
+  const auth = headers.find(([k]) => k.toLowerCase() === 'authorization');
+  const m = auth && /^Forge (app|user|none)\b/.exec(auth[1]);
+  if (!m) return null;
+  return { target: { type: 'fpp', provider: m[1], remote: u.hostname }, path: u.pathname + u.search };
 }
 
 function egressError(error) {

@@ -498,12 +498,44 @@ impl Simulation {
         );
         self.record(Flow::Install {
             installation: spec.id.clone(),
-            app: spec.app,
-            site: spec.site,
+            app: spec.app.clone(),
+            site: spec.site.clone(),
             realm: spec.realm,
             version: version.number,
         });
         self.arm_schedules(&spec.id);
+        // The lifecycle event `avi:forge:installed:app`, to the triggers that listen for it
+        // (events-reference/life-cycle): late and retried like product events.
+        const INSTALLED: &str = "avi:forge:installed:app";
+        let listeners: Vec<String> = version
+            .modules
+            .triggers
+            .iter()
+            .filter(|t| t.events.iter().any(|e| e == INSTALLED))
+            .map(|t| t.function.clone())
+            .collect();
+        if !listeners.is_empty() {
+            let cloud = crate::node::args::cloud_id(&spec.site);
+            let event = serde_json::json!({
+                "id": spec.id,
+                "app": {"id": spec.app.rsplit('/').next().unwrap_or(&spec.app), "version": version.number.to_string()},
+                "environment": {"id": self.platform.installation(&spec.id).map(|i| i.environment.clone())},
+                "context": format!("ari:cloud:confluence::site/{cloud}"),
+            })
+            .to_string();
+            for function in listeners {
+                let (lo, hi) = self.config.event_delay_ms;
+                let delivery = Delivery {
+                    installation: spec.id.clone(),
+                    function,
+                    call: Call::Event(event.clone()),
+                    subject: INSTALLED.to_string(),
+                    attempt: 1,
+                    id: 0,
+                };
+                self.send(delivery, lo, hi);
+            }
+        }
         Ok(())
     }
 

@@ -212,12 +212,16 @@ impl RunOutcome {
         out
     }
 
-    /// The trace as JSON: the simulation's events and the egress ledger.
+    /// The trace as JSON: the simulation's events, every invocation (outcome, log counts,
+    /// fetches; for Node apps cold starts, refusals and late work), the egress ledger and the
+    /// apps' log lines.
     pub fn trace_json(&self) -> Json {
         serde_json::json!({
             "seed": self.seed,
             "events": self.sim.trace(),
+            "invocations": self.sim.platform().trace(),
             "ledger": self.sim.platform().ledger(),
+            "logs": self.sim.platform().logs(),
         })
     }
 }
@@ -1014,8 +1018,21 @@ impl Run<'_> {
                 request,
                 expect_status,
             } => {
+                let full = self.expand(&request.path, step.pos)?;
+                // The query string becomes `queryParameters`, as the platform passes it.
+                let (path, query) = full.split_once('?').unwrap_or((&full, ""));
+                let mut query_parameters: Vec<(String, Vec<String>)> = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let (k, v) = (percent_decode(k), percent_decode(v));
+                    match query_parameters.iter_mut().find(|(name, _)| *name == k) {
+                        Some((_, vals)) => vals.push(v),
+                        None => query_parameters.push((k, vec![v])),
+                    }
+                }
                 let request = WebRequest {
-                    path: self.expand(&request.path, step.pos)?,
+                    path: path.to_string(),
+                    query_parameters,
                     body: self.expand(&request.body, step.pos)?,
                     ..request.clone()
                 };
@@ -1858,8 +1875,21 @@ impl Cx<'_> {
             "web-trigger" => {
                 self.keys(
                     v,
-                    &["install", "key", "method", "path", "body", "expect-status"],
+                    &["install", "key", "method", "path", "headers", "body", "expect-status"],
                 )?;
+                let mut headers = Vec::new();
+                if let Some(h) = v.get("headers") {
+                    for (k, val) in self.map(h)? {
+                        let vals = match val.as_seq() {
+                            Some(items) => items
+                                .iter()
+                                .map(|i| self.string(i))
+                                .collect::<Result<Vec<_>, _>>()?,
+                            None => vec![self.string(val)?],
+                        };
+                        headers.push((self.string(k)?.to_ascii_lowercase(), vals));
+                    }
+                }
                 Action::WebTrigger {
                     install: install(v)?,
                     key: self.string(self.req(v, "key")?)?,
@@ -1869,6 +1899,7 @@ impl Cx<'_> {
                             .unwrap_or_else(|| "GET".into()),
                         path: self.opt_string(v, "path")?.unwrap_or_else(|| "/".into()),
                         body: self.opt_string(v, "body")?.unwrap_or_default(),
+                        headers,
                         ..WebRequest::default()
                     },
                     expect_status: v
@@ -2250,4 +2281,31 @@ mod tests {
         assert_eq!(parse_duration("3y"), None);
         assert_eq!(parse_duration(""), None);
     }
+}
+
+/// `%XX` escapes and `+` (a space) of a URL's query string.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

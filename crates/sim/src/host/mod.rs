@@ -516,6 +516,11 @@ pub struct SimConfig {
     /// more CPU per invocation, which pays only when a core is idle, and on our shared
     /// 2-core machine none is (crates/sim/README.md, "Worker threads").
     pub threads: usize,
+    /// Node apps: warm worker processes kept at once, one per installation and app version
+    /// (the least recently used is stopped past that; its next invocation is a cold start).
+    /// Each costs a Node process (about 50 MB resident); keep it at least the number of
+    /// installations that run Node apps, or workers are stopped and started all the time.
+    pub node_workers: usize,
 }
 
 impl SimConfig {
@@ -527,6 +532,7 @@ impl SimConfig {
             trace: true,
             kvs: KvsLimits::forge(),
             threads: 1,
+            node_workers: crate::node::DEFAULT_WORKERS,
         }
     }
 }
@@ -848,7 +854,7 @@ impl Platform {
             stock: HashMap::new(),
             to_drop: Vec::new(),
             drops: Arc::default(),
-            node_workers: crate::node::Workers::default(),
+            node_workers: crate::node::Workers::new(config.node_workers),
         }
     }
 

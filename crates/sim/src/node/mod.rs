@@ -7,6 +7,7 @@
 //! installs the interception: every rule is judged here, in Rust.
 
 pub(crate) mod args;
+pub mod entities;
 pub(crate) mod serve;
 mod wire;
 
@@ -186,6 +187,8 @@ pub struct NodeCode {
     pub consumers: BTreeMap<String, Consumer>,
     /// The app's variables (`process.env`).
     pub variables: BTreeMap<String, String>,
+    /// `app.storage.entities`.
+    pub entities: entities::Entities,
     pub env: Arc<NodeEnv>,
 }
 
@@ -196,7 +199,9 @@ pub struct Handler {
     pub handler: String,
     /// The module path under `src/`: `index`.
     pub module: String,
-    /// The file it resolved to.
+    /// The source file it resolved to.
+    pub source: PathBuf,
+    /// The bundle built from it, which the worker loads.
     pub file: PathBuf,
     /// The exported function: `run`.
     pub export: String,
@@ -278,9 +283,9 @@ impl NodeCode {
                     "function `{key}`: handler `{h}` does not name a module under src/"
                 )));
             }
-            let file = resolve_module(&dir, module).ok_or_else(|| {
+            let source = resolve_module(&dir, module).ok_or_else(|| {
                 fail(format!(
-                    "function `{key}`: handler `{h}`: no src/{module}.js (nor .cjs, .mjs, .jsx, or {module}/index.js); TypeScript sources are not compiled yet"
+                    "function `{key}`: handler `{h}`: no src/{module} with a .js, .jsx, .ts, .tsx, .mjs, .cjs, .mts or .cts extension (nor src/{module}/index.*)"
                 ))
             })?;
             handlers.insert(
@@ -288,27 +293,42 @@ impl NodeCode {
                 Handler {
                     handler: h.to_string(),
                     module: module.to_string(),
-                    file,
+                    source,
+                    file: PathBuf::new(),
                     export: export.to_string(),
                 },
             );
         }
+        // Built as the Forge CLI builds an app: every handler module bundled by esbuild (from
+        // npm) with the app's packages left as they are in node_modules.
+        let built = bundle(&dir, &handlers)?;
+        let src = dir.join("src");
+        for h in handlers.values_mut() {
+            let rel = h.source.strip_prefix(&src).unwrap_or(&h.source);
+            h.file = built.join(rel).with_extension("cjs");
+        }
+        let entities = entities::Entities::of(manifest)
+            .map_err(|m| fail(format!("app.storage.entities: {m}")))?;
         Ok(NodeCode {
             dir,
             handlers,
             consumers,
+            entities,
             variables: variables.clone(),
             env,
         })
     }
 }
 
+/// Source extensions the Forge CLI's bundler takes.
+const EXTENSIONS: [&str; 8] = ["ts", "tsx", "js", "jsx", "mjs", "cjs", "mts", "cts"];
+
 fn resolve_module(dir: &Path, module: &str) -> Option<PathBuf> {
     let src = dir.join("src");
-    let candidates = ["js", "cjs", "mjs", "jsx"]
+    let candidates = EXTENSIONS
         .iter()
         .map(|ext| src.join(format!("{module}.{ext}")))
-        .chain(["index.js", "index.cjs", "index.mjs"].iter().map(|f| src.join(module).join(f)));
+        .chain(EXTENSIONS.iter().map(|ext| src.join(module).join(format!("index.{ext}"))));
     for c in candidates {
         if c.is_file() {
             // Symbolic links out of the app's folder are not followed.
@@ -317,6 +337,127 @@ fn resolve_module(dir: &Path, module: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The esbuild that builds Node apps: `$SIGNOFF_ESBUILD`, else the simulator's own pinned copy
+/// (`crates/sim/node`, installed by `cargo xtask`), else the app's, else one on `PATH`.
+fn esbuild(app: &Path) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("SIGNOFF_ESBUILD") {
+        return Ok(PathBuf::from(p));
+    }
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/node_modules/.bin/esbuild");
+    let theirs = app.join("node_modules/.bin/esbuild");
+    for c in [ours, theirs] {
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    let on_path = Command::new("esbuild")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if on_path {
+        return Ok(PathBuf::from("esbuild"));
+    }
+    Err(format!(
+        "no esbuild to build the app with: run `npm ci --prefix {}` (what `cargo xtask test` does), install esbuild on PATH, or set SIGNOFF_ESBUILD",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("node").display()
+    ))
+}
+
+/// Bundles every handler module into `node_modules/.cache/signoff-sim/HASH/MODULE.cjs` inside
+/// the app (so that the bundles find the app's packages as the sources would). HASH covers the
+/// sources, the package files and the build options: an unchanged app is built once.
+fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, NodeError> {
+    let fail = |message: String| NodeError::App {
+        dir: dir.display().to_string(),
+        message,
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    feed(BUNDLE_OPTIONS.join(" ").as_bytes());
+    let mut files = Vec::new();
+    collect_sources(&dir.join("src"), &mut files, 0);
+    for name in ["package.json", "tsconfig.json", "jsconfig.json"] {
+        files.push(dir.join(name));
+    }
+    files.sort();
+    for f in &files {
+        if let Ok(bytes) = std::fs::read(f) {
+            feed(f.strip_prefix(dir).unwrap_or(f).to_string_lossy().as_bytes());
+            feed(&(bytes.len() as u64).to_le_bytes());
+            feed(&bytes);
+        }
+    }
+    let out = dir
+        .join("node_modules/.cache/signoff-sim")
+        .join(format!("{hash:016x}"));
+    if out.join(".built").is_file() {
+        return Ok(out);
+    }
+    let esbuild = esbuild(dir).map_err(fail)?;
+    let mut entries: Vec<&Path> = handlers.values().map(|h| h.source.as_path()).collect();
+    entries.sort();
+    entries.dedup();
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let output = Command::new(&esbuild)
+        .args(entries)
+        .args(BUNDLE_OPTIONS)
+        .arg(format!("--outbase={}", dir.join("src").display()))
+        .arg(format!("--outdir={}", tmp.display()))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| fail(format!("cannot run {}: {e}", esbuild.display())))?;
+    if !output.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let err = String::from_utf8_lossy(&output.stderr);
+        let err: String = err.chars().take(4000).collect();
+        return Err(fail(format!("the app does not build (esbuild):\n{}", err.trim_end())));
+    }
+    std::fs::write(tmp.join(".built"), b"").map_err(|e| fail(e.to_string()))?;
+    // Another process may have built the same hash meanwhile: either copy will do.
+    if std::fs::rename(&tmp, &out).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    if !out.join(".built").is_file() {
+        return Err(fail(format!("cannot keep the build in {}", out.display())));
+    }
+    Ok(out)
+}
+
+/// How a Forge app is built: one CommonJS bundle per handler module for Node, the app's
+/// packages (`@forge/*` and the rest) left external and loaded from node_modules unchanged.
+const BUNDLE_OPTIONS: [&str; 7] = [
+    "--bundle",
+    "--platform=node",
+    "--format=cjs",
+    "--target=node20",
+    "--packages=external",
+    "--out-extension:.js=.cjs",
+    "--log-level=error",
+];
+
+fn collect_sources(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() && depth < 32 && e.file_name() != "node_modules" {
+            collect_sources(&path, out, depth + 1);
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
 }
 
 /// One running worker: a Node process serving one installation's app version.
@@ -344,18 +485,18 @@ pub(crate) struct Workers {
     started: u64,
 }
 
-impl Default for Workers {
-    fn default() -> Self {
+impl Workers {
+    pub(crate) fn new(max: usize) -> Workers {
         Workers {
             live: Vec::new(),
-            max: DEFAULT_WORKERS,
+            max: max.max(1),
             started: 0,
         }
     }
 }
 
-/// Warm workers kept per platform; the least recently used is stopped past that.
-pub const DEFAULT_WORKERS: usize = 8;
+/// Warm workers kept per platform by default (`SimConfig::node_workers`).
+pub const DEFAULT_WORKERS: usize = 16;
 
 /// What the trace records about a Node invocation beyond the outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -440,7 +581,7 @@ impl Workers {
             match worker.link.recv(until) {
                 Ok(f) => match f.get("t").and_then(Value::as_str) {
                     Some("call") => {
-                        let reply = serve::serve(state, &f, &mut stats);
+                        let reply = serve::serve(state, c.code, &f, &mut stats);
                         if let Err(e) = worker.link.send(&reply) {
                             let message = format!("the worker's channel failed: {e}");
                             return (Err(self.died(worker, message, c.memory_mb)), stats);

@@ -6,7 +6,8 @@
 
 use serde_json::{Value, json};
 
-use super::NodeStats;
+use super::entities::EntityError;
+use super::{NodeCode, NodeStats};
 use crate::egress::{BlockReason, EgressAttempt};
 use crate::host::bindings::signoff::forge::fetch as wit_fetch;
 use crate::host::imports::HostState;
@@ -14,12 +15,16 @@ use crate::kvs::{KvsError, KvsErrorCode, SetOptions, TxOp};
 use crate::product::ProductError;
 
 /// A `call` frame answered: the `reply` frame to send back.
-pub(crate) fn serve(state: &mut HostState, f: &Value, stats: &mut NodeStats) -> Value {
+pub(crate) fn serve(
+    state: &mut HostState,
+    code: &NodeCode,
+    f: &Value,
+    _stats: &mut NodeStats,
+) -> Value {
     let id = f.get("id").cloned().unwrap_or(Value::Null);
-    let _ = stats;
     let answer = match f.get("op").and_then(Value::as_str) {
         Some("fetch") => egress_fetch(state, f),
-        Some("forge_fetch") => forge_fetch(state, f),
+        Some("forge_fetch") => forge_fetch(state, code, f),
         other => Answer::error("INVALID_CALL", format!("unknown platform call {other:?}")),
     };
     answer.into_reply(id)
@@ -181,16 +186,19 @@ fn egress_fetch(state: &mut HostState, f: &Value) -> Answer {
 
 // --- `__forge_fetch__` -------------------------------------------------------------------
 
-fn forge_fetch(state: &mut HostState, f: &Value) -> Answer {
+fn forge_fetch(state: &mut HostState, code: &NodeCode, f: &Value) -> Answer {
     let target = f.get("target").cloned().unwrap_or(Value::Null);
     let kind = target.get("type").and_then(Value::as_str).unwrap_or("");
     let remote = target.get("remote").and_then(Value::as_str).unwrap_or("");
     let path = str_field(f, "path");
     match (kind, remote) {
-        ("kvs", _) => kvs(state, path, &body_text(f)),
+        ("kvs", _) => kvs(state, code, path, &body_text(f)),
         ("fpp", "confluence") => {
             let as_user = target.get("provider").and_then(Value::as_str) == Some("user");
             confluence(state, str_field(f, "method"), path, &body_text(f), as_user)
+        }
+        ("fpp", "stargate") if path.starts_with("/forge/entities/graphql") => {
+            legacy_storage(state, code, &body_text(f))
         }
         ("fpp", "stargate") => stargate(state, path, &body_text(f)),
         ("fpp", "jira" | "bitbucket") => Answer::proxy_error(404, "PRODUCT_NOT_SIMULATED"),
@@ -233,20 +241,17 @@ fn entry_text(key: &str, value: &str) -> String {
     format!("{{\"key\":{},\"value\":{value}}}", Value::String(key.to_string()))
 }
 
-fn kvs(state: &mut HostState, path: &str, body: &str) -> Answer {
+fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer {
     let Some(op) = path.strip_prefix("/api/v1/") else {
         return bad_request("INVALID_PATH", format!("no KVS operation at {path}"));
     };
-    if op.starts_with("entity/") {
-        return bad_request(
-            "NOT_SIMULATED",
-            "custom entities are not simulated yet for Node apps (crates/sim/README.md)",
-        );
-    }
     let req: Value = match serde_json::from_str(body) {
         Ok(v) => v,
         Err(e) => return bad_request("INVALID_REQUEST", format!("the request body is not JSON: {e}")),
     };
+    if let Some(entity_op) = op.strip_prefix("entity/") {
+        return entity(state, code, entity_op, &req);
+    }
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
     let key = req.get("key").and_then(Value::as_str).unwrap_or("").to_string();
     let store = &mut state.world.kvs;
@@ -345,8 +350,8 @@ fn kvs(state: &mut HostState, path: &str, body: &str) -> Answer {
                 Err(e) => kvs_fail(e),
             }
         }
-        "batch/set" | "batch/get" | "batch/delete" => batch(state, op, &req),
-        "transaction" => transaction(state, &req),
+        "batch/set" | "batch/get" | "batch/delete" => batch(state, code, op, &req),
+        "transaction" => transaction(state, code, &req),
         other => bad_request("INVALID_PATH", format!("no KVS operation `{other}`")),
     }
 }
@@ -376,13 +381,13 @@ fn set_options(o: Option<&Value>) -> Result<SetOptions, Answer> {
     Ok(options)
 }
 
-fn batch(state: &mut HostState, op: &str, req: &Value) -> Answer {
+fn batch(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answer {
     let Some(items) = req.as_array() else {
         return bad_request("INVALID_REQUEST", "a batch is an array of items");
     };
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
     if items.iter().any(|i| i.get("entityName").is_some()) {
-        return bad_request("NOT_SIMULATED", "custom entities are not simulated yet for Node apps");
+        return entity_batch(state, code, op, items);
     }
     let limit = state.world.kvs.limits().max_batch_keys;
     if items.len() > limit {
@@ -433,19 +438,34 @@ fn batch(state: &mut HostState, op: &str, req: &Value) -> Answer {
     Answer::json(200, json!({"successfulKeys": ok, "failedKeys": failed}))
 }
 
-fn transaction(state: &mut HostState, req: &Value) -> Answer {
+fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
     let list = |name: &str| req.get(name).and_then(Value::as_array).cloned().unwrap_or_default();
     let (sets, deletes, checks) = (list("set"), list("delete"), list("check"));
-    if sets.iter().chain(&deletes).chain(&checks).any(|i| i.get("entityName").is_some()) {
-        return bad_request("NOT_SIMULATED", "custom entities are not simulated yet for Node apps");
+    let entity_of = |i: &Value| i.get("entityName").and_then(Value::as_str).map(str::to_string);
+    for item in sets.iter().chain(&deletes).chain(&checks) {
+        if let Some(name) = entity_of(item) {
+            let e = match code.entities.get(&name) {
+                Ok(e) => e,
+                Err(e) => return entity_fail(e),
+            };
+            if let Some(v) = item.get("value")
+                && let Err(err) = e.check(&name, v)
+            {
+                return entity_fail(err);
+            }
+        }
     }
     // Conditions are judged against the values as they are now: the simulation runs one
     // invocation at a time, so nothing changes between the check and the write.
     for item in sets.iter().chain(&deletes).chain(&checks) {
         let Some(cond) = item.get("conditions") else { continue };
         let key = item.get("key").and_then(Value::as_str).unwrap_or("");
-        let current = match state.world.kvs.get_text(&scope, realm, now, key) {
+        let read = match entity_of(item) {
+            Some(name) => state.world.kvs.entity_get_text(&scope, realm, now, &name, key),
+            None => state.world.kvs.get_text(&scope, realm, now, key),
+        };
+        let current = match read {
             Ok(v) => v.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
             Err(e) => return kvs_fail(e),
         };
@@ -466,21 +486,158 @@ fn transaction(state: &mut HostState, req: &Value) -> Answer {
             Ok(o) => o,
             Err(a) => return a,
         };
-        ops.push(TxOp::SetText {
-            key: s.get("key").and_then(Value::as_str).unwrap_or("").to_string(),
-            text: s.get("value").map(Value::to_string).unwrap_or_default(),
-            options,
+        let key = s.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+        let text = s.get("value").map(Value::to_string).unwrap_or_default();
+        ops.push(match entity_of(s) {
+            Some(entity) => TxOp::EntitySetText { entity, key, text, options },
+            None => TxOp::SetText { key, text, options },
         });
     }
     for d in &deletes {
-        ops.push(TxOp::Delete {
-            key: d.get("key").and_then(Value::as_str).unwrap_or("").to_string(),
+        let key = d.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+        ops.push(match entity_of(d) {
+            Some(entity) => TxOp::EntityDelete { entity, key },
+            None => TxOp::Delete { key },
         });
     }
     match state.world.kvs.transact(&scope, realm, now, ops) {
         Ok(()) => Answer::empty(200),
         Err(e) => kvs_fail(e),
     }
+}
+
+fn entity_fail(e: EntityError) -> Answer {
+    bad_request(e.code, e.message)
+}
+
+/// `/api/v1/entity/{get,set,delete,query}`.
+fn entity(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answer {
+    let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
+    let name = req.get("entityName").and_then(Value::as_str).unwrap_or("").to_string();
+    let def = match code.entities.get(&name) {
+        Ok(d) => d,
+        Err(e) => return entity_fail(e),
+    };
+    let key = req.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+    let store = &mut state.world.kvs;
+    match op {
+        "get" => match store.entity_get_text(&scope, realm, now, &name, &key) {
+            Ok(Some(v)) => Answer::raw_json(200, entry_text(&key, &v)),
+            Ok(None) => not_found(&key),
+            Err(e) => kvs_fail(e),
+        },
+        "set" => {
+            let Some(value) = req.get("value") else {
+                return bad_request("INVALID_ENTITY_VALUE", "set needs a value");
+            };
+            if let Err(e) = def.check(&name, value) {
+                return entity_fail(e);
+            }
+            let options = match set_options(req.get("options")) {
+                Ok(o) => o,
+                Err(a) => return a,
+            };
+            let text = value.to_string();
+            match store.entity_set_text(&scope, realm, now, &name, &key, &text, options) {
+                Ok(()) if req.pointer("/options/returnValue").is_some() => {
+                    Answer::raw_json(200, entry_text(&key, &text))
+                }
+                Ok(()) => Answer::empty(200),
+                Err(e) => kvs_fail(e),
+            }
+        }
+        "delete" => match store.entity_delete(&scope, realm, now, &name, &key) {
+            Ok(()) => Answer::empty(204),
+            Err(e) => kvs_fail(e),
+        },
+        "query" => {
+            let rows = match store.entity_scan(&scope, realm, now, &name) {
+                Ok(r) => r,
+                Err(e) => return kvs_fail(e),
+            };
+            let rows = rows
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
+                .collect();
+            match def.query(req, rows) {
+                Ok((page, cursor)) => {
+                    let data: Vec<Value> =
+                        page.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+                    let mut body = json!({"data": data});
+                    if let Some(c) = cursor {
+                        body["cursor"] = json!(c);
+                    }
+                    Answer::json(200, body)
+                }
+                Err(e) => entity_fail(e),
+            }
+        }
+        other => bad_request("INVALID_PATH", format!("no entity operation `{other}`")),
+    }
+}
+
+/// A batch whose items name entities (items without one are plain keys).
+fn entity_batch(state: &mut HostState, code: &NodeCode, op: &str, items: &[Value]) -> Answer {
+    let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
+    let limit = state.world.kvs.limits().max_batch_keys;
+    if items.len() > limit {
+        return bad_request("TOO_MANY_KEYS", format!("a batch takes at most {limit} keys, not {}", items.len()));
+    }
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for i in items {
+        let key = i.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = i.get("entityName").and_then(Value::as_str).map(str::to_string);
+        let tag = |v: Value| match &name {
+            Some(n) => {
+                let mut v = v;
+                v["entityName"] = json!(n);
+                v
+            }
+            None => v,
+        };
+        let result: Result<Option<Value>, (String, String)> = (|| {
+            let store = &mut state.world.kvs;
+            let kvs_err = |e: KvsError| (e.code.as_str().to_string(), e.message);
+            match (op, &name) {
+                ("batch/set", Some(n)) => {
+                    let def = code.entities.get(n).map_err(|e| (e.code.to_string(), e.message))?;
+                    let value = i.get("value").cloned().unwrap_or(Value::Null);
+                    def.check(n, &value).map_err(|e| (e.code.to_string(), e.message))?;
+                    store
+                        .entity_set_text(&scope, realm, now, n, &key, &value.to_string(), SetOptions::default())
+                        .map_err(kvs_err)?;
+                    Ok(None)
+                }
+                ("batch/set", None) => {
+                    let value = i.get("value").map(Value::to_string).unwrap_or_default();
+                    store
+                        .set_text(&scope, realm, now, &key, &value, SetOptions::default())
+                        .map_err(kvs_err)?;
+                    Ok(None)
+                }
+                ("batch/get", _) => {
+                    let v = match &name {
+                        Some(n) => store.entity_get_text(&scope, realm, now, n, &key),
+                        None => store.get_text(&scope, realm, now, &key),
+                    }
+                    .map_err(kvs_err)?;
+                    match v {
+                        Some(t) => Ok(Some(serde_json::from_str(&t).unwrap_or(Value::Null))),
+                        None => Err(("KEY_NOT_FOUND".into(), "no value under this key".into())),
+                    }
+                }
+                (_, Some(n)) => store.entity_delete(&scope, realm, now, n, &key).map(|()| None).map_err(kvs_err),
+                (_, None) => store.delete(&scope, realm, now, &key).map(|()| None).map_err(kvs_err),
+            }
+        })();
+        match result {
+            Ok(Some(v)) => ok.push(tag(json!({"key": key, "value": v}))),
+            Ok(None) => ok.push(tag(json!({"key": key}))),
+            Err((code, message)) => failed.push(tag(json!({"key": key, "error": {"code": code, "message": message}}))),
+        }
+    }
+    Answer::json(200, json!({"successfulKeys": ok, "failedKeys": failed}))
 }
 
 /// `{and|or: [{property, condition, values}]}` against a value (`None`: absent).
@@ -691,10 +848,69 @@ fn page_v2(site: &str, p: &crate::product::Page, query: &str) -> Value {
         .split('&')
         .find_map(|kv| kv.strip_prefix("body-format="))
         .unwrap_or("");
-    if matches!(format, "storage" | "atlas_doc_format" | "view") {
-        v["body"] = json!({ format: {"representation": format, "value": p.body} });
+    match format {
+        "storage" | "view" | "export_view" | "styled_view" | "editor" => {
+            v["body"] = json!({ format: {"representation": format, "value": p.body} });
+        }
+        "atlas_doc_format" => {
+            v["body"] = json!({ format: {"representation": format, "value": storage_to_adf(&p.body)} });
+        }
+        _ => {}
     }
     v
+}
+
+/// A page's storage-format body as an Atlassian Document Format document (JSON text): a
+/// paragraph (or heading) per block with its text. Marks, tables, macros and media are not
+/// carried over (crates/sim/README.md).
+pub(crate) fn storage_to_adf(html: &str) -> String {
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut text = String::new();
+    let mut heading: Option<u64> = None;
+    let mut rest = html;
+    let flush = |text: &mut String, heading: Option<u64>, blocks: &mut Vec<Value>| {
+        let t = unescape(text.trim());
+        text.clear();
+        if t.is_empty() {
+            return;
+        }
+        let content = json!([{"type": "text", "text": t}]);
+        blocks.push(match heading {
+            Some(level) => json!({"type": "heading", "attrs": {"level": level}, "content": content}),
+            None => json!({"type": "paragraph", "content": content}),
+        });
+    };
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            text.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or("").to_string();
+        let block = matches!(name.as_str(), "p" | "div" | "li" | "br" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "pre");
+        if block {
+            flush(&mut text, heading, &mut blocks);
+            heading = match name.as_bytes() {
+                [b'h', d @ b'1'..=b'6'] if !tag.starts_with('/') => Some(u64::from(d - b'0')),
+                _ => None,
+            };
+        }
+        rest = &rest[open + close + 1..];
+    }
+    text.push_str(rest);
+    flush(&mut text, heading, &mut blocks);
+    json!({"type": "doc", "version": 1, "content": blocks}).to_string()
+}
+
+fn unescape(t: &str) -> String {
+    t.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
 }
 
 fn property_v1(content: &str, p: &crate::product::Property) -> Value {
@@ -736,6 +952,158 @@ fn product_fail(e: ProductError) -> Answer {
 fn product_fail_v1(e: ProductError) -> Answer {
     let status = product_status(&e);
     v1_error(status, e.message)
+}
+
+// --- Legacy `storage` of @forge/api 7 and older: GraphQL (spec §2.4) ----------------------
+// The same hosted store as @forge/kvs (on the platform both read the same data): plain keys,
+// secrets (`encrypted: true`) and custom entities.
+
+fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer {
+    let Ok(req) = serde_json::from_str::<Value>(body) else {
+        return Answer::json(400, json!({"errors": [{"message": "the body is not JSON", "extensions": {"errorType": "BAD_REQUEST", "statusCode": 400}}]}));
+    };
+    let query = req.get("query").and_then(Value::as_str).unwrap_or("");
+    let vars = req.get("variables").cloned().unwrap_or(Value::Null);
+    let input = vars.get("input").cloned().unwrap_or(Value::Null);
+    let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let encrypted = |v: &Value| v.get("encrypted").and_then(Value::as_bool) == Some(true);
+    // Mutations answer `{data: {NAMESPACE: {METHOD: {success, errors}}}}`.
+    let mutation = |ns: &str, method: &str, r: Result<(), (String, String, u16)>| {
+        let outcome = match r {
+            Ok(()) => json!({"success": true, "errors": []}),
+            Err((code, message, status)) => json!({"success": false, "errors": [{"message": message, "extensions": {"errorType": code, "statusCode": status}}]}),
+        };
+        Answer::json(200, json!({"data": {ns: {method: outcome}}}))
+    };
+    let query_error = |code: String, message: String, status: u16| {
+        Answer::json(200, json!({"errors": [{"message": message, "extensions": {"errorType": code, "statusCode": status}}]}))
+    };
+    let kvs_err = |e: KvsError| (e.code.as_str().to_string(), e.message, kvs_status(e.code));
+    let ent_err = |e: EntityError| (e.code.to_string(), e.message, 400u16);
+    let store = &mut state.world.kvs;
+    if query.contains("appStoredCustomEntities(") {
+        let name = str_of(&vars, "entityName");
+        let def = match code.entities.get(&name) {
+            Ok(d) => d,
+            Err(e) => return query_error(e.code.into(), e.message, 400),
+        };
+        let rows = match store.entity_scan(&scope, realm, now, &name) {
+            Ok(r) => r.into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null))).collect(),
+            Err(e) => return query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
+        };
+        return match def.query(&vars, rows) {
+            Ok((page, cursor)) => {
+                let edges: Vec<Value> = page.into_iter().map(|(k, v)| json!({"node": {"key": k, "value": v}, "cursor": Value::Null})).collect();
+                let n = edges.len();
+                Answer::json(200, json!({"data": {"appStoredCustomEntities": {"edges": edges, "pageInfo": {"hasNextPage": cursor.is_some(), "hasPreviousPage": false}, "totalCount": n, "cursor": cursor}}}))
+            }
+            Err(e) => query_error(e.code.into(), e.message, 400),
+        };
+    }
+    if query.contains("setAppStoredCustomEntity(") {
+        let name = str_of(&input, "entityName");
+        let value = input.get("value").cloned().unwrap_or(Value::Null);
+        let r = code
+            .entities
+            .get(&name)
+            .and_then(|d| d.check(&name, &value))
+            .map_err(ent_err)
+            .and_then(|()| {
+                store
+                    .entity_set_text(&scope, realm, now, &name, &str_of(&input, "key"), &value.to_string(), SetOptions::default())
+                    .map_err(kvs_err)
+            });
+        return mutation("appStorageCustomEntity", "setAppStoredCustomEntity", r);
+    }
+    if query.contains("deleteAppStoredCustomEntity(") {
+        let name = str_of(&input, "entityName");
+        let r = code.entities.get(&name).map_err(ent_err).and_then(|_| {
+            store.entity_delete(&scope, realm, now, &name, &str_of(&input, "key")).map_err(kvs_err)
+        });
+        return mutation("appStorageCustomEntity", "deleteAppStoredCustomEntity", r);
+    }
+    if query.contains("appStoredCustomEntity(") {
+        let name = str_of(&vars, "entityName");
+        if let Err(e) = code.entities.get(&name) {
+            return query_error(e.code.into(), e.message, 400);
+        }
+        let key = str_of(&vars, "key");
+        return match store.entity_get_text(&scope, realm, now, &name, &key) {
+            Ok(v) => {
+                let value = v.and_then(|t| serde_json::from_str::<Value>(&t).ok()).unwrap_or(Value::Null);
+                Answer::json(200, json!({"data": {"appStoredCustomEntity": {"key": key, "entityName": name, "value": value}}}))
+            }
+            Err(e) => query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
+        };
+    }
+    if query.contains("appStoredEntities(") {
+        let mut prefix = String::new();
+        for w in vars.get("where").and_then(Value::as_array).into_iter().flatten() {
+            if w.get("field").and_then(Value::as_str) != Some("key") || w.get("condition").and_then(Value::as_str) != Some("STARTS_WITH") {
+                return query_error("BAD_REQUEST".into(), "queries filter on the key with STARTS_WITH only".into(), 400);
+            }
+            prefix = str_of(w, "value");
+        }
+        let limit = vars.get("limit").and_then(Value::as_u64).map(|l| l as usize);
+        let cursor = vars.get("cursor").and_then(Value::as_str);
+        return match store.query_text(&scope, realm, now, &prefix, limit, cursor) {
+            Ok(page) => {
+                let n = page.results.len();
+                let edges: Vec<Value> = page
+                    .results
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| {
+                        // The package continues from the last edge's cursor.
+                        let c = if i + 1 == n { page.cursor.clone() } else { None };
+                        json!({"node": {"key": k, "value": serde_json::from_str::<Value>(&v).unwrap_or(Value::Null)}, "cursor": c})
+                    })
+                    .collect();
+                Answer::json(200, json!({"data": {"appStoredEntities": {"edges": edges}}}))
+            }
+            Err(e) => query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
+        };
+    }
+    if query.contains("setAppStoredEntity(") {
+        let key = str_of(&input, "key");
+        let text = input.get("value").map(Value::to_string).unwrap_or_else(|| "null".into());
+        let r = if encrypted(&input) {
+            store.set_secret_text(&scope, realm, now, &key, &text)
+        } else {
+            store.set_text(&scope, realm, now, &key, &text, SetOptions::default())
+        };
+        return mutation("appStorage", "setAppStoredEntity", r.map_err(kvs_err));
+    }
+    if query.contains("deleteAppStoredEntity(") {
+        let key = str_of(&input, "key");
+        let r = if encrypted(&input) {
+            store.delete_secret(&scope, realm, now, &key)
+        } else {
+            store.delete(&scope, realm, now, &key)
+        };
+        return mutation("appStorage", "deleteAppStoredEntity", r.map_err(kvs_err));
+    }
+    if query.contains("appStoredEntity(") {
+        let key = str_of(&vars, "key");
+        let r = if encrypted(&vars) {
+            store.get_secret_text(&scope, realm, now, &key)
+        } else {
+            store.get_text(&scope, realm, now, &key)
+        };
+        return match r {
+            Ok(v) => {
+                let value = v.and_then(|t| serde_json::from_str::<Value>(&t).ok()).unwrap_or(Value::Null);
+                Answer::json(200, json!({"data": {"appStoredEntity": {"key": key, "value": value}}}))
+            }
+            Err(e) => query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
+        };
+    }
+    query_error(
+        "NOT_SIMULATED".into(),
+        "this storage query is not part of the simulated legacy storage API".into(),
+        400,
+    )
 }
 
 // --- Stargate: queues of `@forge/events` (spec §3.6) ------------------------------------------

@@ -82,4 +82,10 @@ resolver.define('warm', () => ({ calls: ++calls }));
 
 resolver.define('ping', () => 'pong');
 
+// Tags are a custom entity; their code is TypeScript (src/tags.ts), built as the Forge CLI would.
+const tags = require('./tags');
+resolver.define('tag.add', ({ payload }) => tags.addTag(payload.pageId, payload.label, payload.weight));
+resolver.define('tag.bad', ({ payload }) => tags.addBadTag(payload.pageId));
+resolver.define('tag.list', ({ payload }) => tags.tagsOf(payload.pageId, payload.minWeight ?? 0));
+
 exports.handler = resolver.getDefinitions();
