@@ -1,5 +1,7 @@
 //! The Node.js side of the build: checks that `node` (20 or later) and `npm` are here, and
-//! installs the example Node apps' packages (`examples/apps/*`) from their lock files.
+//! installs from their lock files the simulator's build tool (`crates/sim/node`: esbuild, which
+//! builds Node apps as the Forge CLI does) and the example Node apps' packages
+//! (`examples/apps/*`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +29,9 @@ pub fn check_node() -> Result<String, String> {
         .and_then(|m| m.parse().ok())
         .ok_or_else(|| format!("`{node} --version` printed {version:?}: {FIX}"))?;
     if major < MIN_MAJOR {
-        return Err(format!("found Node.js {version}; signoff-sim needs {MIN_MAJOR} or later: {FIX}"));
+        return Err(format!(
+            "found Node.js {version}; signoff-sim needs {MIN_MAJOR} or later: {FIX}"
+        ));
     }
     Command::new("npm")
         .arg("--version")
@@ -38,8 +42,9 @@ pub fn check_node() -> Result<String, String> {
     Ok(version)
 }
 
-/// The example Node apps: folders of `examples/apps` with a `package-lock.json`.
-pub fn example_apps(root: &Path) -> Vec<PathBuf> {
+/// The folders to install: `crates/sim/node`, then every folder of `examples/apps` with a
+/// `package-lock.json`.
+pub fn node_folders(root: &Path) -> Vec<PathBuf> {
     let mut apps: Vec<PathBuf> = std::fs::read_dir(root.join("examples/apps"))
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
@@ -48,20 +53,24 @@ pub fn example_apps(root: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     apps.sort();
+    apps.insert(0, root.join("crates/sim/node"));
     apps
 }
 
-/// `npm ci` in every example app whose installed packages are missing or older than its lock
+/// `npm ci` in every folder of [`node_folders`] whose installed packages are missing or older than its lock
 /// file (npm writes `node_modules/.package-lock.json` when it installs).
 pub fn install_apps(root: &Path) -> Result<(), String> {
     let version = check_node()?;
-    for app in example_apps(root) {
+    for app in node_folders(root) {
         let lock = modified(&app.join("package-lock.json"));
         let installed = modified(&app.join("node_modules/.package-lock.json"));
         if installed.is_some() && installed >= lock {
             continue;
         }
-        eprintln!("node {version}: installing the packages of {}", app.display());
+        eprintln!(
+            "node {version}: installing the packages of {}",
+            app.display()
+        );
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&app))?;

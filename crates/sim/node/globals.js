@@ -40,7 +40,11 @@ function installRuntime(state, rpc) {
 async function requestParts(init) {
   const method = String(init.method || 'GET').toUpperCase();
   const headers = [];
-  if (init.headers) new Headers(init.headers).forEach((v, k) => headers.push([k, v]));
+  const h = init.headers;
+  if (h && Object.getPrototypeOf(h) === Object.prototype) {
+    // The packages pass plain objects: no Headers object needed.
+    for (const k of Object.keys(h)) headers.push([k.toLowerCase(), String(h[k])]);
+  } else if (h) new Headers(h).forEach((v, k) => headers.push([k, v]));
   let body = null;
   let latin1 = false;
   const b = init.body;

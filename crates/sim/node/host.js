@@ -127,7 +127,7 @@ async function invoke(f) {
   let outcome;
   try {
     const value = await als.run(ctx, async () => {
-      const mod = await import(pathToFileURL(f.file).href);
+      const mod = await load(f.file);
       const fn = pick(mod, f.export);
       if (typeof fn !== 'function') {
         const e = new Error(`${f.handler}: the module ${f.module} has no exported function \`${f.export}\``);
@@ -149,12 +149,30 @@ async function invoke(f) {
   settle();
 }
 
+// Runs after every promise continuation queued so far (and those they queue) has run: a
+// tick callback queued from a microtask waits until the microtask queue is empty. (Queued
+// straight from a socket callback, it would run before the continuations: hence the
+// microtask first.)
 function settle() {
   if (!state.active || state.inFlight > 0) return;
   const inv = state.inv;
-  setImmediate(() => {
-    if (state.inv === inv && state.inFlight === 0) finish(inv, state.outcome);
-  });
+  queueMicrotask(() =>
+    process.nextTick(() => {
+      if (state.inv === inv && state.inFlight === 0 && state.active) finish(inv, state.outcome);
+    }),
+  );
+}
+
+// The app's built modules are CommonJS bundles: `require` loads each once and keeps it. An
+// ES module (should one be handed over) goes through `import()`, also once.
+const modules = new Map();
+async function load(file) {
+  let mod = modules.get(file);
+  if (mod === undefined) {
+    mod = file.endsWith('.cjs') || file.endsWith('.js') ? require(file) : await import(pathToFileURL(file).href);
+    modules.set(file, mod);
+  }
+  return mod;
 }
 
 function finish(inv, outcome) {

@@ -1274,8 +1274,11 @@ impl Modules {
                 continue;
             };
             let outputs = w.is_static_webtrigger().then(|| {
+                // `response.outputs` (the manifest schema's `ResponseOptions`).
                 w.node
-                    .get("outputs")
+                    .get("response")
+                    .and_then(|r| r.get("outputs"))
+                    .or_else(|| w.node.get("outputs"))
                     .and_then(signoff_yaml::Node::as_seq)
                     .unwrap_or(&[])
                     .iter()

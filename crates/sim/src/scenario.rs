@@ -331,17 +331,14 @@ impl Scenario {
                     .collect::<Result<_, ScenarioError>>()?,
                 None => BTreeMap::new(),
             };
-            s.apps.insert(
-                cx.string(k)?,
-                {
-                    let (manifest, code) = cx.app_code(v, None)?;
-                    AppDef {
-                        manifest,
-                        code,
-                        env,
-                    }
-                },
-            );
+            s.apps.insert(cx.string(k)?, {
+                let (manifest, code) = cx.app_code(v, None)?;
+                AppDef {
+                    manifest,
+                    code,
+                    env,
+                }
+            });
         }
         if let Some(endpoints) = root.get("endpoints") {
             for (k, v) in cx.map(endpoints)? {
@@ -1536,7 +1533,10 @@ impl Cx<'_> {
     ) -> Result<(Located<PathBuf>, Code), ScenarioError> {
         let code = match (v.get("component"), v.get("node")) {
             (Some(_), Some(n)) => {
-                return Err(self.err(n.pos, "an app is a `component` or a `node` folder, not both"));
+                return Err(self.err(
+                    n.pos,
+                    "an app is a `component` or a `node` folder, not both",
+                ));
             }
             (Some(c), None) => Code::Component(self.path(c)?),
             (None, Some(n)) => Code::Node(self.path(n)?),
@@ -1875,7 +1875,15 @@ impl Cx<'_> {
             "web-trigger" => {
                 self.keys(
                     v,
-                    &["install", "key", "method", "path", "headers", "body", "expect-status"],
+                    &[
+                        "install",
+                        "key",
+                        "method",
+                        "path",
+                        "headers",
+                        "body",
+                        "expect-status",
+                    ],
                 )?;
                 let mut headers = Vec::new();
                 if let Some(h) = v.get("headers") {

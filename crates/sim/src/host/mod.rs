@@ -285,7 +285,14 @@ impl Runtime {
 /// A manifest's app id and its functions' limits.
 fn manifest_parts(
     manifest_yaml: &str,
-) -> Result<(roa_check::Manifest, String, BTreeMap<String, FunctionLimits>), LoadError> {
+) -> Result<
+    (
+        roa_check::Manifest,
+        String,
+        BTreeMap<String, FunctionLimits>,
+    ),
+    LoadError,
+> {
     let manifest = roa_check::load("manifest.yml", manifest_yaml.as_bytes())
         .map_err(|e| LoadError::Manifest(e.to_string()))?;
     let id = manifest
@@ -1149,10 +1156,14 @@ impl Platform {
         call: Call,
         run: NodeRun<'_>,
     ) -> Result<Output, InvocationError> {
-        let args = match crate::node::args::args(code, &inst, &call, run.function, run.account_id, run.at) {
-            Ok(a) => a,
-            Err(e) => return self.record_refusal(run.at, &inst.id, &inst.app, run.function, &call, e),
-        };
+        let args =
+            match crate::node::args::args(code, &inst, &call, run.function, run.account_id, run.at)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    return self.record_refusal(run.at, &inst.id, &inst.app, run.function, &call, e);
+                }
+            };
         let world = self
             .world
             .take()

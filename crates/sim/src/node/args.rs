@@ -15,7 +15,14 @@ pub fn cloud_id(site: &str) -> String {
         h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
     }
     let x = format!("{h:032x}");
-    format!("{}-{}-4{}-8{}-{}", &x[0..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[13..16],
+        &x[17..20],
+        &x[20..32]
+    )
 }
 
 fn bare_app_id(app: &str) -> &str {
@@ -140,7 +147,11 @@ pub(crate) fn args(
                     v.get("eventId").cloned().unwrap_or(Value::Null),
                 )
             } else {
-                (v, json!(format!("signoff-sim-{}", now.0)), json!(format!("signoff-sim-{}-0", now.0)))
+                (
+                    v,
+                    json!(format!("signoff-sim-{}", now.0)),
+                    json!(format!("signoff-sim-{}-0", now.0)),
+                )
             };
             match code.consumers.get(queue) {
                 Some(Consumer::Resolver { method }) => json!([

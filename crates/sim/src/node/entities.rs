@@ -68,7 +68,10 @@ impl Entities {
             return Ok(Entities { defs });
         };
         if items.len() > MAX_ENTITIES {
-            return Err(format!("{} custom entities; an app may define {MAX_ENTITIES}", items.len()));
+            return Err(format!(
+                "{} custom entities; an app may define {MAX_ENTITIES}",
+                items.len()
+            ));
         }
         for item in items {
             let name = item
@@ -77,7 +80,8 @@ impl Entities {
                 .ok_or("a custom entity needs a name")?
                 .to_string();
             let mut entity = Entity::default();
-            if let Some(signoff_yaml::Value::Map(attrs)) = item.get("attributes").map(|a| &a.value) {
+            if let Some(signoff_yaml::Value::Map(attrs)) = item.get("attributes").map(|a| &a.value)
+            {
                 for (k, v) in attrs {
                     let Some(attr) = k.as_str() else { continue };
                     let ty = v.get("type").and_then(|t| t.as_str()).unwrap_or("any");
@@ -85,38 +89,61 @@ impl Entities {
                 }
             }
             if entity.attributes.len() > MAX_ATTRIBUTES {
-                return Err(format!("entity `{name}` has {} attributes; at most {MAX_ATTRIBUTES}", entity.attributes.len()));
+                return Err(format!(
+                    "entity `{name}` has {} attributes; at most {MAX_ATTRIBUTES}",
+                    entity.attributes.len()
+                ));
             }
             if let Some(signoff_yaml::Value::Seq(indexes)) = item.get("indexes").map(|i| &i.value) {
                 for index in indexes {
                     let (index_name, def) = match index.as_str() {
                         // A single attribute: an index of that name over it.
-                        Some(attr) => (attr.to_string(), Index { range: Some(attr.to_string()), partition: Vec::new() }),
+                        Some(attr) => (
+                            attr.to_string(),
+                            Index {
+                                range: Some(attr.to_string()),
+                                partition: Vec::new(),
+                            },
+                        ),
                         None => {
-                            let index_name = index
-                                .get("name")
-                                .and_then(|n| n.as_str())
-                                .ok_or_else(|| format!("an index of entity `{name}` needs a name"))?;
+                            let index_name =
+                                index.get("name").and_then(|n| n.as_str()).ok_or_else(|| {
+                                    format!("an index of entity `{name}` needs a name")
+                                })?;
                             let strings = |field: &str| -> Vec<String> {
                                 match index.get(field).map(|f| &f.value) {
-                                    Some(signoff_yaml::Value::Seq(s)) => s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                                    Some(signoff_yaml::Value::Seq(s)) => s
+                                        .iter()
+                                        .filter_map(|v| v.as_str().map(str::to_string))
+                                        .collect(),
                                     _ => Vec::new(),
                                 }
                             };
                             let range = strings("range").into_iter().next();
-                            (index_name.to_string(), Index { range, partition: strings("partition") })
+                            (
+                                index_name.to_string(),
+                                Index {
+                                    range,
+                                    partition: strings("partition"),
+                                },
+                            )
                         }
                     };
                     for attr in def.range.iter().chain(&def.partition) {
                         if !entity.attributes.contains_key(attr) {
-                            return Err(format!("index `{index_name}` of entity `{name}` names attribute `{attr}`, which the entity does not have"));
+                            return Err(format!(
+                                "index `{index_name}` of entity `{name}` names attribute `{attr}`, which the entity does not have"
+                            ));
                         }
                     }
                     entity.indexes.insert(index_name, def);
                 }
             }
             if entity.indexes.len() > MAX_INDEXES {
-                return Err(format!("entity `{name}` has {} indexes; at most {MAX_INDEXES}", entity.indexes.len()));
+                return Err(format!(
+                    "entity `{name}` has {} indexes; at most {MAX_INDEXES}",
+                    entity.indexes.len()
+                ));
             }
             defs.insert(name, entity);
         }
@@ -137,7 +164,10 @@ impl Entity {
     /// A value must be an object whose attributes the entity declares, of their types.
     pub fn check(&self, name: &str, value: &Value) -> Result<(), EntityError> {
         let Value::Object(fields) = value else {
-            return Err(refuse("INVALID_ENTITY_VALUE", format!("a `{name}` value must be an object")));
+            return Err(refuse(
+                "INVALID_ENTITY_VALUE",
+                format!("a `{name}` value must be an object"),
+            ));
         };
         for (attr, v) in fields {
             let Some(ty) = self.attributes.get(attr) else {
@@ -164,13 +194,26 @@ impl Entity {
     }
 
     /// One page of an index query over `rows` (key, value) of this entity.
-    pub fn query(&self, req: &Value, rows: Vec<(String, Value)>) -> Result<(Vec<(String, Value)>, Option<String>), EntityError> {
-        let index_name = req.get("indexName").and_then(Value::as_str).unwrap_or(BY_KEY);
+    pub fn query(
+        &self,
+        req: &Value,
+        rows: Vec<(String, Value)>,
+    ) -> Result<(Vec<(String, Value)>, Option<String>), EntityError> {
+        let index_name = req
+            .get("indexName")
+            .and_then(Value::as_str)
+            .unwrap_or(BY_KEY);
         let index = match self.indexes.get(index_name) {
             Some(i) => i.clone(),
-            None if index_name == BY_KEY => Index { range: None, partition: Vec::new() },
+            None if index_name == BY_KEY => Index {
+                range: None,
+                partition: Vec::new(),
+            },
             None => {
-                return Err(refuse("INVALID_ENTITY_INDEX", format!("no index `{index_name}`")));
+                return Err(refuse(
+                    "INVALID_ENTITY_INDEX",
+                    format!("no index `{index_name}`"),
+                ));
             }
         };
         let limit = match req.get("limit") {
@@ -185,11 +228,19 @@ impl Entity {
                 }
             },
         };
-        let partition: Vec<Value> = req.get("partition").and_then(Value::as_array).cloned().unwrap_or_default();
+        let partition: Vec<Value> = req
+            .get("partition")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if !partition.is_empty() && partition.len() != index.partition.len() {
             return Err(refuse(
                 "INVALID_FILTER_VALUES",
-                format!("index `{index_name}` is partitioned by {} attribute(s), the query gives {}", index.partition.len(), partition.len()),
+                format!(
+                    "index `{index_name}` is partitioned by {} attribute(s), the query gives {}",
+                    index.partition.len(),
+                    partition.len()
+                ),
             ));
         }
         let field = |key: &str, value: &Value, attr: &Option<String>| -> Value {
@@ -201,19 +252,27 @@ impl Entity {
         let mut hits = Vec::new();
         for (key, value) in rows {
             if !partition.is_empty()
-                && index.partition.iter().zip(&partition).any(|(a, v)| value.get(a) != Some(v))
+                && index
+                    .partition
+                    .iter()
+                    .zip(&partition)
+                    .any(|(a, v)| value.get(a) != Some(v))
             {
                 continue;
             }
             if let Some(range) = req.get("range").filter(|r| !r.is_null()) {
                 let probe = serde_json::json!({"v": field(&key, &value, &index.range)});
                 let cond = serde_json::json!({"and": [{"property": "v", "condition": range.get("condition"), "values": range.get("values")}]});
-                if !conditions_hold(&cond, Some(&probe)).map_err(|m| refuse("INVALID_FILTER_CONDITION", m))? {
+                if !conditions_hold(&cond, Some(&probe))
+                    .map_err(|m| refuse("INVALID_FILTER_CONDITION", m))?
+                {
                     continue;
                 }
             }
             if let Some(filters) = req.get("filters").filter(|f| !f.is_null()) {
-                if !conditions_hold(filters, Some(&value)).map_err(|m| refuse("INVALID_FILTER_CONDITION", m))? {
+                if !conditions_hold(filters, Some(&value))
+                    .map_err(|m| refuse("INVALID_FILTER_CONDITION", m))?
+                {
                     continue;
                 }
             }
@@ -226,11 +285,23 @@ impl Entity {
         let start = match req.get("cursor").and_then(Value::as_str) {
             None => 0,
             Some(c) => {
-                let after = decode(c).ok_or_else(|| refuse("INVALID_CURSOR", format!("cursor `{c}` was not issued by a query")))?;
-                hits.iter().position(|h| h.1 == after).map_or(hits.len(), |p| p + 1)
+                let after = decode(c).ok_or_else(|| {
+                    refuse(
+                        "INVALID_CURSOR",
+                        format!("cursor `{c}` was not issued by a query"),
+                    )
+                })?;
+                hits.iter()
+                    .position(|h| h.1 == after)
+                    .map_or(hits.len(), |p| p + 1)
             }
         };
-        let page: Vec<(String, Value)> = hits.iter().skip(start).take(limit).map(|h| (h.1.clone(), h.2.clone())).collect();
+        let page: Vec<(String, Value)> = hits
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|h| (h.1.clone(), h.2.clone()))
+            .collect();
         let more = start + page.len() < hits.len();
         let cursor = more.then(|| encode(&page[page.len() - 1].0));
         Ok((page, cursor))
@@ -240,7 +311,10 @@ impl Entity {
 fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
         (Value::String(x), Value::String(y)) => x.cmp(y),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         (Value::Null, Value::Null) => Ordering::Equal,

@@ -234,7 +234,9 @@ impl NodeCode {
             .canonicalize()
             .map_err(|e| fail(format!("not an app folder: {e}")))?;
         if !dir.join("package.json").is_file() {
-            return Err(fail("no package.json: is this a Forge app's folder?".into()));
+            return Err(fail(
+                "no package.json: is this a Forge app's folder?".into(),
+            ));
         }
         if !dir.join("node_modules").is_dir() {
             return Err(fail(format!(
@@ -328,7 +330,11 @@ fn resolve_module(dir: &Path, module: &str) -> Option<PathBuf> {
     let candidates = EXTENSIONS
         .iter()
         .map(|ext| src.join(format!("{module}.{ext}")))
-        .chain(EXTENSIONS.iter().map(|ext| src.join(module).join(format!("index.{ext}"))));
+        .chain(
+            EXTENSIONS
+                .iter()
+                .map(|ext| src.join(module).join(format!("index.{ext}"))),
+        );
     for c in candidates {
         if c.is_file() {
             // Symbolic links out of the app's folder are not followed.
@@ -390,7 +396,12 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
     files.sort();
     for f in &files {
         if let Ok(bytes) = std::fs::read(f) {
-            feed(f.strip_prefix(dir).unwrap_or(f).to_string_lossy().as_bytes());
+            feed(
+                f.strip_prefix(dir)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             feed(&(bytes.len() as u64).to_le_bytes());
             feed(&bytes);
         }
@@ -420,7 +431,10 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
         let _ = std::fs::remove_dir_all(&tmp);
         let err = String::from_utf8_lossy(&output.stderr);
         let err: String = err.chars().take(4000).collect();
-        return Err(fail(format!("the app does not build (esbuild):\n{}", err.trim_end())));
+        return Err(fail(format!(
+            "the app does not build (esbuild):\n{}",
+            err.trim_end()
+        )));
     }
     std::fs::write(tmp.join(".built"), b"").map_err(|e| fail(e.to_string()))?;
     // Another process may have built the same hash meanwhile: either copy will do.
@@ -472,6 +486,16 @@ struct Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // Closing the channel ends a worker that is waiting for work (host.js exits on it);
+        // one that is busy or does not exit soon is killed.
+        self.link.close();
+        let patience = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < patience {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.scratch);
@@ -592,7 +616,9 @@ impl Workers {
                         let message = f.get("message").and_then(Value::as_str).unwrap_or("");
                         state.node_log(level, message.to_string());
                     }
-                    Some("refused") if frame_inv(&f) == inv => serve::refused(state, &f, &mut stats),
+                    Some("refused") if frame_inv(&f) == inv => {
+                        serve::refused(state, &f, &mut stats)
+                    }
                     Some("done") if frame_inv(&f) == inv => {
                         stats.late += f.get("late").and_then(Value::as_u64).unwrap_or(0);
                         let result = outcome(&f, c.call, c.timeout, c.max_output);
@@ -668,7 +694,12 @@ impl Workers {
         }
     }
 
-    fn spawn(&mut self, code: &NodeCode, key: (String, usize), memory_mb: u64) -> Result<Worker, String> {
+    fn spawn(
+        &mut self,
+        code: &NodeCode,
+        key: (String, usize),
+        memory_mb: u64,
+    ) -> Result<Worker, String> {
         self.started += 1;
         let env = &code.env;
         let scratch = std::env::temp_dir().join(format!(
@@ -676,8 +707,10 @@ impl Workers {
             std::process::id(),
             self.started
         ));
-        std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
-        let (ours, theirs) = UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
         let mut cmd = match env.isolation {
             Isolation::PermissionsAndNetworkNamespace => {
                 let mut c = Command::new("unshare");
@@ -700,7 +733,10 @@ impl Workers {
             cmd.arg(format!("--allow-fs-read={}/*", r.display()));
         }
         cmd.arg(format!("--allow-fs-write={}/*", scratch.display()))
-            .arg(format!("--max-old-space-size={}", (memory_mb * 7 / 8).max(16)))
+            .arg(format!(
+                "--max-old-space-size={}",
+                (memory_mb * 7 / 8).max(16)
+            ))
             .arg(if (major, minor) >= (20, 11) {
                 "--disable-warning=ExperimentalWarning"
             } else {
@@ -777,7 +813,12 @@ fn rss_bytes(pid: u32) -> u64 {
 }
 
 /// The platform's judgement of how an invocation ended.
-fn outcome(f: &Value, call: &Call, timeout: Duration, max_output: usize) -> Result<Output, InvocationError> {
+fn outcome(
+    f: &Value,
+    call: &Call,
+    timeout: Duration,
+    max_output: usize,
+) -> Result<Output, InvocationError> {
     if f.get("timeout").is_some() {
         return Err(InvocationError::Timeout {
             limit_ms: timeout.as_millis() as u64,
@@ -787,7 +828,11 @@ fn outcome(f: &Value, call: &Call, timeout: Duration, max_output: usize) -> Resu
         let e = f.get("error").cloned().unwrap_or(Value::Null);
         let name = e.get("name").and_then(Value::as_str).unwrap_or("Error");
         let code = e.get("code").and_then(Value::as_str);
-        let message = e.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+        let message = e
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if let Some(how) = f.get("crash").and_then(Value::as_str) {
             return Err(InvocationError::Trap {
                 message: format!("{how}: {name}: {message}"),
@@ -807,11 +852,17 @@ fn outcome(f: &Value, call: &Call, timeout: Duration, max_output: usize) -> Resu
     match call {
         Call::Resolver { .. } => Ok(Output::Json(value.unwrap_or("null").to_string())),
         Call::WebTrigger(_) => {
-            let v: Value = value.and_then(|v| serde_json::from_str(v).ok()).unwrap_or(Value::Null);
-            web_response(&v).and_then(crate::host::check_web_response).map(Output::WebResponse)
+            let v: Value = value
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or(Value::Null);
+            web_response(&v)
+                .and_then(crate::host::check_web_response)
+                .map(Output::WebResponse)
         }
         Call::Consume { .. } => {
-            let v: Value = value.and_then(|v| serde_json::from_str(v).ok()).unwrap_or(Value::Null);
+            let v: Value = value
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or(Value::Null);
             // `InvocationError` / `QueueResponse.retry()` of @forge/events: `{_retry: true}`.
             if v.get("_retry").and_then(Value::as_bool) == Some(true) {
                 let reason = v
@@ -834,9 +885,13 @@ fn outcome(f: &Value, call: &Call, timeout: Duration, max_output: usize) -> Resu
 fn app_error(name: &str, code: Option<&str>, message: String) -> InvocationError {
     let platform = |s: &str| {
         s.len() > 2
-            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     };
-    match code.filter(|c| platform(c)).or(Some(name).filter(|n| platform(n))) {
+    match code
+        .filter(|c| platform(c))
+        .or(Some(name).filter(|n| platform(n)))
+    {
         Some(code) => InvocationError::App {
             code: code.to_string(),
             message,
@@ -867,7 +922,10 @@ fn web_response(v: &Value) -> Result<WebResponse, InvocationError> {
     if let Some(h) = v.get("headers").and_then(Value::as_object) {
         for (k, vals) in h {
             let vals = match vals {
-                Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect(),
                 Value::String(s) => vec![s.clone()],
                 other => vec![other.to_string()],
             };

@@ -33,7 +33,11 @@ pub(crate) fn serve(
 /// A refusal the worker reports (a raw socket, a name lookup, a child process): in the trace,
 /// and for network attempts in the egress ledger as blocked.
 pub(crate) fn refused(state: &mut HostState, f: &Value, stats: &mut NodeStats) {
-    let what = f.get("what").and_then(Value::as_str).unwrap_or("?").to_string();
+    let what = f
+        .get("what")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
     let detail: String = f
         .get("detail")
         .and_then(Value::as_str)
@@ -131,7 +135,9 @@ impl Answer {
                 status,
                 headers,
                 body,
-            } => json!({"t": "reply", "id": id, "status": status, "headers": headers, "body": body}),
+            } => {
+                json!({"t": "reply", "id": id, "status": status, "headers": headers, "body": body})
+            }
             Answer::Error { code, message } => {
                 json!({"t": "reply", "id": id, "error": {"code": code, "message": message}})
             }
@@ -159,7 +165,12 @@ fn headers_of(f: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|h| Some((h.get(0)?.as_str()?.to_string(), h.get(1)?.as_str()?.to_string())))
+                .filter_map(|h| {
+                    Some((
+                        h.get(0)?.as_str()?.to_string(),
+                        h.get(1)?.as_str()?.to_string(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -238,7 +249,10 @@ fn bad_request(code: &str, message: impl Into<String>) -> Answer {
 
 /// `{"key": ..., "value": <the stored text>}` without rebuilding the value.
 fn entry_text(key: &str, value: &str) -> String {
-    format!("{{\"key\":{},\"value\":{value}}}", Value::String(key.to_string()))
+    format!(
+        "{{\"key\":{},\"value\":{value}}}",
+        Value::String(key.to_string())
+    )
 }
 
 fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer {
@@ -247,13 +261,22 @@ fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer
     };
     let req: Value = match serde_json::from_str(body) {
         Ok(v) => v,
-        Err(e) => return bad_request("INVALID_REQUEST", format!("the request body is not JSON: {e}")),
+        Err(e) => {
+            return bad_request(
+                "INVALID_REQUEST",
+                format!("the request body is not JSON: {e}"),
+            );
+        }
     };
     if let Some(entity_op) = op.strip_prefix("entity/") {
         return entity(state, code, entity_op, &req);
     }
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
-    let key = req.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+    let key = req
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let store = &mut state.world.kvs;
     match op {
         "get" | "secret/get" => {
@@ -316,7 +339,12 @@ fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer
         }
         "query" => {
             let mut prefix = String::new();
-            for w in req.get("where").and_then(Value::as_array).into_iter().flatten() {
+            for w in req
+                .get("where")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if w.get("property").and_then(Value::as_str) != Some("key") {
                     return bad_request(
                         "QUERY_WHERE_FIELD_INVALID",
@@ -324,7 +352,10 @@ fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer
                     );
                 }
                 if w.get("condition").and_then(Value::as_str) != Some("BEGINS_WITH") {
-                    return bad_request("QUERY_WHERE_INVALID", "the key condition must be BEGINS_WITH");
+                    return bad_request(
+                        "QUERY_WHERE_INVALID",
+                        "the key condition must be BEGINS_WITH",
+                    );
                 }
                 prefix = w
                     .pointer("/values/0")
@@ -336,11 +367,8 @@ fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer
             let cursor = req.get("after").and_then(Value::as_str);
             match store.query_text(&scope, realm, now, &prefix, limit, cursor) {
                 Ok(page) => {
-                    let data: Vec<String> = page
-                        .results
-                        .iter()
-                        .map(|(k, v)| entry_text(k, v))
-                        .collect();
+                    let data: Vec<String> =
+                        page.results.iter().map(|(k, v)| entry_text(k, v)).collect();
                     let cursor = page
                         .cursor
                         .map(|c| format!(",\"cursor\":{}", Value::String(c)))
@@ -370,13 +398,23 @@ fn set_options(o: Option<&Value>) -> Result<SetOptions, Answer> {
         };
         match value {
             Some(v) if unit > 0 => options.ttl_ms = Some(v.saturating_mul(unit)),
-            _ => return Err(bad_request("INVALID_TTL", "ttl needs a whole value and a unit (SECONDS, MINUTES, HOURS, DAYS)")),
+            _ => {
+                return Err(bad_request(
+                    "INVALID_TTL",
+                    "ttl needs a whole value and a unit (SECONDS, MINUTES, HOURS, DAYS)",
+                ));
+            }
         }
     }
     match o.get("keyPolicy").and_then(Value::as_str) {
         None | Some("OVERRIDE") => {}
         Some("FAIL_IF_EXISTS") => options.fail_if_exists = true,
-        Some(other) => return Err(bad_request("INVALID_KEY_POLICY", format!("unknown keyPolicy `{other}`"))),
+        Some(other) => {
+            return Err(bad_request(
+                "INVALID_KEY_POLICY",
+                format!("unknown keyPolicy `{other}`"),
+            ));
+        }
     }
     Ok(options)
 }
@@ -391,9 +429,17 @@ fn batch(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answe
     }
     let limit = state.world.kvs.limits().max_batch_keys;
     if items.len() > limit {
-        return bad_request("TOO_MANY_KEYS", format!("a batch takes at most {limit} keys, not {}", items.len()));
+        return bad_request(
+            "TOO_MANY_KEYS",
+            format!("a batch takes at most {limit} keys, not {}", items.len()),
+        );
     }
-    let key_of = |i: &Value| i.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+    let key_of = |i: &Value| {
+        i.get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     let fail = |key: String, e: KvsError| json!({"key": key, "error": {"code": e.code.as_str(), "message": e.message}});
@@ -401,9 +447,18 @@ fn batch(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answe
         "batch/set" => {
             let pairs: Vec<(String, String)> = items
                 .iter()
-                .map(|i| (key_of(i), i.get("value").map(Value::to_string).unwrap_or_default()))
+                .map(|i| {
+                    (
+                        key_of(i),
+                        i.get("value").map(Value::to_string).unwrap_or_default(),
+                    )
+                })
                 .collect();
-            match state.world.kvs.batch_set_text(&scope, realm, now, pairs.clone()) {
+            match state
+                .world
+                .kvs
+                .batch_set_text(&scope, realm, now, pairs.clone())
+            {
                 Ok(results) => {
                     for ((key, _), r) in pairs.into_iter().zip(results) {
                         match r {
@@ -440,9 +495,18 @@ fn batch(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answe
 
 fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
-    let list = |name: &str| req.get(name).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |name: &str| {
+        req.get(name)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (sets, deletes, checks) = (list("set"), list("delete"), list("check"));
-    let entity_of = |i: &Value| i.get("entityName").and_then(Value::as_str).map(str::to_string);
+    let entity_of = |i: &Value| {
+        i.get("entityName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     for item in sets.iter().chain(&deletes).chain(&checks) {
         if let Some(name) = entity_of(item) {
             let e = match code.entities.get(&name) {
@@ -459,10 +523,15 @@ fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
     // Conditions are judged against the values as they are now: the simulation runs one
     // invocation at a time, so nothing changes between the check and the write.
     for item in sets.iter().chain(&deletes).chain(&checks) {
-        let Some(cond) = item.get("conditions") else { continue };
+        let Some(cond) = item.get("conditions") else {
+            continue;
+        };
         let key = item.get("key").and_then(Value::as_str).unwrap_or("");
         let read = match entity_of(item) {
-            Some(name) => state.world.kvs.entity_get_text(&scope, realm, now, &name, key),
+            Some(name) => state
+                .world
+                .kvs
+                .entity_get_text(&scope, realm, now, &name, key),
             None => state.world.kvs.get_text(&scope, realm, now, key),
         };
         let current = match read {
@@ -486,15 +555,28 @@ fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
             Ok(o) => o,
             Err(a) => return a,
         };
-        let key = s.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+        let key = s
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let text = s.get("value").map(Value::to_string).unwrap_or_default();
         ops.push(match entity_of(s) {
-            Some(entity) => TxOp::EntitySetText { entity, key, text, options },
+            Some(entity) => TxOp::EntitySetText {
+                entity,
+                key,
+                text,
+                options,
+            },
             None => TxOp::SetText { key, text, options },
         });
     }
     for d in &deletes {
-        let key = d.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+        let key = d
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         ops.push(match entity_of(d) {
             Some(entity) => TxOp::EntityDelete { entity, key },
             None => TxOp::Delete { key },
@@ -513,12 +595,20 @@ fn entity_fail(e: EntityError) -> Answer {
 /// `/api/v1/entity/{get,set,delete,query}`.
 fn entity(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answer {
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
-    let name = req.get("entityName").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = req
+        .get("entityName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let def = match code.entities.get(&name) {
         Ok(d) => d,
         Err(e) => return entity_fail(e),
     };
-    let key = req.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+    let key = req
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let store = &mut state.world.kvs;
     match op {
         "get" => match store.entity_get_text(&scope, realm, now, &name, &key) {
@@ -561,8 +651,10 @@ fn entity(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answ
                 .collect();
             match def.query(req, rows) {
                 Ok((page, cursor)) => {
-                    let data: Vec<Value> =
-                        page.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+                    let data: Vec<Value> = page
+                        .into_iter()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect();
                     let mut body = json!({"data": data});
                     if let Some(c) = cursor {
                         body["cursor"] = json!(c);
@@ -581,13 +673,23 @@ fn entity_batch(state: &mut HostState, code: &NodeCode, op: &str, items: &[Value
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
     let limit = state.world.kvs.limits().max_batch_keys;
     if items.len() > limit {
-        return bad_request("TOO_MANY_KEYS", format!("a batch takes at most {limit} keys, not {}", items.len()));
+        return bad_request(
+            "TOO_MANY_KEYS",
+            format!("a batch takes at most {limit} keys, not {}", items.len()),
+        );
     }
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for i in items {
-        let key = i.get("key").and_then(Value::as_str).unwrap_or("").to_string();
-        let name = i.get("entityName").and_then(Value::as_str).map(str::to_string);
+        let key = i
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = i
+            .get("entityName")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let tag = |v: Value| match &name {
             Some(n) => {
                 let mut v = v;
@@ -601,11 +703,23 @@ fn entity_batch(state: &mut HostState, code: &NodeCode, op: &str, items: &[Value
             let kvs_err = |e: KvsError| (e.code.as_str().to_string(), e.message);
             match (op, &name) {
                 ("batch/set", Some(n)) => {
-                    let def = code.entities.get(n).map_err(|e| (e.code.to_string(), e.message))?;
+                    let def = code
+                        .entities
+                        .get(n)
+                        .map_err(|e| (e.code.to_string(), e.message))?;
                     let value = i.get("value").cloned().unwrap_or(Value::Null);
-                    def.check(n, &value).map_err(|e| (e.code.to_string(), e.message))?;
+                    def.check(n, &value)
+                        .map_err(|e| (e.code.to_string(), e.message))?;
                     store
-                        .entity_set_text(&scope, realm, now, n, &key, &value.to_string(), SetOptions::default())
+                        .entity_set_text(
+                            &scope,
+                            realm,
+                            now,
+                            n,
+                            &key,
+                            &value.to_string(),
+                            SetOptions::default(),
+                        )
                         .map_err(kvs_err)?;
                     Ok(None)
                 }
@@ -627,14 +741,22 @@ fn entity_batch(state: &mut HostState, code: &NodeCode, op: &str, items: &[Value
                         None => Err(("KEY_NOT_FOUND".into(), "no value under this key".into())),
                     }
                 }
-                (_, Some(n)) => store.entity_delete(&scope, realm, now, n, &key).map(|()| None).map_err(kvs_err),
-                (_, None) => store.delete(&scope, realm, now, &key).map(|()| None).map_err(kvs_err),
+                (_, Some(n)) => store
+                    .entity_delete(&scope, realm, now, n, &key)
+                    .map(|()| None)
+                    .map_err(kvs_err),
+                (_, None) => store
+                    .delete(&scope, realm, now, &key)
+                    .map(|()| None)
+                    .map_err(kvs_err),
             }
         })();
         match result {
             Ok(Some(v)) => ok.push(tag(json!({"key": key, "value": v}))),
             Ok(None) => ok.push(tag(json!({"key": key}))),
-            Err((code, message)) => failed.push(tag(json!({"key": key, "error": {"code": code, "message": message}}))),
+            Err((code, message)) => failed.push(tag(
+                json!({"key": key, "error": {"code": code, "message": message}}),
+            )),
         }
     }
     Answer::json(200, json!({"successfulKeys": ok, "failedKeys": failed}))
@@ -651,7 +773,11 @@ pub(crate) fn conditions_hold(cond: &Value, value: Option<&Value>) -> Result<boo
     for c in list {
         let property = c.get("property").and_then(Value::as_str).unwrap_or("");
         let name = c.get("condition").and_then(Value::as_str).unwrap_or("");
-        let values = c.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
+        let values = c
+            .get("values")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let field = value.and_then(|v| property.split('.').try_fold(v, |v, p| v.get(p)));
         results.push(condition(name, field, &values)?);
     }
@@ -690,7 +816,9 @@ fn condition(name: &str, field: Option<&Value>, values: &[Value]) -> Result<bool
             }
             _ => false,
         },
-        "BEGINS_WITH" => matches!((field, first), (Some(Value::String(f)), Some(Value::String(p))) if f.starts_with(p.as_str())),
+        "BEGINS_WITH" => {
+            matches!((field, first), (Some(Value::String(f)), Some(Value::String(p))) if f.starts_with(p.as_str()))
+        }
         "CONTAINS" => contains(field, first),
         "NOT_CONTAINS" => !contains(field, first),
         other => return Err(format!("unknown condition `{other}`")),
@@ -707,7 +835,13 @@ fn contains(field: Option<&Value>, v: Option<&Value>) -> bool {
 
 // --- Confluence's REST API (spec §4) ---------------------------------------------------------
 
-fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_user: bool) -> Answer {
+fn confluence(
+    state: &mut HostState,
+    method: &str,
+    path: &str,
+    body: &str,
+    as_user: bool,
+) -> Answer {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let author = match (&state.account_id, as_user) {
@@ -719,7 +853,10 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
     match (method, segments.as_slice()) {
         ("GET", ["wiki", "api", "v2", "pages", id]) => {
             match state.world.confluence.get_page(&site, id) {
-                Some(p) if !state.world.confluence.is_trashed(&site, id) || query.contains("status") => {
+                Some(p)
+                    if !state.world.confluence.is_trashed(&site, id)
+                        || query.contains("status") =>
+                {
                     Answer::json(200, page_v2(&site, &p, query))
                 }
                 _ => v2_error(404, "NOT_FOUND", format!("no page {id}")),
@@ -730,16 +867,31 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
                 return v2_error(400, "INVALID_REQUEST_PARAMETER", "the body is not JSON");
             };
             let Some(number) = b.pointer("/version/number").and_then(Value::as_u64) else {
-                return v2_error(400, "INVALID_REQUEST_PARAMETER", "version.number is required");
+                return v2_error(
+                    400,
+                    "INVALID_REQUEST_PARAMETER",
+                    "version.number is required",
+                );
             };
-            let title = b.get("title").and_then(Value::as_str).unwrap_or("").to_string();
+            let title = b
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let value = b
                 .pointer("/body/value")
                 .or_else(|| b.pointer("/body/storage/value"))
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let r = state.world.confluence.update_page(&site, &author, id, &title, &value, number as u32);
+            let r = state.world.confluence.update_page(
+                &site,
+                &author,
+                id,
+                &title,
+                &value,
+                number as u32,
+            );
             match r {
                 Ok(p) => Answer::json(200, page_v2(&site, &p, "body-format=storage")),
                 Err(e) => product_fail(e),
@@ -749,10 +901,26 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
             let Some(b) = body_json() else {
                 return v2_error(400, "INVALID_REQUEST_PARAMETER", "the body is not JSON");
             };
-            let space = b.get("spaceId").and_then(Value::as_str).unwrap_or("").to_string();
-            let title = b.get("title").and_then(Value::as_str).unwrap_or("").to_string();
-            let value = b.pointer("/body/value").and_then(Value::as_str).unwrap_or("").to_string();
-            match state.world.confluence.create_page(&site, &author, &space, &title, &value) {
+            let space = b
+                .get("spaceId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let title = b
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let value = b
+                .pointer("/body/value")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            match state
+                .world
+                .confluence
+                .create_page(&site, &author, &space, &title, &value)
+            {
                 Ok(p) => Answer::json(200, page_v2(&site, &p, "body-format=storage")),
                 Err(e) => product_fail(e),
             }
@@ -770,12 +938,31 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
             let Some(b) = body_json() else {
                 return v1_error(400, "the body is not JSON");
             };
-            let key = b.get("key").and_then(Value::as_str).unwrap_or("").to_string();
-            if state.world.confluence.get_property(&site, id, &key).is_some() {
-                return v1_error(400, format!("property `{key}` already exists on content {id}"));
+            let key = b
+                .get("key")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if state
+                .world
+                .confluence
+                .get_property(&site, id, &key)
+                .is_some()
+            {
+                return v1_error(
+                    400,
+                    format!("property `{key}` already exists on content {id}"),
+                );
             }
-            let value = b.get("value").map(Value::to_string).unwrap_or_else(|| "null".into());
-            match state.world.confluence.set_property(&site, id, &key, &value, 1) {
+            let value = b
+                .get("value")
+                .map(Value::to_string)
+                .unwrap_or_else(|| "null".into());
+            match state
+                .world
+                .confluence
+                .set_property(&site, id, &key, &value, 1)
+            {
                 Ok(p) => Answer::json(200, property_v1(id, &p)),
                 Err(e) => product_fail_v1(e),
             }
@@ -787,8 +974,15 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
             let Some(number) = b.pointer("/version/number").and_then(Value::as_u64) else {
                 return v1_error(400, "version.number is required");
             };
-            let value = b.get("value").map(Value::to_string).unwrap_or_else(|| "null".into());
-            match state.world.confluence.set_property(&site, id, key, &value, number as u32) {
+            let value = b
+                .get("value")
+                .map(Value::to_string)
+                .unwrap_or_else(|| "null".into());
+            match state
+                .world
+                .confluence
+                .set_property(&site, id, key, &value, number as u32)
+            {
                 Ok(p) => Answer::json(200, property_v1(id, &p)),
                 Err(e) => product_fail_v1(e),
             }
@@ -808,10 +1002,22 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
                 return v1_error(400, "the body is not JSON");
             };
             let state_value = crate::product::ContentState {
-                name: b.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
-                color: b.get("color").and_then(Value::as_str).unwrap_or("").to_string(),
+                name: b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                color: b
+                    .get("color")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
             };
-            match state.world.confluence.set_content_state(&site, &author, id, state_value.clone()) {
+            match state
+                .world
+                .confluence
+                .set_content_state(&site, &author, id, state_value.clone())
+            {
                 Ok(_) => Answer::json(
                     200,
                     json!({"contentState": {"id": state_id(&state_value.name), "name": state_value.name, "color": state_value.color}, "lastUpdated": Value::Null}),
@@ -822,13 +1028,17 @@ fn confluence(state: &mut HostState, method: &str, path: &str, body: &str, as_us
         _ => v2_error(
             404,
             "NOT_FOUND",
-            format!("{method} {path}: not part of the simulated Confluence REST API (crates/sim/README.md lists what is)"),
+            format!(
+                "{method} {path}: not part of the simulated Confluence REST API (crates/sim/README.md lists what is)"
+            ),
         ),
     }
 }
 
 fn state_id(name: &str) -> u64 {
-    name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 1_000_000
+    name.bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % 1_000_000
 }
 
 fn page_v2(site: &str, p: &crate::product::Page, query: &str) -> Value {
@@ -853,7 +1063,8 @@ fn page_v2(site: &str, p: &crate::product::Page, query: &str) -> Value {
             v["body"] = json!({ format: {"representation": format, "value": p.body} });
         }
         "atlas_doc_format" => {
-            v["body"] = json!({ format: {"representation": format, "value": storage_to_adf(&p.body)} });
+            v["body"] =
+                json!({ format: {"representation": format, "value": storage_to_adf(&p.body)} });
         }
         _ => {}
     }
@@ -876,7 +1087,9 @@ pub(crate) fn storage_to_adf(html: &str) -> String {
         }
         let content = json!([{"type": "text", "text": t}]);
         blocks.push(match heading {
-            Some(level) => json!({"type": "heading", "attrs": {"level": level}, "content": content}),
+            Some(level) => {
+                json!({"type": "heading", "attrs": {"level": level}, "content": content})
+            }
             None => json!({"type": "paragraph", "content": content}),
         });
     };
@@ -888,8 +1101,27 @@ pub(crate) fn storage_to_adf(html: &str) -> String {
             break;
         };
         let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
-        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or("").to_string();
-        let block = matches!(name.as_str(), "p" | "div" | "li" | "br" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "pre");
+        let name = tag
+            .trim_start_matches('/')
+            .split([' ', '/'])
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let block = matches!(
+            name.as_str(),
+            "p" | "div"
+                | "li"
+                | "br"
+                | "tr"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "blockquote"
+                | "pre"
+        );
         if block {
             flush(&mut text, heading, &mut blocks);
             heading = match name.as_bytes() {
@@ -960,7 +1192,10 @@ fn product_fail_v1(e: ProductError) -> Answer {
 
 fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer {
     let Ok(req) = serde_json::from_str::<Value>(body) else {
-        return Answer::json(400, json!({"errors": [{"message": "the body is not JSON", "extensions": {"errorType": "BAD_REQUEST", "statusCode": 400}}]}));
+        return Answer::json(
+            400,
+            json!({"errors": [{"message": "the body is not JSON", "extensions": {"errorType": "BAD_REQUEST", "statusCode": 400}}]}),
+        );
     };
     let query = req.get("query").and_then(Value::as_str).unwrap_or("");
     let vars = req.get("variables").cloned().unwrap_or(Value::Null);
@@ -972,12 +1207,17 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
     let mutation = |ns: &str, method: &str, r: Result<(), (String, String, u16)>| {
         let outcome = match r {
             Ok(()) => json!({"success": true, "errors": []}),
-            Err((code, message, status)) => json!({"success": false, "errors": [{"message": message, "extensions": {"errorType": code, "statusCode": status}}]}),
+            Err((code, message, status)) => {
+                json!({"success": false, "errors": [{"message": message, "extensions": {"errorType": code, "statusCode": status}}]})
+            }
         };
         Answer::json(200, json!({"data": {ns: {method: outcome}}}))
     };
     let query_error = |code: String, message: String, status: u16| {
-        Answer::json(200, json!({"errors": [{"message": message, "extensions": {"errorType": code, "statusCode": status}}]}))
+        Answer::json(
+            200,
+            json!({"errors": [{"message": message, "extensions": {"errorType": code, "statusCode": status}}]}),
+        )
     };
     let kvs_err = |e: KvsError| (e.code.as_str().to_string(), e.message, kvs_status(e.code));
     let ent_err = |e: EntityError| (e.code.to_string(), e.message, 400u16);
@@ -989,14 +1229,23 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
             Err(e) => return query_error(e.code.into(), e.message, 400),
         };
         let rows = match store.entity_scan(&scope, realm, now, &name) {
-            Ok(r) => r.into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null))).collect(),
+            Ok(r) => r
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
+                .collect(),
             Err(e) => return query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
         };
         return match def.query(&vars, rows) {
             Ok((page, cursor)) => {
-                let edges: Vec<Value> = page.into_iter().map(|(k, v)| json!({"node": {"key": k, "value": v}, "cursor": Value::Null})).collect();
+                let edges: Vec<Value> = page
+                    .into_iter()
+                    .map(|(k, v)| json!({"node": {"key": k, "value": v}, "cursor": Value::Null}))
+                    .collect();
                 let n = edges.len();
-                Answer::json(200, json!({"data": {"appStoredCustomEntities": {"edges": edges, "pageInfo": {"hasNextPage": cursor.is_some(), "hasPreviousPage": false}, "totalCount": n, "cursor": cursor}}}))
+                Answer::json(
+                    200,
+                    json!({"data": {"appStoredCustomEntities": {"edges": edges, "pageInfo": {"hasNextPage": cursor.is_some(), "hasPreviousPage": false}, "totalCount": n, "cursor": cursor}}}),
+                )
             }
             Err(e) => query_error(e.code.into(), e.message, 400),
         };
@@ -1011,7 +1260,15 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
             .map_err(ent_err)
             .and_then(|()| {
                 store
-                    .entity_set_text(&scope, realm, now, &name, &str_of(&input, "key"), &value.to_string(), SetOptions::default())
+                    .entity_set_text(
+                        &scope,
+                        realm,
+                        now,
+                        &name,
+                        &str_of(&input, "key"),
+                        &value.to_string(),
+                        SetOptions::default(),
+                    )
                     .map_err(kvs_err)
             });
         return mutation("appStorageCustomEntity", "setAppStoredCustomEntity", r);
@@ -1019,7 +1276,9 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
     if query.contains("deleteAppStoredCustomEntity(") {
         let name = str_of(&input, "entityName");
         let r = code.entities.get(&name).map_err(ent_err).and_then(|_| {
-            store.entity_delete(&scope, realm, now, &name, &str_of(&input, "key")).map_err(kvs_err)
+            store
+                .entity_delete(&scope, realm, now, &name, &str_of(&input, "key"))
+                .map_err(kvs_err)
         });
         return mutation("appStorageCustomEntity", "deleteAppStoredCustomEntity", r);
     }
@@ -1031,21 +1290,40 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
         let key = str_of(&vars, "key");
         return match store.entity_get_text(&scope, realm, now, &name, &key) {
             Ok(v) => {
-                let value = v.and_then(|t| serde_json::from_str::<Value>(&t).ok()).unwrap_or(Value::Null);
-                Answer::json(200, json!({"data": {"appStoredCustomEntity": {"key": key, "entityName": name, "value": value}}}))
+                let value = v
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .unwrap_or(Value::Null);
+                Answer::json(
+                    200,
+                    json!({"data": {"appStoredCustomEntity": {"key": key, "entityName": name, "value": value}}}),
+                )
             }
             Err(e) => query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
         };
     }
     if query.contains("appStoredEntities(") {
         let mut prefix = String::new();
-        for w in vars.get("where").and_then(Value::as_array).into_iter().flatten() {
-            if w.get("field").and_then(Value::as_str) != Some("key") || w.get("condition").and_then(Value::as_str) != Some("STARTS_WITH") {
-                return query_error("BAD_REQUEST".into(), "queries filter on the key with STARTS_WITH only".into(), 400);
+        for w in vars
+            .get("where")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if w.get("field").and_then(Value::as_str) != Some("key")
+                || w.get("condition").and_then(Value::as_str) != Some("STARTS_WITH")
+            {
+                return query_error(
+                    "BAD_REQUEST".into(),
+                    "queries filter on the key with STARTS_WITH only".into(),
+                    400,
+                );
             }
             prefix = str_of(w, "value");
         }
-        let limit = vars.get("limit").and_then(Value::as_u64).map(|l| l as usize);
+        let limit = vars
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map(|l| l as usize);
         let cursor = vars.get("cursor").and_then(Value::as_str);
         return match store.query_text(&scope, realm, now, &prefix, limit, cursor) {
             Ok(page) => {
@@ -1060,14 +1338,20 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
                         json!({"node": {"key": k, "value": serde_json::from_str::<Value>(&v).unwrap_or(Value::Null)}, "cursor": c})
                     })
                     .collect();
-                Answer::json(200, json!({"data": {"appStoredEntities": {"edges": edges}}}))
+                Answer::json(
+                    200,
+                    json!({"data": {"appStoredEntities": {"edges": edges}}}),
+                )
             }
             Err(e) => query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
         };
     }
     if query.contains("setAppStoredEntity(") {
         let key = str_of(&input, "key");
-        let text = input.get("value").map(Value::to_string).unwrap_or_else(|| "null".into());
+        let text = input
+            .get("value")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "null".into());
         let r = if encrypted(&input) {
             store.set_secret_text(&scope, realm, now, &key, &text)
         } else {
@@ -1093,8 +1377,13 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
         };
         return match r {
             Ok(v) => {
-                let value = v.and_then(|t| serde_json::from_str::<Value>(&t).ok()).unwrap_or(Value::Null);
-                Answer::json(200, json!({"data": {"appStoredEntity": {"key": key, "value": value}}}))
+                let value = v
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .unwrap_or(Value::Null);
+                Answer::json(
+                    200,
+                    json!({"data": {"appStoredEntity": {"key": key, "value": value}}}),
+                )
             }
             Err(e) => query_error(e.code.as_str().into(), e.message, kvs_status(e.code)),
         };
@@ -1119,15 +1408,32 @@ fn stargate(state: &mut HostState, path: &str, body: &str) -> Answer {
     let Ok(req) = serde_json::from_str::<Value>(body) else {
         return Answer::json(400, json!({"errorMessage": "the body is not JSON"}));
     };
-    let queue = req.get("queueName").and_then(Value::as_str).unwrap_or("").to_string();
-    let job = req.get("jobId").and_then(Value::as_str).unwrap_or("").to_string();
+    let queue = req
+        .get("queueName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let job = req
+        .get("jobId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let valid_queue = !queue.is_empty()
         && queue.len() <= 100
-        && queue.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && queue
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid_queue {
-        return Answer::json(400, json!({"errorMessage": format!("invalid queue name `{queue}`")}));
+        return Answer::json(
+            400,
+            json!({"errorMessage": format!("invalid queue name `{queue}`")}),
+        );
     }
-    let events = req.get("payload").and_then(Value::as_array).cloned().unwrap_or_default();
+    let events = req
+        .get("payload")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if events.is_empty() || events.len() > MAX_EVENTS {
         return Answer::json(
             400,
@@ -1136,14 +1442,28 @@ fn stargate(state: &mut HostState, path: &str, body: &str) -> Answer {
     }
     // @forge/events 1 pushes raw values under schema `.../forge/app-event`; 2 and later push
     // `{body, delayInSeconds?}` under `.../forge/app-event-2`.
-    let v2 = req.get("schema").and_then(Value::as_str).is_some_and(|s| s.ends_with("-2"));
+    let v2 = req
+        .get("schema")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.ends_with("-2"));
     for (n, e) in events.iter().enumerate() {
-        let body = if v2 { e.get("body").cloned().unwrap_or(Value::Null) } else { e.clone() };
-        let delay = if v2 { e.get("delayInSeconds").and_then(Value::as_u64).unwrap_or(0) } else { 0 };
+        let body = if v2 {
+            e.get("body").cloned().unwrap_or(Value::Null)
+        } else {
+            e.clone()
+        };
+        let delay = if v2 {
+            e.get("delayInSeconds").and_then(Value::as_u64).unwrap_or(0)
+        } else {
+            0
+        };
         let event = json!({"body": body, "jobId": job, "eventId": format!("{job}-{n}"), "v2": v2, "delayInSeconds": delay});
         let text = event.to_string();
         if text.len() > MAX_EVENT_BYTES {
-            return Answer::json(413, json!({"errorMessage": format!("event {n} is {} bytes; events hold {MAX_EVENT_BYTES}", text.len())}));
+            return Answer::json(
+                413,
+                json!({"errorMessage": format!("event {n} is {} bytes; events hold {MAX_EVENT_BYTES}", text.len())}),
+            );
         }
         state.world.pushed.push(crate::host::QueuePush {
             at: state.now,
@@ -1154,4 +1474,3 @@ fn stargate(state: &mut HostState, path: &str, body: &str) -> Answer {
     }
     Answer::json(201, json!({"jobId": job}))
 }
-

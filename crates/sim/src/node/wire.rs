@@ -41,6 +41,11 @@ impl Link {
         self.sock.write_all(&out)
     }
 
+    /// Closes both directions: the worker reads the end of its channel.
+    pub(crate) fn close(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+
     /// The next frame, waiting at most until `until`.
     pub(crate) fn recv(&mut self, until: Instant) -> Result<Value, Wait> {
         loop {
@@ -58,7 +63,12 @@ impl Link {
             match self.sock.read(&mut chunk) {
                 Ok(0) => return Err(Wait::Closed("the worker closed the channel".into())),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(Wait::Idle);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -109,7 +109,10 @@ fn hostile_node_apps_are_stopped_with_typed_errors_and_others_are_served() {
     good_still_served(&mut p);
     assert!(last(&p).node.as_ref().unwrap().cold_start);
     good_still_served(&mut p);
-    assert!(!last(&p).node.as_ref().unwrap().cold_start, "the worker stays warm");
+    assert!(
+        !last(&p).node.as_ref().unwrap().cold_start,
+        "the worker stays warm"
+    );
 
     // Time, memory (V8's heap and, for buffers outside it, the resident size), exits, crashes.
     let r = p.invoke_as("evil", "resolver", resolver("spin"), None);
@@ -171,17 +174,39 @@ fn hostile_node_apps_are_stopped_with_typed_errors_and_others_are_served() {
     assert_eq!(
         blocked,
         [
-            ("collector.example.net:443", false, Some(BlockReason::RawSocket)),
-            ("collector.example.net", false, Some(BlockReason::NameLookup)),
+            (
+                "collector.example.net:443",
+                false,
+                Some(BlockReason::RawSocket)
+            ),
+            (
+                "collector.example.net",
+                false,
+                Some(BlockReason::NameLookup)
+            ),
         ]
     );
 
     // Output limits: log lines (100 kept per started minute) and the 5 MB answer.
     let r = p.invoke_as("evil", "resolver", resolver("logs"), None);
     assert_eq!(json_of(r), json!("logged"));
-    assert_eq!((last(&p).log_lines, last(&p).log_lines_dropped), (100, 9900));
+    assert_eq!(
+        (last(&p).log_lines, last(&p).log_lines_dropped),
+        (100, 9900)
+    );
     let r = p.invoke_as("evil", "resolver", resolver("huge"), None);
     assert!(matches!(r, Err(InvocationError::BadOutput { .. })), "{r:?}");
+
+    // @forge/api 3.9.2 reaches Confluence through node-fetch: a platform call (Confluence
+    // answers 404 for a page that does not exist), not egress.
+    let ledger_before = p.ledger().len();
+    let r = p.invoke_as("evil", "resolver", resolver("api3"), None);
+    assert_eq!(json_of(r), json!({"status": 404}));
+    assert_eq!(
+        p.ledger().len(),
+        ledger_before,
+        "nothing in the egress ledger"
+    );
 
     // The app's variables are its whole environment.
     let r = p.invoke_as("evil", "resolver", resolver("env"), None);
@@ -247,7 +272,11 @@ fn the_example_node_apps_pass_their_scenarios_and_replay_byte_for_byte() {
     let (ta, tb) = (a.trace_json().to_string(), b.trace_json().to_string());
     assert_eq!(ta, tb, "same seed, same trace");
     let c = run_example("notes.yaml", Some(12));
-    assert_ne!(c.trace_json().to_string(), ta, "another seed, other delays and randomness");
+    assert_ne!(
+        c.trace_json().to_string(),
+        ta,
+        "another seed, other delays and randomness"
+    );
 
     let leaky = run_example("leaky.yaml", None);
     assert!(leaky.failures.is_empty(), "{:?}", leaky.failures);

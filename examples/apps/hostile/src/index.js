@@ -83,4 +83,11 @@ resolver.define('global', () => {
   return globalThis.__stolen;
 });
 
+// @forge/api 3 reaches Confluence through node-fetch (https://confluence/...), not
+// __forge_fetch__: the simulator must still see a platform call, not egress.
+resolver.define('api3', async () => {
+  const api3 = require('forge-api-3');
+  const res = await api3.asApp().requestConfluence(api3.route`/wiki/api/v2/pages/424242`);
+  return { status: res.status };
+});
 exports.handler = resolver.getDefinitions();

@@ -32,6 +32,24 @@ resolver.define('secret.set', async ({ payload }) => {
   await kvs.setSecret('token', payload.token);
   return (await kvs.getSecret('token')) === payload.token;
 });
+// The legacy `storage` of @forge/api 5 (GraphQL underneath), which reads and writes the same
+// store as @forge/kvs.
+resolver.define('legacy', async () => {
+  const { storage, startsWith } = api;
+  await storage.set('legacy:a', { n: 1 });
+  await storage.set('legacy:b', { n: 2 });
+  await storage.setSecret('legacy-secret', 'hush');
+  const first = await storage.query().where('key', startsWith('legacy:')).limit(1).getMany();
+  const second = await storage.query().where('key', startsWith('legacy:')).cursor(first.nextCursor).getMany();
+  await storage.delete('legacy:b');
+  return {
+    first: first.results,
+    second: second.results,
+    secret: await storage.getSecret('legacy-secret'),
+    viaKvs: await kvs.get('legacy:a'),
+    deleted: (await storage.get('legacy:b')) === undefined,
+  };
+});
 exports.handler = resolver.getDefinitions();
 
 exports.consume = async (event) => {

@@ -18,3 +18,19 @@ exports.hourly = async () => {
 exports.consume = async (event) => {
   await kvs.set(`consumed:${event.body.pageId}`, { kind: event.body.kind, jobId: event.jobId });
 };
+
+// The lifecycle event after an install.
+exports.installed = async (event) => {
+  await kvs.set('installed', { installation: event.id, version: event.app.version });
+};
+
+// A static web trigger (which keeps the app eligible): records what it was asked and picks
+// the manifest's answer.
+exports.hook = async (request) => {
+  await kvs.set('hook:last', {
+    method: request.method,
+    page: (request.queryParameters.page || [])[0] || null,
+    token: (request.headers['x-token'] || [])[0] || null,
+  });
+  return { outputKey: 'accepted' };
+};
