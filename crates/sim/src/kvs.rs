@@ -942,6 +942,7 @@ impl Kvs {
     }
 
     /// Stores a custom entity's value (JSON text, checked as by [`Kvs::set_text`]).
+    #[allow(clippy::too_many_arguments)] // The store's usual five, and the entity's name.
     pub fn entity_set_text(
         &mut self,
         scope: &Scope,

@@ -1161,7 +1161,14 @@ impl Platform {
             {
                 Ok(a) => a,
                 Err(e) => {
-                    return self.record_refusal(run.at, &inst.id, &inst.app, run.function, &call, e);
+                    return self.record_refusal(
+                        run.at,
+                        &inst.id,
+                        &inst.app,
+                        run.function,
+                        &call,
+                        e,
+                    );
                 }
             };
         let world = self

@@ -40,6 +40,9 @@ pub struct Index {
     pub partition: Vec<String>,
 }
 
+/// One page of a query: (key, value) pairs and the cursor of the next page, if any.
+pub type QueryPage = (Vec<(String, Value)>, Option<String>);
+
 /// A refused entity call: the platform's code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityError {
@@ -194,11 +197,7 @@ impl Entity {
     }
 
     /// One page of an index query over `rows` (key, value) of this entity.
-    pub fn query(
-        &self,
-        req: &Value,
-        rows: Vec<(String, Value)>,
-    ) -> Result<(Vec<(String, Value)>, Option<String>), EntityError> {
+    pub fn query(&self, req: &Value, rows: Vec<(String, Value)>) -> Result<QueryPage, EntityError> {
         let index_name = req
             .get("indexName")
             .and_then(Value::as_str)
@@ -269,12 +268,11 @@ impl Entity {
                     continue;
                 }
             }
-            if let Some(filters) = req.get("filters").filter(|f| !f.is_null()) {
-                if !conditions_hold(filters, Some(&value))
+            if let Some(filters) = req.get("filters").filter(|f| !f.is_null())
+                && !conditions_hold(filters, Some(&value))
                     .map_err(|m| refuse("INVALID_FILTER_CONDITION", m))?
-                {
-                    continue;
-                }
+            {
+                continue;
             }
             hits.push((field(&key, &value, &index.range), key, value));
         }
@@ -329,7 +327,7 @@ fn encode(key: &str) -> String {
 }
 
 fn decode(cursor: &str) -> Option<String> {
-    if cursor.len() % 2 != 0 {
+    if !cursor.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..cursor.len())
