@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
 
 mod guests;
+mod node;
 // The same code that signoff-storage's tests use to start a throwaway PostgreSQL server
 // (standard library only), so that `cargo xtask test` starts one server for the whole run.
 #[path = "../../crates/storage/src/throwaway_pg.rs"]
@@ -24,8 +25,9 @@ USAGE:
     cargo xtask <COMMAND> [ARGS]
 
 COMMANDS:
-    test                 Build the guest and app components, run the apps' native tests, then
-                         every test of the workspace (unit, integration, end-to-end, doc);
+    test                 Build the guest and app components, install the example Node apps'
+                         npm packages (npm ci; needs Node.js 20+), run the apps' native tests,
+                         then every test of the workspace (unit, integration, end-to-end, doc);
                          the PostgreSQL tests use SIGNOFF_PG_URL, or a throwaway server
                          (initdb and pg_ctl of the machine's PostgreSQL) started for the run
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
@@ -51,6 +53,11 @@ COMMANDS:
                          SIGNOFF_PG_URL names one)
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the
                          simulator beside bare wasmtime, the ratio, and invocations/s
+    bench node           Benchmark the Node runtime: warm p50/p99 of a trivial resolver of
+                         examples/apps/notes through the simulator beside the same function in
+                         a bare Node process over the same channel, a cold start beside
+                         `node -e 0`, invocations/s, and a simulated year of the notes app on
+                         10 sites
     bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
                          x a simulated year (created, submitted, reminded, approved; the hourly
                          schedule all year): wall time, peak memory, simulated events/s
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         ["bench", "core"] => bench_example("signoff-core", "bench-core"),
         ["bench", "sim"] => guests::bench_sim(&root()),
         ["bench", "scale"] => guests::bench_scale(&root()),
+        ["bench", "node"] => bench_node(),
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["bench", "postgres"] => bench_postgres(),
         ["guests"] => guests::build_guests(&root()),
@@ -145,6 +153,7 @@ fn has_nextest() -> bool {
 fn test() -> Result<(), String> {
     // The simulator's and the end-to-end tests run real guest and app components.
     guests::build_guests(&root())?;
+    node::install_apps(&root())?;
     guests::test_apps(&root())?;
     workspace_tests(&[])
 }
@@ -236,6 +245,7 @@ fn ci() -> Result<(), String> {
         run(guests::component_cargo(&root(), workspace).args(["fmt", "--all", "--check"]))?;
     }
     guests::build_guests(&root())?;
+    node::install_apps(&root())?;
     guests::test_apps(&root())?;
     // The apps natively (their logic and tests) and as components (the WIT glue).
     for target in [&["--all-targets"][..], &["--target", "wasm32-wasip2"][..]] {
@@ -266,6 +276,21 @@ fn ci() -> Result<(), String> {
     }
     eprintln!("ci: all green");
     Ok(())
+}
+
+/// `cargo xtask bench node`: the example apps' packages, then signoff-sim's `bench-node`
+/// example in release.
+fn bench_node() -> Result<(), String> {
+    node::install_apps(&root())?;
+    run(cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "signoff-sim",
+        "--example",
+        "bench-node",
+    ]))
 }
 
 /// The directory cargo builds into (`CARGO_TARGET_DIR`, else `target/`).

@@ -65,6 +65,10 @@ pub enum BlockReason {
     ForgedHostHeader,
     /// A URL without a host.
     MalformedUrl,
+    /// A Node app opened a socket itself (`net`, `tls`, `http2`) instead of using `fetch`.
+    RawSocket,
+    /// A Node app looked a name up itself (`dns`).
+    NameLookup,
 }
 
 impl BlockReason {
@@ -77,6 +81,8 @@ impl BlockReason {
             BlockReason::InsecureScheme => "only https:// and wss:// may leave the platform",
             BlockReason::ForgedHostHeader => "the Host header names another host than the URL",
             BlockReason::MalformedUrl => "the URL has no host",
+            BlockReason::RawSocket => "apps reach the network only through fetch, not raw sockets",
+            BlockReason::NameLookup => "apps may not look names up themselves",
         }
     }
 }

@@ -380,6 +380,34 @@ impl Simulation {
             }
         })?;
         let app = self.runtime.load_app(manifest_yaml, component, env)?;
+        self.deploy_loaded(manifest_name, manifest, app)
+    }
+
+    /// Like [`Simulation::deploy`], for a Node app in its folder (see
+    /// [`Runtime::load_node_app`](crate::host::Runtime::load_node_app)).
+    pub fn deploy_node(
+        &mut self,
+        manifest_name: &str,
+        manifest_yaml: &str,
+        dir: &std::path::Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Deployed, FlowError> {
+        let manifest = roa_check::load(manifest_name, manifest_yaml.as_bytes()).map_err(|e| {
+            FlowError::Manifest {
+                name: manifest_name.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let app = self.runtime.load_node_app(manifest_yaml, dir, env)?;
+        self.deploy_loaded(manifest_name, manifest, app)
+    }
+
+    fn deploy_loaded(
+        &mut self,
+        manifest_name: &str,
+        manifest: roa_check::Manifest,
+        app: Arc<App>,
+    ) -> Result<Deployed, FlowError> {
         let id = app.id().to_string();
         let versions = self.apps.entry(id.clone()).or_default();
         let previous = versions.last().cloned();
@@ -470,12 +498,44 @@ impl Simulation {
         );
         self.record(Flow::Install {
             installation: spec.id.clone(),
-            app: spec.app,
-            site: spec.site,
+            app: spec.app.clone(),
+            site: spec.site.clone(),
             realm: spec.realm,
             version: version.number,
         });
         self.arm_schedules(&spec.id);
+        // The lifecycle event `avi:forge:installed:app`, to the triggers that listen for it
+        // (events-reference/life-cycle): late and retried like product events.
+        const INSTALLED: &str = "avi:forge:installed:app";
+        let listeners: Vec<String> = version
+            .modules
+            .triggers
+            .iter()
+            .filter(|t| t.events.iter().any(|e| e == INSTALLED))
+            .map(|t| t.function.clone())
+            .collect();
+        if !listeners.is_empty() {
+            let cloud = crate::node::args::cloud_id(&spec.site);
+            let event = serde_json::json!({
+                "id": spec.id,
+                "app": {"id": spec.app.rsplit('/').next().unwrap_or(&spec.app), "version": version.number.to_string()},
+                "environment": {"id": self.platform.installation(&spec.id).map(|i| i.environment.clone())},
+                "context": format!("ari:cloud:confluence::site/{cloud}"),
+            })
+            .to_string();
+            for function in listeners {
+                let (lo, hi) = self.config.event_delay_ms;
+                let delivery = Delivery {
+                    installation: spec.id.clone(),
+                    function,
+                    call: Call::Event(event.clone()),
+                    subject: INSTALLED.to_string(),
+                    attempt: 1,
+                    id: 0,
+                };
+                self.send(delivery, lo, hi);
+            }
+        }
         Ok(())
     }
 
@@ -1214,8 +1274,11 @@ impl Modules {
                 continue;
             };
             let outputs = w.is_static_webtrigger().then(|| {
+                // `response.outputs` (the manifest schema's `ResponseOptions`).
                 w.node
-                    .get("outputs")
+                    .get("response")
+                    .and_then(|r| r.get("outputs"))
+                    .or_else(|| w.node.get("outputs"))
                     .and_then(signoff_yaml::Node::as_seq)
                     .unwrap_or(&[])
                     .iter()

@@ -166,6 +166,17 @@ pub enum TxOp {
     Delete {
         key: String,
     },
+    /// A custom entity's value, as JSON text.
+    EntitySetText {
+        entity: String,
+        key: String,
+        text: String,
+        options: SetOptions,
+    },
+    EntityDelete {
+        entity: String,
+        key: String,
+    },
 }
 
 /// One page of a `query`.
@@ -526,6 +537,12 @@ struct Bucket {
 
 /// Separates the parts of a physical key; key characters never include it.
 const SEP: char = '\u{1f}';
+/// Between a custom entity's name and a key, in the physical key of its value.
+const ENTITY_SEP: char = '\u{1e}';
+
+fn entity_key(entity: &str, key: &str) -> String {
+    format!("{entity}{ENTITY_SEP}{key}")
+}
 
 impl Kvs {
     /// A store with in-memory backends, created per realm as needed.
@@ -788,6 +805,9 @@ impl Kvs {
                 TxOp::Set { key, .. } | TxOp::SetText { key, .. } | TxOp::Delete { key } => {
                     key.clone()
                 }
+                TxOp::EntitySetText { entity, key, .. } | TxOp::EntityDelete { entity, key } => {
+                    entity_key(entity, key)
+                }
             };
             if !seen.insert(key.clone()) {
                 return Err(err(
@@ -807,6 +827,16 @@ impl Kvs {
                 TxOp::Delete { key } => {
                     self.check_key(&key)?;
                     (self.physical(scope, 'k', &key), None)
+                }
+                TxOp::EntitySetText {
+                    entity,
+                    key,
+                    text,
+                    options,
+                } => self.prepare_entity_set(scope, now, &entity, &key, &text, options)?,
+                TxOp::EntityDelete { entity, key } => {
+                    self.check_key(&key)?;
+                    (self.physical(scope, 'e', &entity_key(&entity, &key)), None)
                 }
             };
             bytes += write.0.len() + write.1.as_ref().map_or(0, String::len);
@@ -897,6 +927,114 @@ impl Kvs {
         self.apply(from, vec![(k, Some(stored))])
     }
 
+    /// A custom entity's value (JSON text) under `key`, unless absent or expired.
+    pub fn entity_get_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        entity: &str,
+        key: &str,
+    ) -> Result<Option<String>, KvsError> {
+        self.admit(scope, from, now, "entity_get")?;
+        self.check_key(key)?;
+        self.read(scope, &entity_key(entity, key), 'e', now)
+    }
+
+    /// Stores a custom entity's value (JSON text, checked as by [`Kvs::set_text`]).
+    #[allow(clippy::too_many_arguments)] // The store's usual five, and the entity's name.
+    pub fn entity_set_text(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        entity: &str,
+        key: &str,
+        text: &str,
+        options: SetOptions,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "entity_set")?;
+        let write = self.prepare_entity_set(scope, now, entity, key, text, options)?;
+        self.apply(from, vec![write])
+    }
+
+    /// Deletes a custom entity's value (absent or not).
+    pub fn entity_delete(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        entity: &str,
+        key: &str,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "entity_delete")?;
+        self.check_key(key)?;
+        let k = self.physical(scope, 'e', &entity_key(entity, key));
+        self.apply(from, vec![(k, None)])
+    }
+
+    /// Every live value of one custom entity, in key order, for an index query to filter and
+    /// sort (the simulator keeps no index structures: a query reads the entity's values).
+    pub fn entity_scan(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        entity: &str,
+    ) -> Result<Vec<(String, String)>, KvsError> {
+        self.admit(scope, from, now, "entity_query")?;
+        let prefix = self.physical(scope, 'e', &entity_key(entity, ""));
+        let rows = self.range(from, &prefix, None, usize::MAX)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let Ok(stored) = serde_json::from_str::<StoredText<'_>>(&v) else {
+                continue;
+            };
+            if stored.expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            out.push((k[prefix.len()..].to_string(), stored.value.get().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// The physical write of an entity value (for `entity_set_text` and transactions).
+    pub(crate) fn prepare_entity_set(
+        &mut self,
+        scope: &Scope,
+        now: Millis,
+        entity: &str,
+        key: &str,
+        text: &str,
+        options: SetOptions,
+    ) -> Result<(String, Option<String>), KvsError> {
+        self.check_key(key)?;
+        let text = checked_text(&self.limits, key, text)?;
+        let compound = entity_key(entity, key);
+        if options.fail_if_exists && self.read(scope, &compound, 'e', now)?.is_some() {
+            return Err(err(
+                KvsErrorCode::KeyConflict,
+                format!("{entity} `{key}` exists (keyPolicy FAIL_IF_EXISTS)"),
+            ));
+        }
+        let stored = StoredText::encode(text, options.ttl_ms.map(|t| now.plus(t)));
+        Ok((self.physical(scope, 'e', &compound), Some(stored)))
+    }
+
+    /// Deletes a secret (absent or not).
+    pub fn delete_secret(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        key: &str,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, "delete_secret")?;
+        self.check_key(key)?;
+        let k = self.physical(scope, 's', key);
+        self.apply(from, vec![(k, None)])
+    }
+
     pub fn get_secret(
         &mut self,
         scope: &Scope,
@@ -941,10 +1079,13 @@ impl Kvs {
                     "s" => Json::String("<secret>".into()),
                     _ => serde_json::from_str::<Stored>(&v).map_or(Json::Null, |s| s.value),
                 };
-                let shown = if kind == "s" {
-                    format!("secret:{key}")
-                } else {
-                    key.to_string()
+                let shown = match kind {
+                    "s" => format!("secret:{key}"),
+                    "e" => match key.split_once(ENTITY_SEP) {
+                        Some((entity, key)) => format!("entity:{entity}/{key}"),
+                        None => format!("entity:{key}"),
+                    },
+                    _ => key.to_string(),
                 };
                 (shown, value)
             })
@@ -1261,6 +1402,13 @@ pub fn inspect_dir(dir: &std::path::Path) -> Result<Vec<StoredKey>, KvsError> {
             let key = &rest[kind.len_utf8()..];
             let (key, value) = match kind {
                 's' => (format!("secret:{key}"), Json::String("<secret>".into())),
+                'e' => (
+                    match key.split_once(ENTITY_SEP) {
+                        Some((entity, key)) => format!("entity:{entity}/{key}"),
+                        None => format!("entity:{key}"),
+                    },
+                    serde_json::from_str::<Stored>(&v).map_or(Json::Null, |s| s.value),
+                ),
                 _ => (
                     key.to_string(),
                     serde_json::from_str::<Stored>(&v).map_or(Json::Null, |s| s.value),

@@ -32,6 +32,7 @@ pub mod host;
 pub mod hosted;
 pub mod kvs;
 pub mod loopback;
+pub mod node;
 pub mod product;
 pub mod realm;
 pub mod redb_backend;

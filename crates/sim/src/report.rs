@@ -32,6 +32,9 @@ pub struct RoaReport {
     /// Remote storage used (remotes are not simulated, so always empty).
     pub remote_storage: Vec<String>,
     pub observed: Observed,
+    /// Node apps: the Node.js that ran the app and the isolation around its worker processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -156,6 +159,13 @@ impl RoaReport {
             cross_realm,
             remote_storage: Vec::new(),
             observed,
+            runtime: latest.app.node().map(|n| {
+                let (a, b, c) = n.env.version;
+                format!(
+                    "Node.js {a}.{b}.{c}, a worker process per installation ({})",
+                    n.env.isolation.describe()
+                )
+            }),
         })
     }
 
@@ -175,6 +185,9 @@ impl RoaReport {
             format!("NOT eligible — {}", self.observed.reasons.join("; "))
         };
         let _ = writeln!(out, "  observed: {observed}");
+        if let Some(r) = &self.runtime {
+            let _ = writeln!(out, "  runtime:  {r}");
+        }
         for l in &self.eligibility_lost {
             let _ = writeln!(
                 out,
@@ -274,5 +287,7 @@ fn reason_id(r: BlockReason) -> &'static str {
         BlockReason::InsecureScheme => "insecure_scheme",
         BlockReason::ForgedHostHeader => "forged_host_header",
         BlockReason::MalformedUrl => "malformed_url",
+        BlockReason::RawSocket => "raw_socket",
+        BlockReason::NameLookup => "name_lookup",
     }
 }

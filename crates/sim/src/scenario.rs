@@ -212,12 +212,16 @@ impl RunOutcome {
         out
     }
 
-    /// The trace as JSON: the simulation's events and the egress ledger.
+    /// The trace as JSON: the simulation's events, every invocation (outcome, log counts,
+    /// fetches; for Node apps cold starts, refusals and late work), the egress ledger and the
+    /// apps' log lines.
     pub fn trace_json(&self) -> Json {
         serde_json::json!({
             "seed": self.seed,
             "events": self.sim.trace(),
+            "invocations": self.sim.platform().trace(),
             "ledger": self.sim.platform().ledger(),
+            "logs": self.sim.platform().logs(),
         })
     }
 }
@@ -318,7 +322,7 @@ impl Scenario {
             s.sites.insert(name.clone(), cx.site(&name, v)?);
         }
         for (k, v) in cx.map(cx.req(root, "apps")?)? {
-            cx.keys(v, &["manifest", "component", "env"])?;
+            cx.keys(v, &["manifest", "component", "node", "env"])?;
             let env = match v.get("env") {
                 Some(e) => cx
                     .map(e)?
@@ -327,14 +331,14 @@ impl Scenario {
                     .collect::<Result<_, ScenarioError>>()?,
                 None => BTreeMap::new(),
             };
-            s.apps.insert(
-                cx.string(k)?,
+            s.apps.insert(cx.string(k)?, {
+                let (manifest, code) = cx.app_code(v, None)?;
                 AppDef {
-                    manifest: cx.path(cx.req(v, "manifest")?)?,
-                    component: cx.path(cx.req(v, "component")?)?,
+                    manifest,
+                    code,
                     env,
-                },
-            );
+                }
+            });
         }
         if let Some(endpoints) = root.get("endpoints") {
             for (k, v) in cx.map(endpoints)? {
@@ -521,7 +525,7 @@ impl Scenario {
             failures: Vec::new(),
         };
         for (name, app) in &self.apps {
-            let id = run.deploy(&mut sim, &app.manifest, &app.component, &app.env)?;
+            let id = run.deploy(&mut sim, &app.manifest, &app.code, &app.env)?;
             run.app_ids.insert(name.clone(), id);
         }
         for (id, i) in &self.installs {
@@ -607,8 +611,15 @@ struct SiteDef {
 #[derive(Debug, Clone)]
 struct AppDef {
     manifest: Located<PathBuf>,
-    component: Located<PathBuf>,
+    code: Code,
     env: BTreeMap<String, String>,
+}
+
+/// What runs an app: a component file, or a Node app's folder.
+#[derive(Debug, Clone)]
+enum Code {
+    Component(Located<PathBuf>),
+    Node(Located<PathBuf>),
 }
 
 #[derive(Debug, Clone)]
@@ -681,7 +692,7 @@ enum Action {
     Deploy {
         app: String,
         manifest: Located<PathBuf>,
-        component: Located<PathBuf>,
+        code: Code,
     },
     Consent {
         install: String,
@@ -817,13 +828,23 @@ impl Run<'_> {
         &mut self,
         sim: &mut Simulation,
         manifest: &Located<PathBuf>,
-        component: &Located<PathBuf>,
+        code: &Code,
         env: &BTreeMap<String, String>,
     ) -> Result<String, ScenarioError> {
         let s = self.scenario;
         let path = s.dir.join(&manifest.value);
         let yaml = signoff_yaml::input::read_text(&path, signoff_yaml::input::TEXT_LIMIT)
             .map_err(|e| s.fail(Some(manifest.pos), e.to_string()))?;
+        let name = path.display().to_string();
+        let component = match code {
+            Code::Component(c) => c,
+            Code::Node(dir) => {
+                let d = sim
+                    .deploy_node(&name, &yaml, &s.dir.join(&dir.value), env)
+                    .map_err(|e| s.fail(Some(dir.pos), e))?;
+                return Ok(d.app);
+            }
+        };
         let cpath = s.dir.join(&component.value);
         if !self.components.contains_key(&cpath) {
             if !cpath.exists() {
@@ -841,7 +862,6 @@ impl Run<'_> {
                 .map_err(|e| s.fail(Some(component.pos), e))?;
             self.components.insert(cpath.clone(), c);
         }
-        let name = path.display().to_string();
         let d = sim
             .deploy(&name, &yaml, &self.components[&cpath], env)
             .map_err(|e| s.fail(Some(manifest.pos), e))?;
@@ -995,8 +1015,21 @@ impl Run<'_> {
                 request,
                 expect_status,
             } => {
+                let full = self.expand(&request.path, step.pos)?;
+                // The query string becomes `queryParameters`, as the platform passes it.
+                let (path, query) = full.split_once('?').unwrap_or((&full, ""));
+                let mut query_parameters: Vec<(String, Vec<String>)> = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let (k, v) = (percent_decode(k), percent_decode(v));
+                    match query_parameters.iter_mut().find(|(name, _)| *name == k) {
+                        Some((_, vals)) => vals.push(v),
+                        None => query_parameters.push((k, vec![v])),
+                    }
+                }
                 let request = WebRequest {
-                    path: self.expand(&request.path, step.pos)?,
+                    path: path.to_string(),
+                    query_parameters,
                     body: self.expand(&request.body, step.pos)?,
                     ..request.clone()
                 };
@@ -1024,10 +1057,10 @@ impl Run<'_> {
             Action::Deploy {
                 app,
                 manifest,
-                component,
+                code,
             } => {
                 let env = s.apps[app].env.clone();
-                let id = self.deploy(sim, manifest, component, &env)?;
+                let id = self.deploy(sim, manifest, code, &env)?;
                 if id != self.app_ids[app] {
                     return Err(s.fail(
                         Some(manifest.pos),
@@ -1490,6 +1523,44 @@ impl Cx<'_> {
         }
     }
 
+    /// `manifest` with `component` (a wasm component file) or `node` (a Node app's folder,
+    /// whose `manifest.yml` is the default manifest); `default` is the app's code when a
+    /// `deploy` step names neither.
+    fn app_code(
+        &self,
+        v: &Node,
+        default: Option<&Code>,
+    ) -> Result<(Located<PathBuf>, Code), ScenarioError> {
+        let code = match (v.get("component"), v.get("node")) {
+            (Some(_), Some(n)) => {
+                return Err(self.err(
+                    n.pos,
+                    "an app is a `component` or a `node` folder, not both",
+                ));
+            }
+            (Some(c), None) => Code::Component(self.path(c)?),
+            (None, Some(n)) => Code::Node(self.path(n)?),
+            (None, None) => match default {
+                Some(c) => c.clone(),
+                None => {
+                    return Err(self.err(
+                        v.pos,
+                        "an app needs `component` (a wasm component) or `node` (a Node app's folder)",
+                    ));
+                }
+            },
+        };
+        let manifest = match (v.get("manifest"), &code) {
+            (Some(m), _) => self.path(m)?,
+            (None, Code::Node(dir)) => Located {
+                value: dir.value.join("manifest.yml"),
+                pos: dir.pos,
+            },
+            (None, Code::Component(_)) => return Err(self.err(v.pos, "missing key `manifest`")),
+        };
+        Ok((manifest, code))
+    }
+
     fn path(&self, n: &Node) -> Result<Located<PathBuf>, ScenarioError> {
         Ok(Located {
             value: PathBuf::from(self.string(n)?),
@@ -1804,8 +1875,29 @@ impl Cx<'_> {
             "web-trigger" => {
                 self.keys(
                     v,
-                    &["install", "key", "method", "path", "body", "expect-status"],
+                    &[
+                        "install",
+                        "key",
+                        "method",
+                        "path",
+                        "headers",
+                        "body",
+                        "expect-status",
+                    ],
                 )?;
+                let mut headers = Vec::new();
+                if let Some(h) = v.get("headers") {
+                    for (k, val) in self.map(h)? {
+                        let vals = match val.as_seq() {
+                            Some(items) => items
+                                .iter()
+                                .map(|i| self.string(i))
+                                .collect::<Result<Vec<_>, _>>()?,
+                            None => vec![self.string(val)?],
+                        };
+                        headers.push((self.string(k)?.to_ascii_lowercase(), vals));
+                    }
+                }
                 Action::WebTrigger {
                     install: install(v)?,
                     key: self.string(self.req(v, "key")?)?,
@@ -1815,6 +1907,7 @@ impl Cx<'_> {
                             .unwrap_or_else(|| "GET".into()),
                         path: self.opt_string(v, "path")?.unwrap_or_else(|| "/".into()),
                         body: self.opt_string(v, "body")?.unwrap_or_default(),
+                        headers,
                         ..WebRequest::default()
                     },
                     expect_status: v
@@ -1837,14 +1930,12 @@ impl Cx<'_> {
                 }
             }
             "deploy" => {
-                self.keys(v, &["app", "manifest", "component"])?;
+                self.keys(v, &["app", "manifest", "component", "node"])?;
                 let app = self.name_in(self.req(v, "app")?, &s.apps, "app")?;
+                let (manifest, code) = self.app_code(v, Some(&s.apps[&app].code))?;
                 Action::Deploy {
-                    manifest: self.path(self.req(v, "manifest")?)?,
-                    component: match v.get("component") {
-                        Some(c) => self.path(c)?,
-                        None => s.apps[&app].component.clone(),
-                    },
+                    manifest,
+                    code,
                     app,
                 }
             }
@@ -2154,6 +2245,33 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         total = total.checked_add(n.checked_mul(unit)?)?;
     }
     Some(total)
+}
+
+/// `%XX` escapes and `+` (a space) of a URL's query string.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -42,14 +42,14 @@ pub(crate) struct Invocation {
 
 /// The `T` of each invocation's `Store`.
 pub(crate) struct HostState {
-    world: Box<World>,
+    pub(crate) world: Box<World>,
     app: Arc<App>,
-    installation: Arc<Installation>,
-    scope: Scope,
+    pub(crate) installation: Arc<Installation>,
+    pub(crate) scope: Scope,
     function: String,
-    account_id: Option<String>,
+    pub(crate) account_id: Option<String>,
     endpoints: Arc<HashMap<String, Endpoint>>,
-    now: Millis,
+    pub(crate) now: Millis,
     started: Instant,
     deadline: Instant,
     limits: InvocationLimits,
@@ -163,6 +163,21 @@ impl HostState {
 
     pub(crate) fn into_world(self) -> Box<World> {
         self.world
+    }
+
+    pub(crate) fn app_id(&self) -> &str {
+        &self.app.id
+    }
+
+    /// A Node app's log line (console output), under the same limits as the `log` import.
+    pub(crate) fn node_log(&mut self, level: &str, message: String) {
+        let level = match level {
+            "debug" => log::Level::Debug,
+            "warn" => log::Level::Warn,
+            "error" => log::Level::Error,
+            _ => log::Level::Info,
+        };
+        log::Host::write(self, level, message);
     }
 
     fn author(&self) -> String {

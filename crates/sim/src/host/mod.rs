@@ -12,7 +12,7 @@
 //! invocation ends with a typed [`InvocationError`] in the trace and the platform keeps
 //! serving.
 
-mod imports;
+pub(crate) mod imports;
 mod pool;
 
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +105,8 @@ pub struct Runtime {
     /// Components compiled from files, by path (with the file's length and modification
     /// time, so a rebuilt file compiles again): runs sharing the runtime compile once.
     compiled: Mutex<BTreeMap<PathBuf, Compiled>>,
+    /// The Node.js found on this machine, looked for when a Node app is first loaded.
+    node: std::sync::OnceLock<Result<Arc<crate::node::NodeEnv>, crate::node::NodeError>>,
 }
 
 /// A component compiled from a file of this length and modification time.
@@ -129,6 +131,8 @@ pub enum LoadError {
     Manifest(String),
     #[error("manifest has no app.id")]
     NoAppId,
+    #[error("{0}")]
+    Node(#[from] crate::node::NodeError),
 }
 
 impl Runtime {
@@ -185,6 +189,7 @@ impl Runtime {
             stop,
             ticker: Mutex::new(Some(ticker)),
             compiled: Mutex::new(BTreeMap::new()),
+            node: std::sync::OnceLock::new(),
         }))
     }
 
@@ -230,44 +235,7 @@ impl Runtime {
         component: &Component,
         env: &BTreeMap<String, String>,
     ) -> Result<Arc<App>, LoadError> {
-        let manifest = roa_check::load("manifest.yml", manifest_yaml.as_bytes())
-            .map_err(|e| LoadError::Manifest(e.to_string()))?;
-        let id = manifest
-            .app
-            .id
-            .as_ref()
-            .map(|i| i.value.clone())
-            .ok_or(LoadError::NoAppId)?;
-        let app_memory = manifest
-            .root
-            .get("app")
-            .and_then(|a| a.get("runtime"))
-            .and_then(|r| r.get("memoryMB"))
-            .and_then(int);
-        let functions = manifest
-            .modules
-            .iter()
-            .filter(|m| m.kind == "function")
-            .filter_map(|m| {
-                let key = m.key.clone()?;
-                let memory_mb = m
-                    .node
-                    .get("runtime")
-                    .and_then(|r| r.get("memoryMB"))
-                    .and_then(int)
-                    .or(app_memory)
-                    .unwrap_or(DEFAULT_MEMORY_MB)
-                    .clamp(1, MAX_MEMORY_MB);
-                let timeout_seconds = m.node.get("timeoutSeconds").and_then(int);
-                Some((
-                    key,
-                    FunctionLimits {
-                        memory_mb,
-                        timeout_seconds,
-                    },
-                ))
-            })
-            .collect();
+        let (manifest, id, functions) = manifest_parts(manifest_yaml)?;
         let pre = self
             .linker
             .instantiate_pre(component)
@@ -280,9 +248,90 @@ impl Runtime {
             egress: EgressPolicy::from_manifest(&manifest, env),
             id,
             functions,
-            pre,
+            code: Code::Component(pre),
         }))
     }
+
+    /// Loads a Node app from its folder as `forge create` makes it (`manifest.yml`,
+    /// `package.json`, `node_modules`, `src/`): each function's handler is resolved as on the
+    /// platform, and `env` is both the app's variables (`process.env`) and what fills `${VAR}`
+    /// in its egress entries.
+    pub fn load_node_app(
+        &self,
+        manifest_yaml: &str,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Arc<App>, LoadError> {
+        let (manifest, id, functions) = manifest_parts(manifest_yaml)?;
+        let node = self.node_env()?;
+        let code = crate::node::NodeCode::load(dir, &manifest, env, node)?;
+        Ok(Arc::new(App {
+            egress: EgressPolicy::from_manifest(&manifest, env),
+            id,
+            functions,
+            code: Code::Node(Arc::new(code)),
+        }))
+    }
+
+    /// The Node.js this runtime runs Node apps with (found once).
+    pub fn node_env(&self) -> Result<Arc<crate::node::NodeEnv>, LoadError> {
+        self.node
+            .get_or_init(|| crate::node::NodeEnv::detect().map(Arc::new))
+            .clone()
+            .map_err(LoadError::Node)
+    }
+}
+
+/// A manifest's app id and its functions' limits.
+fn manifest_parts(
+    manifest_yaml: &str,
+) -> Result<
+    (
+        roa_check::Manifest,
+        String,
+        BTreeMap<String, FunctionLimits>,
+    ),
+    LoadError,
+> {
+    let manifest = roa_check::load("manifest.yml", manifest_yaml.as_bytes())
+        .map_err(|e| LoadError::Manifest(e.to_string()))?;
+    let id = manifest
+        .app
+        .id
+        .as_ref()
+        .map(|i| i.value.clone())
+        .ok_or(LoadError::NoAppId)?;
+    let app_memory = manifest
+        .root
+        .get("app")
+        .and_then(|a| a.get("runtime"))
+        .and_then(|r| r.get("memoryMB"))
+        .and_then(int);
+    let functions = manifest
+        .modules
+        .iter()
+        .filter(|m| m.kind == "function")
+        .filter_map(|m| {
+            let key = m.key.clone()?;
+            let memory_mb = m
+                .node
+                .get("runtime")
+                .and_then(|r| r.get("memoryMB"))
+                .and_then(int)
+                .or(app_memory)
+                .unwrap_or(DEFAULT_MEMORY_MB)
+                .clamp(1, MAX_MEMORY_MB);
+            let timeout_seconds = m.node.get("timeoutSeconds").and_then(int);
+            Some((
+                key,
+                FunctionLimits {
+                    memory_mb,
+                    timeout_seconds,
+                },
+            ))
+        })
+        .collect();
+    Ok((manifest, id, functions))
 }
 
 impl Runtime {
@@ -315,9 +364,12 @@ impl Runtime {
         timeout: Duration,
         kvs: KvsLimits,
     ) -> Option<Prepared> {
+        let Code::Component(pre) = &app.code else {
+            return None;
+        };
         let state = HostState::ahead(app.clone(), Limiter::new(limits.memory_mb << 20), kvs);
         let mut store = self.new_store(state, timeout);
-        let instance = app.pre.instantiate(&mut store).ok()?;
+        let instance = pre.instantiate(&mut store).ok()?;
         store.data_mut().instantiated = true;
         Some(Prepared {
             app,
@@ -336,12 +388,19 @@ impl Drop for Runtime {
     }
 }
 
-/// An app ready to run: its limits per function, its egress policy, its `InstancePre`.
+/// An app ready to run: its limits per function, its egress policy, and its code (a
+/// component's `InstancePre`, or a Node app's folder and handlers).
 pub struct App {
     id: String,
     functions: BTreeMap<String, FunctionLimits>,
     egress: EgressPolicy,
-    pre: bindings::AppPre<HostState>,
+    code: Code,
+}
+
+/// What runs an app's functions.
+enum Code {
+    Component(bindings::AppPre<HostState>),
+    Node(Arc<crate::node::NodeCode>),
 }
 
 impl fmt::Debug for App {
@@ -361,6 +420,14 @@ impl App {
     /// The `function` modules of the manifest and their limits.
     pub fn functions(&self) -> &BTreeMap<String, FunctionLimits> {
         &self.functions
+    }
+
+    /// The Node app's code, when this is a Node app.
+    pub fn node(&self) -> Option<&crate::node::NodeCode> {
+        match &self.code {
+            Code::Node(n) => Some(n),
+            Code::Component(_) => None,
+        }
     }
 }
 
@@ -456,6 +523,11 @@ pub struct SimConfig {
     /// more CPU per invocation, which pays only when a core is idle, and on our shared
     /// 2-core machine none is (crates/sim/README.md, "Worker threads").
     pub threads: usize,
+    /// Node apps: warm worker processes kept at once, one per installation and app version
+    /// (the least recently used is stopped past that; its next invocation is a cold start).
+    /// Each costs a Node process (about 50 MB resident); keep it at least the number of
+    /// installations that run Node apps, or workers are stopped and started all the time.
+    pub node_workers: usize,
 }
 
 impl SimConfig {
@@ -467,6 +539,7 @@ impl SimConfig {
             trace: true,
             kvs: KvsLimits::forge(),
             threads: 1,
+            node_workers: crate::node::DEFAULT_WORKERS,
         }
     }
 }
@@ -603,6 +676,9 @@ pub struct TraceEvent {
     pub log_lines: usize,
     pub log_lines_dropped: usize,
     pub fetches: u32,
+    /// Node apps only: cold start, refusals, work left pending by an earlier invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<crate::node::NodeStats>,
 }
 
 /// A log line an app wrote.
@@ -735,6 +811,8 @@ pub struct Platform {
     to_drop: Vec<Store<HostState>>,
     /// Stores given to the workers to free and not yet freed.
     drops: Arc<std::sync::atomic::AtomicUsize>,
+    /// Node apps' warm worker processes.
+    node_workers: crate::node::Workers,
 }
 
 impl fmt::Debug for Platform {
@@ -783,6 +861,7 @@ impl Platform {
             stock: HashMap::new(),
             to_drop: Vec::new(),
             drops: Arc::default(),
+            node_workers: crate::node::Workers::new(config.node_workers),
         }
     }
 
@@ -804,6 +883,7 @@ impl Platform {
     pub fn run_version(&mut self, installation: &str, app: Arc<App>) {
         // Instances of versions nobody may run any more would hold pooling slots.
         self.stock.clear();
+        self.node_workers.retire(installation);
         self.running.insert(installation.to_string(), app);
     }
 
@@ -973,6 +1053,17 @@ impl Platform {
             };
             return self.record_refusal(at, installation, &inst.app, function, &call, e);
         }
+        if let Code::Node(code) = &app.code {
+            let code = code.clone();
+            let run = NodeRun {
+                at,
+                function,
+                account_id,
+                limits,
+                timeout,
+            };
+            return self.invoke_node(inst, app, &code, call, run);
+        }
         let world = self
             .world
             .take()
@@ -1028,6 +1119,7 @@ impl Platform {
             log_lines: state.log_lines,
             log_lines_dropped: state.log_lines_dropped,
             fetches: state.fetches,
+            node: None,
         });
         self.world = Some(match &self.pool {
             // Freeing the instance (resetting its memories) is a worker's job too.
@@ -1049,6 +1141,96 @@ impl Platform {
             }
             _ => store.into_data().into_world(),
         });
+        self.trace.extend(event);
+        result
+    }
+
+    /// One invocation of a Node app, in its installation's warm worker (started when there is
+    /// none): the world is lent to a `HostState` that answers the worker's platform calls, as
+    /// a component's store would.
+    fn invoke_node(
+        &mut self,
+        inst: Arc<Installation>,
+        app: Arc<App>,
+        code: &crate::node::NodeCode,
+        call: Call,
+        run: NodeRun<'_>,
+    ) -> Result<Output, InvocationError> {
+        let args =
+            match crate::node::args::args(code, &inst, &call, run.function, run.account_id, run.at)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    return self.record_refusal(
+                        run.at,
+                        &inst.id,
+                        &inst.app,
+                        run.function,
+                        &call,
+                        e,
+                    );
+                }
+            };
+        let world = self
+            .world
+            .take()
+            .expect("the world is home between invocations");
+        let random: [u64; 8] = std::array::from_fn(|_| self.rng.next_u64());
+        let mut seed = [
+            random[0] as u32,
+            (random[0] >> 32) as u32,
+            random[1] as u32,
+            (random[1] >> 32) as u32,
+        ];
+        if seed == [0; 4] {
+            seed[0] = 1;
+        }
+        let runtime =
+            crate::node::args::runtime(code, &inst, run.function, run.account_id, random[2]);
+        let invocation = imports::Invocation {
+            world,
+            app: app.clone(),
+            installation: inst.clone(),
+            function: run.function.to_string(),
+            account_id: run.account_id.map(str::to_string),
+            endpoints: self.endpoints.clone(),
+            now: run.at,
+            deadline: Instant::now() + run.timeout,
+            limits: self.config.limits,
+            trace: self.config.trace,
+            limiter: Limiter::new(run.limits.memory_mb << 20),
+            wall_clock: VirtualWallClock(run.at),
+            random,
+        };
+        let mut state = HostState::new(invocation);
+        let (result, stats) = self.node_workers.invoke(
+            &mut state,
+            crate::node::NodeCall {
+                code,
+                app_key: Arc::as_ptr(&app) as usize,
+                function: run.function,
+                call: &call,
+                timeout: run.timeout,
+                memory_mb: run.limits.memory_mb,
+                seed,
+                runtime,
+                args,
+                max_output: self.config.limits.max_payload_bytes,
+            },
+        );
+        let event = self.config.trace.then(|| TraceEvent {
+            at: run.at,
+            app: inst.app.clone(),
+            installation: inst.id.clone(),
+            function: run.function.to_string(),
+            handler: call.kind(),
+            outcome: result.as_ref().map(|_| ()).map_err(Clone::clone),
+            log_lines: state.log_lines,
+            log_lines_dropped: state.log_lines_dropped,
+            fetches: state.fetches,
+            node: Some(stats),
+        });
+        self.world = Some(state.into_world());
         self.trace.extend(event);
         result
     }
@@ -1145,6 +1327,7 @@ impl Platform {
             log_lines: 0,
             log_lines_dropped: 0,
             fetches: 0,
+            node: None,
         });
         Err(error)
     }
@@ -1162,6 +1345,15 @@ impl Platform {
     }
 }
 
+/// What a Node invocation was asked, apart from the installation, the app and the call.
+struct NodeRun<'a> {
+    at: Millis,
+    function: &'a str,
+    account_id: Option<&'a str>,
+    limits: FunctionLimits,
+    timeout: Duration,
+}
+
 /// Instantiates and calls the export; the outer error is wasmtime's (trap, limit), the
 /// inner one the platform's judgement of what the guest answered.
 fn run(
@@ -1171,10 +1363,11 @@ fn run(
     call: Call,
     max_output: usize,
 ) -> wasmtime::Result<Result<Output, InvocationError>> {
-    let instance = match instance {
-        Some(i) => i,
-        None => {
-            let i = app.pre.instantiate(&mut *store)?;
+    let instance = match (instance, &app.code) {
+        (Some(i), _) => i,
+        (None, Code::Node(_)) => wasmtime::bail!("a Node app has no component to instantiate"),
+        (None, Code::Component(pre)) => {
+            let i = pre.instantiate(&mut *store)?;
             store.data_mut().instantiated = true;
             i
         }

@@ -5,4 +5,5 @@ mod flow;
 mod host;
 mod hosted;
 mod kvs;
+mod node;
 mod scenario;

@@ -1,0 +1,248 @@
+'use strict';
+// Every way out of the process goes to the simulator's egress gate. `fetch` and Node's
+// `http`/`https` clients become one `fetch` request to the simulator, which judges it by the
+// manifest and the admin's switches, writes the ledger and answers from the scenario's
+// endpoints; raw sockets (`net`, `tls`, `http2`), name lookups (`dns`), child processes and
+// worker threads are refused and reported. Node's permission model and, where it can be made,
+// a network namespace without interfaces stand behind this file; it is not the only wall.
+
+const http = require('http');
+const https = require('https');
+const net = require('net');
+const tls = require('tls');
+const http2 = require('http2');
+const dns = require('dns');
+const childProcess = require('child_process');
+const workerThreads = require('worker_threads');
+const { Readable, Writable } = require('stream');
+const { syncBuiltinESMExports } = require('module');
+
+function install(state, rpc) {
+  const gateFetch = async (via, method, url, headers, body, latin1) => {
+    // @forge/api 4 and older reach the platform with node-fetch: `https://jira/...`,
+    // `https://confluence/...`, `https://stargate/...` with `authorization: Forge <provider>`
+    // (shared/spec/forge-node-runtime.md §1.6). Those are platform calls, not egress.
+    const product = productTarget(url, headers);
+    if (product) {
+      return rpc.call({ op: 'forge_fetch', target: product.target, path: product.path, method, headers, body, latin1 });
+    }
+    return rpc.call({ op: 'fetch', via, method, url, headers, body, latin1 });
+  };
+
+  // --- fetch --------------------------------------------------------------------------------
+  globalThis.fetch = async function fetch(input, init = {}) {
+    const req = input instanceof Request ? input : null;
+    const url = req ? req.url : String(input instanceof URL ? input.href : input);
+    const method = String(init.method || (req && req.method) || 'GET').toUpperCase();
+    const headers = [];
+    new Headers(init.headers || (req && req.headers) || {}).forEach((v, k) => headers.push([k, v]));
+    let body = init.body !== undefined ? init.body : req && req.body ? await req.arrayBuffer() : null;
+    let latin1 = false;
+    if (body !== null && body !== undefined && typeof body !== 'string') {
+      if (body instanceof URLSearchParams) body = body.toString();
+      else if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
+        body = Buffer.from(body instanceof ArrayBuffer ? body : body.buffer, body.byteOffset || 0, body.byteLength).toString('latin1');
+        latin1 = true;
+      } else if (typeof body.arrayBuffer === 'function') {
+        body = Buffer.from(await body.arrayBuffer()).toString('latin1');
+        latin1 = true;
+      } else body = String(body);
+    }
+    const reply = await gateFetch('fetch', method, url, headers, body ?? null, latin1);
+    if (reply.error) throw egressError(reply.error);
+    const nullBody = reply.status === 204 || reply.status === 304 || reply.status < 200;
+    const res = new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText || '', headers: reply.headers });
+    Object.defineProperty(res, 'url', { value: url });
+    return res;
+  };
+
+  // --- http and https -------------------------------------------------------------------------
+  for (const [mod, scheme] of [[http, 'http:'], [https, 'https:']]) {
+    mod.request = (...args) => new GatedRequest(scheme, args, gateFetch);
+    mod.get = (...args) => {
+      const r = mod.request(...args);
+      r.end();
+      return r;
+    };
+  }
+
+  // --- raw sockets and name lookups -----------------------------------------------------------
+  const refuse = (what, detail) => {
+    rpc.refused(what, detail);
+    const why = /connect|dns/.test(what)
+      ? 'a Forge app reaches the network only through fetch and the egress gate'
+      : 'the platform runs no other processes or threads for an app';
+    const e = new Error(`signoff-sim: ${what} (${detail}) refused: ${why}`);
+    e.code = 'EACCES';
+    e.syscall = what;
+    return e;
+  };
+  const target = (args) => {
+    const a = args[0];
+    if (Array.isArray(a)) return target(a);
+    if (a && typeof a === 'object') return a.path ? a.path : `${a.host || a.hostname || 'localhost'}:${a.port ?? ''}`;
+    return args[1] && typeof args[1] === 'string' ? `${args[1]}:${a}` : `${'localhost'}:${a}`;
+  };
+  const refusedSocket = (what, args) => {
+    const s = new Writable({ write(_c, _e, cb) { cb(); } });
+    const err = refuse(what, target(args));
+    for (const m of ['setKeepAlive', 'setNoDelay', 'setTimeout', 'ref', 'unref']) s[m] = () => s;
+    process.nextTick(() => s.destroy(err));
+    return s;
+  };
+  net.connect = net.createConnection = (...args) => refusedSocket('connect', args);
+  net.Socket.prototype.connect = function connect(...args) {
+    const err = refuse('connect', target(args));
+    process.nextTick(() => this.destroy(err));
+    return this;
+  };
+  tls.connect = (...args) => refusedSocket('tls.connect', args);
+  http2.connect = (authority) => {
+    throw refuse('http2.connect', String(authority));
+  };
+  const lookupNames = ['lookup', 'lookupService', 'resolve', 'resolve4', 'resolve6', 'resolveAny', 'resolveCaa', 'resolveCname', 'resolveMx', 'resolveNaptr', 'resolveNs', 'resolvePtr', 'resolveSoa', 'resolveSrv', 'resolveTxt', 'reverse'];
+  for (const name of lookupNames) {
+    if (typeof dns[name] === 'function') {
+      dns[name] = (host, ...rest) => {
+        const cb = rest.pop();
+        const err = refuse(`dns.${name}`, String(host));
+        err.code = 'ENOTFOUND';
+        if (typeof cb === 'function') process.nextTick(cb, err);
+      };
+    }
+    if (dns.promises && typeof dns.promises[name] === 'function') {
+      dns.promises[name] = async (host) => {
+        const err = refuse(`dns.${name}`, String(host));
+        err.code = 'ENOTFOUND';
+        throw err;
+      };
+    }
+  }
+  const denied = (what) => (...args) => {
+    const e = refuse(what, String(args[0]).slice(0, 200));
+    e.code = 'ERR_ACCESS_DENIED';
+    throw e;
+  };
+  for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) {
+    childProcess[name] = denied(`child_process.${name}`);
+  }
+  workerThreads.Worker = function Worker(file) {
+    const e = refuse('worker_threads.Worker', String(file).slice(0, 200));
+    e.code = 'ERR_ACCESS_DENIED';
+    e.message = 'signoff-sim: worker threads are refused: the egress gate and the virtual clock cannot be applied inside them';
+    throw e;
+  };
+  syncBuiltinESMExports();
+}
+
+const PRODUCT_HOSTS = new Set(['jira', 'confluence', 'stargate', 'bitbucket']);
+
+function productTarget(url, headers) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if (!PRODUCT_HOSTS.has(u.hostname)) return null;
+  const auth = headers.find(([k]) => k.toLowerCase() === 'authorization');
+  const m = auth && /^Forge (app|user|none)\b/.exec(auth[1]);
+  if (!m) return null;
+  return { target: { type: 'fpp', provider: m[1], remote: u.hostname }, path: u.pathname + u.search };
+}
+
+function egressError(error) {
+  const e = new Error(error.message);
+  e.name = error.code;
+  e.code = error.code;
+  if (error.code === 'REQUEST_EGRESS_ALLOWLIST_ERR') e.status = 403;
+  return e;
+}
+
+// An `http.ClientRequest` look-alike: it collects the body, sends one request to the gate on
+// `end()`, and answers with an `IncomingMessage` look-alike (statusCode, headers, a stream).
+class GatedRequest extends Writable {
+  constructor(scheme, args, gateFetch) {
+    // Not destroyed when the body is written: the gate's answer (or refusal) comes later.
+    super({ autoDestroy: false });
+    let url = null;
+    let options = {};
+    let cb = null;
+    for (const a of args) {
+      if (typeof a === 'string') url = new URL(a);
+      else if (a instanceof URL) url = a;
+      else if (typeof a === 'function') cb = a;
+      else if (a && typeof a === 'object') options = a;
+    }
+    const protocol = options.protocol || (url ? url.protocol : scheme);
+    const host = options.hostname || (options.host ? String(options.host).replace(/:\d+$/, '') : url ? url.hostname : 'localhost');
+    const port = options.port || (url && url.port) || '';
+    const path = options.path || (url ? url.pathname + url.search : '/');
+    this.method = String(options.method || 'GET').toUpperCase();
+    this.host = host;
+    this.path = path;
+    this.protocol = protocol;
+    this._url = `${protocol}//${host}${port ? `:${port}` : ''}${path}`;
+    this._headers = new Map();
+    for (const [k, v] of Object.entries(options.headers || {})) this.setHeader(k, v);
+    this._chunks = [];
+    this._gateFetch = gateFetch;
+    this.aborted = false;
+    this.reusedSocket = false;
+    if (cb) this.once('response', cb);
+  }
+  setHeader(name, value) { this._headers.set(String(name).toLowerCase(), [name, Array.isArray(value) ? value.join(', ') : String(value)]); return this; }
+  getHeader(name) { const h = this._headers.get(String(name).toLowerCase()); return h ? h[1] : undefined; }
+  getHeaders() { return Object.fromEntries([...this._headers.values()].map(([k, v]) => [k.toLowerCase(), v])); }
+  getHeaderNames() { return [...this._headers.keys()]; }
+  hasHeader(name) { return this._headers.has(String(name).toLowerCase()); }
+  removeHeader(name) { this._headers.delete(String(name).toLowerCase()); }
+  flushHeaders() {}
+  setTimeout(_ms, cb) { if (cb) this.once('timeout', cb); return this; }
+  setNoDelay() {}
+  setSocketKeepAlive() {}
+  abort() { this.aborted = true; this.destroy(); }
+  _write(chunk, enc, cb) {
+    this._chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, enc));
+    cb();
+  }
+  _final(cb) {
+    const body = Buffer.concat(this._chunks);
+    const headers = [...this._headers.values()];
+    this._gateFetch(this.protocol.replace(':', ''), this.method, this._url, headers, body.length ? body.toString('latin1') : null, true).then(
+      (reply) => {
+        if (this.aborted) return;
+        if (reply.error) {
+          this.destroy(egressError(reply.error));
+          return;
+        }
+        const res = new Readable({ read() {} });
+        res.statusCode = reply.status;
+        res.statusMessage = reply.statusText || http.STATUS_CODES[reply.status] || '';
+        res.httpVersion = '1.1';
+        res.httpVersionMajor = 1;
+        res.httpVersionMinor = 1;
+        res.headers = {};
+        res.rawHeaders = [];
+        for (const [k, v] of reply.headers) {
+          const key = k.toLowerCase();
+          if (key === 'content-encoding' || key === 'transfer-encoding') continue;
+          res.headers[key] = res.headers[key] ? `${res.headers[key]}, ${v}` : v;
+          res.rawHeaders.push(k, v);
+        }
+        res.trailers = {};
+        res.complete = true;
+        res.req = this;
+        res.setTimeout = () => res;
+        if (reply.body) res.push(Buffer.from(reply.body, 'utf8'));
+        res.push(null);
+        this.res = res;
+        this.emit('response', res);
+      },
+      (err) => this.destroy(err),
+    );
+    cb();
+  }
+}
+
+module.exports = { install };

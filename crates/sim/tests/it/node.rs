@@ -1,0 +1,288 @@
+//! Node.js apps (issue #14): the example apps in `examples/apps/` run with their own, real
+//! `@forge/*` packages, every misbehaviour of `hostile` is stopped with a typed error while
+//! other installations are served, installations share nothing, and runs replay.
+//!
+//! The apps' npm packages are installed by the tests themselves (`npm ci`, once per app, under
+//! a file lock so that test processes running at once do not race).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use signoff_sim::Realm;
+use signoff_sim::egress::{AdminSwitches, BlockReason};
+use signoff_sim::host::{
+    App, Call, InvocationError, Output, Platform, Runtime, RuntimeConfig, SimConfig, Timeouts,
+    TraceEvent,
+};
+use signoff_sim::kvs::Scope;
+use signoff_sim::scenario::{RunOptions, Scenario};
+
+const NOTES_ID: &str = "ari:cloud:ecosystem::app/6f1c0e2a-6d2b-4f0e-9a57-5e1f3c2b7a01";
+const HOSTILE_ID: &str = "ari:cloud:ecosystem::app/7e0b3c55-1a2d-4e6f-8b9c-0d1e2f3a4b5c";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An example app's folder with its npm packages installed (`npm ci` when they are not).
+pub(crate) fn app_dir(name: &str) -> PathBuf {
+    let dir = root().join("examples/apps").join(name);
+    let lock = File::create(dir.join(".signoff-npm.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    if !dir.join("node_modules/.package-lock.json").is_file() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (Node.js 20 or later with npm is needed for these tests)");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
+    }
+    dir
+}
+
+fn load(runtime: &Runtime, name: &str, env: &BTreeMap<String, String>) -> Arc<App> {
+    let dir = app_dir(name);
+    let manifest = std::fs::read_to_string(dir.join("manifest.yml")).expect("manifest");
+    runtime
+        .load_node_app(&manifest, &dir, env)
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"))
+}
+
+fn installation(id: &str, app: &str) -> signoff_sim::host::Installation {
+    signoff_sim::host::Installation {
+        id: id.into(),
+        app: app.into(),
+        site: format!("{id}.atlassian.net"),
+        realm: Realm::Eu,
+        environment: "production".into(),
+        admin: AdminSwitches::default(),
+    }
+}
+
+/// `good` runs the notes app; `evil` and `victim` run the hostile app.
+fn platform(timeout: Duration) -> Platform {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let mut config = SimConfig::forge();
+    config.limits.timeouts = Timeouts::all(timeout);
+    let mut p = Platform::new(runtime.clone(), config);
+    let env = BTreeMap::from([("GREETING".to_string(), "hello".to_string())]);
+    p.add_app(load(&runtime, "notes", &BTreeMap::new()));
+    p.add_app(load(&runtime, "hostile", &env));
+    p.install(installation("good", NOTES_ID));
+    p.install(installation("evil", HOSTILE_ID));
+    p.install(installation("victim", HOSTILE_ID));
+    p
+}
+
+fn resolver(name: &str) -> Call {
+    Call::Resolver {
+        name: name.into(),
+        payload: "{}".into(),
+    }
+}
+
+fn json_of(r: Result<Output, InvocationError>) -> Value {
+    match r {
+        Ok(Output::Json(t)) => serde_json::from_str(&t).expect("JSON"),
+        other => panic!("expected a JSON answer, got {other:?}"),
+    }
+}
+
+fn last(p: &Platform) -> &TraceEvent {
+    p.trace().last().expect("a trace line")
+}
+
+/// The notes app still answers: misbehaviour elsewhere left the platform serving.
+fn good_still_served(p: &mut Platform) {
+    let r = p.invoke_as("good", "resolver", resolver("ping"), Some("alice"));
+    assert_eq!(json_of(r), json!("pong"));
+}
+
+#[test]
+fn hostile_node_apps_are_stopped_with_typed_errors_and_others_are_served() {
+    let mut p = platform(Duration::from_secs(3));
+    good_still_served(&mut p);
+    assert!(last(&p).node.as_ref().unwrap().cold_start);
+    good_still_served(&mut p);
+    assert!(
+        !last(&p).node.as_ref().unwrap().cold_start,
+        "the worker stays warm"
+    );
+
+    // Time, memory (V8's heap and, for buffers outside it, the resident size), exits, crashes.
+    let r = p.invoke_as("evil", "resolver", resolver("spin"), None);
+    assert_eq!(r, Err(InvocationError::Timeout { limit_ms: 3000 }));
+    good_still_served(&mut p);
+    let r = p.invoke_as("evil", "resolver", resolver("bomb"), None);
+    assert_eq!(r, Err(InvocationError::MemoryLimit { limit_mb: 128 }));
+    let r = p.invoke_as("evil", "resolver", resolver("buffers"), None);
+    assert_eq!(r, Err(InvocationError::MemoryLimit { limit_mb: 128 }));
+    let r = p.invoke_as("evil", "resolver", resolver("exit"), None);
+    assert_eq!(
+        r,
+        Err(InvocationError::Trap {
+            message: "the app called process.exit(3)".into()
+        })
+    );
+    let r = p.invoke_as("evil", "resolver", resolver("uncaught"), None);
+    assert!(
+        matches!(&r, Err(InvocationError::Trap { message }) if message == "uncaught exception: Error: thrown from a timer"),
+        "{r:?}"
+    );
+    let r = p.invoke_as("evil", "resolver", resolver("unhandled"), None);
+    assert!(
+        matches!(&r, Err(InvocationError::Trap { message }) if message == "unhandled rejection: Error: nobody catches this"),
+        "{r:?}"
+    );
+    good_still_served(&mut p);
+
+    // What Node's permission model refuses: child processes, files outside the scratch
+    // folder, worker threads.
+    for (call, refused) in [
+        ("spawn", Some("child_process.execSync id")),
+        ("passwd", None),
+        ("write", None),
+        ("worker", Some("worker_threads.Worker process.exit(0)")),
+    ] {
+        let r = p.invoke_as("evil", "resolver", resolver(call), None);
+        assert!(
+            matches!(&r, Err(InvocationError::App { code, .. }) if code == "ERR_ACCESS_DENIED"),
+            "{call}: {r:?}"
+        );
+        let stats = last(&p).node.clone().unwrap();
+        assert_eq!(stats.refused.first().map(String::as_str), refused, "{call}");
+    }
+    assert!(!Path::new("/tmp/hostile-was-here").exists());
+    let r = p.invoke_as("evil", "resolver", resolver("scratch"), None);
+    assert_eq!(json_of(r), json!("kept in the worker scratch folder"));
+
+    // The network: raw sockets and name lookups are refused and written in the ledger.
+    let r = p.invoke_as("evil", "resolver", resolver("socket"), None);
+    assert_eq!(json_of(r)["code"], json!("EACCES"));
+    let r = p.invoke_as("evil", "resolver", resolver("dns"), None);
+    assert_eq!(json_of(r), json!("ENOTFOUND"));
+    let blocked: Vec<_> = p
+        .ledger()
+        .iter()
+        .map(|a| (a.destination.as_str(), a.allowed, a.blocked_because))
+        .collect();
+    assert_eq!(
+        blocked,
+        [
+            (
+                "collector.example.net:443",
+                false,
+                Some(BlockReason::RawSocket)
+            ),
+            (
+                "collector.example.net",
+                false,
+                Some(BlockReason::NameLookup)
+            ),
+        ]
+    );
+
+    // Output limits: log lines (100 kept per started minute) and the 5 MB answer.
+    let r = p.invoke_as("evil", "resolver", resolver("logs"), None);
+    assert_eq!(json_of(r), json!("logged"));
+    assert_eq!(
+        (last(&p).log_lines, last(&p).log_lines_dropped),
+        (100, 9900)
+    );
+    let r = p.invoke_as("evil", "resolver", resolver("huge"), None);
+    assert!(matches!(r, Err(InvocationError::BadOutput { .. })), "{r:?}");
+
+    // @forge/api 3.9.2 reaches Confluence through node-fetch: a platform call (Confluence
+    // answers 404 for a page that does not exist), not egress.
+    let ledger_before = p.ledger().len();
+    let r = p.invoke_as("evil", "resolver", resolver("api3"), None);
+    assert_eq!(json_of(r), json!({"status": 404}));
+    assert_eq!(
+        p.ledger().len(),
+        ledger_before,
+        "nothing in the egress ledger"
+    );
+
+    // The app's variables are its whole environment.
+    let r = p.invoke_as("evil", "resolver", resolver("env"), None);
+    assert_eq!(json_of(r), json!(["GREETING"]));
+    good_still_served(&mut p);
+}
+
+#[test]
+fn installations_share_nothing_and_work_left_pending_is_frozen() {
+    let mut p = platform(Duration::from_secs(5));
+    // Module globals live in a worker per installation.
+    for expect in [1, 2, 3] {
+        let r = p.invoke_as("evil", "resolver", resolver("global"), None);
+        assert_eq!(json_of(r), json!(expect));
+    }
+    let r = p.invoke_as("victim", "resolver", resolver("global"), None);
+    assert_eq!(json_of(r), json!(1), "another installation starts afresh");
+
+    // Work left pending: chained platform calls finish with the invocation, timers do not
+    // run, and work resumed during a later invocation is frozen and counted there.
+    let r = p.invoke_as("evil", "resolver", resolver("pending"), None);
+    assert_eq!(json_of(r), json!("returned"));
+    let r = p.invoke_as("evil", "resolver", resolver("release"), None);
+    assert_eq!(json_of(r), json!("released"));
+    assert_eq!(last(&p).node.as_ref().unwrap().late, 1);
+    let r = p.invoke_as("evil", "resolver", resolver("ok"), None);
+    assert_eq!(json_of(r), json!("fine"));
+    let scope = |inst: &str| Scope {
+        app: HOSTILE_ID.into(),
+        environment: "production".into(),
+        installation: inst.into(),
+    };
+    let now = p.now();
+    let kvs = p.kvs();
+    let get = |kvs: &mut signoff_sim::kvs::Kvs, inst: &str, key: &str| {
+        kvs.get_text(&scope(inst), Realm::Eu, now, key).unwrap()
+    };
+    assert_eq!(get(kvs, "evil", "pending:first").as_deref(), Some("1"));
+    assert_eq!(get(kvs, "evil", "pending:second").as_deref(), Some("2"));
+    assert_eq!(get(kvs, "evil", "pending:timer"), None);
+    assert_eq!(get(kvs, "evil", "pending:released"), None);
+    assert_eq!(get(kvs, "evil", "ok").as_deref(), Some("true"));
+    assert_eq!(get(kvs, "victim", "ok"), None);
+}
+
+fn run_example(file: &str, seed: Option<u64>) -> signoff_sim::scenario::RunOutcome {
+    let path = root().join("examples/scenarios/node").join(file);
+    let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    s.run(RunOptions {
+        seed,
+        ..RunOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_example_node_apps_pass_their_scenarios_and_replay_byte_for_byte() {
+    app_dir("notes");
+    app_dir("leaky");
+    let a = run_example("notes.yaml", None);
+    assert!(a.failures.is_empty(), "{:?}", a.failures);
+    let b = run_example("notes.yaml", None);
+    let (ta, tb) = (a.trace_json().to_string(), b.trace_json().to_string());
+    assert_eq!(ta, tb, "same seed, same trace");
+    let c = run_example("notes.yaml", Some(12));
+    assert_ne!(
+        c.trace_json().to_string(),
+        ta,
+        "another seed, other delays and randomness"
+    );
+
+    let leaky = run_example("leaky.yaml", None);
+    assert!(leaky.failures.is_empty(), "{:?}", leaky.failures);
+    let text = leaky.reports[0].to_text();
+    assert!(
+        text.contains("NOT eligible — page content sent to undeclared host collector.example.net"),
+        "{text}"
+    );
+}

@@ -1,0 +1,93 @@
+// Misbehaviour on purpose, one resolver each.
+const Resolver = require('@forge/resolver').default;
+const { kvs } = require('@forge/kvs');
+
+const resolver = new Resolver();
+let hoard = [];
+
+resolver.define('ok', async () => {
+  await kvs.set('ok', true);
+  return 'fine';
+});
+// Never returns.
+resolver.define('spin', () => {
+  for (;;) {}
+});
+// Keeps allocating until something stops it.
+resolver.define('bomb', () => {
+  for (;;) hoard.push(new Array(1e6).fill(Math.random()));
+});
+// Buffers live outside V8's heap: only the resident-size watchdog sees them.
+resolver.define('buffers', () => {
+  for (;;) hoard.push(Buffer.alloc(16 * 1024 * 1024, 1));
+});
+resolver.define('exit', () => process.exit(3));
+resolver.define('spawn', () => require('child_process').execSync('id').toString());
+resolver.define('passwd', () => require('fs').readFileSync('/etc/passwd', 'utf8'));
+resolver.define('write', () => require('fs').writeFileSync('/tmp/hostile-was-here', 'x'));
+resolver.define('scratch', () => {
+  const path = require('path').join(require('os').tmpdir(), 'note.txt');
+  require('fs').writeFileSync(path, 'kept in the worker scratch folder');
+  return require('fs').readFileSync(path, 'utf8');
+});
+resolver.define('socket', () =>
+  new Promise((resolve) => {
+    const s = require('net').connect(443, 'collector.example.net');
+    s.on('error', (e) => resolve({ code: e.code, message: e.message }));
+    s.on('connect', () => resolve('connected'));
+  }));
+resolver.define('dns', () =>
+  new Promise((resolve) => require('dns').lookup('collector.example.net', (err, address) => resolve(err ? err.code : address))));
+resolver.define('worker', () => {
+  const { Worker } = require('worker_threads');
+  new Worker('process.exit(0)', { eval: true });
+  return 'started';
+});
+resolver.define('logs', () => {
+  for (let i = 0; i < 10000; i++) console.log(`line ${i}`);
+  return 'logged';
+});
+resolver.define('huge', () => 'x'.repeat(6 * 1024 * 1024));
+resolver.define('uncaught', () => {
+  setTimeout(() => {
+    throw new Error('thrown from a timer');
+  }, 10);
+  return new Promise(() => {});
+});
+resolver.define('unhandled', () => {
+  Promise.reject(new Error('nobody catches this'));
+  return new Promise(() => {});
+});
+// Leaves work running after it returns. The chained storage calls still belong to it (the
+// invocation ends when every platform call it made is answered); the timer never runs; the
+// work parked on `release` resumes during another invocation and is frozen there.
+let release = null;
+resolver.define('pending', () => {
+  (async () => {
+    await kvs.set('pending:first', 1);
+    await kvs.set('pending:second', 2);
+  })();
+  setTimeout(() => kvs.set('pending:timer', 3), 10);
+  new Promise((resolve) => {
+    release = resolve;
+  }).then(() => kvs.set('pending:released', 4));
+  return 'returned';
+});
+resolver.define('release', () => {
+  if (release) release();
+  return 'released';
+});
+resolver.define('env', () => Object.keys(process.env));
+resolver.define('global', () => {
+  globalThis.__stolen = (globalThis.__stolen || 0) + 1;
+  return globalThis.__stolen;
+});
+
+// @forge/api 3 reaches Confluence through node-fetch (https://confluence/...), not
+// __forge_fetch__: the simulator must still see a platform call, not egress.
+resolver.define('api3', async () => {
+  const api3 = require('forge-api-3');
+  const res = await api3.asApp().requestConfluence(api3.route`/wiki/api/v2/pages/424242`);
+  return { status: res.status };
+});
+exports.handler = resolver.getDefinitions();
