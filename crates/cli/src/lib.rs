@@ -28,8 +28,9 @@ signoff: build, check and run document-approval apps for Atlassian Forge on your
 Today it checks Forge manifests for Runs-on-Atlassian eligibility and classifies upgrades
 (`signoff roa`), validates, draws and unit-tests approval workflows (`signoff workflow`), and
 runs documents through a workflow on a local store (`signoff doc`, `pending`, `audit`, `tick`;
-the default store is ./signoff.redb), and runs apps on a simulated Forge platform from a
-scenario file (`signoff sim run`, `signoff sim inspect`).";
+the default store is ./signoff.redb, or postgres://... with --store), and runs apps (wasm
+components, or real Forge apps written for Node.js with their own @forge/* packages) on a
+simulated Forge platform from a scenario file (`signoff sim run`, `signoff sim inspect`).";
 
 /// Top-level commands.
 #[derive(Debug, clap::Subcommand)]

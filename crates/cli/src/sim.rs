@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// How to print the report on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub report: Format,
-    /// Writes the trace (every event of the run and the egress ledger) as JSON to FILE.
+    /// Writes the trace (every event of the run, every invocation, the egress ledger and the
+    /// apps' log lines) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// Keeps hosted storage in redb files in DIR (one per realm; earlier realm files there
