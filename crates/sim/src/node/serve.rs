@@ -38,13 +38,7 @@ pub(crate) fn refused(state: &mut HostState, f: &Value, stats: &mut NodeStats) {
         .and_then(Value::as_str)
         .unwrap_or("?")
         .to_string();
-    let detail: String = f
-        .get("detail")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect();
+    let detail: String = str_field(f, "detail").chars().take(200).collect();
     let reason = if what.starts_with("dns.") {
         Some(BlockReason::NameLookup)
     } else if what.contains("connect") {
@@ -199,8 +193,8 @@ fn egress_fetch(state: &mut HostState, f: &Value) -> Answer {
 
 fn forge_fetch(state: &mut HostState, code: &NodeCode, f: &Value) -> Answer {
     let target = f.get("target").cloned().unwrap_or(Value::Null);
-    let kind = target.get("type").and_then(Value::as_str).unwrap_or("");
-    let remote = target.get("remote").and_then(Value::as_str).unwrap_or("");
+    let kind = str_field(&target, "type");
+    let remote = str_field(&target, "remote");
     let path = str_field(f, "path");
     match (kind, remote) {
         ("kvs", _) => kvs(state, code, path, &body_text(f)),
@@ -272,11 +266,7 @@ fn kvs(state: &mut HostState, code: &NodeCode, path: &str, body: &str) -> Answer
         return entity(state, code, entity_op, &req);
     }
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
-    let key = req
-        .get("key")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let key = str_field(&req, "key").to_string();
     let store = &mut state.world.kvs;
     match op {
         "get" | "secret/get" => {
@@ -526,7 +516,7 @@ fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
         let Some(cond) = item.get("conditions") else {
             continue;
         };
-        let key = item.get("key").and_then(Value::as_str).unwrap_or("");
+        let key = str_field(item, "key");
         let read = match entity_of(item) {
             Some(name) => state
                 .world
@@ -555,11 +545,7 @@ fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
             Ok(o) => o,
             Err(a) => return a,
         };
-        let key = s
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let key = str_field(s, "key").to_string();
         let text = s.get("value").map(Value::to_string).unwrap_or_default();
         ops.push(match entity_of(s) {
             Some(entity) => TxOp::EntitySetText {
@@ -572,11 +558,7 @@ fn transaction(state: &mut HostState, code: &NodeCode, req: &Value) -> Answer {
         });
     }
     for d in &deletes {
-        let key = d
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let key = str_field(d, "key").to_string();
         ops.push(match entity_of(d) {
             Some(entity) => TxOp::EntityDelete { entity, key },
             None => TxOp::Delete { key },
@@ -595,20 +577,12 @@ fn entity_fail(e: EntityError) -> Answer {
 /// `/api/v1/entity/{get,set,delete,query}`.
 fn entity(state: &mut HostState, code: &NodeCode, op: &str, req: &Value) -> Answer {
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
-    let name = req
-        .get("entityName")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let name = str_field(req, "entityName").to_string();
     let def = match code.entities.get(&name) {
         Ok(d) => d,
         Err(e) => return entity_fail(e),
     };
-    let key = req
-        .get("key")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let key = str_field(req, "key").to_string();
     let store = &mut state.world.kvs;
     match op {
         "get" => match store.entity_get_text(&scope, realm, now, &name, &key) {
@@ -681,11 +655,7 @@ fn entity_batch(state: &mut HostState, code: &NodeCode, op: &str, items: &[Value
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for i in items {
-        let key = i
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let key = str_field(i, "key").to_string();
         let name = i
             .get("entityName")
             .and_then(Value::as_str)
@@ -771,8 +741,8 @@ pub(crate) fn conditions_hold(cond: &Value, value: Option<&Value>) -> Result<boo
     };
     let mut results = Vec::with_capacity(list.len());
     for c in list {
-        let property = c.get("property").and_then(Value::as_str).unwrap_or("");
-        let name = c.get("condition").and_then(Value::as_str).unwrap_or("");
+        let property = str_field(c, "property");
+        let name = str_field(c, "condition");
         let values = c
             .get("values")
             .and_then(Value::as_array)
@@ -873,11 +843,7 @@ fn confluence(
                     "version.number is required",
                 );
             };
-            let title = b
-                .get("title")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let title = str_field(&b, "title").to_string();
             let value = b
                 .pointer("/body/value")
                 .or_else(|| b.pointer("/body/storage/value"))
@@ -901,16 +867,8 @@ fn confluence(
             let Some(b) = body_json() else {
                 return v2_error(400, "INVALID_REQUEST_PARAMETER", "the body is not JSON");
             };
-            let space = b
-                .get("spaceId")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let title = b
-                .get("title")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let space = str_field(&b, "spaceId").to_string();
+            let title = str_field(&b, "title").to_string();
             let value = b
                 .pointer("/body/value")
                 .and_then(Value::as_str)
@@ -938,11 +896,7 @@ fn confluence(
             let Some(b) = body_json() else {
                 return v1_error(400, "the body is not JSON");
             };
-            let key = b
-                .get("key")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let key = str_field(&b, "key").to_string();
             if state
                 .world
                 .confluence
@@ -1002,16 +956,8 @@ fn confluence(
                 return v1_error(400, "the body is not JSON");
             };
             let state_value = crate::product::ContentState {
-                name: b
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                color: b
-                    .get("color")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                name: str_field(&b, "name").to_string(),
+                color: str_field(&b, "color").to_string(),
             };
             match state
                 .world
@@ -1197,7 +1143,7 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
             json!({"errors": [{"message": "the body is not JSON", "extensions": {"errorType": "BAD_REQUEST", "statusCode": 400}}]}),
         );
     };
-    let query = req.get("query").and_then(Value::as_str).unwrap_or("");
+    let query = str_field(&req, "query");
     let vars = req.get("variables").cloned().unwrap_or(Value::Null);
     let input = vars.get("input").cloned().unwrap_or(Value::Null);
     let (scope, realm, now) = (state.scope.clone(), state.installation.realm, state.now);
@@ -1408,16 +1354,8 @@ fn stargate(state: &mut HostState, path: &str, body: &str) -> Answer {
     let Ok(req) = serde_json::from_str::<Value>(body) else {
         return Answer::json(400, json!({"errorMessage": "the body is not JSON"}));
     };
-    let queue = req
-        .get("queueName")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let job = req
-        .get("jobId")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let queue = str_field(&req, "queueName").to_string();
+    let job = str_field(&req, "jobId").to_string();
     let valid_queue = !queue.is_empty()
         && queue.len() <= 100
         && queue
