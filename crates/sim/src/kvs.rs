@@ -677,10 +677,7 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<(), KvsError> {
-        self.admit(scope, from, now, "delete")?;
-        self.check_key(key)?;
-        let k = self.physical(scope, 'k', key);
-        self.apply(from, vec![(k, None)])
+        self.remove(scope, from, now, 'k', key, key, "delete")
     }
 
     /// `query().where('key', beginsWith(prefix))`: keys in lexicographic order, a page at a
@@ -967,10 +964,8 @@ impl Kvs {
         entity: &str,
         key: &str,
     ) -> Result<(), KvsError> {
-        self.admit(scope, from, now, "entity_delete")?;
-        self.check_key(key)?;
-        let k = self.physical(scope, 'e', &entity_key(entity, key));
-        self.apply(from, vec![(k, None)])
+        let stored = entity_key(entity, key);
+        self.remove(scope, from, now, 'e', &stored, key, "entity_delete")
     }
 
     /// Every live value of one custom entity, in key order, for an index query to filter and
@@ -998,7 +993,8 @@ impl Kvs {
         Ok(out)
     }
 
-    /// The physical write of an entity value (for `entity_set_text` and transactions).
+    /// The physical write of an entity value (for `entity_set_text` and transactions): the
+    /// same checks as a plain key's.
     pub(crate) fn prepare_entity_set(
         &mut self,
         scope: &Scope,
@@ -1009,16 +1005,15 @@ impl Kvs {
         options: SetOptions,
     ) -> Result<(String, Option<String>), KvsError> {
         self.check_key(key)?;
-        let text = checked_text(&self.limits, key, text)?;
-        let compound = entity_key(entity, key);
-        if options.fail_if_exists && self.read(scope, &compound, 'e', now)?.is_some() {
-            return Err(err(
-                KvsErrorCode::KeyConflict,
-                format!("{entity} `{key}` exists (keyPolicy FAIL_IF_EXISTS)"),
-            ));
-        }
-        let stored = StoredText::encode(text, options.ttl_ms.map(|t| now.plus(t)));
-        Ok((self.physical(scope, 'e', &compound), Some(stored)))
+        self.prepare_write(
+            scope,
+            now,
+            'e',
+            &entity_key(entity, key),
+            key,
+            text,
+            options,
+        )
     }
 
     /// Deletes a secret (absent or not).
@@ -1029,10 +1024,7 @@ impl Kvs {
         now: Millis,
         key: &str,
     ) -> Result<(), KvsError> {
-        self.admit(scope, from, now, "delete_secret")?;
-        self.check_key(key)?;
-        let k = self.physical(scope, 's', key);
-        self.apply(from, vec![(k, None)])
+        self.remove(scope, from, now, 's', key, key, "delete_secret")
     }
 
     pub fn get_secret(
@@ -1234,6 +1226,24 @@ impl Kvs {
         Ok(())
     }
 
+    /// A delete of `stored` (of `kind`; `key` is the app's key, checked), after admission.
+    #[allow(clippy::too_many_arguments)]
+    fn remove(
+        &mut self,
+        scope: &Scope,
+        from: Realm,
+        now: Millis,
+        kind: char,
+        stored: &str,
+        key: &str,
+        operation: &'static str,
+    ) -> Result<(), KvsError> {
+        self.admit(scope, from, now, operation)?;
+        self.check_key(key)?;
+        let k = self.physical(scope, kind, stored);
+        self.apply(from, vec![(k, None)])
+    }
+
     /// A `get` of a key (`kind` `k`) or a secret (`s`), after the usual admission checks.
     fn lookup(
         &mut self,
@@ -1285,6 +1295,22 @@ impl Kvs {
         options: SetOptions,
     ) -> Result<(String, Option<String>), KvsError> {
         self.check_key(key)?;
+        self.prepare_write(scope, now, 'k', key, key, text, options)
+    }
+
+    /// A checked write of `text` under `stored` (of `kind`): the value's size and depth, the
+    /// TTL's range and `FAIL_IF_EXISTS`. `key` is the app's key, for messages.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_write(
+        &mut self,
+        scope: &Scope,
+        now: Millis,
+        kind: char,
+        stored: &str,
+        key: &str,
+        text: &str,
+        options: SetOptions,
+    ) -> Result<(String, Option<String>), KvsError> {
         let text = checked_text(&self.limits, key, text)?;
         if let Some(ttl) = options.ttl_ms
             && (ttl == 0 || ttl > self.limits.max_ttl_ms)
@@ -1294,14 +1320,14 @@ impl Kvs {
                 format!("TTL of {ttl} ms is outside 1 ms to one year"),
             ));
         }
-        if options.fail_if_exists && self.read(scope, key, 'k', now)?.is_some() {
+        if options.fail_if_exists && self.read(scope, stored, kind, now)?.is_some() {
             return Err(err(
                 KvsErrorCode::KeyConflict,
                 format!("key `{key}` exists (keyPolicy FAIL_IF_EXISTS)"),
             ));
         }
-        let stored = StoredText::encode(text, options.ttl_ms.map(|t| now.plus(t)));
-        Ok((self.physical(scope, 'k', key), Some(stored)))
+        let value = StoredText::encode(text, options.ttl_ms.map(|t| now.plus(t)));
+        Ok((self.physical(scope, kind, stored), Some(value)))
     }
 
     fn check_key(&self, key: &str) -> Result<(), KvsError> {

@@ -707,3 +707,30 @@ proptest! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Custom entities' values follow a plain key's rules (TTL range, key policy, TTL expiry) and
+/// live apart from plain keys of the same name.
+#[test]
+fn entity_values_follow_the_same_rules_as_keys() {
+    let (mut kvs, s) = store();
+    let ttl = |ms| SetOptions {
+        ttl_ms: Some(ms),
+        fail_if_exists: false,
+    };
+    let bad = kvs.entity_set_text(&s, Realm::Eu, T0, "tag", "t1", "{}", ttl(0));
+    assert_eq!(bad.unwrap_err().code, KvsErrorCode::InvalidTtl);
+    kvs.entity_set_text(&s, Realm::Eu, T0, "tag", "t1", r#"{"a":1}"#, ttl(1_000))
+        .unwrap();
+    let once = SetOptions {
+        ttl_ms: None,
+        fail_if_exists: true,
+    };
+    let again = kvs.entity_set_text(&s, Realm::Eu, T0, "tag", "t1", "{}", once);
+    assert_eq!(again.unwrap_err().code, KvsErrorCode::KeyConflict);
+    assert_eq!(kvs.get_text(&s, Realm::Eu, T0, "t1").unwrap(), None);
+    let get = |kvs: &mut Kvs, at| kvs.entity_get_text(&s, Realm::Eu, at, "tag", "t1").unwrap();
+    assert_eq!(get(&mut kvs, T0).as_deref(), Some(r#"{"a":1}"#));
+    assert_eq!(get(&mut kvs, T0.plus(1_000)), None, "expired with its TTL");
+    kvs.entity_delete(&s, Realm::Eu, T0, "tag", "t1").unwrap();
+    assert_eq!(get(&mut kvs, T0), None);
+}
