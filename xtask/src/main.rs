@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
 
+mod browser;
 mod guests;
 mod node;
 // The same code that signoff-storage's tests use to start a throwaway PostgreSQL server
@@ -29,7 +30,10 @@ COMMANDS:
                          npm packages (npm ci; needs Node.js 20+), run the apps' native tests,
                          then every test of the workspace (unit, integration, end-to-end, doc);
                          the PostgreSQL tests use SIGNOFF_PG_URL, or a throwaway server
-                         (initdb and pg_ctl of the machine's PostgreSQL) started for the run
+                         (initdb and pg_ctl of the machine's PostgreSQL) started for the run;
+                         then the browser tests (tests/browser: the console and the apps'
+                         Custom UI in headless Chromium; Debian's chromium is installed when
+                         missing and this runs as root)
     ci                   What CI runs: fmt --check, clippy -D warnings, the wasm build of
                          signoff-core, the tests with INSTA_UPDATE=no, and the real-manifest
                          corpus when ../shared exists
@@ -63,6 +67,7 @@ COMMANDS:
                          schedule all year): wall time, peak memory, simulated events/s
                          (SCALE_SITES, SCALE_DOCS change the size; SCALE_SHARDS=N runs the
                          sites as N independent simulations, one per core by default)
+    browser              Only the browser tests (tests/browser), with what they need installed
     guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
                          (guests/) and the apps (apps/, e.g. apps/approvals), all into
                          guests/target/wasm32-wasip2/release/
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         ["bench", "sim"] => guests::bench_sim(&root()),
         ["bench", "scale"] => guests::bench_scale(&root()),
         ["bench", "node"] => bench_node(),
+        ["browser"] => browser::test(&root()),
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["bench", "postgres"] => bench_postgres(),
         ["guests"] => guests::build_guests(&root()),
@@ -155,7 +161,8 @@ fn test() -> Result<(), String> {
     guests::build_guests(&root())?;
     node::install_apps(&root())?;
     guests::test_apps(&root())?;
-    workspace_tests(&[])
+    workspace_tests(&[])?;
+    browser::test(&root())
 }
 
 /// Every test of the workspace, doc tests first (nextest does not run them, and its summary
@@ -269,6 +276,7 @@ fn ci() -> Result<(), String> {
     wasm_check()?;
     let started = Instant::now();
     workspace_tests(&insta)?;
+    browser::test(&root())?;
     eprintln!("tests took {:.1} s", started.elapsed().as_secs_f64());
     match shared_corpus() {
         Some(dir) => corpus(&dir)?,

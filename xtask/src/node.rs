@@ -62,20 +62,25 @@ pub fn node_folders(root: &Path) -> Vec<PathBuf> {
 pub fn install_apps(root: &Path) -> Result<(), String> {
     let version = check_node()?;
     for app in node_folders(root) {
-        let lock = modified(&app.join("package-lock.json"));
-        let installed = modified(&app.join("node_modules/.package-lock.json"));
-        if installed.is_some() && installed >= lock {
-            continue;
-        }
-        eprintln!(
-            "node {version}: installing the packages of {}",
-            app.display()
-        );
-        run(Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&app))?;
+        npm_ci(&version, &app)?;
     }
     Ok(())
+}
+
+/// `npm ci` in `dir` when its installed packages are missing or older than its lock file.
+pub fn npm_ci(version: &str, dir: &Path) -> Result<(), String> {
+    let lock = modified(&dir.join("package-lock.json"));
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_some() && installed >= lock {
+        return Ok(());
+    }
+    eprintln!(
+        "node {version}: installing the packages of {}",
+        dir.display()
+    );
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir))
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

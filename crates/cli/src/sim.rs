@@ -21,6 +21,27 @@ pub enum SimCommand {
     /// Shows the keys and values installations stored in a data directory written by
     /// `signoff sim run --data DIR`.
     Inspect(InspectArgs),
+    /// Runs a scenario, then serves the simulated site in the browser: pages with the apps'
+    /// Custom UI (resolvers run as the user picked in the console), the virtual clock, the
+    /// egress ledger, the RoA report, storage, logs and the site admin's switches. Listens
+    /// on 127.0.0.1 only; stop it with Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The scenario file: its sites, users, apps and steps set up what the console shows.
+    pub scenario: PathBuf,
+    /// Overrides the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The console's port on 127.0.0.1 (default: a free port, printed at start).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// The port of the apps' frames on 127.0.0.1 (another origin than the console, as a
+    /// Custom UI is on the platform; default: a free port).
+    #[arg(long, default_value_t = 0)]
+    pub frame_port: u16,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +91,66 @@ pub fn run(cmd: &SimCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match cmd {
         SimCommand::Run(args) => run_scenario(args, out, err),
         SimCommand::Inspect(args) => inspect(args, out, err),
+        SimCommand::Serve(args) => serve(args, out, err),
+    }
+}
+
+fn serve(args: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let scenario = match Scenario::load(&args.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = progress_bar("sim");
+    let mut progress = |done: u64, total: u64| {
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+    };
+    let options = RunOptions {
+        seed: args.seed,
+        storage: KvsStorage::Memory,
+        progress: if tty { Some(&mut progress) } else { None },
+        threads: None,
+    };
+    let outcome = scenario.run(options);
+    bar.finish_and_clear();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return 2;
+        }
+    };
+    let failed = outcome.failures.len();
+    if failed > 0 {
+        let _ = writeln!(
+            err,
+            "note: {failed} expectation(s) of the scenario failed; the console shows the run as it is"
+        );
+    }
+    let config = signoff_console::Config {
+        port: args.port,
+        frame_port: args.frame_port,
+    };
+    let served = signoff_console::serve(
+        outcome,
+        config,
+        |a| {
+            let _ = writeln!(out, "signoff console: http://{}/", a.console);
+            let _ = writeln!(out, "(apps' frames on http://{}; Ctrl-C stops)", a.frames);
+            let _ = out.flush();
+        },
+        None,
+    );
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            2
+        }
     }
 }
 

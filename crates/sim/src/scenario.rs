@@ -94,6 +94,39 @@ pub struct RunOutcome {
     pub captured: BTreeMap<String, String>,
     /// Scenario install names and app names, for output.
     installs: Vec<String>,
+    /// The sites, apps and named pages of the scenario, as a console shows them.
+    pub world: World,
+}
+
+/// What a scenario set up, by the names it gave: for tools that keep working with the
+/// simulation after the run (`signoff sim serve`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct World {
+    pub sites: Vec<SiteInfo>,
+    pub apps: Vec<AppInfo>,
+    /// Scenario installation id to (app name, site name).
+    pub installs: BTreeMap<String, (String, String)>,
+    /// Scenario page name to (site host, page id).
+    pub pages: BTreeMap<String, (String, String)>,
+}
+
+/// A site of a scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteInfo {
+    pub name: String,
+    pub host: String,
+    pub realm: Realm,
+    /// User name to account id, in the scenario's order of names.
+    pub users: BTreeMap<String, String>,
+}
+
+/// An app of a scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppInfo {
+    pub name: String,
+    pub id: String,
+    /// The manifest file (its folder is where the manifest's `resources` paths start).
+    pub manifest: PathBuf,
 }
 
 impl fmt::Debug for RunOutcome {
@@ -571,8 +604,35 @@ impl Scenario {
             failures: run.failures,
             reports,
             sim,
-            captured: run.vars,
             installs: self.installs.keys().cloned().collect(),
+            world: World {
+                sites: self
+                    .sites
+                    .iter()
+                    .map(|(name, s)| SiteInfo {
+                        name: name.clone(),
+                        host: s.host.clone(),
+                        realm: s.realm,
+                        users: s.users.clone(),
+                    })
+                    .collect(),
+                apps: self
+                    .apps
+                    .iter()
+                    .map(|(name, a)| AppInfo {
+                        name: name.clone(),
+                        id: run.app_ids[name].clone(),
+                        manifest: a.manifest.value.clone(),
+                    })
+                    .collect(),
+                installs: self
+                    .installs
+                    .iter()
+                    .map(|(id, i)| (id.clone(), (i.app.clone(), i.site.clone())))
+                    .collect(),
+                pages: run.pages,
+            },
+            captured: run.vars,
         })
     }
 
