@@ -355,6 +355,13 @@ fn demo() -> Result<(), String> {
         let text = String::from_utf8_lossy(&output.stdout);
         println!("{}", text.lines().next().unwrap_or_default());
     }
+    let rel = signoff.strip_prefix(root()).unwrap_or(&signoff);
+    println!(
+        "\nTo see the year in the browser (pages, the app's panel as any user, the clock, the \
+         egress ledger, storage, logs):\n  {} sim serve examples/scenarios/flagship.yaml\nand open \
+         the address it prints.",
+        rel.display()
+    );
     Ok(())
 }
 

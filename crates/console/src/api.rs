@@ -45,6 +45,9 @@ impl std::fmt::Debug for State {
     }
 }
 
+/// The most frames remembered at once.
+const MAX_FRAMES: u64 = 1000;
+
 /// What every handler shares: the way to the simulation.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -221,6 +224,12 @@ impl State {
     pub(crate) fn next_frame_id(&mut self) -> String {
         let id = format!("f{}", self.next_frame);
         self.next_frame += 1;
+        // A long session opens frames without end: the oldest are forgotten (a forgotten
+        // frame's page answers 404 and the console opens a new one).
+        if self.next_frame > MAX_FRAMES {
+            self.frames
+                .remove(&format!("f{}", self.next_frame - MAX_FRAMES));
+        }
         id
     }
 
