@@ -43,6 +43,55 @@ fn readme_console_examples_print_what_the_readme_shows() {
     assert!(examples >= 2, "the README lost its examples");
 }
 
+/// Every `mermaid` block of README.md is what a `console` example just before it prints,
+/// so the drawing GitHub shows is the one the command makes today.
+#[test]
+fn readme_mermaid_blocks_are_the_output_of_their_command() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in readme.lines() {
+        let fence = line.trim();
+        if let Some((kind, body)) = open.as_mut() {
+            if fence == "```" {
+                blocks.push((std::mem::take(kind), std::mem::take(body)));
+                open = None;
+            } else {
+                body.push_str(line);
+                body.push('\n');
+            }
+        } else if let Some(kind) = fence.strip_prefix("```") {
+            open = Some((kind.to_owned(), String::new()));
+        }
+    }
+    let mut checked = 0;
+    for (i, (kind, body)) in blocks.iter().enumerate() {
+        if kind != "mermaid" {
+            continue;
+        }
+        let console = blocks[..i]
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "console")
+            .expect("a console block shows the command of a mermaid block");
+        let cmd = console
+            .1
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("$ ")
+            .unwrap();
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        assert_eq!(
+            signoff(&words[1..]).stdout,
+            *body,
+            "README mermaid block of `{cmd}`"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "the README lost its Mermaid drawing");
+}
+
 #[test]
 fn readme_documents_every_rule_and_reason() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

@@ -71,3 +71,78 @@ fn every_shipped_scenario_passes_through_the_cli() {
         run.stdout
     );
 }
+
+#[test]
+fn show_draws_in_every_format_with_the_current_state() {
+    let file = "crates/core/templates/two-stage.yaml";
+    // Text stays the default, and unchanged.
+    let text = signoff(&["workflow", "show", file]);
+    assert_eq!(
+        signoff(&["workflow", "show", file, "--format", "text"]),
+        text
+    );
+    assert!(!text.stdout.contains("current"), "{}", text.stdout);
+    for format in ["text", "mermaid", "dot", "svg"] {
+        let run = signoff(&[
+            "workflow",
+            "show",
+            file,
+            "--format",
+            format,
+            "--current",
+            "in_review",
+            "--stage",
+            "qa_signoff",
+        ]);
+        assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{format}");
+        insta::assert_snapshot!(format!("show_current_{format}"), run.stdout);
+    }
+}
+
+#[test]
+fn show_names_an_unknown_current_state_and_the_file() {
+    let file = "crates/core/templates/basic.yaml";
+    let run = signoff(&[
+        "workflow",
+        "show",
+        file,
+        "--format",
+        "svg",
+        "--current",
+        "in_review",
+    ]);
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""));
+    assert_eq!(
+        run.stderr,
+        "signoff: crates/core/templates/basic.yaml: --current: workflow \"basic-approval\" has no \
+         state \"in_review\" (its states: draft, in_approval, approved)\n"
+    );
+    let run = signoff(&[
+        "workflow",
+        "show",
+        file,
+        "--current",
+        "in_approval",
+        "--stage",
+        "qa",
+    ]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "signoff: crates/core/templates/basic.yaml: --stage: state \"in_approval\" of workflow \
+         \"basic-approval\" has no stage \"qa\" (its stages: approval)\n"
+    );
+    // --stage needs --current: a usage error, exit code 2 as well.
+    let run = signoff(&["workflow", "show", file, "--stage", "approval"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--current <STATE>"), "{}", run.stderr);
+    // An invalid definition is still exit code 1, whatever --current says.
+    let run = signoff(&[
+        "workflow",
+        "show",
+        "examples/workflows/broken.yaml",
+        "--current",
+        "x",
+    ]);
+    assert_eq!(run.code, 1);
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use signoff_core::Workflow;
 use signoff_core::scenario;
+use signoff_core::workflow::diagram::{Diagram, HighlightError};
 
 /// The `workflow` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -19,10 +20,22 @@ pub enum WorkflowCommand {
         /// The definition file.
         file: PathBuf,
     },
-    /// Print the states, transitions and approval stages of a workflow as a text diagram.
+    /// Draw the states, transitions and approval stages of a workflow: as text (the
+    /// default), as Mermaid for Markdown (GitHub and Confluence render it), as Graphviz DOT,
+    /// or as a self-contained SVG picture (the one the approval app shows).
     Show {
         /// The definition file.
         file: PathBuf,
+        /// The drawing's format.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+        /// Highlight this state, as a document's current state (exit code 2 if the workflow
+        /// has no such state).
+        #[arg(long, value_name = "STATE")]
+        current: Option<String>,
+        /// Highlight this approval stage of the --current state, too.
+        #[arg(long, value_name = "STAGE", requires = "current")]
+        stage: Option<String>,
     },
     /// Run scenario files and report every expectation that fails, with its place.
     Test {
@@ -32,13 +45,28 @@ pub enum WorkflowCommand {
     },
 }
 
+/// The formats of `workflow show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    /// The text diagram (states, stages, transitions), one item a line.
+    Text,
+    /// A Mermaid flowchart, for a ```mermaid block in Markdown.
+    Mermaid,
+    /// A Graphviz digraph (`dot -Tpng`).
+    Dot,
+    /// A self-contained SVG picture, styled with Atlassian design tokens.
+    Svg,
+}
+
 /// Exit codes.
 const OK: u8 = 0;
 const FAILED: u8 = 1;
+/// An input could not be read or used: a file, or a `--current` state that is not there.
 const UNREADABLE: u8 = 2;
 
 /// Runs a `workflow` subcommand. Returns the exit code: 0 when all is well, 1 when a
-/// definition is invalid or an expectation failed, 2 when an input could not be read.
+/// definition is invalid or an expectation failed, 2 when an input could not be read (or
+/// `show --current`/`--stage` names nothing in the workflow).
 pub fn run(cmd: &WorkflowCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     // Errors writing to stdout or stderr (a closed pipe) leave nothing better to do than
     // to stop writing; the exit code still tells the result.
@@ -58,16 +86,60 @@ pub fn run(cmd: &WorkflowCommand, out: &mut dyn Write, err: &mut dyn Write) -> u
                 OK
             }
         },
-        WorkflowCommand::Show { file } => match load(file, out, err) {
+        WorkflowCommand::Show {
+            file,
+            format,
+            current,
+            stage,
+        } => match load(file, out, err) {
             None => UNREADABLE,
             Some(Err(())) => FAILED,
-            Some(Ok(wf)) => {
-                let _ = write!(out, "{}", wf.diagram());
-                OK
-            }
+            Some(Ok(wf)) => show(
+                &wf,
+                file,
+                *format,
+                current.as_deref(),
+                stage.as_deref(),
+                out,
+                err,
+            ),
         },
         WorkflowCommand::Test { scenarios } => test(scenarios, out, err),
     }
+}
+
+/// Draws a valid workflow in `format`, with `current` (and `stage`) highlighted.
+fn show(
+    wf: &Workflow,
+    file: &Path,
+    format: ShowFormat,
+    current: Option<&str>,
+    stage: Option<&str>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let mut diagram = Diagram::new(wf);
+    if let Some(state) = current {
+        diagram = match diagram.highlight(state, stage) {
+            Ok(d) => d,
+            Err(e) => {
+                let option = match e {
+                    HighlightError::UnknownState { .. } => "--current",
+                    HighlightError::UnknownStage { .. } => "--stage",
+                };
+                let _ = writeln!(err, "signoff: {}: {option}: {e}", file.display());
+                return UNREADABLE;
+            }
+        };
+    }
+    let drawing = match format {
+        ShowFormat::Text => diagram.text(),
+        ShowFormat::Mermaid => diagram.mermaid(),
+        ShowFormat::Dot => diagram.dot(),
+        ShowFormat::Svg => diagram.svg(),
+    };
+    let _ = write!(out, "{drawing}");
+    OK
 }
 
 /// Reads and validates a definition. `None`: unreadable (reported on `err`); `Some(Err)`:

@@ -6,6 +6,7 @@
 //! the file, line and column. The result is an immutable [`Workflow`] identified by the
 //! SHA-256 of its canonical JSON, which documents pin when they are created.
 
+pub mod diagram;
 pub mod model;
 
 use std::collections::{HashMap, HashSet};
@@ -187,8 +188,15 @@ impl Workflow {
         self.def.groups.get(group).map(Vec::as_slice)
     }
 
-    /// A text diagram of the states, their transitions and their approval stages.
+    /// A text diagram of the states, their transitions and their approval stages. (The
+    /// pictures, and this text with a state marked as the current one: [`diagram::Diagram`].)
     pub fn diagram(&self) -> String {
+        self.text_diagram(None)
+    }
+
+    /// The text diagram, with `current` (a state, and maybe one of its stages) marked.
+    pub(crate) fn text_diagram(&self, current: Option<(usize, Option<usize>)>) -> String {
+        const HERE: &str = "  <== current";
         let mut out = format!("workflow {} ({})\n", self.def.name, &self.hash[..12]);
         for (i, s) in self.def.states.iter().enumerate() {
             let mut marks = Vec::new();
@@ -214,7 +222,9 @@ impl Workflow {
             } else {
                 format!(" ({})", marks.join(", "))
             };
-            out.push_str(&format!("[{}]{marks}\n", s.name));
+            let here = |yes: bool| if yes { HERE } else { "" };
+            let this_state = current.is_some_and(|(c, _)| c == i);
+            out.push_str(&format!("[{}]{marks}{}\n", s.name, here(this_state)));
             if let Some(a) = &s.approval {
                 out.push_str(&format!(
                     "  approval, new version: {}\n",
@@ -222,7 +232,13 @@ impl Workflow {
                 ));
                 for (k, st) in a.stages.iter().enumerate() {
                     let due = st.due.map(|d| format!(" (due {d})")).unwrap_or_default();
-                    out.push_str(&format!("  stage {} {}{due}\n", k + 1, st.name));
+                    let this_stage = this_state && current.is_some_and(|(_, g)| g == Some(k));
+                    out.push_str(&format!(
+                        "  stage {} {}{due}{}\n",
+                        k + 1,
+                        st.name,
+                        here(this_stage)
+                    ));
                     for g in &st.groups {
                         out.push_str(&format!("    || {}\n", describe_group(g)));
                     }
@@ -844,7 +860,7 @@ fn check_duration(
     );
 }
 
-fn describe_group(g: &GroupDef) -> String {
+pub(crate) fn describe_group(g: &GroupDef) -> String {
     let who: Vec<String> = g
         .reviewers
         .iter()
@@ -887,7 +903,7 @@ fn describe_group(g: &GroupDef) -> String {
     s
 }
 
-fn stale_name(p: StalePolicy) -> &'static str {
+pub(crate) fn stale_name(p: StalePolicy) -> &'static str {
     match p {
         StalePolicy::Reset => "reset decisions",
         StalePolicy::KeepUnchanged => "keep unchanged decisions",

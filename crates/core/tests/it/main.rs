@@ -2,6 +2,7 @@
 
 mod anchor;
 mod chain;
+mod diagram;
 mod engine;
 mod next_tick;
 mod props;
