@@ -4,6 +4,7 @@ mod anchor;
 mod chain;
 mod engine;
 mod next_tick;
+mod offer;
 mod props;
 mod scenarios;
 mod store;
