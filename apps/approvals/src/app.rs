@@ -677,8 +677,9 @@ where
     }
 
     /// "My approvals": what `user` has to review now, directly or for someone who delegated
-    /// to them (each with its lozenge and whether its deadline has passed), and the user's
-    /// own latest decisions and signatures (`app:decisions:<account>`, newest first).
+    /// to them (each with its lozenge, whether its deadline has passed, and, when the engine
+    /// would refuse the user's decision, why), and the user's own latest decisions and
+    /// signatures (`app:decisions:<account>`, newest first).
     fn my_approvals(&self, user: &str) -> Result<Value, AppError> {
         let now = self.now();
         let mut pending = Vec::new();
@@ -686,7 +687,20 @@ where
             let d = self.load(page_id)?;
             let due = d.state.deadline();
             let badge = lozenge(&d.wf, &d.state);
+            let offers = d.state.offers(&d.wf, user, now);
             for p in d.state.pending_for(&d.wf, user, now) {
+                // Pending, but the engine would refuse every decision (separation of
+                // duties, one vote per person): the reason is shown with the item.
+                let same = |o: &Offer| {
+                    o.group.as_deref() == Some(p.review.group.as_str())
+                        && o.on_behalf_of == p.on_behalf_of
+                };
+                let refusal = match offers.allowed.iter().any(same) {
+                    true => None,
+                    false => offers.refused.iter().find(|(o, _)| same(o)).map(|(_, r)| {
+                        json!({"code": r.reason.code().to_ascii_uppercase(), "message": r.to_string()})
+                    }),
+                };
                 pending.push(json!({
                     "pageId": page_id,
                     "title": d.state.title,
@@ -699,6 +713,7 @@ where
                     "onBehalfOf": p.on_behalf_of,
                     "dueAt": due,
                     "overdue": due.is_some_and(|t| t <= now),
+                    "refusal": refusal,
                 }));
             }
         }
@@ -745,6 +760,7 @@ where
         s["appearance"] = json!(appearance(&badge.color));
         s["verified"] = json!(audit::verify_head(&records, &state.head).is_ok());
         s["viewer"] = json!(user);
+        s["now"] = json!(now);
         s["author"] = json!(state.author);
         s["stages"] = stages(wf, state);
         s["decisions"] = records
@@ -1449,11 +1465,11 @@ pub fn lozenge(wf: &Workflow, state: &DocState) -> ContentState {
 }
 
 /// The lozenge's look, by its colour, as Atlassian's design system names lozenge
-/// appearances: `success`, `inprogress`, `removed`, `default`.
+/// appearances: `success` (green), `moved` (yellow), `removed` (red), `default` (grey).
 fn appearance(color: &str) -> &'static str {
     match color {
         "#36b37e" => "success",
-        "#ffc400" => "inprogress",
+        "#ffc400" => "moved",
         "#ff5630" => "removed",
         _ => "default",
     }

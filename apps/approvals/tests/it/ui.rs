@@ -42,7 +42,7 @@ fn the_panel_offers_each_viewer_what_the_engine_would_carry_out() {
     assert_eq!(bob["viewer"], "bob");
     assert_eq!(bob["title"], "Release plan");
     assert_eq!(bob["lozenge"], "In review");
-    assert_eq!(bob["appearance"], "inprogress");
+    assert_eq!(bob["appearance"], "moved");
     assert_eq!(bob["verified"], true);
     assert_eq!(bob["actions"][0]["stage"], "review");
     assert_eq!(bob["actions"][0]["group"], "reviewers");
@@ -121,6 +121,12 @@ fn the_panel_says_why_a_pending_reviewer_cannot_decide() {
         "{message}"
     );
     assert!(!actions(&bob).contains(&"approve".to_owned()));
+    // "My approvals" still lists the review, with the reason bob cannot decide.
+    let mine = call_as(&w, "bob", "my-approvals", json!({}));
+    assert_eq!(
+        mine["pending"][0]["refusal"]["code"],
+        "SEPARATION_OF_DUTIES"
+    );
 }
 
 #[test]
@@ -174,7 +180,7 @@ fn my_approvals_lists_what_is_pending_overdue_delegated_and_recently_decided() {
     assert_eq!(titles, ["Release plan", "Security policy"]);
     assert_eq!(bob["pending"][0]["overdue"], false);
     assert_eq!(bob["pending"][0]["lozenge"], "In review");
-    assert_eq!(bob["pending"][0]["appearance"], "inprogress");
+    assert_eq!(bob["pending"][0]["appearance"], "moved");
     assert_eq!(bob["recent"], json!([]));
 
     // carol is away: dave decides for her.
@@ -196,6 +202,7 @@ fn my_approvals_lists_what_is_pending_overdue_delegated_and_recently_decided() {
     assert_eq!(bob["pending"].as_array().unwrap().len(), 1, "{bob}");
     assert_eq!(bob["pending"][0]["pageId"], "1");
     assert_eq!(bob["pending"][0]["overdue"], true);
+    assert_eq!(bob["pending"][0]["refusal"], Value::Null);
     let recent = &bob["recent"][0];
     assert_eq!(recent["pageId"], "2");
     assert_eq!(recent["title"], "Security policy");
@@ -208,6 +215,7 @@ fn my_approvals_lists_what_is_pending_overdue_delegated_and_recently_decided() {
         json!({"pageId": "2", "onBehalfOf": "carol", "comment": "not yet"}),
     );
     let dave = call_as(&w, "dave", "my-approvals", json!({}));
+    assert_eq!(dave["pending"][0]["refusal"], Value::Null);
     assert_eq!(dave["recent"][0]["action"], "reject");
     assert_eq!(dave["recent"][0]["onBehalfOf"], "carol");
     assert_eq!(dave["recent"][0]["state"], "draft");
