@@ -77,7 +77,8 @@ function ActionForm({ offer, panel, act, onCancel, onDone }) {
   const [fields, setFields] = useState({
     comment: '',
     name: '',
-    meaning: offer.signature?.meaning || 'review',
+    // An author signs for authorship; anyone else, by default, for review.
+    meaning: offer.signature?.meaning || (panel.viewer && panel.viewer === panel.author ? 'authorship' : 'review'),
     code: '',
     to: '',
     until: dateAfter(panel.now, 7),
