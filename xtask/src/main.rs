@@ -1,6 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so that it runs wherever cargo does.
 //!
-//! Commands: `ci`, `test`, `demo`, `corpus DIR`, `bench roa`, `fuzz roa`. Run
+//! Commands: `ci`, `test`, `demo`, `ui`, `corpus DIR`, `bench roa`, `fuzz roa`. Run
 //! `cargo xtask help` for details.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // xtask is a binary: it owns stdout.
@@ -8,6 +8,7 @@
 mod browser;
 mod guests;
 mod node;
+mod ui;
 // The same code that signoff-storage's tests use to start a throwaway PostgreSQL server
 // (standard library only), so that `cargo xtask test` starts one server for the whole run.
 #[path = "../../crates/storage/src/throwaway_pg.rs"]
@@ -71,6 +72,10 @@ COMMANDS:
     guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
                          (guests/) and the apps (apps/, e.g. apps/approvals), all into
                          guests/target/wasm32-wasip2/release/
+    ui                   Build the apps' Custom UIs (apps/*/ui, npm projects) into the resource
+                         folders their manifests declare (apps/approvals/static/ui): npm ci when
+                         node_modules is missing or older than package-lock.json (needs Node.js
+                         20+), then the build when a source is newer than its output
     wasm                 Check that signoff-core and signoff-storage's hosted adapter
                          (--no-default-features) compile for wasm32-wasip2 (adds the target
                          with rustup when it is missing)
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["bench", "postgres"] => bench_postgres(),
         ["guests"] => guests::build_guests(&root()),
+        ["ui"] => ui::build_uis(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
         ["fuzz", "roa", secs] => match secs.parse() {

@@ -22,16 +22,17 @@ use serde_json::{Value, json};
 use signoff_core::event::{Action, AuthInput, SignatureInput};
 use signoff_core::evidence::{EvidenceVerifier, NoVerifier};
 use signoff_core::notify::{Notification, notifications};
+use signoff_core::offer::{Offer, Offers};
 use signoff_core::state::{Decided, SYSTEM};
 use signoff_core::store::{IndexEntry, StoreError};
-use signoff_core::workflow::WorkflowDef;
+use signoff_core::workflow::{Rule, WorkflowDef};
 use signoff_core::{Command, DocState, Event, Record, Refusal, Timestamp, Workflow, audit};
 use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, MAX_PAGE, StreamHead};
 
 use crate::block::block_on;
 use crate::payload::{
     self, AssignWorkflow, ConfigureWebhook, Decide, Delegate, PageCommand, PageEvent, PageQuery,
-    Reauth, Sign,
+    PageView, Reauth, Sign, SpaceQuery, ValidateWorkflow,
 };
 use crate::ports::{AppError, ContentState, Level, Page, Platform};
 use crate::snapshot;
@@ -45,7 +46,7 @@ pub const SUMMARY_PROPERTY: &str = "signoff-summary";
 /// The content property where notifications are delivered (the platform has no notify API).
 pub const NOTIFICATIONS_PROPERTY: &str = "signoff-notifications";
 /// The resolvers, in the order the README lists them.
-pub const RESOLVERS: [&str; 18] = [
+pub const RESOLVERS: [&str; 22] = [
     "assign-workflow",
     "submit",
     "approve",
@@ -64,6 +65,10 @@ pub const RESOLVERS: [&str; 18] = [
     "totp-enrol",
     "totp-reset",
     "totp-status",
+    "panel",
+    "my-approvals",
+    "space-workflow",
+    "validate-workflow",
 ];
 /// The built-in workflow templates of `signoff-core`, by name.
 pub const TEMPLATES: [(&str, &str); 4] = [
@@ -84,6 +89,8 @@ pub const TEMPLATES: [(&str, &str); 4] = [
         include_str!("../../../crates/core/templates/periodic-review.yaml"),
     ),
 ];
+/// How many of a user's own decisions `app:decisions:<account>` keeps (for "My approvals").
+const KEEP_DECISIONS: usize = 20;
 /// How many delivered notifications a page's notification property keeps.
 const KEEP_NOTIFICATIONS: usize = 20;
 /// How often a command is decided again when another call appended first.
@@ -144,6 +151,22 @@ struct Settings {
     /// Where changed pages' content is posted (the webhook variant only).
     #[serde(default)]
     webhook: Option<String>,
+}
+
+/// One of a user's own decisions or signatures: `app:decisions:<account>` keeps the last
+/// [`KEEP_DECISIONS`], oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecentDecision {
+    page_id: String,
+    title: String,
+    /// The resolver's name: `approve`, `reject`, `request-changes`, `sign`.
+    action: String,
+    version: u32,
+    on_behalf_of: Option<String>,
+    at: Timestamp,
+    /// The document's state after it.
+    state: String,
 }
 
 /// A document loaded from its snapshot, or from its stream.
@@ -298,12 +321,21 @@ where
                 self.pending(&user)?
             }
             "configure-webhook" => self.configure_webhook(payload::parse("payload", payload)?)?,
-            "templates" => json!({
-                "templates": TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-            }),
+            "templates" => templates(),
             "totp-enrol" => self.totp_enrol(payload::parse("payload", payload)?)?,
             "totp-reset" => self.totp_reset(payload::parse("payload", payload)?)?,
             "totp-status" => self.totp_status(payload::parse("payload", payload)?)?,
+            "panel" => self.panel(payload::parse("payload", payload)?)?,
+            "my-approvals" => {
+                let p: payload::Actor = payload::parse("payload", payload)?;
+                let user = self.actor(p.account_id)?;
+                self.my_approvals(&user)?
+            }
+            "space-workflow" => self.space_workflow(payload::parse("payload", payload)?)?,
+            "validate-workflow" => {
+                let p: ValidateWorkflow = payload::parse("payload", payload)?;
+                validate_workflow(&p.source)
+            }
             other => {
                 return Err(AppError::new(
                     "UNKNOWN_RESOLVER",
@@ -606,6 +638,28 @@ where
     /// delegation valid now (from the pages delegated to them).
     fn pending(&self, user: &str) -> Result<Value, AppError> {
         let now = self.now();
+        let mut items = Vec::new();
+        for page_id in &self.review_pages(user)? {
+            let d = self.load(page_id)?;
+            for p in d.state.pending_for(&d.wf, user, now) {
+                items.push(json!({
+                    "pageId": page_id,
+                    "title": d.state.title,
+                    "state": d.state.state_name(&d.wf),
+                    "version": d.state.version,
+                    "stage": p.review.stage,
+                    "group": p.review.group,
+                    "onBehalfOf": p.on_behalf_of,
+                    "dueAt": d.state.deadline(),
+                }));
+            }
+        }
+        Ok(json!({ "accountId": user, "items": items }))
+    }
+
+    /// The pages on which `user` may have something to review: those the index lists them
+    /// as a pending reviewer of, then those on which someone made them a delegate.
+    fn review_pages(&self, user: &str) -> Result<Vec<String>, AppError> {
         let mut pages: Vec<String> = block_on(self.store.by_reviewer(user))
             .map_err(storage)?
             .into_iter()
@@ -619,35 +673,162 @@ where
                 }
             }
         }
-        let mut items = Vec::new();
-        for page_id in &pages {
+        Ok(pages)
+    }
+
+    /// "My approvals": what `user` has to review now, directly or for someone who delegated
+    /// to them (each with its lozenge, whether its deadline has passed, and, when the engine
+    /// would refuse the user's decision, why), and the user's own latest decisions and
+    /// signatures (`app:decisions:<account>`, newest first).
+    fn my_approvals(&self, user: &str) -> Result<Value, AppError> {
+        let now = self.now();
+        let mut pending = Vec::new();
+        for page_id in &self.review_pages(user)? {
             let d = self.load(page_id)?;
-            for p in d.state.pending(&d.wf) {
-                let on_behalf_of = if p.reviewer == user {
-                    None
-                } else if d
-                    .state
-                    .delegations
-                    .iter()
-                    .any(|x| x.from == p.reviewer && x.to == user && now < x.until)
-                {
-                    Some(p.reviewer.clone())
-                } else {
-                    continue;
+            let due = d.state.deadline();
+            let badge = lozenge(&d.wf, &d.state);
+            let offers = d.state.offers(&d.wf, user, now);
+            for p in d.state.pending_for(&d.wf, user, now) {
+                // Pending, but the engine would refuse every decision (separation of
+                // duties, one vote per person): the reason is shown with the item.
+                let same = |o: &Offer| {
+                    o.group.as_deref() == Some(p.review.group.as_str())
+                        && o.on_behalf_of == p.on_behalf_of
                 };
-                items.push(json!({
+                let refusal = match offers.allowed.iter().any(same) {
+                    true => None,
+                    false => offers.refused.iter().find(|(o, _)| same(o)).map(|(_, r)| {
+                        json!({"code": r.reason.code().to_ascii_uppercase(), "message": r.to_string()})
+                    }),
+                };
+                pending.push(json!({
                     "pageId": page_id,
                     "title": d.state.title,
                     "state": d.state.state_name(&d.wf),
+                    "lozenge": badge.name,
+                    "appearance": appearance(&badge.color),
                     "version": d.state.version,
-                    "stage": p.stage,
-                    "group": p.group,
-                    "onBehalfOf": on_behalf_of,
-                    "dueAt": d.state.deadline(),
+                    "stage": p.review.stage,
+                    "group": p.review.group,
+                    "onBehalfOf": p.on_behalf_of,
+                    "dueAt": due,
+                    "overdue": due.is_some_and(|t| t <= now),
+                    "refusal": refusal,
                 }));
             }
         }
-        Ok(json!({ "accountId": user, "items": items }))
+        // Overdue first, then by deadline (none last), then by page.
+        pending.sort_by_key(|v| {
+            (
+                !v["overdue"].as_bool().unwrap_or(false),
+                v["dueAt"]
+                    .as_str()
+                    .map_or((1, String::new()), |t| (0, t.to_owned())),
+                v["pageId"].as_str().unwrap_or("").to_owned(),
+            )
+        });
+        let mut recent: Vec<RecentDecision> = match check_id("accountId", user) {
+            Ok(()) => self.get(&decisions_key(user))?.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        recent.reverse();
+        Ok(json!({
+            "accountId": user,
+            "now": now,
+            "pending": pending,
+            "recent": recent,
+        }))
+    }
+
+    /// The byline panel of a page for its viewer: the summary and the audit chain's check,
+    /// the stages of the running approval with each reviewer's decision, the decisions and
+    /// signatures on the current version, the delegations in force, and the actions the
+    /// engine would carry out for the viewer now (`DocState::offers`), with the decisions
+    /// the viewer is pending for that it would refuse, and why. A view without a caller (an
+    /// anonymous reader) gets no actions.
+    fn panel(&self, p: PageView) -> Result<Value, AppError> {
+        let user = match (self.platform.caller(), &p.account_id) {
+            (None, None) => None,
+            _ => Some(self.actor(p.account_id)?),
+        };
+        let (d, records) = self.load_replayed(&p.page_id)?;
+        let now = self.now();
+        let (wf, state) = (&d.wf, &d.state);
+        let mut s = summary(&p.page_id, &d.page, wf, state);
+        let badge = lozenge(wf, state);
+        s["title"] = json!(state.title);
+        s["appearance"] = json!(appearance(&badge.color));
+        s["verified"] = json!(audit::verify_head(&records, &state.head).is_ok());
+        s["viewer"] = json!(user);
+        s["now"] = json!(now);
+        s["author"] = json!(state.author);
+        s["stages"] = stages(wf, state);
+        s["decisions"] = records
+            .iter()
+            .filter(|r| r.version == state.version)
+            .filter_map(decision_view)
+            .collect();
+        s["delegations"] = state
+            .delegations
+            .iter()
+            .filter(|x| now < x.until)
+            .map(|x| json!({"from": x.from, "to": x.to, "until": x.until, "reason": x.reason}))
+            .collect();
+        let offers = match &user {
+            Some(u) => state.offers(wf, u, now),
+            None => Offers::default(),
+        };
+        s["actions"] = offers.allowed.iter().map(offer_view).collect();
+        s["refused"] = offers
+            .refused
+            .iter()
+            .map(|(o, r)| {
+                let mut v = offer_view(o);
+                v["code"] = json!(r.reason.code().to_ascii_uppercase());
+                v["message"] = json!(r.to_string());
+                v
+            })
+            .collect();
+        Ok(s)
+    }
+
+    /// The workflow of a space as its settings page shows it: none yet (and the caller may
+    /// assign one), or the assigned one with its source, and whether the caller is one of
+    /// the space's administrators (who alone may change it).
+    fn space_workflow(&self, p: SpaceQuery) -> Result<Value, AppError> {
+        let by = self.actor(p.account_id)?;
+        check_id("space", &p.space)?;
+        let Some(rec) = self.get::<SpaceRecord>(&space_key(&p.space))? else {
+            return Ok(json!({"space": p.space, "assigned": false, "canAssign": true}));
+        };
+        let source = self
+            .get::<WorkflowRecord>(&format!("app:workflow:{}", rec.workflow_hash))?
+            .map(|w| w.source);
+        let template = source
+            .as_deref()
+            .and_then(|src| TEMPLATES.iter().find(|(_, t)| *t == src).map(|(n, _)| *n));
+        let states = self
+            .workflow(&rec.workflow_hash)
+            .map(|wf| {
+                wf.states()
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        Ok(json!({
+            "space": p.space,
+            "assigned": true,
+            "canAssign": rec.space_admins.contains(&by),
+            "workflow": rec.workflow,
+            "workflowHash": rec.workflow_hash,
+            "template": template,
+            "source": source,
+            "states": states,
+            "spaceAdmins": rec.space_admins,
+            "assignedBy": rec.assigned_by,
+            "at": rec.at,
+        }))
     }
 
     /// Decides a command on a page's document, appends it, and mirrors the result.
@@ -686,6 +867,7 @@ where
             match self.commit(&d.page.doc, d.state.seq, &d.wf, Some(&d.state), &decided) {
                 Ok(()) => {
                     self.after(page_id, &d.page, &d.wf, &decided.state);
+                    self.remember_decision(page_id, &cmd, &d.wf, &decided.state);
                     self.track(
                         "signoff.command",
                         json!({
@@ -701,6 +883,41 @@ where
             }
         }
         unreachable!("the loop returns")
+    }
+
+    /// Keeps a decision or signature in its actor's list of recent ones (for "My
+    /// approvals"). Best effort, after the commit: the audit trail is the record, this list
+    /// only an index of it, and a failure to update it is logged.
+    fn remember_decision(&self, page_id: &str, cmd: &Command, wf: &Workflow, after: &DocState) {
+        let (action, version) = match &cmd.action {
+            Action::Approve { version, .. }
+            | Action::Reject { version }
+            | Action::RequestChanges { version }
+            | Action::Sign { version, .. } => (cmd.action.name().replace('_', "-"), *version),
+            _ => return,
+        };
+        let key = decisions_key(&cmd.by);
+        let entry = RecentDecision {
+            page_id: page_id.to_owned(),
+            title: after.title.clone(),
+            action,
+            version,
+            on_behalf_of: cmd.on_behalf_of.clone().filter(|p| *p != cmd.by),
+            at: self.now(),
+            state: after.state_name(wf).to_owned(),
+        };
+        let result = self.get::<Vec<RecentDecision>>(&key).and_then(|list| {
+            let mut list = list.unwrap_or_default();
+            list.push(entry);
+            let from = list.len().saturating_sub(KEEP_DECISIONS);
+            self.put(&key, &list[from..].to_vec())
+        });
+        if let Err(e) = result {
+            self.log(
+                Level::Warn,
+                &format!("recent decision not kept: {}", e.code),
+            );
+        }
     }
 
     /// A page was created or changed: start its document, or record a new version. Returns
@@ -1245,6 +1462,180 @@ pub fn lozenge(wf: &Workflow, state: &DocState) -> ContentState {
         name,
         color: color.to_owned(),
     }
+}
+
+/// The lozenge's look, by its colour, as Atlassian's design system names lozenge
+/// appearances: `success` (green), `moved` (yellow), `removed` (red), `default` (grey).
+fn appearance(color: &str) -> &'static str {
+    match color {
+        "#36b37e" => "success",
+        "#ffc400" => "moved",
+        "#ff5630" => "removed",
+        _ => "default",
+    }
+}
+
+/// The stages of the document's running approval, as the panel shows them: each group's
+/// rule and signature requirement, and each reviewer's decision. Empty outside an approval.
+fn stages(wf: &Workflow, state: &DocState) -> Value {
+    let (Some(def), Some(ap)) = (&wf.state(state.state).approval, &state.approval) else {
+        return json!([]);
+    };
+    let stages: Vec<Value> = def
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(k, sdef)| {
+            let progress = ap.stages.get(k);
+            let groups: Vec<Value> = sdef
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(gi, gdef)| {
+                    let g = progress.and_then(|p| p.groups.get(gi));
+                    let reviewers: Vec<Value> = g
+                        .map(|g| {
+                            g.slots
+                                .iter()
+                                .map(|slot| {
+                                    json!({
+                                        "reviewer": slot.reviewer,
+                                        "backup": slot.backup,
+                                        "decision": slot.decision.as_ref().map(|d| json!({
+                                            "decision": d.decision,
+                                            "by": d.by,
+                                            "version": d.version,
+                                            "at": d.at,
+                                        })),
+                                    })
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    json!({
+                        "name": gdef.name,
+                        "rule": rule_text(gdef.rule),
+                        "signature": gdef.signature,
+                        "outcome": g.and_then(|g| g.closed),
+                        "reviewers": reviewers,
+                    })
+                })
+                .collect();
+            json!({
+                "name": sdef.name,
+                "current": k == ap.stage,
+                "closed": progress.is_some_and(|p| p.closed),
+                "startedAt": progress.and_then(|p| p.started_at),
+                "dueAt": progress.and_then(|p| p.due_at),
+                "groups": groups,
+            })
+        })
+        .collect();
+    json!(stages)
+}
+
+/// A group's rule in words, as the panel shows it under the group's name.
+fn rule_text(rule: Rule) -> String {
+    match rule {
+        Rule::All => "all must approve".to_owned(),
+        Rule::Any => "any one approves".to_owned(),
+        Rule::Majority => "a majority approves".to_owned(),
+        Rule::Min(n) => format!("at least {n} approve"),
+        Rule::Percent(p) => format!("at least {p}% approve"),
+    }
+}
+
+/// A decision or a signature of the audit trail, as the panel lists them.
+fn decision_view(r: &Record) -> Option<Value> {
+    let (action, stage, group) = match &r.event {
+        Event::Decided {
+            stage,
+            group,
+            decision,
+            ..
+        } => (decision.name(), Some(stage), Some(group)),
+        Event::Signed => ("sign", None, None),
+        _ => return None,
+    };
+    let signature = r.signature.as_ref().map(|s| {
+        json!({
+            "name": s.name,
+            "signer": s.signer,
+            "meaning": s.meaning,
+            "method": s.auth.as_ref().map(|a| a.method.as_str()),
+            "verified": s.auth.as_ref().is_some_and(|a| a.verification.is_some()),
+        })
+    });
+    Some(json!({
+        "seq": r.seq,
+        "at": r.at,
+        "actor": r.actor,
+        "onBehalfOf": r.on_behalf_of,
+        "action": action.replace('_', "-"),
+        "stage": stage,
+        "group": group,
+        "comment": r.comment,
+        "signature": signature,
+    }))
+}
+
+/// An offer of the engine as the panel lists it: `action` is the resolver that carries it
+/// out (`request-changes`, `mark-up-to-date`).
+fn offer_view(o: &Offer) -> Value {
+    json!({
+        "action": o.action.name().replace('_', "-"),
+        "onBehalfOf": o.on_behalf_of,
+        "stage": o.stage,
+        "group": o.group,
+        "signature": o.signature,
+    })
+}
+
+/// `templates`: the names (as before), and each template's description and source, which
+/// the space settings page shows and starts an own definition from.
+fn templates() -> Value {
+    let items: Vec<Value> = TEMPLATES
+        .iter()
+        .map(|(name, source)| {
+            let description = Workflow::from_text(source, name)
+                .ok()
+                .and_then(|wf| wf.def().description.clone());
+            json!({"name": name, "description": description, "source": source})
+        })
+        .collect();
+    json!({
+        "templates": TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        "items": items,
+    })
+}
+
+/// `validate-workflow`: whether a definition (YAML or JSON) validates, and if not, every
+/// problem the engine found with its line and column (1-based; none for a problem of the
+/// whole definition). Nothing is stored.
+fn validate_workflow(source: &str) -> Value {
+    match Workflow::from_text(source, "workflow") {
+        Ok(wf) => json!({
+            "valid": true,
+            "workflow": wf.name(),
+            "workflowHash": wf.hash(),
+            "states": wf.states().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            "diagnostics": [],
+        }),
+        Err(e) => json!({
+            "valid": false,
+            "diagnostics": e.diagnostics.iter().map(|d| json!({
+                "line": d.pos.map(|p| p.line),
+                "column": d.pos.map(|p| p.column),
+                "code": d.code,
+                "message": d.message,
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// A user's recent decisions: `app:decisions:<account id>`.
+fn decisions_key(user: &str) -> String {
+    format!("app:decisions:{user}")
 }
 
 fn doc_id(page_id: &str) -> String {

@@ -158,6 +158,31 @@ pub struct PageQuery {
     pub page_id: String,
 }
 
+/// `panel`: a page, as its viewer sees it (the viewer is the caller).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageView {
+    #[serde(default)]
+    pub account_id: Option<String>,
+    pub page_id: String,
+}
+
+/// `space-workflow`: the workflow assigned to a space (the space settings page).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpaceQuery {
+    #[serde(default)]
+    pub account_id: Option<String>,
+    pub space: String,
+}
+
+/// `validate-workflow`: a definition to check, YAML or JSON text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidateWorkflow {
+    pub source: String,
+}
+
 /// `configure-webhook`: a URL that receives each changed page's content, or `null` to stop.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod event;
 pub mod evidence;
 pub mod notify;
+pub mod offer;
 pub mod refusal;
 pub mod scenario;
 pub mod state;

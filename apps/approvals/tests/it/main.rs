@@ -5,3 +5,4 @@ mod app;
 mod fake;
 mod snapshot;
 mod totp;
+mod ui;

@@ -5,6 +5,7 @@ mod chain;
 mod diagram;
 mod engine;
 mod next_tick;
+mod offer;
 mod props;
 mod scenarios;
 mod store;
