@@ -19,6 +19,8 @@ pub fn test(root: &Path) -> Result<(), String> {
     let version = node::check_node()?;
     let dir = root.join("tests/browser");
     node::npm_ci(&version, &dir)?;
+    // The console serves the apps' Custom UI from their static/ui folders.
+    crate::ui::build_uis(root)?;
     // The console serves the binary's own build of the CLI.
     run(cargo().args(["build", "--quiet", "-p", "signoff-cli"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -320,6 +320,8 @@ fn target_dir() -> PathBuf {
 /// through a simulated year), then one verdict line per example manifest.
 fn demo() -> Result<(), String> {
     guests::build_guests(&root())?;
+    // The console the demo points at shows the approval app's Custom UI.
+    ui::build_uis(&root())?;
     run(cargo().args(["build", "--release", "--quiet", "-p", "signoff-cli"]))?;
     let signoff = target_dir().join("release/signoff");
     println!("$ signoff demo examples/scenarios/flagship.yaml");

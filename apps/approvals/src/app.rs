@@ -25,6 +25,7 @@ use signoff_core::notify::{Notification, notifications};
 use signoff_core::offer::{Offer, Offers};
 use signoff_core::state::{Decided, SYSTEM};
 use signoff_core::store::{IndexEntry, StoreError};
+use signoff_core::workflow::diagram::Diagram;
 use signoff_core::workflow::{Rule, WorkflowDef};
 use signoff_core::{Command, DocState, Event, Record, Refusal, Timestamp, Workflow, audit};
 use signoff_storage::hosted::{KeyPolicy, Kvs, KvsError, MAX_PAGE, StreamHead};
@@ -46,7 +47,7 @@ pub const SUMMARY_PROPERTY: &str = "signoff-summary";
 /// The content property where notifications are delivered (the platform has no notify API).
 pub const NOTIFICATIONS_PROPERTY: &str = "signoff-notifications";
 /// The resolvers, in the order the README lists them.
-pub const RESOLVERS: [&str; 22] = [
+pub const RESOLVERS: [&str; 23] = [
     "assign-workflow",
     "submit",
     "approve",
@@ -69,6 +70,7 @@ pub const RESOLVERS: [&str; 22] = [
     "my-approvals",
     "space-workflow",
     "validate-workflow",
+    "workflow-diagram",
 ];
 /// The built-in workflow templates of `signoff-core`, by name.
 pub const TEMPLATES: [(&str, &str); 4] = [
@@ -335,6 +337,11 @@ where
             "validate-workflow" => {
                 let p: ValidateWorkflow = payload::parse("payload", payload)?;
                 validate_workflow(&p.source)
+            }
+            "workflow-diagram" => {
+                let p: PageQuery = payload::parse("payload", payload)?;
+                let d = self.load(&p.page_id)?;
+                workflow_diagram(&d.wf, &d.state)
             }
             other => {
                 return Err(AppError::new(
@@ -1477,6 +1484,29 @@ fn appearance(color: &str) -> &'static str {
 
 /// The stages of the document's running approval, as the panel shows them: each group's
 /// rule and signature requirement, and each reviewer's decision. Empty outside an approval.
+/// The drawing of a document's workflow with its current state (and, in an approval, its
+/// current stage) highlighted: `{workflow, state, stage, svg, mermaid}`.
+fn workflow_diagram(wf: &Workflow, state: &DocState) -> Value {
+    let current = wf.state(state.state);
+    let stage = match (&current.approval, &state.approval) {
+        (Some(def), Some(ap)) => def.stages.get(ap.stage).map(|s| s.name.as_str()),
+        _ => None,
+    };
+    // The state and stage come from the workflow itself, so highlighting cannot fail; if it
+    // ever did, the plain drawing is still the document's workflow.
+    let plain = Diagram::new(wf);
+    let drawing = Diagram::new(wf)
+        .highlight(&current.name, stage)
+        .unwrap_or(plain);
+    json!({
+        "workflow": wf.name(),
+        "state": current.name,
+        "stage": stage,
+        "svg": drawing.svg(),
+        "mermaid": drawing.mermaid(),
+    })
+}
+
 fn stages(wf: &Workflow, state: &DocState) -> Value {
     let (Some(def), Some(ap)) = (&wf.state(state.state).approval, &state.approval) else {
         return json!([]);

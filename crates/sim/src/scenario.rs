@@ -622,7 +622,7 @@ impl Scenario {
                     .map(|(name, a)| AppInfo {
                         name: name.clone(),
                         id: run.app_ids[name].clone(),
-                        manifest: a.manifest.value.clone(),
+                        manifest: self.dir.join(&a.manifest.value),
                     })
                     .collect(),
                 installs: self

@@ -296,3 +296,33 @@ fn templates_come_with_their_descriptions_and_sources() {
     assert!(two["description"].as_str().unwrap().contains("QA"), "{two}");
     assert!(two["source"].as_str().unwrap().starts_with("# Two stages"));
 }
+
+#[test]
+fn the_workflow_drawing_highlights_the_documents_state_and_stage() {
+    let w = submitted();
+    let d = call_as(&w, "bob", "workflow-diagram", json!({"pageId": "1"}));
+    assert_eq!(d["state"], "in_review");
+    assert_eq!(d["stage"], "review");
+    let svg = d["svg"].as_str().unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    // Every state of the definition is drawn, the current one marked.
+    for state in ["draft", "in_review", "approved"] {
+        assert!(svg.contains(state), "{state} is missing from {svg}");
+    }
+    let mermaid = d["mermaid"].as_str().unwrap();
+    // in_review (s1) and its stage review (s1_0) are styled as the current ones.
+    assert!(mermaid.contains("style s1 "), "{mermaid}");
+    assert!(mermaid.contains("style s1_0 "), "{mermaid}");
+    // After approval the highlight moves, and there is no stage to mark.
+    call_as(&w, "bob", "approve", json!({"pageId": "1"}));
+    call_as(&w, "carol", "approve", json!({"pageId": "1"}));
+    let d = call_as(&w, "bob", "workflow-diagram", json!({"pageId": "1"}));
+    assert_eq!(d["state"], "approved");
+    assert_eq!(d["stage"], Value::Null);
+    assert!(d["mermaid"].as_str().unwrap().contains("style s2 "));
+    // An unknown page is a typed error, not an empty picture.
+    let err = w
+        .call("workflow-diagram", json!({"pageId": "404"}))
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+}

@@ -123,11 +123,16 @@ function drawNav() {
 // --- routes -------------------------------------------------------------------------------
 
 async function route() {
+  // User Timing marks, for measuring (the browser tests read them): a view's start and end.
+  performance.mark('signoff:route-start');
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   const main = $('#main');
   openFrames.clear();
   try {
-    if (parts[0] === 'page') await pageView(main, parts[1], parts[2]);
+    if (parts[0] === 'page') {
+      await pageView(main, parts[1], parts[2]);
+      performance.mark('signoff:page-shown');
+    }
     else if (parts[0] === 'module') await moduleView(main, parts[1], parts[2], parts[3]);
     else if (parts[0] === 'tools') await toolView(main, parts[1]);
     else home(main);
@@ -158,6 +163,7 @@ async function pageView(main, siteName, id) {
     for (const m of i.modules.filter((m) => m.kind === 'confluence:contentBylineItem' || m.kind === 'confluence:contentAction')) {
       const button = el('button', { type: 'button', class: 'byline-item', 'aria-expanded': 'false' }, m.title);
       button.addEventListener('click', async () => {
+        performance.mark('signoff:byline-click');
         const open = button.getAttribute('aria-expanded') === 'true';
         popups.replaceChildren();
         button.setAttribute('aria-expanded', String(!open));

@@ -114,6 +114,9 @@ states:
       edit: draft
 `;
 
+/** The largest definition file the form reads: real definitions are a few KB; a bigger file is refused before it is read. */
+const MAX_FILE_BYTES = 256 * 1024;
+
 function AssignForm({ space, current, templates, onAssigned }) {
   const own = current.assigned && !current.template;
   const [mode, setMode] = useState(own ? 'source' : 'template');
@@ -182,6 +185,47 @@ function AssignForm({ space, current, templates, onAssigned }) {
     setCaret({ line: p.line, column: p.column || 1 });
     const lineHeight = parseFloat(getComputedStyle(el).lineHeight) || 18;
     el.scrollTop = Math.max(0, (p.line - 3) * lineHeight);
+  };
+
+  /** Reads a definition from a file the admin picked into the editor (it is checked, not assigned). */
+  const loadFile = async (e) => {
+    const input = e.currentTarget;
+    const file = input.files && input.files[0];
+    input.value = '';
+    if (!file) return;
+    live.clear();
+    if (file.size > MAX_FILE_BYTES) {
+      live.fail({
+        code: null,
+        message: `${file.name} is ${file.size} bytes; a workflow definition is at most ${MAX_FILE_BYTES} bytes.`,
+      });
+      return;
+    }
+    let text;
+    try {
+      text = await file.text();
+    } catch (err) {
+      live.fail({ code: null, message: `${file.name} could not be read: ${err && err.message}` });
+      return;
+    }
+    setSource(text);
+    setProblems(null);
+    setChecked(null);
+    // What was loaded is checked at once, so its problems show at their lines.
+    setBusy('check');
+    try {
+      const v = await call('validate-workflow', { source: text });
+      if (v.valid) {
+        setChecked(v);
+        live.announce(`${file.name} is valid: workflow ${v.workflow}, states ${v.states.join(', ')}.`);
+      } else {
+        setProblems(v.diagnostics);
+        live.fail({ code: null, message: `${file.name} does not validate; the problems are listed below it.` });
+      }
+    } catch (err) {
+      live.fail(asResolverError(err));
+    }
+    setBusy(null);
   };
 
   const copyTemplate = () => {
@@ -253,6 +297,15 @@ function AssignForm({ space, current, templates, onAssigned }) {
           </fieldset>
         ) : (
           <fieldset class="stack-tight" disabled={!canAssign}>
+            <Field id="definition-file" label="Load a definition from a file" hint="A .yaml, .yml or .json file; it is checked at once.">
+              <input
+                id="definition-file"
+                type="file"
+                accept=".yaml,.yml,.json,application/json,application/yaml,text/yaml,text/plain"
+                aria-describedby="definition-file-hint"
+                onChange={loadFile}
+              />
+            </Field>
             <Field
               id="definition"
               label="Workflow definition (YAML or JSON)"
