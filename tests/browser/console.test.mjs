@@ -211,6 +211,23 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   }
   assert.equal(await statusOf(page), 'In review', 'the sign-off stage is still open');
 
+  // quinn's "My approvals" (the app's global page) has the page waiting; carol's lists it as
+  // recently decided.
+  const myApprovals = async (user) => {
+    await page.goto(`${base}/#/`);
+    await page.getByLabel('Acting user').selectOption(user);
+    await page.getByRole('link', { name: 'My approvals', exact: true }).click();
+    const my = page.frameLocator('iframe[title="My approvals (northwind-approvals)"]');
+    await my.getByRole('heading', { level: 1, name: 'My approvals' }).waitFor();
+    await my.getByRole('status').filter({ hasText: /wait|Nothing/ }).first().waitFor();
+    return my;
+  };
+  let my = await myApprovals('quinn');
+  await my.getByRole('region', { name: /^Waiting for you/ }).getByRole('link', { name: 'Travel policy' }).waitFor();
+  await shot(page, 'quinn-my-approvals');
+  my = await myApprovals('carol');
+  await my.getByRole('region', { name: /^Recently decided/ }).getByText('Travel policy').first().waitFor();
+
   // quinn, the quality lead, enrols an authenticator; the secret is shown once.
   ({ frame, timing } = await openPanel(page, 'quinn', 'Travel policy'));
   timings.push(timing);
