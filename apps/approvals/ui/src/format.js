@@ -1,42 +1,60 @@
 // Words and dates as the viewer reads them (the context's locale and time zone).
 
-let fmt = null;
-let dayFmt = null;
-let shortFmt = null;
+// The formatters are made on first use: making an `Intl.DateTimeFormat` loads the locale's
+// data, tens of milliseconds that would otherwise delay the first call to the app.
+let locale = 'en-US';
+let timeZone = 'UTC';
+let cache = null;
 
-export function setLocale(locale, timeZone) {
-  const opts = { timeZone: timeZone || 'UTC' };
-  try {
-    fmt = new Intl.DateTimeFormat(locale || 'en-US', { ...opts, dateStyle: 'medium', timeStyle: 'short' });
-    dayFmt = new Intl.DateTimeFormat(locale || 'en-US', { ...opts, dateStyle: 'medium' });
-    shortFmt = new Intl.DateTimeFormat(locale || 'en-US', { ...opts, month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
-  } catch {
-    fmt = new Intl.DateTimeFormat('en-US', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
-    dayFmt = new Intl.DateTimeFormat('en-US', { dateStyle: 'medium', timeZone: 'UTC' });
-    shortFmt = fmt;
+export function setLocale(newLocale, newTimeZone) {
+  const l = newLocale || 'en-US';
+  const tz = newTimeZone || 'UTC';
+  if (l !== locale || tz !== timeZone) {
+    locale = l;
+    timeZone = tz;
+    cache = null;
   }
 }
 
-setLocale('en-US', 'UTC');
+/** Makes the formatters now (while the page waits for the network, say). */
+export function warmFormats() {
+  formats();
+}
+
+function formats() {
+  if (cache) return cache;
+  const opts = { timeZone };
+  try {
+    cache = {
+      fmt: new Intl.DateTimeFormat(locale, { ...opts, dateStyle: 'medium', timeStyle: 'short' }),
+      dayFmt: new Intl.DateTimeFormat(locale, { ...opts, dateStyle: 'medium' }),
+      shortFmt: new Intl.DateTimeFormat(locale, { ...opts, month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' }),
+    };
+  } catch {
+    const fmt = new Intl.DateTimeFormat('en-US', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
+    cache = { fmt, dayFmt: new Intl.DateTimeFormat('en-US', { dateStyle: 'medium', timeZone: 'UTC' }), shortFmt: fmt };
+  }
+  return cache;
+}
 
 /** `2026-01-05T09:00:00Z` as `Jan 5, 2026, 9:00 AM`. */
 export function when(ts) {
   if (!ts) return '';
   const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? String(ts) : fmt.format(d);
+  return Number.isNaN(d.getTime()) ? String(ts) : formats().fmt.format(d);
 }
 
 /** `Jan 5, 9:00 AM`: for tables, where the year is in the full time's tooltip. */
 export function short(ts) {
   if (!ts) return '';
   const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? String(ts) : shortFmt.format(d);
+  return Number.isNaN(d.getTime()) ? String(ts) : formats().shortFmt.format(d);
 }
 
 export function day(ts) {
   if (!ts) return '';
   const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? String(ts) : dayFmt.format(d);
+  return Number.isNaN(d.getTime()) ? String(ts) : formats().dayFmt.format(d);
 }
 
 /** `in_review` as `In review`. */

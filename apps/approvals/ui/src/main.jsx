@@ -5,7 +5,7 @@ import { render } from 'preact';
 
 import { getContext } from './api.js';
 import { ErrorMessage } from './components.jsx';
-import { setLocale } from './format.js';
+import { setLocale, warmFormats } from './format.js';
 import { ApprovalPanel } from './views/panel.jsx';
 import { MyApprovals } from './views/my-approvals.jsx';
 import { SpaceSettings } from './views/settings.jsx';
@@ -19,7 +19,10 @@ const VIEWS = {
 
 const root = document.getElementById('root');
 
-getContext().then(
+const asked = getContext();
+// The request is on its way: make the date formatters while it travels.
+warmFormats();
+asked.then(
   (context) => {
     setLocale(context.locale, context.timezone);
     if (context.locale) document.documentElement.lang = context.locale;
