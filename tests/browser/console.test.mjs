@@ -280,6 +280,57 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   await page.context().close();
 });
 
+test('a reviewer delegates, the delegate approves for them, changes are requested, the author withdraws, a veto rejects', async () => {
+  const page = await newPage();
+  const title = 'Security policy';
+  const done = (frame, text) => frame.getByRole('status').getByText(text).waitFor();
+
+  let { frame } = await openPanel(page, 'alice', title);
+  await act(frame, 'Submit for approval');
+  await done(frame, /^Submitted for approval\./);
+
+  // bob is away: ada decides for him until a date, for a reason.
+  ({ frame } = await openPanel(page, 'bob', title));
+  await act(frame, 'Delegate', async (form) => {
+    await form.getByLabel('Delegate to (account id)').fill('ada');
+    await form.getByLabel('Reason').fill('On leave this week.');
+  });
+  await done(frame, /^Delegated\./);
+  await frame.getByRole('heading', { name: 'Delegations in force' }).waitFor();
+  assert.match(await frame.locator('[aria-labelledby=delegations-title]').textContent(), /ada decides for bob until .*On leave this week\./);
+  await shot(page, 'bob-delegates-to-ada');
+
+  ({ frame } = await openPanel(page, 'ada', title));
+  await act(frame, 'Approve for bob');
+  await done(frame, /^Approved\./);
+  const decisions = await frame.locator('[aria-labelledby=decisions-title]').textContent();
+  assert.match(decisions, /ada/);
+  assert.match(decisions, /bob/);
+
+  // carol asks for changes: the comment is required, and the document goes back to draft.
+  ({ frame } = await openPanel(page, 'carol', title));
+  await act(frame, 'Request changes', (form) => form.getByLabel('What should change?').fill('Name the password manager.'));
+  await done(frame, /^Changes requested\. The document is draft/);
+  await page.waitForFunction(() => document.querySelector('[data-testid=page-status]').textContent.trim() === 'Draft');
+
+  // alice submits again, then withdraws.
+  ({ frame } = await openPanel(page, 'alice', title));
+  await act(frame, 'Submit for approval');
+  await done(frame, /^Submitted for approval\./);
+  await act(frame, 'Withdraw');
+  await done(frame, /^Withdrawn\. The document is draft/);
+
+  // Submitted once more, bob's rejection is a veto: back to draft at once.
+  await act(frame, 'Submit for approval');
+  await done(frame, /^Submitted for approval\./);
+  ({ frame } = await openPanel(page, 'bob', title));
+  await act(frame, 'Reject', (form) => form.getByLabel('Comment (optional)').fill('Not for this quarter.'));
+  await done(frame, /^Rejected\. The document is draft/);
+  await page.waitForFunction(() => document.querySelector('[data-testid=page-status]').textContent.trim() === 'Draft');
+  await shot(page, 'bob-rejects');
+  await page.context().close();
+});
+
 test('the space admin loads a broken workflow and sees each problem at its line', async () => {
   const page = await newPage();
   await page.goto(`${base}/`);
