@@ -225,6 +225,10 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   let my = await myApprovals('quinn');
   await my.getByRole('region', { name: /^Waiting for you/ }).getByRole('link', { name: 'Travel policy' }).waitFor();
   await shot(page, 'quinn-my-approvals');
+  // Its link opens the page in the product (router.navigate), not inside the app's frame.
+  await my.getByRole('region', { name: /^Waiting for you/ }).getByRole('link', { name: 'Travel policy' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Travel policy' }).waitFor();
+  assert.match(page.url(), /#\/page\/northwind\/\d+$/);
   my = await myApprovals('carol');
   await my.getByRole('region', { name: /^Recently decided/ }).getByText('Travel policy').first().waitFor();
 
