@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -14,9 +15,12 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = process.env.SIGNOFF_BIN || `${root}target/debug/signoff`;
 const shots = process.env.SIGNOFF_SCREENSHOTS || `${root}target/browser-screenshots`;
 const executablePath = process.env.SIGNOFF_CHROMIUM || '/usr/bin/chromium';
-// Each run's screenshots only: the numbers are the order of the steps.
-rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
+// Each run's screenshots only (the numbers are the order of the steps): what an earlier run
+// wrote is removed, and nothing else in the folder.
+for (const f of readdirSync(shots)) {
+  if (/^\d\d-[a-z0-9-]+\.png$/.test(f) || f === 'timings.json') rmSync(join(shots, f));
+}
 
 let server;
 let base;
@@ -162,6 +166,12 @@ async function openPanel(page, user, title) {
     const e = performance.getEntriesByName(name);
     return e.length ? performance.timeOrigin + e[e.length - 1].startTime : null;
   };
+  // The panel sets its mark in an effect, after the frame that drew it.
+  await frame.locator('body').evaluate(() => new Promise((resolve) => {
+    const seen = () => performance.getEntriesByName('signoff:panel-interactive').length > 0;
+    const poll = () => (seen() ? resolve() : requestAnimationFrame(poll));
+    poll();
+  }));
   const marks = await page.evaluate(`(${at})('signoff:route-start')`);
   const shown = await page.evaluate(`(${at})('signoff:page-shown')`);
   const click = await page.evaluate(`(${at})('signoff:byline-click')`);
@@ -257,6 +267,10 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   await frame.getByRole('alert').getByText(/code/i).first().waitFor();
   await shot(page, 'quinn-wrong-code');
   assert.equal(await statusOf(page), 'In review');
+  // Nothing was recorded for quinn: the panel's decisions are still bob's and carol's.
+  const before = await frame.locator('[aria-labelledby=decisions-title]').textContent();
+  assert.doesNotMatch(before, /quinn/i);
+  assert.match(before, /bob/);
   // The right code signs, and the document is approved.
   await frame.locator('#action-form').getByLabel('One-time code').fill(right);
   await frame.locator('#action-form').getByRole('button', { name: /^Approve version \d+$/ }).click();
@@ -355,8 +369,15 @@ test('the space admin loads a broken workflow and sees each problem at its line'
   assert.equal(await frame.getByLabel('Workflow definition (YAML or JSON)').inputValue(), broken);
   await shot(page, 'space-admin-broken-workflow');
   // "Go to line 5" puts the caret there.
-  await frame.getByRole('button', { name: /^Go to line 5, column/ }).first().click();
-  await frame.getByText(/^Line 5, column/).first().waitFor();
+  const go = frame.getByRole('button', { name: /^Go to line 5, column \d+$/ }).first();
+  const column = Number(/column (\d+)/.exec(await go.getAttribute('aria-label'))[1]);
+  await go.click();
+  const caret = await frame.locator('#definition').evaluate((e) => ({
+    focused: document.activeElement === e,
+    at: e.selectionStart,
+  }));
+  const offset = broken.split('\n').slice(0, 4).join('\n').length + 1 + column - 1;
+  assert.deepEqual(caret, { focused: true, at: offset });
   await page.context().close();
 });
 
@@ -381,13 +402,26 @@ test('the byline item and the panel work from the keyboard', async () => {
   await frame.getByRole('tab', { name: 'Status' }).focus();
   await page.keyboard.press('ArrowRight');
   await frame.getByText(/Audit trail verified|Reading the audit trail/).first().waitFor();
-  assert.equal(await frame.getByRole('tab', { name: 'Audit trail' }).getAttribute('aria-selected'), 'true');
-  // Every control in the panel is named.
-  const unnamed = await frame.locator('body').evaluate(() =>
+  const auditTab = frame.getByRole('tab', { name: 'Audit trail' });
+  assert.equal(await auditTab.getAttribute('aria-selected'), 'true');
+  assert.ok(await auditTab.evaluate((e) => e === document.activeElement), 'the focus moved with the selection');
+  // Every control in the panel is named: on each tab, and with an action's form open.
+  const unnamedControls = () => frame.locator('body').evaluate(() =>
     [...document.querySelectorAll('button, input, select, textarea, a[href]')]
       .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby') && !e.textContent.trim())
       .map((e) => e.outerHTML));
-  assert.deepEqual(unnamed, []);
+  assert.deepEqual(await unnamedControls(), []);
+  for (const tab of ['Workflow', 'Authenticator', 'Status']) {
+    await frame.getByRole('tab', { name: tab }).click();
+    await frame.getByRole('tabpanel').first().waitFor();
+    assert.deepEqual(await unnamedControls(), [], `on the ${tab} tab`);
+  }
+  const actions = frame.getByRole('group', { name: 'Actions on this document' });
+  if ((await actions.count()) > 0) {
+    await actions.getByRole('button').first().click();
+    await frame.locator('#action-form').waitFor();
+    assert.deepEqual(await unnamedControls(), [], 'with an action form open');
+  }
   await shot(page, 'keyboard-panel');
   await page.context().close();
 });

@@ -1482,8 +1482,6 @@ fn appearance(color: &str) -> &'static str {
     }
 }
 
-/// The stages of the document's running approval, as the panel shows them: each group's
-/// rule and signature requirement, and each reviewer's decision. Empty outside an approval.
 /// The drawing of a document's workflow with its current state (and, in an approval, its
 /// current stage) highlighted: `{workflow, state, stage, svg, mermaid}`.
 fn workflow_diagram(wf: &Workflow, state: &DocState) -> Value {
@@ -1494,10 +1492,9 @@ fn workflow_diagram(wf: &Workflow, state: &DocState) -> Value {
     };
     // The state and stage come from the workflow itself, so highlighting cannot fail; if it
     // ever did, the plain drawing is still the document's workflow.
-    let plain = Diagram::new(wf);
     let drawing = Diagram::new(wf)
         .highlight(&current.name, stage)
-        .unwrap_or(plain);
+        .unwrap_or_else(|_| Diagram::new(wf));
     json!({
         "workflow": wf.name(),
         "state": current.name,
@@ -1507,6 +1504,8 @@ fn workflow_diagram(wf: &Workflow, state: &DocState) -> Value {
     })
 }
 
+/// The stages of the document's running approval, as the panel shows them: each group's
+/// rule and signature requirement, and each reviewer's decision. Empty outside an approval.
 fn stages(wf: &Workflow, state: &DocState) -> Value {
     let (Some(def), Some(ap)) = (&wf.state(state.state).approval, &state.approval) else {
         return json!([]);

@@ -61,6 +61,8 @@ const rows = ['index.html', 'app.js', 'app.css'].map((name) => {
 console.log(`UI built into ${relative(process.cwd(), out) || '.'}:\n${rows.join('\n')}`);
 console.log(`  total       ${kb(total).padStart(21)} gzip (limit ${kb(LIMIT)})`);
 if (total > LIMIT) {
+  // Nothing over the limit stays behind: a later build must not find it "up to date".
+  rmSync(out, { recursive: true, force: true });
   console.error(`the UI bundle is ${kb(total)} gzip-compressed, over the ${kb(LIMIT)} limit`);
   process.exit(1);
 }

@@ -16,8 +16,13 @@ export function setLocale(newLocale, newTimeZone) {
   }
 }
 
-/** Makes the formatters now (while the page waits for the network, say). */
+/**
+ * Makes the formatters now (while the page waits for the network, say), in the browser's
+ * language: the context's locale, when it comes, is most often the same, and where it is
+ * not, the locale data loaded here is still what `Intl` needed first.
+ */
 export function warmFormats() {
+  if (typeof navigator !== 'undefined' && navigator.language) setLocale(navigator.language, timeZone);
   formats();
 }
 

@@ -131,23 +131,38 @@ function AssignForm({ space, current, templates, onAssigned }) {
   const canAssign = current.canAssign;
   const chosen = templates.find((t) => t.name === template);
 
-  const check = async () => {
-    live.clear();
+  // Each validation gets a number; a reply is used only while it is the latest one and the
+  // text it checked is still the text in the editor (typing or loading another file makes
+  // a pending reply stale).
+  const latest = useRef(0);
+  const validate = async (text, name) => {
+    const seq = ++latest.current;
     setBusy('check');
+    let v = null;
+    let error = null;
     try {
-      const v = await call('validate-workflow', { source });
-      if (v.valid) {
-        setProblems(null);
-        setChecked(v);
-        live.announce(`The definition is valid: workflow ${v.workflow}, states ${v.states.join(', ')}.`);
-      } else {
-        setChecked(null);
-        setProblems(v.diagnostics);
-      }
+      v = await call('validate-workflow', { source: text });
     } catch (e) {
-      live.fail(asResolverError(e));
+      error = asResolverError(e);
     }
+    if (seq !== latest.current) return;
     setBusy(null);
+    if (error) {
+      live.fail(error);
+    } else if (v.valid) {
+      setProblems(null);
+      setChecked(v);
+      live.announce(`${name || 'The definition'} is valid: workflow ${v.workflow}, states ${v.states.join(', ')}.`);
+    } else {
+      setChecked(null);
+      setProblems(v.diagnostics);
+      if (name) live.fail({ code: null, message: `${name} does not validate; the problems are listed below it.` });
+    }
+  };
+
+  const check = () => {
+    live.clear();
+    return validate(source, null);
   };
 
   const assign = async (e) => {
@@ -208,24 +223,14 @@ function AssignForm({ space, current, templates, onAssigned }) {
       live.fail({ code: null, message: `${file.name} could not be read: ${err && err.message}` });
       return;
     }
+    // The editor's value has `\n` line ends whatever the file had; line and column count
+    // on that text.
+    text = text.replace(/\r\n?/g, '\n');
     setSource(text);
     setProblems(null);
     setChecked(null);
     // What was loaded is checked at once, so its problems show at their lines.
-    setBusy('check');
-    try {
-      const v = await call('validate-workflow', { source: text });
-      if (v.valid) {
-        setChecked(v);
-        live.announce(`${file.name} is valid: workflow ${v.workflow}, states ${v.states.join(', ')}.`);
-      } else {
-        setProblems(v.diagnostics);
-        live.fail({ code: null, message: `${file.name} does not validate; the problems are listed below it.` });
-      }
-    } catch (err) {
-      live.fail(asResolverError(err));
-    }
-    setBusy(null);
+    await validate(text, file.name);
   };
 
   const copyTemplate = () => {
@@ -303,6 +308,7 @@ function AssignForm({ space, current, templates, onAssigned }) {
                 type="file"
                 accept=".yaml,.yml,.json,application/json,application/yaml,text/yaml,text/plain"
                 aria-describedby="definition-file-hint"
+                disabled={busy != null}
                 onChange={loadFile}
               />
             </Field>
@@ -321,6 +327,9 @@ function AssignForm({ space, current, templates, onAssigned }) {
                 onInput={(e) => {
                   setSource(e.currentTarget.value);
                   setChecked(null);
+                  // A check still on its way was of the text before this edit.
+                  latest.current += 1;
+                  if (busy === 'check') setBusy(null);
                   setCaret(place(e.currentTarget));
                 }}
                 onKeyUp={(e) => setCaret(place(e.currentTarget))}
