@@ -286,3 +286,61 @@ fn the_example_node_apps_pass_their_scenarios_and_replay_byte_for_byte() {
         "{text}"
     );
 }
+
+/// `__forge_fetch__` answers with `PlatformResponse` (crates/sim/node/globals.js): a real
+/// `Response` that keeps the text it was given instead of undici's stream machinery. It must
+/// behave as a `Response` does for everything the packages and apps use.
+#[test]
+fn platform_responses_behave_as_responses() {
+    let globals = root().join("crates/sim/node/globals.js");
+    let script = r#"
+const assert = require('assert/strict');
+const { PlatformResponse } = require(process.argv[1]);
+(async () => {
+  const body = JSON.stringify({ key: 'k', value: { a: 1 } });
+  const r = new PlatformResponse(body, { status: 201, statusText: 'Created', headers: [['content-type', 'application/json']] });
+  assert.ok(r instanceof Response);
+  assert.equal(r.ok, true);
+  assert.equal(r.status, 201);
+  assert.equal(r.statusText, 'Created');
+  assert.equal(r.headers.get('content-type'), 'application/json');
+  assert.equal(r.bodyUsed, false);
+  const copy = r.clone();
+  assert.deepEqual(await r.json(), { key: 'k', value: { a: 1 } });
+  assert.equal(r.bodyUsed, true);
+  await assert.rejects(r.text(), /already been read/);
+  assert.throws(() => r.clone(), /already been consumed/);
+  assert.equal(await copy.text(), body);
+  // The body as a stream, once.
+  const s = new PlatformResponse('héllo', { status: 200 });
+  const chunk = await s.body.getReader().read();
+  assert.equal(new TextDecoder().decode(chunk.value), 'héllo');
+  assert.equal(s.bodyUsed, true);
+  await assert.rejects(s.arrayBuffer(), /already been read/);
+  // Bytes, blobs and an empty body.
+  assert.deepEqual([...new Uint8Array(await new PlatformResponse('ab', {}).arrayBuffer())], [97, 98]);
+  const blob = await new PlatformResponse('x', { headers: { 'content-type': 'text/plain' } }).blob();
+  assert.equal(blob.type, 'text/plain');
+  assert.equal(await blob.text(), 'x');
+  const empty = new PlatformResponse(null, { status: 204 });
+  assert.equal(empty.body, null);
+  assert.equal(await empty.text(), '');
+  const bad = new PlatformResponse('{', { status: 500 });
+  assert.equal(bad.ok, false);
+  await assert.rejects(bad.json(), SyntaxError);
+  console.log('ok');
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+    let out = std::process::Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&globals)
+        .output()
+        .expect("node runs (cargo xtask test checks that it is installed)");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
