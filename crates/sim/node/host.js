@@ -22,6 +22,8 @@ const state = {
   deadline: 0,
   rng: [1, 2, 3, 4],
   runtime: undefined,
+  rawRuntime: undefined,
+  makeRuntime: (r) => runtimeObject(r),
   inFlight: 0,
   late: 0,
   timers: null,
@@ -121,13 +123,18 @@ async function invoke(f) {
   state.deadline = f.now + f.timeoutMs;
   state.rng = f.seed.map((x) => x >>> 0);
   state.timers.clear();
-  process.env = { ...f.env };
-  state.runtime = runtimeObject(f.runtime);
+  // The frame was parsed for this invocation alone: its objects are the invocation's own.
+  process.env = f.env || {};
+  // `__forge_runtime__` is made when the app's code first reads it (most invocations of a
+  // resolver never do).
+  state.rawRuntime = f.runtime;
+  state.runtime = undefined;
   const ctx = { inv: f.inv };
   let outcome;
   try {
     const value = await als.run(ctx, async () => {
-      const mod = await load(f.file);
+      // A module already loaded is taken as it is (no promise to wait for).
+      const mod = modules.get(f.file) ?? (await load(f.file));
       const fn = pick(mod, f.export);
       if (typeof fn !== 'function') {
         const e = new Error(`${f.handler}: the module ${f.module} has no exported function \`${f.export}\``);
