@@ -83,7 +83,7 @@ test('the console shows the site, its pages and their status lozenge', async () 
   await page.getByRole('link', { name: 'Travel policy', exact: true }).click();
   await page.getByRole('heading', { level: 1, name: 'Travel policy' }).waitFor();
   assert.equal(await page.getByTestId('page-status').textContent(), 'Draft');
-  await assert.doesNotReject(page.getByRole('button', { name: 'Approval' }).waitFor());
+  await assert.doesNotReject(page.getByRole('button', { name: BYLINE }).waitFor());
   await shot(page, 'page-view');
   // Every control has a name a screen reader can read.
   const unnamed = await page.evaluate(() =>
@@ -159,7 +159,7 @@ async function openPanel(page, user, title) {
   await page.evaluate(() => performance.clearMarks());
   await page.getByRole('link', { name: title, exact: true }).click();
   await page.getByRole('heading', { level: 1, name: title }).waitFor();
-  await page.getByRole('button', { name: 'Approval', exact: true }).click();
+  await page.getByRole('button', { name: BYLINE }).click();
   const frame = page.frameLocator('iframe[title="Approval (northwind-approvals)"]');
   await frame.getByRole('heading', { name: 'Your actions' }).waitFor();
   const at = (name) => {
@@ -191,6 +191,17 @@ async function act(frame, button, fill = async () => {}) {
   await frame.locator('#action-form button[type=submit]').click();
 }
 
+// The app's byline item: "Approval" (the manifest's title) until the page has a summary,
+// then the title the app keeps in the page's `signoff-summary` property ("Approval: Draft").
+const BYLINE = /^Approval(: .+)?$/;
+
+// The byline item's text and tooltip once they are `title`.
+async function bylineOf(page, title) {
+  await page.waitForFunction((t) => document.querySelector('.byline-item').textContent === t, title);
+  const item = page.locator('.byline-item');
+  return { title: await item.textContent(), tooltip: await item.getAttribute('title') };
+}
+
 async function statusOf(page) {
   return (await page.getByTestId('page-status').textContent()).trim();
 }
@@ -209,6 +220,9 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   await act(frame, 'Submit for approval');
   await frame.getByText(/Submitted for approval\. The document is in review/).waitFor();
   await page.waitForFunction(() => document.querySelector('[data-testid=page-status]').textContent.trim() === 'In review');
+  // The byline item follows: its title and tooltip come from the page's summary property.
+  assert.deepEqual(await bylineOf(page, 'Approval: In review'),
+    { title: 'Approval: In review', tooltip: 'Version 1 waits for 2 reviewers in review' });
   await shot(page, 'alice-submitted');
 
   // bob and carol, the reviewers, approve in turn.
@@ -277,6 +291,7 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   await frame.getByText(/^Approved\. The document is approved/).waitFor();
   await page.waitForFunction(() => document.querySelector('[data-testid=page-status]').textContent.trim() === 'Approved');
   assert.equal(await frame.locator('header .lozenge').textContent(), 'Approved', 'the panel\'s lozenge says approved');
+  assert.deepEqual(await bylineOf(page, 'Approval: Approved'), { title: 'Approval: Approved', tooltip: 'Version 1 is approved' });
   await shot(page, 'quinn-signed');
 
   // The audit trail verifies and shows the signature with its verified one-time code.
@@ -387,7 +402,7 @@ test('the byline item and the panel work from the keyboard', async () => {
   await page.getByLabel('Acting user').selectOption('alice');
   await page.getByRole('link', { name: 'Security policy', exact: true }).click();
   await page.getByRole('heading', { level: 1, name: 'Security policy' }).waitFor();
-  const item = page.getByRole('button', { name: 'Approval', exact: true });
+  const item = page.getByRole('button', { name: BYLINE });
   // Tab from the page heading's surroundings until the byline item has the focus.
   await page.locator('h1').focus().catch(() => {});
   for (let i = 0; i < 40 && !(await item.evaluate((e) => e === document.activeElement)); i++) {

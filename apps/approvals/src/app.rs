@@ -23,7 +23,7 @@ use signoff_core::event::{Action, AuthInput, SignatureInput};
 use signoff_core::evidence::{EvidenceVerifier, NoVerifier};
 use signoff_core::notify::{Notification, notifications};
 use signoff_core::offer::{Offer, Offers};
-use signoff_core::state::{Decided, SYSTEM};
+use signoff_core::state::{Decided, PendingReview, SYSTEM};
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::workflow::diagram::Diagram;
 use signoff_core::workflow::{Rule, WorkflowDef};
@@ -1415,18 +1415,24 @@ fn summary(page_id: &str, page: &PageRecord, wf: &Workflow, state: &DocState) ->
             "at": a.at,
         })
     });
-    let pending: Vec<Value> = state
-        .pending(wf)
-        .into_iter()
+    let waiting = state.pending(wf);
+    let pending: Vec<Value> = waiting
+        .iter()
         .map(|p| json!({ "stage": p.stage, "group": p.group, "reviewer": p.reviewer }))
         .collect();
+    let lozenge = lozenge(wf, state);
     json!({
+        // What the page's byline item shows: the manifest names this property as the
+        // module's `contentPropertyKey`, so Confluence reads the title and tooltip from
+        // here when it draws the page, without calling the app.
+        "title": format!("Approval: {}", lozenge.name),
+        "tooltip": byline_tooltip(state, &waiting),
         "pageId": page_id,
         "doc": page.doc,
         "workflow": wf.name(),
         "workflowHash": wf.hash(),
         "state": state.state_name(wf),
-        "lozenge": lozenge(wf, state).name,
+        "lozenge": lozenge.name,
         "version": state.version,
         "pageVersion": page_version(state.version),
         "lastApproved": last_approved,
@@ -1436,6 +1442,40 @@ fn summary(page_id: &str, page: &PageRecord, wf: &Workflow, state: &DocState) ->
         "records": state.seq,
         "head": state.head,
     })
+}
+
+/// The byline item's tooltip: the version and how many reviews it waits for in which
+/// stages, or what readers see. (Reviewers are account ids on the platform, which a tooltip
+/// cannot turn into names, so it counts them; the panel names them.)
+fn byline_tooltip(state: &DocState, pending: &[PendingReview]) -> String {
+    let approved = state.last_approved.as_ref().map(|a| a.version);
+    if pending.is_empty() {
+        return match approved {
+            Some(a) if a == state.version => format!("Version {a} is approved"),
+            Some(a) => format!(
+                "Version {}; readers see approved version {a}",
+                state.version
+            ),
+            None => format!("Version {}", state.version),
+        };
+    }
+    let mut stages: Vec<&str> = Vec::new();
+    let mut reviewers: Vec<&str> = Vec::new();
+    for p in pending {
+        if !stages.contains(&p.stage.as_str()) {
+            stages.push(&p.stage);
+        }
+        if !reviewers.contains(&p.reviewer.as_str()) {
+            reviewers.push(&p.reviewer);
+        }
+    }
+    let n = reviewers.len();
+    format!(
+        "Version {} waits for {n} reviewer{} in {}",
+        state.version,
+        if n == 1 { "" } else { "s" },
+        stages.join(", ")
+    )
 }
 
 /// The content state lozenge for a document's state: the state's name made readable and

@@ -330,10 +330,21 @@ impl State {
                     .get("title")
                     .and_then(|t| t.scalar_string().or_else(|| t.get("text")?.scalar_string()))
                     .unwrap_or_else(|| module.key.clone().unwrap_or_default());
+                let text = |field: &str| {
+                    module
+                        .node
+                        .get(field)
+                        .and_then(|t| t.scalar_string().or_else(|| t.get("text")?.scalar_string()))
+                };
                 Some(UiModule {
                     kind: module.kind.clone(),
                     key: module.key.clone()?,
                     title,
+                    tooltip: text("tooltip"),
+                    content_property_key: module
+                        .field("contentPropertyKey")
+                        .map(|k| k.trim().to_string())
+                        .filter(|k| !k.is_empty()),
                     dir: i.dir.join(path),
                     resolver: module
                         .node
@@ -345,6 +356,69 @@ impl State {
             })
             .collect()
     }
+}
+
+/// The longest byline title or tooltip the console draws from a content property, in
+/// characters; a longer one is cut with an ellipsis.
+const BYLINE_TEXT_MAX: usize = 120;
+
+impl State {
+    /// The app items drawn on a page (content byline items, content actions) of every
+    /// installation on the site: their titles and tooltips as Confluence draws them, from the
+    /// manifest or, for a byline item with a `contentPropertyKey`, from that property of the
+    /// page when it holds a JSON object with a string `title` (and `tooltip`). A property
+    /// that is missing or holds something else leaves the manifest's text.
+    pub(crate) fn page_items(&self, site: &str, page: &str) -> Result<Vec<Json>, Refused> {
+        let info = self.site(site)?;
+        let pages = self.sim.platform().pages();
+        let mut items = Vec::new();
+        for (id, (_, on)) in &self.world.installs {
+            if *on != info.name {
+                continue;
+            }
+            for m in self.ui_modules(id) {
+                if m.kind != "confluence:contentBylineItem" && m.kind != "confluence:contentAction"
+                {
+                    continue;
+                }
+                let mut title = m.title.clone();
+                let mut tooltip = m.tooltip.clone();
+                let mut from = None;
+                let property = m
+                    .content_property_key
+                    .as_deref()
+                    .filter(|_| m.kind == "confluence:contentBylineItem")
+                    .and_then(|key| pages.get_property(&info.host, page, key));
+                if let Some(p) = property
+                    && let Ok(Json::Object(v)) = serde_json::from_str::<Json>(&p.value)
+                    && let Some(t) = v
+                        .get("title")
+                        .and_then(Json::as_str)
+                        .filter(|t| !t.trim().is_empty())
+                {
+                    title = cut(t);
+                    tooltip = v.get("tooltip").and_then(Json::as_str).map(cut).or(tooltip);
+                    from = Some(p.key.clone());
+                }
+                items.push(json!({
+                    "installation": id, "kind": m.kind, "key": m.key,
+                    "title": title, "tooltip": tooltip, "fromProperty": from,
+                }));
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// A text cut to [`BYLINE_TEXT_MAX`] characters.
+fn cut(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= BYLINE_TEXT_MAX {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(BYLINE_TEXT_MAX - 1).collect();
+    out.push('…');
+    out
 }
 
 /// An installation as the console needs it.
@@ -362,6 +436,11 @@ pub(crate) struct UiModule {
     pub(crate) kind: String,
     pub(crate) key: String,
     pub(crate) title: String,
+    /// The manifest's `tooltip`.
+    pub(crate) tooltip: Option<String>,
+    /// A content byline item's `contentPropertyKey`: the page property whose `title` and
+    /// `tooltip` replace the manifest's when the page is drawn.
+    pub(crate) content_property_key: Option<String>,
     pub(crate) dir: PathBuf,
     pub(crate) resolver: Option<String>,
 }
@@ -446,9 +525,11 @@ async fn page(Axum(s): Axum<Shared>, Query(q): Query<PageQuery>) -> Answer {
         let page = pages
             .get_page(&host, &q.id)
             .ok_or_else(|| Refused::not_found(format!("no page {:?} on {host}", q.id)))?;
+        let items = st.page_items(&q.site, &q.id)?;
         Ok(json!({
             "site": host,
             "page": page,
+            "items": items,
             "trashed": pages.is_trashed(&host, &q.id),
             "state": pages.get_content_state(&host, &q.id),
             "history": pages.history(&host, &q.id),
@@ -705,4 +786,19 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Refu
         return Err(Refused::bad("TOO_LARGE", "the body is over 1 MiB"));
     }
     serde_json::from_slice(body).map_err(|e| Refused::bad("BAD_BODY", format!("the body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BYLINE_TEXT_MAX, cut};
+
+    #[test]
+    fn byline_texts_are_trimmed_and_cut_at_the_limit() {
+        assert_eq!(cut("  Approval: Draft "), "Approval: Draft");
+        let exact = "é".repeat(BYLINE_TEXT_MAX);
+        assert_eq!(cut(&exact), exact);
+        let long = cut(&"é".repeat(BYLINE_TEXT_MAX + 1));
+        assert_eq!(long.chars().count(), BYLINE_TEXT_MAX);
+        assert!(long.ends_with('…'));
+    }
 }

@@ -68,6 +68,14 @@ fn a_page_goes_from_draft_through_two_approvals_to_approved_and_is_signed() {
     assert_eq!(s["state"], "in_review");
     assert_eq!(s["pending"].as_array().unwrap().len(), 2);
     assert_eq!(w.lozenge("1").unwrap().name, "In review");
+    // The byline item's title and tooltip, which Confluence reads from the summary property
+    // (the manifest's contentPropertyKey).
+    let summary = w.property("1", "signoff-summary").unwrap();
+    assert_eq!(summary["title"], "Approval: In review");
+    assert_eq!(
+        summary["tooltip"],
+        "Version 1 waits for 2 reviewers in review"
+    );
 
     let bob = w.call("pending", json!({"accountId": "bob"})).unwrap();
     assert_eq!(bob["items"][0]["pageId"], "1");
@@ -104,6 +112,8 @@ fn a_page_goes_from_draft_through_two_approvals_to_approved_and_is_signed() {
     );
     let summary = w.property("1", "signoff-summary").unwrap();
     assert_eq!(summary["state"], "approved");
+    assert_eq!(summary["title"], "Approval: Approved");
+    assert_eq!(summary["tooltip"], "Version 1 is approved");
     assert_eq!(summary["lastApproved"]["pageVersion"], 1);
 
     let h = w.call("history", json!({"pageId": "1"})).unwrap();

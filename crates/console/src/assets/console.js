@@ -154,23 +154,26 @@ function home(main) {
 }
 
 async function pageView(main, siteName, id) {
-  const { page, state: st, history, trashed } = await api(`/api/page?site=${encodeURIComponent(siteName)}&id=${encodeURIComponent(id)}`);
+  const { page, state: st, history, trashed, items } = await api(`/api/page?site=${encodeURIComponent(siteName)}&id=${encodeURIComponent(id)}`);
   const s = state.sites.find((x) => x.name === siteName) || site();
-  const installs = state.installations.filter((i) => i.site === s.name);
   const byline = el('div', { class: 'byline' }, lozenge(st), `Version ${page.version} · by ${page.author}`, trashed ? el('span', { class: 'blocked' }, 'trashed') : null);
   const popups = el('div');
-  for (const i of installs) {
-    for (const m of i.modules.filter((m) => m.kind === 'confluence:contentBylineItem' || m.kind === 'confluence:contentAction')) {
-      const button = el('button', { type: 'button', class: 'byline-item', 'aria-expanded': 'false' }, m.title);
-      button.addEventListener('click', async () => {
-        performance.mark('signoff:byline-click');
-        const open = button.getAttribute('aria-expanded') === 'true';
-        popups.replaceChildren();
-        button.setAttribute('aria-expanded', String(!open));
-        if (!open) popups.append(await framed(i, m, { pageId: page.id }, () => button.click()));
-      });
-      byline.append(button);
-    }
+  // The apps' byline items, with the titles and tooltips the server worked out (from the
+  // manifest, or from the content property a byline item names as its contentPropertyKey).
+  for (const item of items) {
+    const i = state.installations.find((x) => x.id === item.installation);
+    const m = i && i.modules.find((x) => x.key === item.key);
+    if (!m) continue;
+    const button = el('button', { type: 'button', class: 'byline-item', 'aria-expanded': 'false', 'data-item': `${item.installation}/${item.key}` }, item.title);
+    if (item.tooltip) button.title = item.tooltip;
+    button.addEventListener('click', async () => {
+      performance.mark('signoff:byline-click');
+      const open = button.getAttribute('aria-expanded') === 'true';
+      popups.replaceChildren();
+      button.setAttribute('aria-expanded', String(!open));
+      if (!open) popups.append(await framed(i, m, { pageId: page.id }, () => button.click()));
+    });
+    byline.append(button);
   }
   const versions = el('details', null, el('summary', null, `Versions (${history.length})`),
     el('table', null,
@@ -334,8 +337,16 @@ window.addEventListener('message', async (e) => {
     const byline = document.querySelector('.byline [data-testid="page-status"], .byline .lozenge');
     const parts = location.hash.split('/');
     if (byline && parts[1] === 'page') {
+      // As Confluence does after @forge/confluence-bridge's updateBylineProperties (or on the
+      // next page load): the items' texts follow their content properties.
       const r = await api(`/api/page?site=${encodeURIComponent(parts[2])}&id=${encodeURIComponent(parts[3])}`);
       byline.replaceWith(lozenge(r.state));
+      for (const item of r.items) {
+        const button = document.querySelector(`.byline-item[data-item="${CSS.escape(`${item.installation}/${item.key}`)}"]`);
+        if (!button) continue;
+        button.textContent = item.title;
+        if (item.tooltip) button.title = item.tooltip; else button.removeAttribute('title');
+      }
     }
   } else if (e.data.type === 'navigate' && e.data.location) {
     const l = e.data.location;
