@@ -4,7 +4,8 @@
 //!    `@forge/resolver`) through the whole simulator (invocation frame, runtime object,
 //!    virtual clock and seed, trace), beside the same function called in a bare Node process
 //!    over the same kind of channel (a Unix socket as stdin, the same length-prefixed JSON
-//!    frames) with nothing else. The ratio of the p50s is the simulator's overhead.
+//!    frames) with nothing else, the two in turns (20 blocks each) so that both see the same
+//!    machine. The ratio of the p50s is the simulator's overhead.
 //! 2. A cold start (a new worker: Node starts, the host files and the app's modules load,
 //!    the call is answered) beside `node -e 0`.
 //! 3. Warm invocations per second on one core (the simulation's thread; the worker is a
@@ -131,14 +132,34 @@ fn run() -> Result<(), String> {
     for _ in 0..50 {
         expect_pong(platform.invoke_as("bench", "resolver", ping(), Some("alice")))?;
     }
-    let mut sim = Vec::with_capacity(n);
-    let started = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        expect_pong(platform.invoke_as("bench", "resolver", ping(), Some("alice")))?;
-        sim.push(t.elapsed());
+    // 1: the same function in a bare Node process, measured in turns with the simulator (a
+    // block of calls each, 20 times), so that both see the same machine: it is shared, and its
+    // speed drifts over a run.
+    let built = app
+        .node()
+        .and_then(|c| c.handlers.get("resolver"))
+        .map(|h| h.file.clone())
+        .ok_or("the notes app has no `resolver` function")?;
+    let mut bare_node = Bare::start(&node.node, &built)?;
+    for _ in 0..50 {
+        bare_node.call()?;
     }
-    let sim_rate = n as f64 / started.elapsed().as_secs_f64();
+    const TURNS: usize = 20;
+    let mut sim = Vec::with_capacity(n);
+    let mut bare = Vec::with_capacity(n);
+    for turn in 0..TURNS {
+        let block = n / TURNS + usize::from(turn < n % TURNS);
+        for _ in 0..block {
+            let t = Instant::now();
+            expect_pong(platform.invoke_as("bench", "resolver", ping(), Some("alice")))?;
+            sim.push(t.elapsed());
+        }
+        for _ in 0..block {
+            bare.push(bare_node.call()?);
+        }
+    }
+    drop(bare_node);
+    let sim_rate = n as f64 / sim.iter().sum::<Duration>().as_secs_f64();
 
     // A warm invocation that makes two platform calls (the hourly trigger: a KVS get and set).
     let mut two = Vec::with_capacity(n / 5);
@@ -154,13 +175,6 @@ fn run() -> Result<(), String> {
     }
     two.sort();
 
-    // 1: the same function in a bare Node process.
-    let built = app
-        .node()
-        .and_then(|c| c.handlers.get("resolver"))
-        .map(|h| h.file.clone())
-        .ok_or("the notes app has no `resolver` function")?;
-    let mut bare = bare_times(&node.node, &built, n)?;
     sim.sort();
     bare.sort();
     let (sim50, bare50) = (percentile(&sim, 0.5), percentile(&bare, 0.5));
@@ -310,44 +324,64 @@ fn expect_pong(r: Result<Output, signoff_sim::host::InvocationError>) -> Result<
     }
 }
 
-/// `n` calls of the notes app's `ping` (from the same build the simulator runs) in a bare Node
-/// process over a Unix socket as stdin.
-fn bare_times(node: &Path, index: &Path, n: usize) -> Result<Vec<Duration>, String> {
-    let (mut ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
-    let mut child = Command::new(node)
-        .arg("-e")
-        .arg(BARE)
-        .arg(index)
-        .current_dir(notes_dir())
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let frame = serde_json::json!({
-        "t": "invoke",
-        "inv": 1,
-        "args": [{"call": {"functionKey": "ping", "payload": {}}, "context": {"accountId": "alice"}}, {}],
-    });
-    let body = serde_json::to_vec(&frame).map_err(|e| e.to_string())?;
-    let mut out = (body.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&body);
-    let mut times = Vec::with_capacity(n);
-    let mut buf = vec![0u8; 64 * 1024];
-    for i in 0..n + 50 {
+/// The notes app's `ping` (from the same build the simulator runs) in a bare Node process
+/// over a Unix socket as stdin.
+struct Bare {
+    child: std::process::Child,
+    sock: UnixStream,
+    frame: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Bare {
+    fn start(node: &Path, index: &Path) -> Result<Bare, String> {
+        let (sock, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+        let child = Command::new(node)
+            .arg("-e")
+            .arg(BARE)
+            .arg(index)
+            .current_dir(notes_dir())
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let frame = serde_json::json!({
+            "t": "invoke",
+            "inv": 1,
+            "args": [{"call": {"functionKey": "ping", "payload": {}}, "context": {"accountId": "alice"}}, {}],
+        });
+        let body = serde_json::to_vec(&frame).map_err(|e| e.to_string())?;
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        Ok(Bare {
+            child,
+            sock,
+            frame: out,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// One call, timed from the frame sent to the answer read.
+    fn call(&mut self) -> Result<Duration, String> {
         let t = Instant::now();
-        ours.write_all(&out).map_err(|e| e.to_string())?;
+        self.sock
+            .write_all(&self.frame)
+            .map_err(|e| e.to_string())?;
         let mut head = [0u8; 4];
-        ours.read_exact(&mut head).map_err(|e| e.to_string())?;
+        self.sock.read_exact(&mut head).map_err(|e| e.to_string())?;
         let len = u32::from_be_bytes(head) as usize;
-        if len > buf.len() {
+        if len > self.buf.len() {
             return Err("the bare worker sent a frame that is too big".into());
         }
-        ours.read_exact(&mut buf[..len])
+        self.sock
+            .read_exact(&mut self.buf[..len])
             .map_err(|e| e.to_string())?;
-        if i >= 50 {
-            times.push(t.elapsed());
-        }
+        Ok(t.elapsed())
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(times)
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

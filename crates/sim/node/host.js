@@ -21,6 +21,10 @@ const state = {
   started: 0,
   deadline: 0,
   rng: [1, 2, 3, 4],
+  // What the simulator sends once: the installation's part of `__forge_runtime__`, and each
+  // function's handler (file, module, export).
+  base: undefined,
+  handlers: new Map(),
   runtime: undefined,
   rawRuntime: undefined,
   makeRuntime: (r) => runtimeObject(r),
@@ -123,8 +127,14 @@ async function invoke(f) {
   state.deadline = f.now + f.timeoutMs;
   state.rng = f.seed.map((x) => x >>> 0);
   state.timers.clear();
-  // The frame was parsed for this invocation alone: its objects are the invocation's own.
-  process.env = f.env || {};
+  if (f.base) {
+    state.base = f.base.runtime;
+    // As in a warm platform container, the environment is set up once and what the app
+    // changes in it stays for the next invocations (of this installation only).
+    process.env = f.base.env || {};
+  }
+  if (f.handler) state.handlers.set(f.function, f.handler);
+  const h = state.handlers.get(f.function);
   // `__forge_runtime__` is made when the app's code first reads it (most invocations of a
   // resolver never do).
   state.rawRuntime = f.runtime;
@@ -134,10 +144,10 @@ async function invoke(f) {
   try {
     const value = await als.run(ctx, async () => {
       // A module already loaded is taken as it is (no promise to wait for).
-      const mod = modules.get(f.file) ?? (await load(f.file));
-      const fn = pick(mod, f.export);
+      const mod = modules.get(h.file) ?? (await load(h.file));
+      const fn = pick(mod, h.export);
       if (typeof fn !== 'function') {
-        const e = new Error(`${f.handler}: the module ${f.module} has no exported function \`${f.export}\``);
+        const e = new Error(`${h.handler}: the module ${h.module} has no exported function \`${h.export}\``);
         e.name = 'HANDLER_NOT_FOUND';
         throw e;
       }
@@ -212,7 +222,15 @@ function describe(err) {
   return { name: 'Error', message: `a non-Error value was thrown: ${text}`, stack: '' };
 }
 
-function runtimeObject(r) {
+// `__forge_runtime__` for one invocation: a fresh copy of the installation's part with the
+// invocation's own fields (`inv`) in their places.
+function runtimeObject(inv) {
+  const r = structuredClone(state.base);
+  r.appContext.invocationId = inv.invocationId;
+  r.appContext.moduleKey = inv.functionKey;
+  r.appContext.functionKey = inv.functionKey;
+  r.aaid = inv.aaid;
+  r.tracing = inv.tracing;
   const noop = { incr() {}, incrBy() {}, decr() {}, decrBy() {}, set() {}, measure() { return { stop() {} }; } };
   return {
     ...r,

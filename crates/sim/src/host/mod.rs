@@ -1186,7 +1186,7 @@ impl Platform {
             seed[0] = 1;
         }
         let runtime =
-            crate::node::args::runtime(code, &inst, run.function, run.account_id, random[2]);
+            crate::node::args::runtime_invocation(run.function, run.account_id, random[2]);
         let invocation = imports::Invocation {
             world,
             app: app.clone(),

@@ -37,14 +37,11 @@ fn environment_type(environment: &str) -> &'static str {
     }
 }
 
-/// `__forge_runtime__` for one invocation (without the functions host.js adds).
-pub(crate) fn runtime(
-    code: &NodeCode,
-    inst: &Installation,
-    function: &str,
-    account: Option<&str>,
-    invocation_id: u64,
-) -> Value {
+/// What `__forge_runtime__` holds that is the same for every invocation of one installation's
+/// code: sent once to each worker (with the app's environment variables), so that an
+/// invocation's frame carries only what changes ([`runtime_invocation`]). The fields that
+/// change are here as nulls, in their places, and host.js fills them in.
+pub(crate) fn runtime_base(code: &NodeCode, inst: &Installation) -> Value {
     let cloud = cloud_id(&inst.site);
     json!({
         "appContext": {
@@ -52,19 +49,33 @@ pub(crate) fn runtime(
             "appVersion": "1",
             "environmentId": inst.environment,
             "environmentType": environment_type(&inst.environment),
-            "invocationId": format!("{invocation_id:016x}"),
+            "invocationId": null,
             "installationId": inst.id,
-            "moduleKey": function,
-            "functionKey": function,
+            "moduleKey": null,
+            "functionKey": null,
             "installation": {"id": inst.id, "contexts": [{"cloudId": cloud}]},
             "permissions": {"scopes": [], "external": {}},
         },
         "contextAri": format!("ari:cloud:confluence::site/{cloud}"),
-        "aaid": account,
+        "aaid": null,
         "proxy": {"token": "signoff-sim", "url": "https://forge-proxy.signoff-sim.invalid", "host": "forge-proxy.signoff-sim.invalid"},
-        "tracing": {"traceId": format!("{invocation_id:032x}"), "spanId": format!("{:016x}", invocation_id.rotate_left(17))},
+        "tracing": null,
         "container": {"appCodeDir": code.dir},
         "externalAuth": [],
+    })
+}
+
+/// What `__forge_runtime__` holds for one invocation beyond [`runtime_base`].
+pub(crate) fn runtime_invocation(
+    function: &str,
+    account: Option<&str>,
+    invocation_id: u64,
+) -> Value {
+    json!({
+        "invocationId": format!("{invocation_id:016x}"),
+        "functionKey": function,
+        "aaid": account,
+        "tracing": {"traceId": format!("{invocation_id:032x}"), "spanId": format!("{:016x}", invocation_id.rotate_left(17))},
     })
 }
 

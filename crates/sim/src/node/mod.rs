@@ -482,6 +482,8 @@ struct Worker {
     stderr: Arc<Mutex<Vec<u8>>>,
     scratch: PathBuf,
     invocations: u64,
+    /// The functions whose handler (file, module, export) this worker has been told.
+    told: std::collections::HashSet<String>,
 }
 
 impl Drop for Worker {
@@ -579,21 +581,35 @@ impl Workers {
         };
         worker.invocations += 1;
         let inv = worker.invocations;
-        let handler = &c.code.handlers[c.function];
-        let frame = json!({
+        // What stays the same from one invocation to the next goes to a worker once: the
+        // installation's part of `__forge_runtime__` and the environment variables with its
+        // first invocation, a function's handler with the first invocation of that function.
+        let mut frame = json!({
             "t": "invoke",
             "inv": inv,
-            "file": handler.file,
-            "module": handler.module,
-            "export": handler.export,
-            "handler": handler.handler,
+            "function": c.function,
             "args": c.args,
             "runtime": c.runtime,
             "now": state.now.0,
             "timeoutMs": c.timeout.as_millis() as u64,
             "seed": c.seed,
-            "env": c.code.variables,
         });
+        if inv == 1 {
+            frame["base"] = json!({
+                "runtime": args::runtime_base(c.code, &state.installation),
+                "env": c.code.variables,
+            });
+        }
+        if !worker.told.contains(c.function) {
+            let handler = &c.code.handlers[c.function];
+            frame["handler"] = json!({
+                "file": handler.file,
+                "module": handler.module,
+                "export": handler.export,
+                "handler": handler.handler,
+            });
+            worker.told.insert(c.function.to_string());
+        }
         if let Err(e) = worker.link.send(&frame) {
             let message = format!("the worker did not take the invocation: {e}");
             return (Err(self.died(worker, message, c.memory_mb)), stats);
@@ -784,6 +800,7 @@ impl Workers {
             stderr,
             scratch,
             invocations: 0,
+            told: std::collections::HashSet::new(),
         };
         match worker.link.recv(Instant::now() + START_TIMEOUT) {
             Ok(f) if f.get("t").and_then(Value::as_str) == Some("hello") => Ok(worker),

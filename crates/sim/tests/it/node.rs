@@ -215,6 +215,32 @@ fn hostile_node_apps_are_stopped_with_typed_errors_and_others_are_served() {
 }
 
 #[test]
+fn the_runtime_object_is_each_invocations_own() {
+    let mut p = platform(Duration::from_secs(5));
+    let mut seen = Vec::new();
+    for user in [Some("alice"), None, Some("bob")] {
+        let r = json_of(p.invoke_as("evil", "resolver", resolver("runtime"), user));
+        // What the app changed in `__forge_runtime__` last time is gone: the installation's
+        // part comes to each invocation fresh.
+        assert_eq!(r["installationId"], "evil", "{r}");
+        assert_eq!(r["functionKey"], "resolver", "{r}");
+        assert_ne!(r["cloudId"], "tampered", "{r}");
+        assert_eq!(r["aaid"], json!(user), "{r}");
+        assert_eq!(r["accountId"], json!(user), "{r}");
+        assert_eq!(r["invocationId"].as_str().unwrap().len(), 16, "{r}");
+        assert_eq!(r["traceId"].as_str().unwrap().len(), 32, "{r}");
+        assert!(r["remainingMs"].as_u64().unwrap() <= 5_000, "{r}");
+        seen.push(r);
+    }
+    assert_eq!(seen[0]["cloudId"], seen[2]["cloudId"]);
+    assert_ne!(seen[0]["invocationId"], seen[1]["invocationId"]);
+    assert_ne!(seen[1]["traceId"], seen[2]["traceId"]);
+    // Another installation has its own.
+    let r = json_of(p.invoke_as("victim", "resolver", resolver("runtime"), None));
+    assert_eq!(r["installationId"], "victim", "{r}");
+}
+
+#[test]
 fn installations_share_nothing_and_work_left_pending_is_frozen() {
     let mut p = platform(Duration::from_secs(5));
     // Module globals live in a worker per installation.

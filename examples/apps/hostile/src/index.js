@@ -78,6 +78,24 @@ resolver.define('release', () => {
   return 'released';
 });
 resolver.define('env', () => Object.keys(process.env));
+// What the platform's runtime says about this invocation; then it tampers with the object,
+// which must not reach the next invocation.
+resolver.define('runtime', (req) => {
+  const r = globalThis.__forge_runtime__;
+  const seen = {
+    installationId: r.appContext.installationId,
+    functionKey: r.appContext.functionKey,
+    invocationId: r.appContext.invocationId,
+    aaid: r.aaid,
+    traceId: r.tracing.traceId,
+    cloudId: r.appContext.installation.contexts[0].cloudId,
+    remainingMs: r.lambdaContext.getRemainingTimeInMillis(),
+    accountId: req.context.accountId,
+  };
+  r.appContext.installationId = 'tampered';
+  r.appContext.installation.contexts[0].cloudId = 'tampered';
+  return seen;
+});
 resolver.define('global', () => {
   globalThis.__stolen = (globalThis.__stolen || 0) + 1;
   return globalThis.__stolen;
