@@ -260,13 +260,22 @@ pub enum AuditCommand {
         /// With `--format verifiable`: embed this anchor instead of the store's latest.
         #[arg(long, value_name = "FILE")]
         anchor: Option<PathBuf>,
+        /// With `--format verifiable`: the anchor folder to take the latest anchor from
+        /// (default: STORE.anchors/ beside a store file; a PostgreSQL store needs it).
+        #[arg(long, value_name = "DIR", conflicts_with = "anchor")]
+        anchors: Option<PathBuf>,
     },
     /// Sign a checkpoint of every document's records (an anchor) into the store's anchor
-    /// folder (STORE.anchors/). Run it at chosen times, e.g. from cron.
+    /// folder (STORE.anchors/, or --anchors DIR). Run it at chosen times, e.g. from cron.
     Anchor {
         /// The secret key file written by `signoff audit keygen`.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// The anchor folder (default: STORE.anchors/ beside a store file). A PostgreSQL
+        /// store has no file to put it beside: name a folder, ideally where the database's
+        /// administrators cannot write.
+        #[arg(long, value_name = "DIR")]
+        anchors: Option<PathBuf>,
         /// Also write the anchor to this file (e.g. on storage the store's editors cannot
         /// reach).
         #[arg(long, value_name = "FILE")]
@@ -466,20 +475,22 @@ async fn run_async(
                 format: ExportFormat::Verifiable,
                 id,
                 anchor,
+                anchors,
             } => {
+                // An anchor named on the command line needs no folder.
+                let dir = match anchor {
+                    Some(_) => None,
+                    None => Some(anchor_folder(store, anchors.as_deref())?),
+                };
                 let db = open(store, Access::Read).await?;
-                audit_export(
-                    &db,
-                    anchors_beside(store)?,
-                    id.as_deref(),
-                    anchor.as_deref(),
-                    out,
-                )
-                .await
+                audit_export(&db, dir.as_deref(), id.as_deref(), anchor.as_deref(), out).await
             }
             AuditCommand::Export {
                 anchor: Some(_), ..
             } => Err(unusable("--anchor goes with --format verifiable")),
+            AuditCommand::Export {
+                anchors: Some(_), ..
+            } => Err(unusable("--anchors goes with --format verifiable")),
             AuditCommand::Export { format, id, .. } => {
                 export(
                     &open(store, Access::Read).await?,
@@ -492,22 +503,15 @@ async fn run_async(
             }
             AuditCommand::Anchor {
                 key,
+                anchors,
                 out: copy,
                 if_changed,
                 at,
             } => {
+                let dir = anchor_folder(store, anchors.as_deref())?;
                 let db = open(store, Access::Read).await?;
                 let at = at.unwrap_or_else(system_now);
-                audit_anchor(
-                    &db,
-                    anchors_beside(store)?,
-                    key,
-                    copy.as_deref(),
-                    *if_changed,
-                    at,
-                    out,
-                )
-                .await
+                audit_anchor(&db, &dir, key, copy.as_deref(), *if_changed, at, out).await
             }
         },
         LocalCommand::Tick { now, store } => {
@@ -803,16 +807,16 @@ fn postgres_url(store: &Path) -> Option<&str> {
     (text.starts_with("postgres://") || text.starts_with("postgresql://")).then_some(text)
 }
 
-/// The folder of a store's anchors, beside its file. A PostgreSQL store has no file to put
-/// it beside: anchoring it is not supported yet.
-fn anchors_beside(arg: &StoreArg) -> Result<&Path, Failure> {
-    match postgres_url(&arg.path) {
-        Some(_) => Err(unusable(
-            "audit anchors live in a folder beside a store file; a PostgreSQL store has none \
-             (anchoring it is not supported yet): audit verify and audit export --format \
-             json|jsonl work",
+/// The anchor folder: `--anchors DIR`, else STORE.anchors beside a store file. A PostgreSQL
+/// store has no file to put it beside, so it needs `--anchors`.
+fn anchor_folder(arg: &StoreArg, anchors: Option<&Path>) -> Result<PathBuf, Failure> {
+    match (anchors, postgres_url(&arg.path)) {
+        (Some(dir), _) => Ok(dir.to_owned()),
+        (None, Some(_)) => Err(unusable(
+            "a PostgreSQL store has no file to keep its anchors beside: name their folder \
+             with --anchors DIR (somewhere the database's administrators cannot write)",
         )),
-        None => Ok(&arg.path),
+        (None, None) => Ok(anchors_dir(&arg.path)),
     }
 }
 
@@ -1120,7 +1124,7 @@ fn audit_keygen(path: &Path, out: &mut dyn Write) -> Result<u8, Failure> {
 /// anchor folder, and into `copy` when given.
 async fn audit_anchor(
     store: &Db,
-    store_path: &Path,
+    dir: &Path,
     key_path: &Path,
     copy: Option<&Path>,
     if_changed: bool,
@@ -1142,8 +1146,7 @@ async fn audit_anchor(
         })?;
         documents.push(doc);
     }
-    let dir = anchors_dir(store_path);
-    let latest = latest_anchor(&dir)?;
+    let latest = latest_anchor(dir)?;
     if let (true, Some((path, _))) = (if_changed, &latest) {
         let previous = read_anchor(path)?;
         let heads = documents
@@ -1289,14 +1292,17 @@ async fn audit_verify_anchor(
 /// anchor or the store's latest.
 async fn audit_export(
     store: &Db,
-    store_path: &Path,
+    dir: Option<&Path>,
     only: Option<&str>,
     anchor: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
     let anchor_path = match anchor {
         Some(p) => Some(p.to_owned()),
-        None => latest_anchor(&anchors_dir(store_path))?.map(|(p, _)| p),
+        None => match dir {
+            Some(dir) => latest_anchor(dir)?.map(|(p, _)| p),
+            None => None,
+        },
     };
     let anchor = anchor_path.as_deref().map(read_anchor).transpose()?;
     let ids: Vec<String> = match only {

@@ -82,10 +82,49 @@ fn a_document_through_its_life_in_postgres() {
     let (code, out, err) = run("audit export --format jsonl");
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().count() >= 3, "{out}");
-    // Anchors live beside a store file; a database has none.
+    // Anchors live beside a store file; a database has none, so their folder is named.
     let (code, _, err) = run("audit anchor --key /nonexistent.key");
     assert_eq!(code, 2);
-    assert!(err.contains("a PostgreSQL store has none"), "{err}");
+    assert!(
+        err.contains("name their folder with --anchors DIR"),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join(format!("signoff-cli-pg-anchors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("anchor.key").display().to_string();
+    let anchors = dir.join("anchors").display().to_string();
+    let (code, out, err) = run(&format!("audit keygen --out {key}"));
+    assert_eq!(code, 0, "{err}");
+    let public = out.trim().rsplit(' ').next().unwrap().to_owned();
+    let (code, out, err) = run(&format!(
+        "audit anchor --key {key} --anchors {anchors} --at 2026-03-02T00:00:00Z"
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 documents, "), "{out}");
+    let anchor = format!("{anchors}/000001-20260302T000000Z.json");
+    let (code, out, err) = run(&format!(
+        "audit verify --anchor {anchor} --public-key {public}"
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok: 1 documents"), "{out}");
+    // A self-verifying export takes the folder's latest anchor, and verifies offline.
+    let (code, _, err) = run("audit export --format verifiable");
+    assert_eq!(code, 2, "the folder is needed here too");
+    assert!(err.contains("--anchors DIR"), "{err}");
+    let (code, export, err) = run(&format!(
+        "audit export --format verifiable --anchors {anchors}"
+    ));
+    assert_eq!(code, 0, "{err}");
+    let file = dir.join("export.jsonl");
+    std::fs::write(&file, &export).unwrap();
+    let (code, out, err) = run(&format!(
+        "audit verify --export {} --public-key {public}",
+        file.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
