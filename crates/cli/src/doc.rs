@@ -1164,7 +1164,7 @@ async fn audit_anchor(
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();
-    std::fs::create_dir_all(&dir)
+    std::fs::create_dir_all(dir)
         .map_err(|e| unusable(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(format!("{number:06}-{compact}.json"));
     let text = format!("{}\n", anchor.to_json());
