@@ -72,6 +72,14 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
     /// How long an operation waits for a free connection of the pool.
     pub wait_timeout: Duration,
+    /// How long one operation (a read, a commit, a claim) may take once it has its
+    /// connection. A server that stops answering in the middle of a query (a hung host, a
+    /// network that drops packets without closing the connection) fails the operation
+    /// after this long, naming the server, instead of holding it until TCP gives up; the
+    /// store then closes its idle connections, so the next operation starts afresh. Also
+    /// the server's `statement_timeout` on every connection, so that a statement the server
+    /// is still running (waiting on a lock, say) is cancelled there too.
+    pub operation_timeout: Duration,
     /// Where the connections and operations run. `None` (the default): on a runtime the
     /// store starts for itself (one worker thread), so it can be polled from any executor
     /// or none, at the price of two thread hand-offs per operation. `Some(handle)`: on the
@@ -89,6 +97,7 @@ impl Default for PgConfig {
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(30),
             runtime: None,
         }
     }
@@ -170,9 +179,11 @@ impl PgStore {
             Durability::Immediate => "on",
             Durability::None => "off",
         };
+        let operation_timeout = config.operation_timeout.max(Duration::from_millis(1));
         let options = format!(
-            "{} -c synchronous_commit={sync}",
-            pg.get_options().unwrap_or_default()
+            "{} -c synchronous_commit={sync} -c statement_timeout={}",
+            pg.get_options().unwrap_or_default(),
+            operation_timeout.as_millis()
         );
         pg.options(options.trim());
         if pg.get_application_name().is_none() {
@@ -212,13 +223,21 @@ impl PgStore {
             pool,
             server,
             connect_timeout: config.connect_timeout,
+            operation_timeout,
             commits: AtomicU64::new(0),
             operations: AtomicU64::new(0),
         });
         let (tx, rx) = oneshot::channel();
         let setup = inner.clone();
         let migrate = async move {
-            let _ = tx.send(setup.migrate().await);
+            let migrated = match tokio::time::timeout(operation_timeout, setup.migrate()).await {
+                Ok(m) => m,
+                Err(_) => Err(PgError::Timeout {
+                    server: setup.server.name.clone(),
+                    seconds: operation_timeout.as_secs().max(1),
+                }),
+            };
+            let _ = tx.send(migrated);
         };
         if runtime.is_none() && tokio::runtime::Handle::try_current().is_ok() {
             migrate.await;
@@ -312,11 +331,12 @@ impl PgStore {
         let inner = self.inner.clone();
         if self.runtime.is_none() && tokio::runtime::Handle::try_current().is_ok() {
             // On the caller's runtime, as configured: no hand-off.
-            return f(inner).await;
+            return self.inner.bounded(f(inner)).await;
         }
         let (tx, rx) = oneshot::channel();
+        let bound = self.inner.clone();
         self.handle.spawn(async move {
-            let _ = tx.send(f(inner).await);
+            let _ = tx.send(bound.bounded(f(inner)).await);
         });
         rx.await.map_err(|_| closed())?
     }
@@ -786,11 +806,34 @@ struct Inner {
     pool: Pool,
     server: Server,
     connect_timeout: Duration,
+    operation_timeout: Duration,
     commits: AtomicU64,
     operations: AtomicU64,
 }
 
 impl Inner {
+    /// `op` if it ends within [`PgConfig::operation_timeout`]; otherwise it is dropped (its
+    /// connection, a query or a transaction half done, goes back to the pool and is closed
+    /// there with every other idle connection: the server rolls back what was not
+    /// committed) and the error names the server.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.operation_timeout, op).await {
+            Ok(done) => done,
+            Err(_) => {
+                self.pool.retain(|_, _| false);
+                Err(StoreError::Backend(format!(
+                    "PostgreSQL at {} did not answer within {} ms (if this was a write, \
+                     whether it committed is unknown: read the document again)",
+                    self.server.name,
+                    self.operation_timeout.as_millis()
+                )))
+            }
+        }
+    }
+
     /// A connection from the pool; the errors of a new one name the server.
     async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| {
@@ -1364,9 +1407,12 @@ async fn write_batches(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Reques
             .operations
             .fetch_add(ops.len() as u64, Ordering::Relaxed);
         let answers = if ops.len() == 1 {
-            Ok(vec![inner.single(&ops[0]).await])
+            inner
+                .bounded(async { Ok(inner.single(&ops[0]).await) })
+                .await
+                .map(|a| vec![a])
         } else {
-            inner.batch(&ops).await
+            inner.bounded(inner.batch(&ops)).await
         };
         match answers {
             Ok(answers) => {

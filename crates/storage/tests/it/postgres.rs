@@ -721,3 +721,141 @@ fn group_commit_keeps_each_operation_whole() {
         "some batches held several operations: {stats:?}"
     );
 }
+
+/// A TCP proxy in front of the test server that can stop passing bytes on (a hung server or
+/// a network that drops packets without closing the connection).
+struct FreezingProxy {
+    port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    fn start(target: std::net::SocketAddr) -> FreezingProxy {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let flag = frozen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    // Bytes read just as the freeze began are held too.
+                                    while flag.load(Ordering::SeqCst) {
+                                        std::thread::sleep(Duration::from_millis(10));
+                                    }
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { port, frozen }
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A server that stops answering in the middle of the work: each operation fails after
+/// `operation_timeout`, naming the server, instead of hanging; once the server answers
+/// again, the store works on new connections and nothing half-done is visible.
+#[test]
+fn a_server_that_stops_answering_fails_operations_in_bounded_time() {
+    let dir = TempDir::new("pg-frozen");
+    let schema = pg_schema(dir.path());
+    let url = pg_url();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let proxy = FreezingProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let through = url.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    assert_ne!(through, url, "{url}");
+    let target = through.clone();
+    let store = std::thread::spawn(move || {
+        let config = signoff_storage::PgConfig {
+            store: StoreConfig::durable(),
+            schema,
+            pool_size: 2,
+            operation_timeout: Duration::from_secs(1),
+            ..signoff_storage::PgConfig::default()
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(signoff_storage::PgStore::connect(&target, config))
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(store.append("d", 0, &recs("d", 0, 2)).await, Ok(2));
+        proxy.freeze(true);
+        for attempt in ["a read", "a write"] {
+            let started = Instant::now();
+            let e = if attempt == "a read" {
+                store.read("d", 0).await.map(|_| ()).unwrap_err()
+            } else {
+                store
+                    .append("d", 2, &recs("d", 2, 1))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err()
+            };
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(5), "{attempt} took {took:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!(
+                    "PostgreSQL at 127.0.0.1:{} did not answer within 1000 ms",
+                    proxy.port
+                )),
+                "{attempt}: {text}"
+            );
+            assert!(
+                !text.contains(signoff_storage::throwaway_pg::PASSWORD),
+                "{text}"
+            );
+        }
+        proxy.freeze(false);
+        // The write that timed out was never acknowledged: it committed or it did not,
+        // whole. The store answers again on fresh connections.
+        let records = store.read("d", 0).await.unwrap();
+        assert!(
+            records.len() == 2 || records == recs("d", 0, 3),
+            "{records:?}"
+        );
+        let at = records.len() as u64;
+        assert_eq!(store.append("d", at, &recs("d", at, 1)).await, Ok(at + 1));
+        assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, at + 1));
+    });
+}
