@@ -34,6 +34,8 @@ mod error;
 pub mod hosted;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
+mod pg_tls;
 #[cfg(feature = "embedded")]
 mod readonly;
 #[cfg(feature = "embedded")]

@@ -139,6 +139,8 @@ pub enum PgError {
         found: i64,
         supported: i64,
     },
+    #[error("no TLS connection to PostgreSQL at {server}: {detail}")]
+    Tls { server: String, detail: String },
     #[error("PostgreSQL at {server}: {detail}")]
     Server { server: String, detail: String },
 }
@@ -165,9 +167,11 @@ impl PgStore {
     /// starts the pool. A server that is down, does not answer within
     /// [`PgConfig::connect_timeout`] or refuses the login is a [`PgError`] naming it.
     pub async fn connect(url: &str, config: PgConfig) -> Result<PgStore, PgError> {
+        let (url, tls) = crate::pg_tls::split(url).map_err(|detail| PgError::BadUrl { detail })?;
         let mut pg: tokio_postgres::Config = url.parse().map_err(|e| PgError::BadUrl {
             detail: describe(&e),
         })?;
+        pg.ssl_mode(crate::pg_tls::tokio_mode(&tls));
         if !valid_schema(&config.schema) {
             return Err(PgError::BadSchema {
                 schema: config.schema.clone(),
@@ -189,6 +193,30 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("signoff");
         }
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            crate::pg_tls::TlsMode::Disable => Manager::from_config(pg, NoTls, manager_config),
+            mode => {
+                let rustls = crate::pg_tls::client_config(mode).map_err(|detail| PgError::Tls {
+                    server: server.name.clone(),
+                    detail,
+                })?;
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(rustls);
+                Manager::from_config(pg, connector, manager_config)
+            }
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| server.error(e.to_string()))?;
+        // Made after everything above that can fail: a runtime must not be dropped inside
+        // the caller's async context.
         let (runtime, handle) = match &config.runtime {
             Some(handle) => (None, handle.clone()),
             None => {
@@ -202,21 +230,6 @@ impl PgStore {
                 (Some(rt), handle)
             }
         };
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(config.wait_timeout))
-            .create_timeout(Some(config.connect_timeout))
-            .recycle_timeout(Some(config.connect_timeout))
-            .build()
-            .map_err(|e| server.error(e.to_string()))?;
         let inner = Arc::new(Inner {
             sql: Sql::new(&config.schema),
             schema: config.schema.clone(),
@@ -1204,6 +1217,13 @@ impl Server {
                 let text = describe(&e);
                 if text.contains("timed out") || text.contains("timeout") {
                     timed_out()
+                } else if text.contains("TLS") || text.contains("certificate") {
+                    // The handshake failed, or the server does not do TLS where it is
+                    // required ("server does not support TLS").
+                    PgError::Tls {
+                        server: self.name.clone(),
+                        detail: text,
+                    }
                 } else {
                     PgError::Unreachable {
                         server: self.name.clone(),

@@ -27,6 +27,9 @@ pub struct ThrowawayServer {
     port: u16,
     /// The user the server runs as, when this process is root.
     run_as: Option<String>,
+    /// With [`ThrowawayServer::start_tls`]: TLS on, with a certificate for 127.0.0.1 signed
+    /// by the CA in `ca.crt` of the folder.
+    tls: bool,
 }
 
 /// Why a throwaway server could not be started or restarted.
@@ -49,6 +52,23 @@ impl ThrowawayServer {
     /// has exited, so that a test process that never drops the server (a `static`) or is
     /// killed leaves nothing running behind.
     pub fn start() -> Result<ThrowawayServer, ServerError> {
+        Self::start_with(false)
+    }
+
+    /// As [`start`](Self::start), with TLS on (and plain connections still accepted): a
+    /// certificate for `127.0.0.1` and `localhost`, signed by a CA made for this server
+    /// ([`ca_file`](Self::ca_file)). Needs `openssl` on `PATH`.
+    pub fn start_tls() -> Result<ThrowawayServer, ServerError> {
+        Self::start_with(true)
+    }
+
+    /// The PEM file of the CA that signed a [`start_tls`](Self::start_tls) server's
+    /// certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Result<ThrowawayServer, ServerError> {
         let bin = find_bin()?;
         let run_as = if is_root() {
             Some(unprivileged_user()?)
@@ -64,11 +84,15 @@ impl ThrowawayServer {
         std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         std::fs::write(dir.join("pwfile"), PASSWORD)
             .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        if tls {
+            make_certificates(&dir)?;
+        }
         let mut server = ThrowawayServer {
             dir,
             bin,
             port: 0,
             run_as,
+            tls,
         };
         if let Some(user) = &server.run_as {
             run(Command::new("chown").args(["-R", user]).arg(&server.dir))?;
@@ -140,12 +164,19 @@ impl ThrowawayServer {
     }
 
     fn pg_ctl_start(&self) -> Result<(), ServerError> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 \
              -c fsync=on -c synchronous_commit=on",
             self.port,
             self.dir.display()
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.dir.join("server.crt").display(),
+                self.dir.join("server.key").display()
+            ));
+        }
         let log = self.dir.join("log");
         self.run_pg(
             "pg_ctl",
@@ -249,6 +280,88 @@ pub fn find_bin() -> Result<PathBuf, ServerError> {
              or set SIGNOFF_PG_URL to a server of yours"
             .into())
     })
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost signed by it, in `dir`
+/// (`ca.crt`, `server.crt`, `server.key` with mode 0600, as the server requires).
+fn make_certificates(dir: &Path) -> Result<(), ServerError> {
+    let openssl = |args: &[&str]| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(dir);
+        run(&mut cmd).map_err(|e| err(format!("openssl (needed for a TLS test server): {e}")))
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "3",
+                "-subj",
+                "/CN=signoff throwaway CA",
+            ][..],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ][..],
+        ]
+        .concat(),
+    )?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "3",
+        "-extfile",
+        "server.ext",
+    ])?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 /// util-linux's `runuser`, which root's `PATH` does not always reach (`/usr/sbin`).

@@ -859,3 +859,147 @@ fn a_server_that_stops_answering_fails_operations_in_bounded_time() {
         assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, at + 1));
     });
 }
+
+/// Connects to `url` with `config`'s defaults and a schema of `dir`'s, on a thread of its own.
+fn connect_to(url: &str, schema: &str) -> Result<signoff_storage::PgStore, PgError> {
+    let url = url.to_owned();
+    let config = signoff_storage::PgConfig {
+        schema: schema.to_owned(),
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(5),
+        ..signoff_storage::PgConfig::default()
+    };
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(signoff_storage::PgStore::connect(&url, config))
+    })
+    .join()
+    .unwrap()
+}
+
+/// How many of the server's connections named `signoff` use TLS, and how many there are
+/// (asked over a plain connection of its own).
+fn tls_backends(url: &str) -> (i64, i64) {
+    let url = format!("{url}?sslmode=disable&application_name=observer");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                let driver = tokio::spawn(conn);
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+                         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'signoff'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                drop(client);
+                let _ = driver.await;
+                (row.get(0), row.get(1))
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// `sslmode` as libpq reads it: `verify-full` with the server's CA connects over TLS and
+/// works; with other CAs it is refused, naming the server; `require` encrypts without
+/// checking the certificate; `disable` stays plain; `verify-ca` is refused as unsupported.
+#[test]
+fn tls_connections_follow_sslmode() {
+    let server = ThrowawayServer::start_tls().unwrap_or_else(|e| panic!("{e}"));
+    let base = server.url();
+    let ca = server.ca_file();
+    let dir = TempDir::new("pg-tls");
+    let schema = pg_schema(dir.path());
+    let name = format!("127.0.0.1:{}", server.port());
+
+    let verified = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let store = connect_to(&verified, &schema).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(store.append("d", 0, &recs("d", 0, 2)).await, Ok(2));
+        assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, 2));
+    });
+    let (tls, all) = tls_backends(&base);
+    assert!(all >= 1 && tls == all, "{tls} of {all} connections use TLS");
+    drop(store);
+
+    // Another CA: the certificate is not trusted.
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&ca)
+            .unwrap()
+            .replace("BEGIN CERTIFICATE", "BEGIN X")
+            .replace("END CERTIFICATE", "END X"),
+    )
+    .unwrap();
+    let e = connect_to(
+        &format!("{base}?sslmode=verify-full&sslrootcert={}", other.display()),
+        &schema,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, PgError::Tls { server, detail } if *server == name && detail.contains("no PEM certificate")),
+        "{e:?}"
+    );
+    let system = connect_to(
+        &format!("{base}?sslmode=verify-full&sslrootcert=system"),
+        &schema,
+    );
+    let e = system.unwrap_err();
+    assert!(
+        matches!(&e, PgError::Tls { server, .. } if *server == name),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("no TLS connection to PostgreSQL at {name}: ")),
+        "{e}"
+    );
+    assert!(
+        !e.to_string()
+            .contains(signoff_storage::throwaway_pg::PASSWORD),
+        "{e}"
+    );
+
+    // require: encrypted, the certificate not checked.
+    let store =
+        connect_to(&format!("{base}?sslmode=require"), &schema).unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async { assert_eq!(store.read("d", 0).await.unwrap().len(), 2) });
+    let (tls, all) = tls_backends(&base);
+    assert!(all >= 1 && tls == all, "{tls} of {all} connections use TLS");
+    drop(store);
+
+    // disable: plain.
+    let store =
+        connect_to(&format!("{base}?sslmode=disable"), &schema).unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async { assert_eq!(store.read("d", 0).await.unwrap().len(), 2) });
+    let (tls, all) = tls_backends(&base);
+    assert!(all >= 1 && tls == 0, "{tls} of {all} connections use TLS");
+    drop(store);
+
+    let e = connect_to(&format!("{base}?sslmode=verify-ca"), &schema).unwrap_err();
+    assert!(
+        matches!(&e, PgError::BadUrl { detail } if detail.contains("verify-full")),
+        "{e:?}"
+    );
+
+    // A server without TLS, where it is required: refused, naming the server.
+    let plain = pg_url();
+    let e = connect_to(&format!("{plain}?sslmode=require"), &schema).unwrap_err();
+    assert!(matches!(&e, PgError::Tls { .. }), "{e:?}");
+}
