@@ -14,6 +14,7 @@ const http2 = require('http2');
 const dns = require('dns');
 const childProcess = require('child_process');
 const workerThreads = require('worker_threads');
+const { MessageChannel } = workerThreads;
 const { Readable, Writable } = require('stream');
 const { syncBuiltinESMExports } = require('module');
 
@@ -126,13 +127,90 @@ function install(state, rpc) {
   for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) {
     childProcess[name] = denied(`child_process.${name}`);
   }
-  workerThreads.Worker = function Worker(file) {
-    const e = refuse('worker_threads.Worker', String(file).slice(0, 200));
-    e.code = 'ERR_ACCESS_DENIED';
-    e.message = 'signoff-sim: worker threads are refused: the egress gate and the virtual clock cannot be applied inside them';
-    throw e;
-  };
+  installWorkers(state, rpc, refuse);
   syncBuiltinESMExports();
+}
+
+// --- worker threads -----------------------------------------------------------------------------
+// A worker thread runs the app's code behind the same walls as the main thread: `worker.js`
+// installs this file and `globals.js` in it before the app's script, and its platform calls,
+// log lines and refusals travel to the main thread on a port of their own, where they count
+// for the invocation that started the worker (after it ended, they are frozen as any late
+// work is). While a worker of the running invocation is alive, virtual time waits for it.
+// Node's permission model (`--allow-worker`) and the network namespace cover workers too.
+function installWorkers(state, rpc, refuse) {
+  const path = require('path');
+  const { AsyncResource } = require('async_hooks');
+  const { fileURLToPath } = require('url');
+  const RealWorker = workerThreads.Worker;
+  const boot = `require(${JSON.stringify(path.join(__dirname, 'worker.js'))});`;
+  const denied = (detail, why) => {
+    const e = refuse('worker_threads.Worker', detail);
+    e.code = 'ERR_ACCESS_DENIED';
+    e.message = `signoff-sim: worker_threads.Worker (${detail}) refused: ${why}`;
+    return e;
+  };
+  class Worker extends RealWorker {
+    constructor(filename, options) {
+      const o = { ...(options || {}) };
+      let spec;
+      if (o.eval) {
+        spec = { kind: 'eval', code: String(filename) };
+      } else {
+        let file = filename;
+        if (file instanceof URL) {
+          if (file.protocol !== 'file:') throw denied(file.href.slice(0, 200), 'a worker runs a file of the app or a script');
+          file = fileURLToPath(file);
+        } else if (typeof file === 'string' && file.startsWith('file:')) {
+          file = fileURLToPath(file);
+        } else if (typeof file !== 'string' || /^(data|https?|blob|node):/i.test(file)) {
+          throw denied(String(file).slice(0, 200), 'a worker runs a file of the app or a script');
+        }
+        spec = { kind: 'file', file: path.resolve(String(file)) };
+      }
+      if (Array.isArray(o.execArgv) && o.execArgv.length) {
+        throw denied(o.execArgv.join(' ').slice(0, 200), 'Node options for a worker cannot be set on the platform');
+      }
+      const { port1, port2 } = new MessageChannel();
+      const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));
+      if (rng.every((x) => x === 0)) rng[0] = 1;
+      const signoff = {
+        ...spec,
+        port: port2,
+        inv: state.inv,
+        now: state.now,
+        started: state.started,
+        deadline: state.deadline,
+        rng,
+        base: state.base,
+        runtime: state.rawRuntime,
+      };
+      super(boot, {
+        ...o,
+        eval: true,
+        execArgv: undefined,
+        workerData: { __signoff: signoff, user: o.workerData },
+        transferList: [...(o.transferList || []), port2],
+      });
+      const me = { inv: state.inv };
+      state.workers.add(me);
+      this.once('exit', () => state.workers.delete(me));
+      // The port's messages are handled in the async context of the code that started the
+      // worker: its calls are that invocation's.
+      port1.on('message', AsyncResource.bind((m) => {
+        if (!m || typeof m !== 'object') return;
+        if (m.t === 'call') {
+          rpc.call(m.frame).then((reply) => port1.postMessage({ t: 'reply', id: m.id, reply, now: state.now }));
+        } else if (m.t === 'log') {
+          rpc.log(String(m.level), String(m.message));
+        } else if (m.t === 'refused') {
+          rpc.refused(String(m.what), String(m.detail));
+        }
+      }));
+      port1.unref();
+    }
+  }
+  workerThreads.Worker = Worker;
 }
 
 const PRODUCT_HOSTS = new Set(['jira', 'confluence', 'stargate', 'bitbucket']);

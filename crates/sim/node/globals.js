@@ -235,7 +235,10 @@ function schedulePump(state, realSetImmediate) {
   realSetImmediate(() => {
     state.pumpScheduled = false;
     if (!state.active || state.returned || state.inFlight > 0 || state.timers.size === 0) return;
-    if (process.getActiveResourcesInfo().some((r) => BUSY.has(r))) {
+    // A worker thread of this invocation may still answer: virtual time waits for it as for
+    // a file read (the wall clock bounds both: the invocation's timeout).
+    const workerRuns = state.workers && [...state.workers].some((w) => w.inv === state.inv);
+    if (workerRuns || process.getActiveResourcesInfo().some((r) => BUSY.has(r))) {
       state.pumpScheduled = true;
       realSetTimeout(() => {
         state.pumpScheduled = false;
@@ -375,6 +378,27 @@ function installConsole(state, rpc) {
   process.stderr.write = write('error');
 }
 
+// `__forge_runtime__` for one invocation: a fresh copy of the installation's part with the
+// invocation's own fields (`inv`) in their places.
+function runtimeObject(state, inv) {
+  const r = structuredClone(state.base);
+  r.appContext.invocationId = inv.invocationId;
+  r.appContext.moduleKey = inv.functionKey;
+  r.appContext.functionKey = inv.functionKey;
+  r.aaid = inv.aaid;
+  r.tracing = inv.tracing;
+  const noop = { incr() {}, incrBy() {}, decr() {}, decrBy() {}, set() {}, measure() { return { stop() {} }; } };
+  return {
+    ...r,
+    lambdaContext: {
+      getRemainingTimeInMillis: () => Math.max(0, state.deadline - state.now),
+      functionName: r.appContext && r.appContext.functionKey,
+    },
+    metrics: { counter: () => noop, timing: () => noop, gauge: () => noop },
+    externalAuth: r.externalAuth || [],
+  };
+}
+
 // `PlatformResponse` is exported for its test (tests/it/node.rs); apps reach it only through
 // `__forge_fetch__`.
-module.exports = { install, PlatformResponse };
+module.exports = { install, runtimeObject, PlatformResponse };

@@ -27,9 +27,11 @@ const state = {
   handlers: new Map(),
   runtime: undefined,
   rawRuntime: undefined,
-  makeRuntime: (r) => runtimeObject(r),
+  makeRuntime: (r) => globals.runtimeObject(state, r),
   inFlight: 0,
   late: 0,
+  // The worker threads the app started, by the invocation that started them.
+  workers: new Set(),
   timers: null,
   onIdle: () => {},
   timedOut: () => finish(state.inv, { ok: false, timeout: true }),
@@ -220,27 +222,6 @@ function describe(err) {
     text = String(err);
   }
   return { name: 'Error', message: `a non-Error value was thrown: ${text}`, stack: '' };
-}
-
-// `__forge_runtime__` for one invocation: a fresh copy of the installation's part with the
-// invocation's own fields (`inv`) in their places.
-function runtimeObject(inv) {
-  const r = structuredClone(state.base);
-  r.appContext.invocationId = inv.invocationId;
-  r.appContext.moduleKey = inv.functionKey;
-  r.appContext.functionKey = inv.functionKey;
-  r.aaid = inv.aaid;
-  r.tracing = inv.tracing;
-  const noop = { incr() {}, incrBy() {}, decr() {}, decrBy() {}, set() {}, measure() { return { stop() {} }; } };
-  return {
-    ...r,
-    lambdaContext: {
-      getRemainingTimeInMillis: () => Math.max(0, state.deadline - state.now),
-      functionName: r.appContext && r.appContext.functionKey,
-    },
-    metrics: { counter: () => noop, timing: () => noop, gauge: () => noop },
-    externalAuth: r.externalAuth || [],
-  };
 }
 
 link.send({ t: 'hello', pid: process.pid, node: process.version });

@@ -26,8 +26,9 @@ use crate::host::{Call, InvocationError, Output, WebResponse};
 use wire::{Link, Wait};
 
 /// The JavaScript that runs inside a worker, written to a folder named by its hash.
-const HOST_FILES: [(&str, &str); 4] = [
+const HOST_FILES: [(&str, &str); 5] = [
     ("host.js", include_str!("../../node/host.js")),
+    ("worker.js", include_str!("../../node/worker.js")),
     ("channel.js", include_str!("../../node/channel.js")),
     ("globals.js", include_str!("../../node/globals.js")),
     ("egress.js", include_str!("../../node/egress.js")),
@@ -742,7 +743,8 @@ impl Workers {
             "--experimental-permission"
         };
         let reads = [&code.dir, &env.host_dir, &scratch];
-        cmd.arg(permission);
+        // Worker threads are allowed: egress.js puts the same walls around each.
+        cmd.arg(permission).arg("--allow-worker");
         // A folder and everything under it: `DIR/*`, the flag once per folder (Node 20.20
         // reads only the first entry of a comma-separated list).
         for r in reads {
@@ -753,10 +755,17 @@ impl Workers {
                 "--max-old-space-size={}",
                 (memory_mb * 7 / 8).max(16)
             ))
-            .arg(if (major, minor) >= (20, 11) {
-                "--disable-warning=ExperimentalWarning"
+            // Node's own warnings would be the app's log lines: the permission model's
+            // (experimental on Node 20) and the one `--allow-worker` prints at the first
+            // worker thread (the walls around workers are egress.js's and the permission
+            // model's, which Node applies inside workers too: tested).
+            .args(if (major, minor) >= (20, 11) {
+                &[
+                    "--disable-warning=ExperimentalWarning",
+                    "--disable-warning=SecurityWarning",
+                ][..]
             } else {
-                "--no-warnings"
+                &["--no-warnings"][..]
             })
             .arg(env.host_dir.join("host.js"))
             .current_dir(&code.dir)

@@ -142,12 +142,11 @@ fn hostile_node_apps_are_stopped_with_typed_errors_and_others_are_served() {
     good_still_served(&mut p);
 
     // What Node's permission model refuses: child processes, files outside the scratch
-    // folder, worker threads.
+    // folder.
     for (call, refused) in [
         ("spawn", Some("child_process.execSync id")),
         ("passwd", None),
         ("write", None),
-        ("worker", Some("worker_threads.Worker process.exit(0)")),
     ] {
         let r = p.invoke_as("evil", "resolver", resolver(call), None);
         assert!(
@@ -369,4 +368,41 @@ const { PlatformResponse } = require(process.argv[1]);
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A worker thread meets the main thread's walls: the egress gate, raw sockets, child
+/// processes and files are refused there too, its log lines reach the trace, it sees the
+/// invocation's virtual time and its own `workerData`, and virtual time does not jump past a
+/// running worker to a timer the invocation set beside it.
+#[test]
+fn worker_threads_run_behind_the_same_walls() {
+    let mut p = platform(Duration::from_secs(10));
+    let now = p.now();
+    let r = json_of(p.invoke_as("evil", "resolver", resolver("worker"), None));
+    assert_eq!(r["data"], json!({"job": 7}), "{r}");
+    assert_eq!(r["now"], json!(now.0), "{r}");
+    assert_eq!(r["fetch"], json!("REQUEST_EGRESS_ALLOWLIST_ERR"), "{r}");
+    assert_eq!(r["socket"], json!("EACCES"), "{r}");
+    assert_eq!(r["spawn"], json!("ERR_ACCESS_DENIED"), "{r}");
+    assert_eq!(r["passwd"], json!("ERR_ACCESS_DENIED"), "{r}");
+    let event = last(&p);
+    let stats = event.node.clone().unwrap();
+    assert!(
+        stats.refused.iter().any(|x| x == "child_process.execSync id"),
+        "{:?}",
+        stats.refused
+    );
+    let lines: Vec<String> = p.logs().iter().map(|l| format!("{l:?}")).collect();
+    assert_eq!(event.log_lines, 1, "the worker's console.log is the invocation's log line: {lines:#?}");
+    let blocked: Vec<_> = p
+        .ledger()
+        .iter()
+        .map(|a| (a.destination.as_str(), a.allowed))
+        .collect();
+    assert_eq!(
+        blocked,
+        [("collector.example.net/steal", false), ("collector.example.net:443", false)],
+        "the worker's fetch and its socket are in the ledger, blocked"
+    );
+    good_still_served(&mut p);
 }

