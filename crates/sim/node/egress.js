@@ -135,8 +135,7 @@ function install(state, rpc) {
 // A worker thread runs the app's code behind the same walls as the main thread: `worker.js`
 // installs this file and `globals.js` in it before the app's script, and its platform calls,
 // log lines and refusals travel to the main thread on a port of their own, where they count
-// for the invocation that started the worker (after it ended, they are frozen as any late
-// work is). While a worker of the running invocation is alive, virtual time waits for it.
+// for the invocation that started the worker; the worker ends with that invocation (host.js). While a worker of the running invocation is alive, virtual time waits for it.
 // Node's permission model (`--allow-worker`) and the network namespace cover workers too.
 function installWorkers(state, rpc, refuse) {
   const path = require('path');
@@ -192,7 +191,7 @@ function installWorkers(state, rpc, refuse) {
         workerData: { __signoff: signoff, user: o.workerData },
         transferList: [...(o.transferList || []), port2],
       });
-      const me = { inv: state.inv };
+      const me = { inv: state.inv, worker: this };
       state.workers.add(me);
       this.once('exit', () => state.workers.delete(me));
       // The port's messages are handled in the async context of the code that started the

@@ -198,6 +198,14 @@ function finish(inv, outcome) {
   if (!state.active || inv !== state.inv) return;
   state.active = false;
   state.timers.clear();
+  // The invocation's worker threads end with it, as its other pending work is frozen: what
+  // they would do later can never be answered.
+  for (const w of state.workers) {
+    if (w.inv === inv) {
+      state.workers.delete(w);
+      w.worker.terminate();
+    }
+  }
   // Calls refused since the last report: made by work earlier invocations left pending.
   link.send({ t: 'done', inv, late: state.late, ...outcome });
   state.late = 0;

@@ -388,12 +388,18 @@ fn worker_threads_run_behind_the_same_walls() {
     let event = last(&p);
     let stats = event.node.clone().unwrap();
     assert!(
-        stats.refused.iter().any(|x| x == "child_process.execSync id"),
+        stats
+            .refused
+            .iter()
+            .any(|x| x == "child_process.execSync id"),
         "{:?}",
         stats.refused
     );
     let lines: Vec<String> = p.logs().iter().map(|l| format!("{l:?}")).collect();
-    assert_eq!(event.log_lines, 1, "the worker's console.log is the invocation's log line: {lines:#?}");
+    assert_eq!(
+        event.log_lines, 1,
+        "the worker's console.log is the invocation's log line: {lines:#?}"
+    );
     let blocked: Vec<_> = p
         .ledger()
         .iter()
@@ -401,8 +407,32 @@ fn worker_threads_run_behind_the_same_walls() {
         .collect();
     assert_eq!(
         blocked,
-        [("collector.example.net/steal", false), ("collector.example.net:443", false)],
+        [
+            ("collector.example.net/steal", false),
+            ("collector.example.net:443", false)
+        ],
         "the worker's fetch and its socket are in the ledger, blocked"
     );
+    // A worker left running when the invocation returned ends with it: its write a moment
+    // later never happens.
+    let r = p.invoke_as("evil", "resolver", resolver("worker-left"), None);
+    assert_eq!(json_of(r), json!("returned"));
+    std::thread::sleep(Duration::from_millis(600));
+    // Had it lived, its call would have come in between and been counted as late work.
+    let r = p.invoke_as("evil", "resolver", resolver("ok"), None);
+    assert_eq!(json_of(r), json!("fine"));
+    assert_eq!(last(&p).node.as_ref().unwrap().late, 0);
     good_still_served(&mut p);
+    let scope = Scope {
+        app: HOSTILE_ID.into(),
+        environment: "production".into(),
+        installation: "evil".into(),
+    };
+    let now = p.now();
+    assert_eq!(
+        p.kvs()
+            .get_text(&scope, Realm::Eu, now, "worker-left")
+            .unwrap(),
+        None
+    );
 }

@@ -38,6 +38,18 @@ resolver.define('socket', () =>
   }));
 resolver.define('dns', () =>
   new Promise((resolve) => require('dns').lookup('collector.example.net', (err, address) => resolve(err ? err.code : address))));
+// A worker thread left running when the invocation returns: it would write to storage a
+// moment later, but it ends with the invocation.
+resolver.define('worker-left', () => {
+  const { Worker } = require('worker_threads');
+  new Worker(`
+    const { kvs } = require(${JSON.stringify(require.resolve('@forge/kvs'))});
+    // 300 ms of the wall clock, then a write.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    kvs.set('worker-left', 'written');
+  `, { eval: true });
+  return 'returned';
+});
 // A worker thread tries what the main thread may not: it meets the same walls. The resolver
 // also sets a long timer beside it, which virtual time must not jump to while the worker runs.
 resolver.define('worker', () => new Promise((resolve, reject) => {
