@@ -149,66 +149,84 @@ function installWorkers(state, rpc, refuse) {
     e.message = `signoff-sim: worker_threads.Worker (${detail}) refused: ${why}`;
     return e;
   };
-  class Worker extends RealWorker {
-    constructor(filename, options) {
-      const o = { ...(options || {}) };
-      let spec;
-      if (o.eval) {
-        spec = { kind: 'eval', code: String(filename) };
-      } else {
-        let file = filename;
-        if (file instanceof URL) {
-          if (file.protocol !== 'file:') throw denied(file.href.slice(0, 200), 'a worker runs a file of the app or a script');
-          file = fileURLToPath(file);
-        } else if (typeof file === 'string' && file.startsWith('file:')) {
-          file = fileURLToPath(file);
-        } else if (typeof file !== 'string' || /^(data|https?|blob|node):/i.test(file)) {
-          throw denied(String(file).slice(0, 200), 'a worker runs a file of the app or a script');
-        }
-        spec = { kind: 'file', file: path.resolve(String(file)) };
-      }
-      if (Array.isArray(o.execArgv) && o.execArgv.length) {
-        throw denied(o.execArgv.join(' ').slice(0, 200), 'Node options for a worker cannot be set on the platform');
-      }
-      const { port1, port2 } = new MessageChannel();
-      const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));
-      if (rng.every((x) => x === 0)) rng[0] = 1;
-      const signoff = {
-        ...spec,
-        port: port2,
-        inv: state.inv,
-        now: state.now,
-        started: state.started,
-        deadline: state.deadline,
-        rng,
-        base: state.base,
-        runtime: state.rawRuntime,
-      };
-      super(boot, {
-        ...o,
-        eval: true,
-        execArgv: undefined,
-        workerData: { __signoff: signoff, user: o.workerData },
-        transferList: [...(o.transferList || []), port2],
-      });
-      const me = { inv: state.inv, worker: this };
-      state.workers.add(me);
-      this.once('exit', () => state.workers.delete(me));
-      // The port's messages are handled in the async context of the code that started the
-      // worker: its calls are that invocation's.
-      port1.on('message', AsyncResource.bind((m) => {
-        if (!m || typeof m !== 'object') return;
-        if (m.t === 'call') {
-          rpc.call(m.frame).then((reply) => port1.postMessage({ t: 'reply', id: m.id, reply, now: state.now }));
-        } else if (m.t === 'log') {
-          rpc.log(String(m.level), String(m.message));
-        } else if (m.t === 'refused') {
-          rpc.refused(String(m.what), String(m.detail));
-        }
-      }));
-      port1.unref();
+  // A plain function, not a subclass: Node's own class must not be reachable from it
+  // (`Object.getPrototypeOf`, `.prototype.constructor`, an instance's `constructor`).
+  function Worker(filename, options) {
+    if (!new.target) throw new TypeError("Class constructor Worker cannot be invoked without 'new'");
+    // Only the running invocation starts workers: work an earlier one left behind does not.
+    if (!state.active || rpc.current() !== state.inv) {
+      throw denied(String(filename).slice(0, 200), 'the invocation that would own it has ended');
     }
+    const o = { ...(options || {}) };
+    let spec;
+    if (o.eval) {
+      spec = { kind: 'eval', code: String(filename) };
+    } else {
+      let file = filename;
+      if (file instanceof URL) {
+        if (file.protocol !== 'file:') throw denied(file.href.slice(0, 200), 'a worker runs a file of the app or a script');
+        file = fileURLToPath(file);
+      } else if (typeof file === 'string' && file.startsWith('file:')) {
+        file = fileURLToPath(file);
+      } else if (typeof file !== 'string' || !(path.isAbsolute(file) || file.startsWith('./') || file.startsWith('../'))) {
+        // As Node: a path (absolute, or relative with ./ or ../) or a file: URL.
+        throw denied(String(file).slice(0, 200), 'a worker runs a file of the app (a path or a file: URL) or a script');
+      }
+      spec = { kind: 'file', file: path.resolve(String(file)) };
+    }
+    if (Array.isArray(o.execArgv) && o.execArgv.length) {
+      throw denied(o.execArgv.join(' ').slice(0, 200), 'Node options for a worker cannot be set on the platform');
+    }
+    // The worker's environment is the app's variables (a copy; SHARE_ENV too), never the
+    // node process's own, and never with NODE_OPTIONS, which Node would run before the walls.
+    const env = { ...(o.env && typeof o.env === 'object' ? o.env : process.env) };
+    delete env.NODE_OPTIONS;
+    const { port1, port2 } = new MessageChannel();
+    const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));
+    if (rng.every((x) => x === 0)) rng[0] = 1;
+    const signoff = {
+      ...spec,
+      port: port2,
+      inv: state.inv,
+      now: state.now,
+      started: state.started,
+      deadline: state.deadline,
+      rng,
+      base: state.base,
+      runtime: state.rawRuntime,
+      env,
+    };
+    const worker = new RealWorker(boot, {
+      ...o,
+      eval: true,
+      execArgv: undefined,
+      env,
+      workerData: { __signoff: signoff, user: o.workerData },
+      transferList: [...(o.transferList || []), port2],
+    });
+    const me = { inv: state.inv, worker };
+    state.workers.add(me);
+    worker.once('exit', () => state.workers.delete(me));
+    // The port's messages are handled in the async context of the code that started the
+    // worker: its calls are that invocation's. Once it has ended, nothing more counts (the
+    // worker is stopped with it, host.js; messages already queued are dropped as late).
+    port1.on('message', AsyncResource.bind((m) => {
+      if (!m || typeof m !== 'object') return;
+      if (m.t === 'call') {
+        rpc.call(m.frame).then((reply) => port1.postMessage({ t: 'reply', id: m.id, reply, now: state.now }));
+      } else if (!state.active || state.inv !== me.inv) {
+        rpc.late();
+      } else if (m.t === 'log') {
+        rpc.log(String(m.level), String(m.message));
+      } else if (m.t === 'refused') {
+        rpc.refused(String(m.what), String(m.detail));
+      }
+    }));
+    port1.unref();
+    return worker;
   }
+  Worker.prototype = RealWorker.prototype;
+  Object.defineProperty(RealWorker.prototype, 'constructor', { value: Worker, writable: true, configurable: true });
   workerThreads.Worker = Worker;
 }
 

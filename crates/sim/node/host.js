@@ -65,6 +65,15 @@ const rpc = {
   refused(what, detail) {
     if (state.active) link.send({ t: 'refused', inv: state.inv, what, detail });
   },
+  // Work of an ended invocation that was dropped.
+  late() {
+    state.late += 1;
+  },
+  // The invocation the running code belongs to.
+  current() {
+    const ctx = als.getStore();
+    return ctx ? ctx.inv : undefined;
+  },
 };
 
 globals.install(state, rpc);

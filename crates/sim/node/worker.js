@@ -14,6 +14,9 @@ const egress = require('./egress');
 const s = workerThreads.workerData.__signoff;
 workerThreads.workerData = workerThreads.workerData.user;
 const port = s.port;
+// The app's variables (the worker was started with them; this keeps them a plain object, as
+// on the main thread).
+process.env = s.env;
 
 const state = {
   inv: s.inv,
@@ -64,6 +67,11 @@ const rpc = {
   },
   refused(what, detail) {
     port.postMessage({ t: 'refused', what, detail });
+  },
+  late() {},
+  // A worker thread works for the invocation that started it.
+  current() {
+    return state.inv;
   },
 };
 

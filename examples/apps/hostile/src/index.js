@@ -40,16 +40,16 @@ resolver.define('dns', () =>
   new Promise((resolve) => require('dns').lookup('collector.example.net', (err, address) => resolve(err ? err.code : address))));
 // A worker thread left running when the invocation returns: it would write to storage a
 // moment later, but it ends with the invocation.
-resolver.define('worker-left', () => {
+resolver.define('worker-left', () => new Promise((resolve) => {
   const { Worker } = require('worker_threads');
-  new Worker(`
+  const w = new Worker(`
     const { kvs } = require(${JSON.stringify(require.resolve('@forge/kvs'))});
     // 300 ms of the wall clock, then a write.
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
     kvs.set('worker-left', 'written');
   `, { eval: true });
-  return 'returned';
-});
+  w.once('online', () => resolve('returned'));
+}));
 // A worker thread tries what the main thread may not: it meets the same walls. The resolver
 // also sets a long timer beside it, which virtual time must not jump to while the worker runs.
 resolver.define('worker', () => new Promise((resolve, reject) => {
@@ -69,12 +69,15 @@ resolver.define('worker', () => new Promise((resolve, reject) => {
       });
       try { require('child_process').execSync('id'); out.spawn = 'ran'; } catch (e) { out.spawn = e.code; }
       try { require('fs').readFileSync('/etc/passwd'); out.passwd = 'read'; } catch (e) { out.passwd = e.code; }
+      out.env = Object.keys(process.env).sort();
       console.log('hello from a worker thread');
       parentPort.postMessage(out);
     })();
-  `, { eval: true, workerData: { job: 7 } });
+  `, { eval: true, workerData: { job: 7 }, env: { ...process.env, NODE_OPTIONS: '--require /etc/passwd' } });
+  // Node's own Worker class is out of reach.
+  const real = [Object.getPrototypeOf(Worker) === Function.prototype, Worker.prototype.constructor === Worker, w.constructor === Worker];
   const timer = setTimeout(() => resolve('the timer fired first'), 10000);
-  w.once('message', (m) => { clearTimeout(timer); resolve(m); });
+  w.once('message', (m) => { clearTimeout(timer); resolve({ ...m, real }); });
   w.once('error', reject);
 }));
 resolver.define('logs', () => {
