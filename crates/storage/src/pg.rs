@@ -72,13 +72,14 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
     /// How long an operation waits for a free connection of the pool.
     pub wait_timeout: Duration,
-    /// How long one operation (a read, a commit, a claim) may take once it has its
-    /// connection. A server that stops answering in the middle of a query (a hung host, a
-    /// network that drops packets without closing the connection) fails the operation
-    /// after this long, naming the server, instead of holding it until TCP gives up; the
-    /// store then closes its idle connections, so the next operation starts afresh. Also
-    /// the server's `statement_timeout` on every connection, so that a statement the server
-    /// is still running (waiting on a lock, say) is cancelled there too.
+    /// How long one operation (a read, a commit, a claim, the migration on connect) may
+    /// take in all, its wait for a connection included (so keep it above `wait_timeout`,
+    /// whose own error comes first). A server that stops answering in the middle of a query
+    /// (a hung host, a network that drops packets without closing the connection) fails the
+    /// operation after this long, naming the server, instead of holding it until TCP gives
+    /// up; the store then closes its idle connections, so the next operation starts afresh.
+    /// Also the server's `statement_timeout` on every connection, so that a statement the
+    /// server is still running (waiting on a lock, say) is cancelled there too.
     pub operation_timeout: Duration,
     /// Where the connections and operations run. `None` (the default): on a runtime the
     /// store starts for itself (one worker thread), so it can be polled from any executor
@@ -97,7 +98,7 @@ impl Default for PgConfig {
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(30),
-            operation_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(60),
             runtime: None,
         }
     }
@@ -836,6 +837,9 @@ impl Inner {
         match tokio::time::timeout(self.operation_timeout, op).await {
             Ok(done) => done,
             Err(_) => {
+                // The abandoned connection is back in the pool by now (dropped with `op`).
+                // On a multi-threaded runtime another waiter may have taken it first: that
+                // operation times out in turn and clears the pool again.
                 self.pool.retain(|_, _| false);
                 Err(StoreError::Backend(format!(
                     "PostgreSQL at {} did not answer within {} ms (if this was a write, \

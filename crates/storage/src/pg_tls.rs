@@ -5,32 +5,42 @@
 //! |---|---|
 //! | `disable` | plain TCP |
 //! | `prefer` (the default) | TLS when the server offers it, plain otherwise; the certificate is not checked (as libpq) |
-//! | `require` | TLS or no connection; the certificate is not checked |
-//! | `verify-full` | TLS, the certificate checked against `sslrootcert` (a PEM file, or `system` for the system's CAs; default `~/.postgresql/root.crt`) and the host name |
+//! | `require` | TLS or no connection; the certificate is not checked, unless a root certificate file is given (`sslrootcert`, or `~/.postgresql/root.crt` exists): then as `verify-ca` (as libpq) |
+//! | `verify-ca` | TLS, the certificate must chain to the root certificates |
+//! | `verify-full` | as `verify-ca`, and the certificate must name the host |
 //!
-//! `verify-ca` (the chain without the host name) is refused: use `verify-full`. The
-//! parameters are read from a URL's query (`?sslmode=verify-full&sslrootcert=/etc/ca.pem`) or
-//! from libpq's `key=value` form, and removed before `tokio-postgres` reads the rest.
+//! `sslrootcert` is a PEM file, or `system` for the system's CAs (then `sslmode` is
+//! `verify-full` unless set, and a weaker mode is refused, as libpq 16 does). The parameters
+//! are read from a URL's query (`?sslmode=verify-full&sslrootcert=/etc/ca.pem`) or from
+//! libpq's `key=value` form (values quoted with `'...'` as libpq quotes them), and removed
+//! before `tokio-postgres` reads the rest.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
-/// How to talk to the server, from `sslmode`.
+/// How to talk to the server, from `sslmode` and `sslrootcert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TlsMode {
     Disable,
     Prefer,
+    /// TLS with the certificate unchecked.
     Require,
+    /// TLS, the certificate chained to these roots, any name.
+    VerifyCa(Roots),
+    /// TLS, the certificate chained to these roots and naming the host.
     VerifyFull(Roots),
 }
 
-/// The CAs `verify-full` trusts.
+/// The CAs a verifying mode trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Roots {
     File(PathBuf),
@@ -42,28 +52,19 @@ pub(crate) enum Roots {
 pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
     let mut mode: Option<String> = None;
     let mut root: Option<String> = None;
-    let mut take = |key: &str, value: String| match key {
-        "sslmode" => {
-            mode = Some(value);
-            true
-        }
-        "sslrootcert" => {
-            root = Some(value);
-            true
-        }
-        _ => false,
-    };
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         match url.split_once('?') {
             None => url.to_owned(),
             Some((base, query)) => {
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|pair| {
-                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                        !take(k, percent_decode(v))
-                    })
-                    .collect();
+                let mut kept = Vec::new();
+                for pair in query.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    match k {
+                        "sslmode" => mode = Some(percent_decode(v)),
+                        "sslrootcert" => root = Some(percent_decode(v)),
+                        _ => kept.push(pair),
+                    }
+                }
                 if kept.is_empty() {
                     base.to_owned()
                 } else {
@@ -72,42 +73,123 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
             }
         }
     } else {
-        url.split_whitespace()
-            .filter(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                !take(k.trim(), v.trim_matches('\'').to_owned())
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mode = match mode.as_deref().unwrap_or("prefer") {
-        "disable" => TlsMode::Disable,
-        "prefer" | "allow" => TlsMode::Prefer,
-        "require" => TlsMode::Require,
-        "verify-full" => TlsMode::VerifyFull(match root.as_deref() {
-            Some("system") => Roots::System,
-            Some(path) => Roots::File(PathBuf::from(path)),
-            None => Roots::File(
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_default()
-                    .join(".postgresql/root.crt"),
-            ),
-        }),
-        "verify-ca" => {
-            return Err(
-                "sslmode=verify-ca is not supported: use verify-full (the chain and the host \
-                 name) or require"
-                    .into(),
-            );
+        let mut kept = String::new();
+        for (key, value, text) in key_values(url)? {
+            match key.as_str() {
+                "sslmode" => mode = Some(value),
+                "sslrootcert" => root = Some(value),
+                _ => {
+                    if !kept.is_empty() {
+                        kept.push(' ');
+                    }
+                    kept.push_str(text);
+                }
+            }
         }
-        other => {
+        kept
+    };
+    let default_file = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(".postgresql/root.crt")
+    };
+    let roots = match root.as_deref() {
+        Some("system") => Some(Roots::System),
+        Some(path) => Some(Roots::File(PathBuf::from(path))),
+        None => None,
+    };
+    let system = roots == Some(Roots::System);
+    let mode = match mode.as_deref() {
+        None if system => TlsMode::VerifyFull(Roots::System),
+        Some("verify-full") => {
+            TlsMode::VerifyFull(roots.unwrap_or_else(|| Roots::File(default_file())))
+        }
+        Some("verify-ca") => {
+            TlsMode::VerifyCa(roots.unwrap_or_else(|| Roots::File(default_file())))
+        }
+        Some(weak) if system => {
             return Err(format!(
-                "sslmode={other:?}: use disable, prefer, require or verify-full"
+                "sslmode={weak} may not be used with sslrootcert=system: use verify-full"
+            ));
+        }
+        None | Some("prefer") | Some("allow") => TlsMode::Prefer,
+        Some("disable") => TlsMode::Disable,
+        Some("require") => match roots {
+            Some(r) => TlsMode::VerifyCa(r),
+            None if default_file().is_file() => TlsMode::VerifyCa(Roots::File(default_file())),
+            None => TlsMode::Require,
+        },
+        Some(other) => {
+            return Err(format!(
+                "sslmode={other:?}: use disable, prefer, require, verify-ca or verify-full"
             ));
         }
     };
     Ok((rest, mode))
+}
+
+/// libpq's `key=value` connection string as (key, value, the pair's own text): a value is
+/// a run of characters up to white space, or quoted in `'...'` with `\'` and `\\` escapes;
+/// white space may surround the `=`.
+fn key_values(text: &str) -> Result<Vec<(String, String, &str)>, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip = |i: &mut usize| {
+        while *i < bytes.len() && bytes[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        skip(&mut i);
+        if i >= bytes.len() {
+            return Ok(out);
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = text[start..i].to_owned();
+        skip(&mut i);
+        if i >= bytes.len() || bytes[i] != b'=' {
+            return Err(format!("{key:?} has no value (expected key=value)"));
+        }
+        i += 1;
+        skip(&mut i);
+        let mut value = Vec::new();
+        if i < bytes.len() && bytes[i] == b'\'' {
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Err(format!("the value of {key:?} has no closing quote")),
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < bytes.len() => {
+                        value.push(bytes[i + 1]);
+                        i += 2;
+                    }
+                    Some(&b) => {
+                        value.push(b);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                if bytes[i] == b'\\' && i + 1 < bytes.len() {
+                    i += 1;
+                }
+                value.push(bytes[i]);
+                i += 1;
+            }
+        }
+        let value =
+            String::from_utf8(value).map_err(|_| format!("the value of {key:?} is not UTF-8"))?;
+        out.push((key, value, &text[start..i]));
+    }
 }
 
 /// `sslmode` as `tokio-postgres` understands it, for the rest of the URL.
@@ -116,7 +198,7 @@ pub(crate) fn tokio_mode(mode: &TlsMode) -> tokio_postgres::config::SslMode {
     match mode {
         TlsMode::Disable => SslMode::Disable,
         TlsMode::Prefer => SslMode::Prefer,
-        TlsMode::Require | TlsMode::VerifyFull(_) => SslMode::Require,
+        TlsMode::Require | TlsMode::VerifyCa(_) | TlsMode::VerifyFull(_) => SslMode::Require,
     }
 }
 
@@ -130,41 +212,102 @@ pub(crate) fn client_config(mode: &TlsMode) -> Result<ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     match mode {
-        TlsMode::VerifyFull(roots) => {
-            let mut store = RootCertStore::empty();
-            match roots {
-                Roots::File(path) => {
-                    let certs = CertificateDer::pem_file_iter(path)
-                        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                        .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
-                    if certs.is_empty() {
-                        return Err(format!(
-                            "sslrootcert {} holds no PEM certificate",
-                            path.display()
-                        ));
-                    }
-                    for c in certs {
-                        store
-                            .add(c)
-                            .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                    }
-                }
-                Roots::System => {
-                    let found = rustls_native_certs::load_native_certs();
-                    let (added, _) = store.add_parsable_certificates(found.certs);
-                    if added == 0 {
-                        return Err(
-                            "sslrootcert=system: no CA certificate found on this system".into()
-                        );
-                    }
-                }
-            }
-            Ok(builder.with_root_certificates(store).with_no_client_auth())
+        TlsMode::VerifyFull(roots) => Ok(builder
+            .with_root_certificates(root_store(roots)?)
+            .with_no_client_auth()),
+        TlsMode::VerifyCa(roots) => {
+            let inner = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(root_store(roots)?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+            Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
+                .with_no_client_auth())
         }
         _ => Ok(builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
             .with_no_client_auth()),
+    }
+}
+
+fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        Roots::File(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "sslrootcert {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            for c in certs {
+                store
+                    .add(c)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            }
+        }
+        Roots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err("sslrootcert=system: no CA certificate found on this system".into());
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// `verify-ca`: the chain is checked as for `verify-full`, the host name is not.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
@@ -244,24 +387,38 @@ mod tests {
 
     #[test]
     fn the_tls_parameters_are_read_and_removed() {
-        let (rest, mode) =
-            split("postgres://u:p@h:5/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x")
-                .unwrap();
+        let (rest, mode) = split(
+            "postgres://u:p@h:5/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        )
+        .unwrap();
         assert_eq!(rest, "postgres://u:p@h:5/db?application_name=x");
         assert_eq!(mode, TlsMode::VerifyFull(Roots::File("/etc/ca.pem".into())));
-        let (rest, mode) = split("postgres://u@h/db?sslmode=require").unwrap();
+        let (rest, mode) = split("postgres://u@h/db?sslmode=disable").unwrap();
         assert_eq!(
             (rest.as_str(), mode),
-            ("postgres://u@h/db", TlsMode::Require)
+            ("postgres://u@h/db", TlsMode::Disable)
         );
         assert_eq!(split("postgres://u@h/db").unwrap().1, TlsMode::Prefer);
-        let (rest, mode) = split("host=h user=u sslmode=verify-full sslrootcert=system").unwrap();
+        // require with a root file checks the chain, as libpq.
         assert_eq!(
-            (rest.as_str(), mode),
-            ("host=h user=u", TlsMode::VerifyFull(Roots::System))
+            split("postgres://h/db?sslmode=require&sslrootcert=/ca.pem")
+                .unwrap()
+                .1,
+            TlsMode::VerifyCa(Roots::File("/ca.pem".into()))
+        );
+        assert_eq!(
+            split("postgres://h/db?sslmode=verify-ca&sslrootcert=system")
+                .unwrap()
+                .1,
+            TlsMode::VerifyCa(Roots::System)
+        );
+        // sslrootcert=system means verify-full, and refuses a weaker mode (libpq 16).
+        assert_eq!(
+            split("postgres://h/db?sslrootcert=system").unwrap().1,
+            TlsMode::VerifyFull(Roots::System)
         );
         assert!(
-            split("postgres://h/db?sslmode=verify-ca")
+            split("postgres://h/db?sslrootcert=system&sslmode=require")
                 .unwrap_err()
                 .contains("verify-full")
         );
@@ -270,5 +427,25 @@ mod tests {
                 .unwrap_err()
                 .contains("disable, prefer")
         );
+    }
+
+    #[test]
+    fn key_value_strings_are_read_as_libpq_reads_them() {
+        let (rest, mode) =
+            split("host=h user=u sslmode = verify-full sslrootcert='/my ca.pem'").unwrap();
+        assert_eq!(rest, "host=h user=u");
+        assert_eq!(mode, TlsMode::VerifyFull(Roots::File("/my ca.pem".into())));
+        // A quoted value keeps what looks like another parameter inside it, and its spaces.
+        let (rest, mode) = split("password='a  sslmode=disable b' sslmode=require host=h").unwrap();
+        assert_eq!(rest, "password='a  sslmode=disable b' host=h");
+        assert_eq!(mode, TlsMode::Require);
+        let (_, mode) = split(r"password='it\'s' sslmode=disable").unwrap();
+        assert_eq!(mode, TlsMode::Disable);
+        assert!(
+            split("host=h sslmode='require")
+                .unwrap_err()
+                .contains("closing quote")
+        );
+        assert!(split("host").unwrap_err().contains("no value"));
     }
 }

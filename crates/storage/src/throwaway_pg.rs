@@ -56,7 +56,7 @@ impl ThrowawayServer {
     }
 
     /// As [`start`](Self::start), with TLS on (and plain connections still accepted): a
-    /// certificate for `127.0.0.1` and `localhost`, signed by a CA made for this server
+    /// certificate for `127.0.0.1` (not `localhost`), signed by a CA made for this server
     /// ([`ca_file`](Self::ca_file)). Needs `openssl` on `PATH`.
     pub fn start_tls() -> Result<ThrowawayServer, ServerError> {
         Self::start_with(true)
@@ -282,7 +282,8 @@ pub fn find_bin() -> Result<PathBuf, ServerError> {
     })
 }
 
-/// A CA and a server certificate for 127.0.0.1 and localhost signed by it, in `dir`
+/// A CA and a server certificate for 127.0.0.1 (only: `localhost` is another name) signed by
+/// it, in `dir`
 /// (`ca.crt`, `server.crt`, `server.key` with mode 0600, as the server requires).
 fn make_certificates(dir: &Path) -> Result<(), ServerError> {
     let openssl = |args: &[&str]| {
@@ -332,7 +333,7 @@ fn make_certificates(dir: &Path) -> Result<(), ServerError> {
     std::fs::write(
         dir.join("server.ext"),
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
     )
     .map_err(|e| err(format!("{}: {e}", dir.display())))?;
     openssl(&[

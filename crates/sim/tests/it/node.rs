@@ -387,7 +387,11 @@ fn worker_threads_run_behind_the_same_walls() {
     assert_eq!(r["passwd"], json!("ERR_ACCESS_DENIED"), "{r}");
     // Its environment is the app's variables, without the NODE_OPTIONS the app passed.
     assert_eq!(r["env"], json!(["GREETING"]), "{r}");
-    assert_eq!(r["real"], json!([true, true, true]), "Node's Worker class is out of reach: {r}");
+    assert_eq!(
+        r["real"],
+        json!([true, true, true]),
+        "Node's Worker class is out of reach: {r}"
+    );
     let event = last(&p);
     let stats = event.node.clone().unwrap();
     assert!(

@@ -880,10 +880,11 @@ fn connect_to(url: &str, schema: &str) -> Result<signoff_storage::PgStore, PgErr
     .unwrap()
 }
 
-/// How many of the server's connections named `signoff` use TLS, and how many there are
-/// (asked over a plain connection of its own).
-fn tls_backends(url: &str) -> (i64, i64) {
+/// How many of the server's connections named `name` use TLS, and how many there are (asked
+/// over a plain connection of its own).
+fn tls_backends(url: &str, name: &str) -> (i64, i64) {
     let url = format!("{url}?sslmode=disable&application_name=observer");
+    let name = name.to_owned();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -897,8 +898,8 @@ fn tls_backends(url: &str) -> (i64, i64) {
                 let row = client
                     .query_one(
                         "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
-                         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'signoff'",
-                        &[],
+                         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                        &[&name],
                     )
                     .await
                     .unwrap();
@@ -911,94 +912,141 @@ fn tls_backends(url: &str) -> (i64, i64) {
     .unwrap()
 }
 
-/// `sslmode` as libpq reads it: `verify-full` with the server's CA connects over TLS and
-/// works; with other CAs it is refused, naming the server; `require` encrypts without
-/// checking the certificate; `disable` stays plain; `verify-ca` is refused as unsupported.
+/// A CA of our own, which signed nothing the server has.
+fn other_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = Process::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other-ca.pem",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=another CA",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("other-ca.pem")
+}
+
+/// `sslmode` and `sslrootcert` as libpq reads them, against a server whose certificate names
+/// 127.0.0.1 only: `verify-full` with its CA connects over TLS, and refuses the name
+/// `localhost`, another CA, a file with no certificate and the system's CAs; `verify-ca`
+/// accepts `localhost`; `require` encrypts without checking, but checks the chain when given
+/// a root file; `disable` stays plain; `require` against a server without TLS is refused.
 #[test]
 fn tls_connections_follow_sslmode() {
     let server = ThrowawayServer::start_tls().unwrap_or_else(|e| panic!("{e}"));
     let base = server.url();
-    let ca = server.ca_file();
+    let by_name = base.replace("@127.0.0.1:", "@localhost:");
+    assert_ne!(by_name, base);
+    let ca = server.ca_file().display().to_string();
     let dir = TempDir::new("pg-tls");
     let schema = pg_schema(dir.path());
+    let other = other_ca(dir.path()).display().to_string();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let empty = empty.display().to_string();
     let name = format!("127.0.0.1:{}", server.port());
-
-    let verified = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
-    let store = connect_to(&verified, &schema).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        assert_eq!(store.append("d", 0, &recs("d", 0, 2)).await, Ok(2));
-        assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, 2));
-    });
-    let (tls, all) = tls_backends(&base);
-    assert!(all >= 1 && tls == all, "{tls} of {all} connections use TLS");
-    drop(store);
 
-    // Another CA: the certificate is not trusted.
-    let other = dir.path().join("other-ca.pem");
-    std::fs::write(
-        &other,
-        std::fs::read_to_string(&ca)
-            .unwrap()
-            .replace("BEGIN CERTIFICATE", "BEGIN X")
-            .replace("END CERTIFICATE", "END X"),
-    )
-    .unwrap();
-    let e = connect_to(
-        &format!("{base}?sslmode=verify-full&sslrootcert={}", other.display()),
-        &schema,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(&e, PgError::Tls { server, detail } if *server == name && detail.contains("no PEM certificate")),
-        "{e:?}"
-    );
-    let system = connect_to(
-        &format!("{base}?sslmode=verify-full&sslrootcert=system"),
-        &schema,
-    );
-    let e = system.unwrap_err();
-    assert!(
-        matches!(&e, PgError::Tls { server, .. } if *server == name),
-        "{e:?}"
-    );
-    assert!(
-        e.to_string()
-            .starts_with(&format!("no TLS connection to PostgreSQL at {name}: ")),
-        "{e}"
-    );
-    assert!(
-        !e.to_string()
-            .contains(signoff_storage::throwaway_pg::PASSWORD),
-        "{e}"
-    );
+    // Connects and works, and every connection of the store is (or is not) encrypted.
+    let works = |url: &str, app: &str, tls: bool| {
+        let store = connect_to(&format!("{url}&application_name={app}"), &schema)
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        rt.block_on(async {
+            let n = store.read("d", 0).await.unwrap().len() as u64;
+            if n == 0 {
+                assert_eq!(store.append("d", 0, &recs("d", 0, 2)).await, Ok(2));
+            }
+            assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, 2));
+        });
+        let (encrypted, all) = tls_backends(&base, app);
+        assert!(all >= 1, "{url}: no connection named {app}");
+        assert_eq!(
+            encrypted,
+            if tls { all } else { 0 },
+            "{url}: {encrypted} of {all} use TLS"
+        );
+        drop(store);
+    };
+    // Refused with a TLS error naming the server (and never the password).
+    let refused = |url: &str, server_name: &str, says: &str| {
+        let e = connect_to(url, &schema).unwrap_err();
+        assert!(
+            matches!(&e, PgError::Tls { server, .. } if server == server_name),
+            "{url}: {e:?}"
+        );
+        assert!(e.to_string().contains(says), "{url}: {e}");
+        assert!(
+            !e.to_string()
+                .contains(signoff_storage::throwaway_pg::PASSWORD),
+            "{e}"
+        );
+    };
+    let localhost = format!("localhost:{}", server.port());
 
-    // require: encrypted, the certificate not checked.
-    let store =
-        connect_to(&format!("{base}?sslmode=require"), &schema).unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async { assert_eq!(store.read("d", 0).await.unwrap().len(), 2) });
-    let (tls, all) = tls_backends(&base);
-    assert!(all >= 1 && tls == all, "{tls} of {all} connections use TLS");
-    drop(store);
-
-    // disable: plain.
-    let store =
-        connect_to(&format!("{base}?sslmode=disable"), &schema).unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async { assert_eq!(store.read("d", 0).await.unwrap().len(), 2) });
-    let (tls, all) = tls_backends(&base);
-    assert!(all >= 1 && tls == 0, "{tls} of {all} connections use TLS");
-    drop(store);
-
-    let e = connect_to(&format!("{base}?sslmode=verify-ca"), &schema).unwrap_err();
+    works(
+        &format!("{base}?sslmode=verify-full&sslrootcert={ca}"),
+        "full",
+        true,
+    );
+    refused(
+        &format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"),
+        &localhost,
+        "not valid for name",
+    );
+    works(
+        &format!("{by_name}?sslmode=verify-ca&sslrootcert={ca}"),
+        "ca",
+        true,
+    );
+    refused(
+        &format!("{base}?sslmode=verify-full&sslrootcert={other}"),
+        &name,
+        "UnknownIssuer",
+    );
+    refused(
+        &format!("{base}?sslmode=verify-full&sslrootcert={empty}"),
+        &name,
+        "no PEM certificate",
+    );
+    refused(
+        &format!("{base}?sslrootcert=system"),
+        &name,
+        "UnknownIssuer",
+    );
+    works(&format!("{base}?sslmode=require"), "require", true);
+    refused(
+        &format!("{base}?sslmode=require&sslrootcert={other}"),
+        &name,
+        "UnknownIssuer",
+    );
+    works(&format!("{base}?sslmode=disable"), "plain", false);
+    let e = connect_to(&format!("{base}?sslmode=sometimes"), &schema).unwrap_err();
     assert!(
         matches!(&e, PgError::BadUrl { detail } if detail.contains("verify-full")),
         "{e:?}"
     );
 
-    // A server without TLS, where it is required: refused, naming the server.
+    // A server without TLS, where it is required.
     let plain = pg_url();
     let e = connect_to(&format!("{plain}?sslmode=require"), &schema).unwrap_err();
     assert!(matches!(&e, PgError::Tls { .. }), "{e:?}");
