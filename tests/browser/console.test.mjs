@@ -222,7 +222,7 @@ test('an author submits, two reviewers approve, the quality lead signs with a on
   await page.waitForFunction(() => document.querySelector('[data-testid=page-status]').textContent.trim() === 'In review');
   // The byline item follows: its title and tooltip come from the page's summary property.
   assert.deepEqual(await bylineOf(page, 'Approval: In review'),
-    { title: 'Approval: In review', tooltip: 'Version 1 waits for 2 reviewers in review' });
+    { title: 'Approval: In review', tooltip: 'Version 1 in review: 2 reviewers yet to decide' });
   await shot(page, 'alice-submitted');
 
   // bob and carol, the reviewers, approve in turn.

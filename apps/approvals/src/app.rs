@@ -1444,8 +1444,8 @@ fn summary(page_id: &str, page: &PageRecord, wf: &Workflow, state: &DocState) ->
     })
 }
 
-/// The byline item's tooltip: the version and how many reviews it waits for in which
-/// stages, or what readers see. (Reviewers are account ids on the platform, which a tooltip
+/// The byline item's tooltip: the version, its open stages and how many of their reviewers
+/// have not decided, or what readers see. (Reviewers are account ids on the platform, which a tooltip
 /// cannot turn into names, so it counts them; the panel names them.)
 fn byline_tooltip(state: &DocState, pending: &[PendingReview]) -> String {
     let approved = state.last_approved.as_ref().map(|a| a.version);
@@ -1469,12 +1469,13 @@ fn byline_tooltip(state: &DocState, pending: &[PendingReview]) -> String {
             reviewers.push(&p.reviewer);
         }
     }
+    // Who has not decided yet; the stage's rule may need fewer of them.
     let n = reviewers.len();
     format!(
-        "Version {} waits for {n} reviewer{} in {}",
+        "Version {} in {}: {n} reviewer{} yet to decide",
         state.version,
-        if n == 1 { "" } else { "s" },
-        stages.join(", ")
+        stages.join(", "),
+        if n == 1 { "" } else { "s" }
     )
 }
 

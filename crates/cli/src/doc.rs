@@ -477,11 +477,22 @@ async fn run_async(
                 anchor,
                 anchors,
             } => {
-                // An anchor named on the command line needs no folder.
+                // An anchor named on the command line needs no folder; a folder named on it
+                // must hold one.
                 let dir = match anchor {
                     Some(_) => None,
                     None => Some(anchor_folder(store, anchors.as_deref())?),
                 };
+                if let (Some(named), Some(dir)) = (anchors, &dir)
+                    && latest_anchor(dir)?.is_none()
+                {
+                    return Err(unusable(format!(
+                        "no anchor in {} (named by --anchors): write one with signoff audit \
+                         anchor --anchors {}",
+                        named.display(),
+                        named.display()
+                    )));
+                }
                 let db = open(store, Access::Read).await?;
                 audit_export(&db, dir.as_deref(), id.as_deref(), anchor.as_deref(), out).await
             }

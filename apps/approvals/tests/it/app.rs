@@ -74,7 +74,7 @@ fn a_page_goes_from_draft_through_two_approvals_to_approved_and_is_signed() {
     assert_eq!(summary["title"], "Approval: In review");
     assert_eq!(
         summary["tooltip"],
-        "Version 1 waits for 2 reviewers in review"
+        "Version 1 in review: 2 reviewers yet to decide"
     );
 
     let bob = w.call("pending", json!({"accountId": "bob"})).unwrap();

@@ -112,6 +112,12 @@ fn a_document_through_its_life_in_postgres() {
     let (code, _, err) = run("audit export --format verifiable");
     assert_eq!(code, 2, "the folder is needed here too");
     assert!(err.contains("--anchors DIR"), "{err}");
+    let (code, _, err) = run(&format!(
+        "audit export --format verifiable --anchors {}/nothing-here",
+        dir.display()
+    ));
+    assert_eq!(code, 2, "a named folder without an anchor: {err}");
+    assert!(err.contains("no anchor in"), "{err}");
     let (code, export, err) = run(&format!(
         "audit export --format verifiable --anchors {anchors}"
     ));
