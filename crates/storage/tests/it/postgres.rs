@@ -327,22 +327,12 @@ fn connection_failures_are_typed_and_name_the_server() {
     let store = StoreConfig::durable();
     let quick = |url: &str| {
         let started = Instant::now();
-        let target = url.to_owned();
-        let got = std::thread::spawn(move || {
-            let config = signoff_storage::PgConfig {
-                store,
-                connect_timeout: Duration::from_secs(1),
-                ..signoff_storage::PgConfig::default()
-            };
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(signoff_storage::PgStore::connect(&target, config))
-                .map(|_| ())
-        })
-        .join()
-        .unwrap();
+        let config = signoff_storage::PgConfig {
+            store,
+            connect_timeout: Duration::from_secs(1),
+            ..signoff_storage::PgConfig::default()
+        };
+        let got = pg_connect_with(url, config).map(|_| ());
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{url}: no hang"
@@ -795,24 +785,14 @@ fn a_server_that_stops_answering_fails_operations_in_bounded_time() {
     let proxy = FreezingProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     let through = url.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
     assert_ne!(through, url, "{url}");
-    let target = through.clone();
-    let store = std::thread::spawn(move || {
-        let config = signoff_storage::PgConfig {
-            store: StoreConfig::durable(),
-            schema,
-            pool_size: 2,
-            operation_timeout: Duration::from_secs(1),
-            ..signoff_storage::PgConfig::default()
-        };
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(signoff_storage::PgStore::connect(&target, config))
-    })
-    .join()
-    .unwrap()
-    .unwrap_or_else(|e| panic!("{e}"));
+    let config = signoff_storage::PgConfig {
+        store: StoreConfig::durable(),
+        schema,
+        pool_size: 2,
+        operation_timeout: Duration::from_secs(1),
+        ..signoff_storage::PgConfig::default()
+    };
+    let store = pg_connect_with(&through, config).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -860,24 +840,14 @@ fn a_server_that_stops_answering_fails_operations_in_bounded_time() {
     });
 }
 
-/// Connects to `url` with `config`'s defaults and a schema of `dir`'s, on a thread of its own.
+/// Connects to `url` with a small pool, on a thread of its own.
 fn connect_to(url: &str, schema: &str) -> Result<signoff_storage::PgStore, PgError> {
-    let url = url.to_owned();
     let config = signoff_storage::PgConfig {
         schema: schema.to_owned(),
         pool_size: 2,
-        connect_timeout: Duration::from_secs(5),
         ..signoff_storage::PgConfig::default()
     };
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(signoff_storage::PgStore::connect(&url, config))
-    })
-    .join()
-    .unwrap()
+    pg_connect_with(url, config)
 }
 
 /// How many of the server's connections named `name` use TLS, and how many there are (asked

@@ -306,6 +306,16 @@ fn pg_connect(
         runtime,
         ..signoff_storage::PgConfig::default()
     };
+    pg_connect_with(url, config)
+}
+
+/// Connects to `url` with `config`, from any context: the connection is made on a thread of
+/// its own.
+#[cfg(feature = "postgres")]
+pub fn pg_connect_with(
+    url: &str,
+    config: signoff_storage::PgConfig,
+) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
     let url = url.to_owned();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
