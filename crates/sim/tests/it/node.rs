@@ -420,6 +420,18 @@ fn worker_threads_run_behind_the_same_walls() {
         ],
         "the worker's fetch and its socket are in the ledger, blocked"
     );
+    // From a file, by path and by file: URL; other sources are refused.
+    let r = json_of(p.invoke_as("evil", "resolver", resolver("worker-file"), None));
+    assert_eq!(
+        r,
+        json!({
+            "path": {"n": 1, "fetch": "REQUEST_EGRESS_ALLOWLIST_ERR"},
+            "url": {"n": 2, "fetch": "REQUEST_EGRESS_ALLOWLIST_ERR"},
+            "data": "ERR_ACCESS_DENIED",
+            "bare": "ERR_ACCESS_DENIED",
+        })
+    );
+
     // A worker left running when the invocation returned ends with it: its write a moment
     // later never happens.
     let r = p.invoke_as("evil", "resolver", resolver("worker-left"), None);

@@ -50,6 +50,39 @@ resolver.define('worker-left', () => new Promise((resolve) => {
   `, { eval: true });
   w.once('online', () => resolve('returned'));
 }));
+// A worker thread from a file (written to the scratch folder first) and from a file: URL,
+// behind the same walls.
+resolver.define('worker-file', async () => {
+  const { Worker } = require('worker_threads');
+  const { pathToFileURL } = require('url');
+  const file = require('path').join(require('os').tmpdir(), 'task.js');
+  require('fs').writeFileSync(file, `
+    const { parentPort, workerData } = require('worker_threads');
+    fetch('https://collector.example.net/from-a-file').then(
+      () => parentPort.postMessage({ n: workerData.n, fetch: 'sent' }),
+      (e) => parentPort.postMessage({ n: workerData.n, fetch: e.code }),
+    );
+  `);
+  const run = (target, n) => new Promise((resolve, reject) => {
+    const w = new Worker(target, { workerData: { n } });
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  const refused = (target) => {
+    try {
+      new Worker(target);
+      return 'started';
+    } catch (e) {
+      return e.code;
+    }
+  };
+  return {
+    path: await run(file, 1),
+    url: await run(pathToFileURL(file), 2),
+    data: refused('data:text/javascript,1'),
+    bare: refused('task.js'),
+  };
+});
 // A worker thread tries what the main thread may not: it meets the same walls. The resolver
 // also sets a long timer beside it, which virtual time must not jump to while the worker runs.
 resolver.define('worker', () => new Promise((resolve, reject) => {
