@@ -31,7 +31,7 @@ function installRuntime(state, rpc) {
   // it send `{type:'kvs', provider:'app', remote:'kvs'}` through `__forge_fetch__`.
   Object.defineProperty(globalThis, '__forge_runtime__', {
     get() {
-      if (state.runtime === undefined && state.rawRuntime !== undefined) state.runtime = state.makeRuntime(state.rawRuntime);
+      if (state.runtime === undefined && state.rawRuntime !== undefined) state.runtime = runtimeObject(state, state.rawRuntime);
       return state.runtime;
     },
     configurable: false,

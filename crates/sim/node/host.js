@@ -27,7 +27,6 @@ const state = {
   handlers: new Map(),
   runtime: undefined,
   rawRuntime: undefined,
-  makeRuntime: (r) => globals.runtimeObject(state, r),
   inFlight: 0,
   late: 0,
   // The worker threads the app started, by the invocation that started them.

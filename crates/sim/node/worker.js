@@ -29,7 +29,6 @@ const state = {
   base: s.base,
   rawRuntime: s.runtime,
   runtime: undefined,
-  makeRuntime: (r) => globals.runtimeObject(state, r),
   inFlight: 0,
   timers: null,
   workers: new Set(),
