@@ -358,3 +358,60 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// The Forge package (`apps/approvals/forge`, built by `cargo xtask package`): the same
+/// engine component, turned into JavaScript and core wasm by jco and run in a worker thread
+/// of a Node app whose platform calls go through the real `@forge/*` packages. Every
+/// scenario passes on it too, and leaves the same audit trails, egress ledger, storage and
+/// RoA verdicts as the component; the runtime line of the report is the only difference.
+#[test]
+fn the_forge_package_passes_every_scenario_with_the_same_trails() {
+    let package = root().join("apps/approvals/forge");
+    assert!(
+        package.join("engine/core-wasm.js").is_file() && package.join("node_modules").is_dir(),
+        "the Forge package is not built: run `cargo xtask package`"
+    );
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let mut files = scenarios();
+    if let Ok(only) = std::env::var("APPROVALS_SCENARIO") {
+        files.retain(|f| f.file_stem().unwrap().to_string_lossy().contains(&only));
+    }
+    let mut failed = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(root()).unwrap();
+        std::env::set_current_dir(root()).unwrap();
+        let scenario = Scenario::load(rel).unwrap_or_else(|e| panic!("{e}"));
+        let component = scenario
+            .run_on(runtime.clone(), RunOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let forge = scenario
+            .clone()
+            .with_node_app("approvals", &package)
+            .unwrap()
+            .run_on(runtime.clone(), RunOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
+        if !forge.passed() {
+            failed.push(format!("the package: {}", forge.to_text()));
+            continue;
+        }
+        assert!(component.passed(), "{}", component.to_text());
+        let (mut a, mut b) = (snapshot(&component), snapshot(&forge));
+        // The report names the runtime that ran (wasmtime, or Node.js and its isolation).
+        for roa in [&mut a["roa"], &mut b["roa"]] {
+            for app in roa.as_array_mut().unwrap() {
+                app.as_object_mut().unwrap().remove("runtime");
+            }
+        }
+        for part in ["audit", "egress", "installations", "roa", "stats"] {
+            if a[part] != b[part] {
+                failed.push(format!(
+                    "{}: `{part}` differs between the component and the package:\ncomponent: {}\npackage:   {}",
+                    rel.display(),
+                    serde_json::to_string_pretty(&a[part]).unwrap(),
+                    serde_json::to_string_pretty(&b[part]).unwrap()
+                ));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}

@@ -67,6 +67,22 @@ pub struct RunArgs {
     /// whatever the number.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+    /// Runs the scenario's app NAME from the Node app in DIR (e.g. the Forge package
+    /// apps/approvals/forge that `cargo xtask package` builds) instead of the code the
+    /// scenario names; its manifests stay the scenario's. Repeatable.
+    #[arg(long = "node-app", value_name = "NAME=DIR", value_parser = parse_node_app)]
+    pub node_app: Vec<(String, PathBuf)>,
+}
+
+fn parse_node_app(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(dir)))
+        }
+        _ => Err(format!(
+            "expected NAME=DIR (an app of the scenario and a Node app's folder), got `{s}`"
+        )),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,7 +171,12 @@ fn serve(args: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let scenario = match Scenario::load(&args.scenario) {
+    let loaded = Scenario::load(&args.scenario).and_then(|s| {
+        args.node_app
+            .iter()
+            .try_fold(s, |s, (app, dir)| s.with_node_app(app, dir))
+    });
+    let scenario = match loaded {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");

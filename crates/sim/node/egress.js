@@ -137,6 +137,9 @@ function install(state, rpc) {
 // log lines and refusals travel to the main thread on a port of their own, where they count
 // for the invocation that started the worker; the worker ends with that invocation (host.js). While a worker of the running invocation is alive, virtual time waits for it.
 // Node's permission model (`--allow-worker`) and the network namespace cover workers too.
+// How long the end of an invocation waits for an idle worker thread to say it is frozen.
+const FREEZE_WAIT_MS = 20;
+
 function installWorkers(state, rpc, refuse) {
   const path = require('path');
   const { AsyncResource } = require('async_hooks');
@@ -184,9 +187,14 @@ function installWorkers(state, rpc, refuse) {
     const { port1, port2 } = new MessageChannel();
     const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));
     if (rng.every((x) => x === 0)) rng[0] = 1;
+    // [0]: 1 while the worker may run, 0 from the end of an invocation until the next one;
+    // [1]: the worker's answer to a freeze (0 none yet, 1 frozen, 2 busy).
+    const gate = new Int32Array(new SharedArrayBuffer(8));
+    Atomics.store(gate, 0, 1);
     const signoff = {
       ...spec,
       port: port2,
+      gate: gate.buffer,
       inv: state.inv,
       now: state.now,
       started: state.started,
@@ -204,30 +212,69 @@ function installWorkers(state, rpc, refuse) {
       workerData: { __signoff: signoff, user: o.workerData },
       transferList: [...(o.transferList || []), port2],
     });
-    const me = { inv: state.inv, worker };
+    // `scope`: the async context of the invocation the worker works for (the one that
+    // started it, then each one it is thawed for): its calls are that invocation's.
+    const me = { inv: state.inv, worker, port: port1, gate, scope: new AsyncResource('signoff-worker') };
     state.workers.add(me);
     worker.once('exit', () => state.workers.delete(me));
-    // The port's messages are handled in the async context of the code that started the
-    // worker: its calls are that invocation's. Once it has ended, nothing more counts (the
-    // worker is stopped with it, host.js; messages already queued are dropped as late).
-    port1.on('message', AsyncResource.bind((m) => {
+    port1.on('message', (m) => {
       if (!m || typeof m !== 'object') return;
-      if (m.t === 'call') {
-        rpc.call(m.frame).then((reply) => port1.postMessage({ t: 'reply', id: m.id, reply, now: state.now }));
-      } else if (!state.active || state.inv !== me.inv) {
-        rpc.late();
-      } else if (m.t === 'log') {
-        rpc.log(String(m.level), String(m.message));
-      } else if (m.t === 'refused') {
-        rpc.refused(String(m.what), String(m.detail));
+      if (!state.active || state.inv !== me.inv) {
+        // Between invocations, or a message of an earlier one's: frozen work, never answered.
+        if (m.t === 'call' || m.t === 'log') rpc.late();
+        return;
       }
-    }));
+      me.scope.runInAsyncScope(() => {
+        if (m.t === 'call') {
+          rpc.call(m.frame).then((reply) => port1.postMessage({ t: 'reply', id: m.id, reply, now: state.now }));
+        } else if (m.t === 'log') {
+          rpc.log(String(m.level), String(m.message));
+        } else if (m.t === 'refused') {
+          rpc.refused(String(m.what), String(m.detail));
+        }
+      });
+    });
     port1.unref();
     return worker;
   }
   Worker.prototype = RealWorker.prototype;
   Object.defineProperty(RealWorker.prototype, 'constructor', { value: Worker, writable: true, configurable: true });
   workerThreads.Worker = Worker;
+
+  // At the end of an invocation its worker threads are frozen, as the platform freezes the
+  // whole container: a worker with nothing pending (no timer, no platform call) blocks until
+  // the next invocation, which it then works for (warm, as on the platform). One that is
+  // busy (running code, or with a timer or a call pending) is ended with the invocation, as
+  // the invocation's other pending work never resumes. An idle worker takes its freeze at
+  // once; the short wait covers a worker thread the OS has not scheduled yet.
+  state.freezeWorkers = () => {
+    for (const w of state.workers) {
+      Atomics.store(w.gate, 1, 0);
+      Atomics.store(w.gate, 0, 0);
+      w.port.postMessage({ t: 'freeze' });
+    }
+    for (const w of state.workers) {
+      if (Atomics.load(w.gate, 1) === 0) Atomics.wait(w.gate, 1, 0, FREEZE_WAIT_MS);
+      if (Atomics.load(w.gate, 1) !== 1) {
+        state.workers.delete(w);
+        w.worker.terminate();
+      }
+    }
+  };
+  // At the start of an invocation (in its async context): the frozen workers work for it.
+  state.thawWorkers = () => {
+    for (const w of state.workers) {
+      w.inv = state.inv;
+      w.scope = new AsyncResource('signoff-worker');
+      const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));
+      if (rng.every((x) => x === 0)) rng[0] = 1;
+      w.port.postMessage({
+        t: 'thaw', inv: state.inv, now: state.now, started: state.started, deadline: state.deadline, rng, runtime: state.rawRuntime,
+      });
+      Atomics.store(w.gate, 0, 1);
+      Atomics.notify(w.gate, 0);
+    }
+  };
 }
 
 const PRODUCT_HOSTS = new Set(['jira', 'confluence', 'stargate', 'bitbucket']);

@@ -153,6 +153,8 @@ async function invoke(f) {
   let outcome;
   try {
     const value = await als.run(ctx, async () => {
+      // Warm worker threads, frozen since the last invocation, work for this one now.
+      if (state.workers.size) state.thawWorkers();
       // A module already loaded is taken as it is (no promise to wait for).
       const mod = modules.get(h.file) ?? (await load(h.file));
       const fn = pick(mod, h.export);
@@ -206,14 +208,9 @@ function finish(inv, outcome) {
   if (!state.active || inv !== state.inv) return;
   state.active = false;
   state.timers.clear();
-  // The invocation's worker threads end with it, as its other pending work is frozen: what
-  // they would do later can never be answered.
-  for (const w of state.workers) {
-    if (w.inv === inv) {
-      state.workers.delete(w);
-      w.worker.terminate();
-    }
-  }
+  // The invocation's worker threads are frozen with it (egress.js): idle ones stay warm for
+  // the next invocation, busy ones end, as the invocation's other pending work never resumes.
+  state.freezeWorkers();
   // Calls refused since the last report: made by work earlier invocations left pending.
   link.send({ t: 'done', inv, late: state.late, ...outcome });
   state.late = 0;

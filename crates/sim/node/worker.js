@@ -14,6 +14,7 @@ const egress = require('./egress');
 const s = workerThreads.workerData.__signoff;
 workerThreads.workerData = workerThreads.workerData.user;
 const port = s.port;
+const gate = new Int32Array(s.gate);
 // The app's variables (the worker was started with them; this keeps them a plain object, as
 // on the main thread).
 process.env = s.env;
@@ -40,7 +41,43 @@ const state = {
 
 let nextCall = 1;
 const pending = new Map();
+// The end of the invocation this worker works for: with nothing pending (no timer, no
+// platform call), the thread blocks until the next invocation thaws it, as the platform
+// freezes a container between invocations; otherwise it says "busy" and is ended.
+function freeze() {
+  if (state.inFlight > 0 || state.timers.size > 0) {
+    Atomics.store(gate, 1, 2);
+    Atomics.notify(gate, 1);
+    return;
+  }
+  state.active = false;
+  Atomics.store(gate, 1, 1);
+  Atomics.notify(gate, 1);
+  while (Atomics.load(gate, 0) === 0) Atomics.wait(gate, 0, 0);
+  // The thaw message was posted before the gate opened.
+  for (;;) {
+    const r = workerThreads.receiveMessageOnPort(port);
+    if (!r) break;
+    const t = r.message;
+    if (t && t.t === 'thaw') {
+      state.inv = t.inv;
+      state.now = t.now;
+      state.started = t.started;
+      state.deadline = t.deadline;
+      state.rng = t.rng;
+      state.rawRuntime = t.runtime;
+      state.runtime = undefined;
+      state.active = true;
+      break;
+    }
+  }
+}
+
 port.on('message', (m) => {
+  if (m && m.t === 'freeze') {
+    freeze();
+    return;
+  }
   if (!m || m.t !== 'reply') return;
   const resolve = pending.get(m.id);
   if (!resolve) return;

@@ -275,6 +275,46 @@ impl Scenario {
         Scenario::parse(&file, &dir, &text)
     }
 
+    /// Runs app `app` from the Node app in `dir` instead of the code the scenario names, in
+    /// its `apps:` entry and in every `deploy` step of it; the manifests stay the
+    /// scenario's (their function keys and handlers name the same exports). This is how one
+    /// scenario tests a component and the Forge package built from it
+    /// (`signoff sim run --node-app NAME=DIR`).
+    pub fn with_node_app(mut self, app: &str, dir: &Path) -> Result<Scenario, ScenarioError> {
+        let Some(def) = self.apps.get_mut(app) else {
+            return Err(ScenarioError {
+                file: self.file.clone(),
+                pos: None,
+                message: format!(
+                    "--node-app {app}=...: the scenario has no app `{app}` (it has: {})",
+                    self.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        // Relative to the current directory, as a command line names it (the scenario's own
+        // paths are relative to its file).
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let code = |pos: Pos| {
+            Code::Node(Located {
+                value: dir.clone(),
+                pos,
+            })
+        };
+        def.code = code(def.manifest.pos);
+        for step in &mut self.steps {
+            if let Action::Deploy {
+                app: a,
+                code: c,
+                manifest,
+            } = &mut step.action
+                && a == app
+            {
+                *c = code(manifest.pos);
+            }
+        }
+        Ok(self)
+    }
+
     /// Parses a scenario; relative paths in it are relative to `dir`.
     pub fn parse(file: &str, dir: &Path, text: &[u8]) -> Result<Scenario, ScenarioError> {
         let cx = Cx { file };

@@ -376,7 +376,9 @@ fn esbuild(app: &Path) -> Result<PathBuf, String> {
 
 /// Bundles every handler module into `node_modules/.cache/signoff-sim/HASH/MODULE.cjs` inside
 /// the app (so that the bundles find the app's packages as the sources would). HASH covers the
-/// sources, the package files and the build options: an unchanged app is built once.
+/// build options and every source file of the app's folder (JavaScript, TypeScript and JSON,
+/// outside `node_modules` and dot folders: a handler may import modules beside `src/`, such
+/// as generated ones): an unchanged app is built once.
 fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, NodeError> {
     let fail = |message: String| NodeError::App {
         dir: dir.display().to_string(),
@@ -390,10 +392,7 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
     };
     feed(BUNDLE_OPTIONS.join(" ").as_bytes());
     let mut files = Vec::new();
-    collect_sources(&dir.join("src"), &mut files, 0);
-    for name in ["package.json", "tsconfig.json", "jsconfig.json"] {
-        files.push(dir.join(name));
-    }
+    collect_sources(dir, &mut files, 0);
     files.sort();
     for f in &files {
         if let Ok(bytes) = std::fs::read(f) {
@@ -464,12 +463,19 @@ fn collect_sources(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    const SOURCES: [&str; 9] = ["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx", "json"];
     for e in entries.flatten() {
         let path = e.path();
         let Ok(kind) = e.file_type() else { continue };
-        if kind.is_dir() && depth < 32 && e.file_name() != "node_modules" {
+        let name = e.file_name();
+        let hidden = name.to_string_lossy().starts_with('.');
+        if kind.is_dir() && depth < 32 && name != "node_modules" && !hidden {
             collect_sources(&path, out, depth + 1);
-        } else if kind.is_file() {
+        } else if kind.is_file()
+            && path
+                .extension()
+                .is_some_and(|x| SOURCES.iter().any(|s| x == *s))
+        {
             out.push(path);
         }
     }

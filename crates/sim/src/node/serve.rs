@@ -883,6 +883,19 @@ fn confluence(
                 Err(e) => product_fail(e),
             }
         }
+        // Spaces exist in the simulated Confluence by having pages; a space's id is its key
+        // (Confluence's are numbers: apps that read `spaceId` from a page and look the
+        // space up, as they must on the platform, get the same answer here).
+        ("GET", ["wiki", "api", "v2", "spaces", id]) => {
+            if state.world.confluence.pages(&site).any(|p| p.space == *id) {
+                Answer::json(
+                    200,
+                    json!({"id": id, "key": id, "name": id, "type": "global", "status": "current", "homepageId": Value::Null, "_links": {"webui": format!("/spaces/{id}"), "base": format!("https://{site}/wiki")}}),
+                )
+            } else {
+                v2_error(404, "NOT_FOUND", format!("no space {id}"))
+            }
+        }
         ("GET", ["wiki", "rest", "api", "content", id, "property", key]) => {
             if state.world.confluence.get_page(&site, id).is_none() {
                 return v1_error(404, format!("no content {id}"));

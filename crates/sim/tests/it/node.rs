@@ -432,7 +432,25 @@ fn worker_threads_run_behind_the_same_walls() {
         })
     );
 
-    // A worker left running when the invocation returned ends with it: its write a moment
+    // An idle worker kept in module scope stays warm: frozen between invocations, it works
+    // for the next one (its virtual time, its ledger entry).
+    let r1 = json_of(p.invoke_as("evil", "resolver", resolver("worker-warm"), None));
+    p.clock().advance_by(3_600_000);
+    let now = p.now();
+    let r2 = json_of(p.invoke_as("evil", "resolver", resolver("worker-warm"), None));
+    assert_eq!(r1["n"], json!(1), "{r1}");
+    assert_eq!(r2["n"], json!(2), "the same worker, warm: {r2}");
+    assert_eq!(r2["now"], json!(now.0), "{r2}");
+    assert_eq!(r2["fetch"], json!("REQUEST_EGRESS_ALLOWLIST_ERR"), "{r2}");
+    assert_eq!(last(&p).node.as_ref().unwrap().late, 0);
+    let warm = p
+        .ledger()
+        .iter()
+        .find(|a| a.destination.ends_with("/warm-2"))
+        .expect("the warm worker's fetch is in the ledger");
+    assert_eq!((warm.at, warm.allowed), (now, false));
+
+    // A worker still running when the invocation returned ends with it: its write a moment
     // later never happens.
     let r = p.invoke_as("evil", "resolver", resolver("worker-left"), None);
     assert_eq!(json_of(r), json!("returned"));

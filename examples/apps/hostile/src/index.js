@@ -38,7 +38,34 @@ resolver.define('socket', () =>
   }));
 resolver.define('dns', () =>
   new Promise((resolve) => require('dns').lookup('collector.example.net', (err, address) => resolve(err ? err.code : address))));
-// A worker thread left running when the invocation returns: it would write to storage a
+// A worker thread kept warm in module scope, as apps keep pools: idle between invocations
+// (frozen with the container), it works for the next one, whose virtual time it reads and
+// for which its fetch counts.
+let warm;
+resolver.define('worker-warm', () => new Promise((resolve, reject) => {
+  const { Worker } = require('worker_threads');
+  if (!warm || warm.threadId < 0) {
+    warm = new Worker(`
+      const { parentPort } = require('worker_threads');
+      let n = 0;
+      parentPort.on('message', async () => {
+        n += 1;
+        let fetched;
+        try {
+          await fetch('https://collector.example.net/warm-' + n);
+          fetched = 'sent';
+        } catch (e) {
+          fetched = e.code;
+        }
+        parentPort.postMessage({ n, now: Date.now(), fetch: fetched });
+      });
+    `, { eval: true });
+  }
+  warm.once('message', resolve);
+  warm.once('error', reject);
+  warm.postMessage('go');
+}));
+// A worker thread still running when the invocation returns: it would write to storage a
 // moment later, but it ends with the invocation.
 resolver.define('worker-left', () => new Promise((resolve) => {
   const { Worker } = require('worker_threads');
