@@ -415,3 +415,121 @@ fn the_forge_package_passes_every_scenario_with_the_same_trails() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// What `cargo xtask package` leaves in `apps/approvals/forge` is what `forge deploy` would
+/// take: a manifest that roa-check finds eligible and that matches the component's but for
+/// its runtime; a handler export for every function; an engine built from the current
+/// component; no file that is a link or a source import that leaves the folder.
+#[test]
+fn the_forge_package_is_deployable_as_it_stands() {
+    let package = root().join("apps/approvals/forge");
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    // Eligible, and the same modules, scopes and egress as the component.
+    let run = signoff_e2e::signoff(&["roa", "check", "apps/approvals/forge/manifest.yml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("ELIGIBLE"), "{}", run.stdout);
+    let body = |text: &str| {
+        text.split_once("\napp:\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap()
+    };
+    let component = read(&root().join("apps/approvals/manifest.yml"));
+    let manifest = read(&package.join("manifest.yml"));
+    assert_eq!(
+        body(&component).replace("    name: wasm32-wasip2\n", "    name: nodejs22.x\n"),
+        body(&manifest),
+        "apps/approvals/forge/manifest.yml must be apps/approvals/manifest.yml on nodejs22.x"
+    );
+    // Every function's handler is an export of its module.
+    let mut handlers = 0;
+    for line in manifest.lines() {
+        let Some(handler) = line.trim().strip_prefix("handler: ") else {
+            continue;
+        };
+        let (module, export) = handler.split_once('.').unwrap();
+        let source = read(&package.join(format!("src/{module}.js")));
+        assert!(
+            source.contains(&format!("export async function {export}(")),
+            "{handler}: src/{module}.js exports no function `{export}`"
+        );
+        handlers += 1;
+    }
+    assert_eq!(handlers, 4);
+    // The engine is the current component's.
+    let wasm =
+        std::fs::read(root().join("guests/target/wasm32-wasip2/release/approvals.wasm")).unwrap();
+    let built: Value = serde_json::from_str(&read(&package.join("engine/build.json"))).unwrap();
+    assert_eq!(
+        built["component"].as_str(),
+        Some(signoff_core::audit::sha256_hex(&wasm).as_str()),
+        "engine/ was built from another component: run `cargo xtask package`"
+    );
+    assert!(package.join("static/ui/index.html").is_file());
+    // Nothing reaches outside the folder: no links, no relative import that leaves it.
+    let mut stack = vec![package.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let (path, kind) = (e.path(), e.file_type().unwrap());
+            assert!(!kind.is_symlink(), "{} is a link", path.display());
+            if e.file_name() == "node_modules" {
+                continue;
+            }
+            if kind.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "js" || x == "mjs") {
+                let text = read(&path);
+                for quote in ["from '", "import('"] {
+                    for part in text.split(quote).skip(1) {
+                        let spec = part.split('\'').next().unwrap();
+                        if spec.starts_with('.') {
+                            let target = path.parent().unwrap().join(spec);
+                            let target = std::path::absolute(&target).unwrap();
+                            let normal: PathBuf =
+                                target.components().fold(PathBuf::new(), |mut p, c| {
+                                    match c {
+                                        std::path::Component::ParentDir => {
+                                            p.pop();
+                                        }
+                                        std::path::Component::CurDir => {}
+                                        c => p.push(c),
+                                    }
+                                    p
+                                });
+                            assert!(
+                                normal.starts_with(&package),
+                                "{} imports {spec}, outside the package",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each platform import of the package's glue (`src/platform.js`) against the simulator's
+/// platform: values, absent values, cursors, transactions, versions, and the error codes
+/// the engine acts on (`KEY_CONFLICT`, `KEY_TOO_LONG`, `CONFLICT`, `NOT_FOUND`,
+/// `REQUEST_EGRESS_ALLOWLIST_ERR`) passed through as the wasm host answers them.
+#[test]
+fn the_forge_package_glue_answers_as_the_wasm_host() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let outcome = run(&runtime, &root().join("tests/e2e/data/forge-glue.yaml"));
+    assert!(outcome.passed(), "{}", outcome.to_text());
+    let ledger: Vec<(String, bool)> = outcome
+        .sim
+        .platform()
+        .ledger()
+        .iter()
+        .map(|a| (a.destination.clone(), a.allowed))
+        .collect();
+    assert_eq!(
+        ledger,
+        [
+            ("analytics.signoff.example/v1/events".to_string(), true),
+            ("collector.example.net/x".to_string(), false)
+        ]
+    );
+}

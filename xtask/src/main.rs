@@ -8,6 +8,7 @@
 mod browser;
 mod guests;
 mod node;
+mod package;
 mod ui;
 // The same code that signoff-storage's tests use to start a throwaway PostgreSQL server
 // (standard library only), so that `cargo xtask test` starts one server for the whole run.
@@ -28,7 +29,8 @@ USAGE:
 
 COMMANDS:
     test                 Build the guest and app components, install the example Node apps'
-                         npm packages (npm ci; needs Node.js 20+), run the apps' native tests,
+                         npm packages (npm ci; needs Node.js 20+), build the approval app's
+                         Forge package (as `package`), run the apps' native tests,
                          then every test of the workspace (unit, integration, end-to-end, doc);
                          the PostgreSQL tests use SIGNOFF_PG_URL, or a throwaway server
                          (initdb and pg_ctl of the machine's PostgreSQL) started for the run;
@@ -72,6 +74,11 @@ COMMANDS:
     guests               Build the wasm components (wasm32-wasip2): the guests of signoff-sim
                          (guests/) and the apps (apps/, e.g. apps/approvals), all into
                          guests/target/wasm32-wasip2/release/
+    package              Build the approval app as a Forge app in apps/approvals/forge, the
+                         folder `forge deploy` takes: the engine component (as `guests`), the
+                         Custom UI (as `ui`), the package's npm packages (npm ci), then jco
+                         turns the component into JavaScript plus core wasm (engine/) and the
+                         UI is copied to static/ui
     ui                   Build the apps' Custom UIs (apps/*/ui, npm projects) into the resource
                          folders their manifests declare (apps/approvals/static/ui): npm ci when
                          node_modules is missing or older than package-lock.json (needs Node.js
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
         ["bench", "storage"] => bench_example("signoff-storage", "bench-storage"),
         ["bench", "postgres"] => bench_postgres(),
         ["guests"] => guests::build_guests(&root()),
+        ["package"] => package::package(&root()),
         ["ui"] => ui::build_uis(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
@@ -166,6 +174,9 @@ fn test() -> Result<(), String> {
     // The simulator's and the end-to-end tests run real guest and app components.
     guests::build_guests(&root())?;
     node::install_apps(&root())?;
+    // The end-to-end tests run every approval scenario on the Forge package too.
+    ui::build_uis(&root())?;
+    package::build(&root())?;
     guests::test_apps(&root())?;
     workspace_tests(&[])?;
     browser::test(&root())
@@ -259,6 +270,9 @@ fn ci() -> Result<(), String> {
     }
     guests::build_guests(&root())?;
     node::install_apps(&root())?;
+    // The end-to-end tests run every approval scenario on the Forge package too.
+    ui::build_uis(&root())?;
+    package::build(&root())?;
     guests::test_apps(&root())?;
     // The apps natively (their logic and tests) and as components (the WIT glue).
     for target in [&["--all-targets"][..], &["--target", "wasm32-wasip2"][..]] {
