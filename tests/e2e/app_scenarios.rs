@@ -418,7 +418,7 @@ fn the_forge_package_passes_every_scenario_with_the_same_trails() {
 
 /// What `cargo xtask package` leaves in `apps/approvals/forge` is what `forge deploy` would
 /// take: a manifest that roa-check finds eligible and that matches the component's but for
-/// its runtime; a handler export for every function; an engine built from the current
+/// its runtime and one read scope; a handler export for every function; an engine built from the current
 /// component; no file that is a link or a source import that leaves the folder.
 #[test]
 fn the_forge_package_is_deployable_as_it_stands() {
@@ -436,10 +436,22 @@ fn the_forge_package_is_deployable_as_it_stands() {
     };
     let component = read(&root().join("apps/approvals/manifest.yml"));
     let manifest = read(&package.join("manifest.yml"));
+    // The one addition: pages v2 name a page's space by id, and the package looks the key
+    // up (`read:space:confluence`, with its comment).
+    let space_scope = manifest
+        .split_once("    - read:page:confluence\n")
+        .and_then(|(_, rest)| rest.split_once("    - read:space:confluence\n"))
+        .map(|(comment, _)| format!("{comment}    - read:space:confluence\n"))
+        .expect("the package asks for read:space:confluence after read:page:confluence");
     assert_eq!(
-        body(&component).replace("    name: wasm32-wasip2\n", "    name: nodejs22.x\n"),
+        body(&component)
+            .replace("    name: wasm32-wasip2\n", "    name: nodejs22.x\n")
+            .replace(
+                "    - read:page:confluence\n",
+                &format!("    - read:page:confluence\n{space_scope}")
+            ),
         body(&manifest),
-        "apps/approvals/forge/manifest.yml must be apps/approvals/manifest.yml on nodejs22.x"
+        "apps/approvals/forge/manifest.yml must be apps/approvals/manifest.yml on nodejs22.x, plus read:space:confluence"
     );
     // Every function's handler is an export of its module.
     let mut handlers = 0;

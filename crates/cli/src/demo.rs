@@ -35,7 +35,24 @@ pub const FLAGSHIP: &str = "examples/scenarios/flagship.yaml";
 pub struct DemoArgs {
     /// The scenario (default: examples/scenarios/flagship.yaml, from the repository root).
     pub scenario: Option<PathBuf>,
+    /// Which build of the approval app runs: the wasm component the scenario names, or the
+    /// Forge package (apps/approvals/forge, built by `cargo xtask package`) on the
+    /// simulator's Node.js runtime.
+    #[arg(long, value_enum, default_value_t = AppBuild::Component)]
+    pub app: AppBuild,
 }
+
+/// A build of the approval app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppBuild {
+    /// The wasm component (`wasm32-wasip2`), as the scenario names it.
+    Component,
+    /// The Forge package: the same component through jco in a Node.js app.
+    Forge,
+}
+
+/// Where `--app forge` finds the package, from the repository root.
+pub const FORGE_PACKAGE: &str = "apps/approvals/forge";
 
 /// What the demo found: every figure it prints.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -90,7 +107,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         .unwrap_or_else(|| PathBuf::from(FLAGSHIP));
     // A progress line only for a person watching: stderr must be a terminal.
     let progress = std::io::stderr().is_terminal();
-    let result = figures(&path, progress);
+    let result = figures(&path, args.app, progress);
     match result {
         Ok(f) => {
             let _ = out.write_all(render(&f).as_bytes());
@@ -105,8 +122,19 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 
 /// Runs the scenario and gathers the figures (its first installation is the one reported),
 /// showing the simulated day on a progress bar as it goes when `progress` is set.
-pub fn figures(path: &Path, progress: bool) -> Result<Figures, String> {
-    let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+pub fn figures(path: &Path, app: AppBuild, progress: bool) -> Result<Figures, String> {
+    let mut scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+    if app == AppBuild::Forge {
+        let package = Path::new(FORGE_PACKAGE);
+        if !package.join("engine/core-wasm.js").is_file() {
+            return Err(format!(
+                "{FORGE_PACKAGE}: the Forge package is not built (run `cargo xtask package` in the repository)"
+            ));
+        }
+        scenario = scenario
+            .with_node_app("approvals", package)
+            .map_err(|e| e.to_string())?;
+    }
     let bar = crate::sim::progress_bar("signoff demo");
     let mut show = |done: u64, total: u64| {
         bar.set_length(total.max(1));

@@ -376,7 +376,7 @@ fn esbuild(app: &Path) -> Result<PathBuf, String> {
 
 /// Bundles every handler module into `node_modules/.cache/signoff-sim/HASH/MODULE.cjs` inside
 /// the app (so that the bundles find the app's packages as the sources would). HASH covers the
-/// build options and every source file of the app's folder (JavaScript, TypeScript and JSON,
+/// build options, the handler modules and every source file of the app's folder (JavaScript, TypeScript and JSON,
 /// outside `node_modules` and dot folders: a handler may import modules beside `src/`, such
 /// as generated ones): an unchanged app is built once.
 fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, NodeError> {
@@ -391,6 +391,19 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
         }
     };
     feed(BUNDLE_OPTIONS.join(" ").as_bytes());
+    // The modules built: two manifests over the same sources may name different handlers.
+    let mut entries: Vec<&Path> = handlers.values().map(|h| h.source.as_path()).collect();
+    entries.sort();
+    entries.dedup();
+    for e in &entries {
+        feed(
+            e.strip_prefix(dir)
+                .unwrap_or(e)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        feed(&[0]);
+    }
     let mut files = Vec::new();
     collect_sources(dir, &mut files, 0);
     files.sort();
@@ -413,9 +426,6 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
         return Ok(out);
     }
     let esbuild = esbuild(dir).map_err(fail)?;
-    let mut entries: Vec<&Path> = handlers.values().map(|h| h.source.as_path()).collect();
-    entries.sort();
-    entries.dedup();
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let output = Command::new(&esbuild)
