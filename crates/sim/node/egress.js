@@ -137,7 +137,7 @@ function install(state, rpc) {
 // log lines and refusals travel to the main thread on a port of their own, where they count
 // for the invocation that started the worker; the worker ends with that invocation (host.js). While a worker of the running invocation is alive, virtual time waits for it.
 // Node's permission model (`--allow-worker`) and the network namespace cover workers too.
-// How long the end of an invocation waits for an idle worker thread to say it is frozen.
+// How long the start of an invocation waits for an idle worker thread to say it is frozen.
 const FREEZE_WAIT_MS = 20;
 
 function installWorkers(state, rpc, refuse) {
@@ -244,26 +244,27 @@ function installWorkers(state, rpc, refuse) {
   // At the end of an invocation its worker threads are frozen, as the platform freezes the
   // whole container: a worker with nothing pending (no timer, no platform call) blocks until
   // the next invocation, which it then works for (warm, as on the platform). One that is
-  // busy (running code, or with a timer or a call pending) is ended with the invocation, as
-  // the invocation's other pending work never resumes. An idle worker takes its freeze at
-  // once; the short wait covers a worker thread the OS has not scheduled yet.
+  // busy (running code, or with a timer or a call pending) is ended when the next
+  // invocation starts; what it calls in between is refused as late, never answered, as the
+  // ended invocation's other pending work never resumes.
   state.freezeWorkers = () => {
     for (const w of state.workers) {
       Atomics.store(w.gate, 1, 0);
       Atomics.store(w.gate, 0, 0);
       w.port.postMessage({ t: 'freeze' });
     }
+  };
+  // At the start of the next invocation (in its async context): the frozen workers work for
+  // it; the busy ones are ended. An idle worker took its freeze long before; the short wait
+  // covers a worker thread the OS has not scheduled since.
+  state.thawWorkers = () => {
     for (const w of state.workers) {
       if (Atomics.load(w.gate, 1) === 0) Atomics.wait(w.gate, 1, 0, FREEZE_WAIT_MS);
       if (Atomics.load(w.gate, 1) !== 1) {
         state.workers.delete(w);
         w.worker.terminate();
+        continue;
       }
-    }
-  };
-  // At the start of an invocation (in its async context): the frozen workers work for it.
-  state.thawWorkers = () => {
-    for (const w of state.workers) {
       w.inv = state.inv;
       w.scope = new AsyncResource('signoff-worker');
       const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));

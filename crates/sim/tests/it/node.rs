@@ -450,15 +450,18 @@ fn worker_threads_run_behind_the_same_walls() {
         .expect("the warm worker's fetch is in the ledger");
     assert_eq!((warm.at, warm.allowed), (now, false));
 
-    // A worker still running when the invocation returned ends with it: its write a moment
-    // later never happens.
+    // A worker still running when the invocation returned is not frozen: its write a
+    // moment later is refused as late work, and the worker is ended when the next
+    // invocation starts.
     let r = p.invoke_as("evil", "resolver", resolver("worker-left"), None);
     assert_eq!(json_of(r), json!("returned"));
     std::thread::sleep(Duration::from_millis(600));
-    // Had it lived, its call would have come in between and been counted as late work.
     let r = p.invoke_as("evil", "resolver", resolver("ok"), None);
     assert_eq!(json_of(r), json!("fine"));
-    assert_eq!(last(&p).node.as_ref().unwrap().late, 0);
+    assert_eq!(last(&p).node.as_ref().unwrap().late, 1);
+    let r = p.invoke_as("evil", "resolver", resolver("ok"), None);
+    assert_eq!(json_of(r), json!("fine"));
+    assert_eq!(last(&p).node.as_ref().unwrap().late, 0, "nothing more of it");
     good_still_served(&mut p);
     let scope = Scope {
         app: HOSTILE_ID.into(),
