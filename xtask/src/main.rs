@@ -65,6 +65,9 @@ COMMANDS:
                          a bare Node process over the same channel, a cold start beside
                          `node -e 0`, invocations/s, and a simulated year of the notes app on
                          10 sites
+    bench package        The flagship year (`signoff demo`) on the approval component and on
+                         its Forge package (`signoff demo --app forge`), three runs each in
+                         turns: wall time, invocations/s and the ratio
     bench scale          The approval app at scale in the simulator: 100 sites x 1,000 documents
                          x a simulated year (created, submitted, reminded, approved; the hourly
                          schedule all year): wall time, peak memory, simulated events/s
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         ["bench", "postgres"] => bench_postgres(),
         ["guests"] => guests::build_guests(&root()),
         ["package"] => package::package(&root()),
+        ["bench", "package"] => package::bench(&root()),
         ["ui"] => ui::build_uis(&root()),
         ["wasm"] => wasm_check(),
         ["fuzz", "roa"] => fuzz_roa(60),
@@ -141,7 +145,7 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd
@@ -322,7 +326,7 @@ fn bench_node() -> Result<(), String> {
 }
 
 /// The directory cargo builds into (`CARGO_TARGET_DIR`, else `target/`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root().join(p) })

@@ -40,3 +40,58 @@ pub fn build(root: &Path) -> Result<(), String> {
         .arg(&ui)
         .current_dir(&dir))
 }
+
+/// `cargo xtask bench package`: the flagship year (`signoff demo`) on the component and on
+/// the Forge package, in turns (three each, so that the shared machine's load falls on both
+/// alike): wall time, invocations per second, and the package's time over the component's.
+pub fn bench(root: &Path) -> Result<(), String> {
+    package(root)?;
+    run(crate::cargo().args(["build", "--release", "--quiet", "-p", "signoff-cli"]))?;
+    let signoff = crate::target_dir().join("release/signoff");
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut invocations = 0u64;
+    for turn in 0..3 {
+        for (i, app) in ["component", "forge"].into_iter().enumerate() {
+            let started = std::time::Instant::now();
+            let out = Command::new(&signoff)
+                .current_dir(root)
+                .args(["demo", "--app", app])
+                .env("SIGNOFF_GUESTS_TARGET_DIR", guests::guests_target_dir(root))
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", signoff.display()))?;
+            let took = started.elapsed().as_secs_f64();
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                return Err(format!(
+                    "signoff demo --app {app} failed:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            // "..., 365 simulated days: 8852 invocations (8760 scheduled runs)"
+            invocations = text
+                .split(" invocations")
+                .next()
+                .and_then(|s| s.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("no invocation count in:\n{text}"))?;
+            eprintln!("  turn {}: {app:<9} {took:.2} s", turn + 1);
+            times[i].push(took);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (c, f) = (median(&mut times[0]), median(&mut times[1]));
+    println!("flagship year ({invocations} invocations), median of 3 runs each, in turns:");
+    println!(
+        "  component (wasmtime):      {c:>6.2} s  {:>7.0} invocations/s",
+        invocations as f64 / c
+    );
+    println!(
+        "  Forge package (Node, jco): {f:>6.2} s  {:>7.0} invocations/s",
+        invocations as f64 / f
+    );
+    println!("  package / component:       {:.2}", f / c);
+    Ok(())
+}
