@@ -461,7 +461,11 @@ fn worker_threads_run_behind_the_same_walls() {
     assert_eq!(last(&p).node.as_ref().unwrap().late, 1);
     let r = p.invoke_as("evil", "resolver", resolver("ok"), None);
     assert_eq!(json_of(r), json!("fine"));
-    assert_eq!(last(&p).node.as_ref().unwrap().late, 0, "nothing more of it");
+    assert_eq!(
+        last(&p).node.as_ref().unwrap().late,
+        0,
+        "nothing more of it"
+    );
     good_still_served(&mut p);
     let scope = Scope {
         app: HOSTILE_ID.into(),
