@@ -415,8 +415,8 @@ mod tests {
     fn the_flagship_year_gives_the_figures_the_readme_shows() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/flagship.yaml");
-        let f =
-            figures(&path, false).expect("the flagship scenario runs (cargo xtask guests first)");
+        let f = figures(&path, AppBuild::Component, false)
+            .expect("the flagship scenario runs (cargo xtask guests first)");
         assert!(f.failures.is_empty(), "{:?}", f.failures);
         let states: Vec<(&str, usize)> = f.by_state.iter().map(|(s, n)| (s.as_str(), *n)).collect();
         assert_eq!(
