@@ -127,6 +127,39 @@ fn bad_input_exits_2_at_the_place() {
     );
     let run = signoff(&["sim", "inspect", "--data", "tests/e2e/data/nope"]);
     assert_eq!(run.code, 2);
+    // `--node-app NAME=DIR`: an app the scenario does not have, a folder that is no app, a
+    // value without `=`: each exits 2 and says which.
+    let scenario = "examples/scenarios/approvals/veto.yaml";
+    let run = signoff(&[
+        "sim",
+        "run",
+        scenario,
+        "--node-app",
+        "nope=apps/approvals/forge",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("--node-app nope=...: the scenario has no app `nope` (it has: approvals)"),
+        "{}",
+        run.stderr
+    );
+    let run = signoff(&[
+        "sim",
+        "run",
+        scenario,
+        "--node-app",
+        "approvals=tests/e2e/data",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("veto.yaml:11:") && run.stderr.contains("tests/e2e/data"),
+        "{}",
+        run.stderr
+    );
+    let run = signoff(&["sim", "run", scenario, "--node-app", "approvals"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("expected NAME=DIR"), "{}", run.stderr);
 }
 
 #[test]
