@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Custom UI is on the platform; default: a free port).
     #[arg(long, default_value_t = 0)]
     pub frame_port: u16,
+    /// Runs the scenario's app NAME from the Node app in DIR (as for `sim run`), e.g. the
+    /// approval app's Forge package: `--node-app approvals=apps/approvals/forge`.
+    #[arg(long = "node-app", value_name = "NAME=DIR", value_parser = parse_node_app)]
+    pub node_app: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +76,18 @@ pub struct RunArgs {
     /// scenario names; its manifests stay the scenario's. Repeatable.
     #[arg(long = "node-app", value_name = "NAME=DIR", value_parser = parse_node_app)]
     pub node_app: Vec<(String, PathBuf)>,
+}
+
+/// Reads a scenario and runs the apps `--node-app` names from their Node folders.
+fn load(
+    path: &std::path::Path,
+    node_apps: &[(String, PathBuf)],
+) -> Result<Scenario, signoff_sim::scenario::ScenarioError> {
+    Scenario::load(path).and_then(|s| {
+        node_apps
+            .iter()
+            .try_fold(s, |s, (app, dir)| s.with_node_app(app, dir))
+    })
 }
 
 fn parse_node_app(s: &str) -> Result<(String, PathBuf), String> {
@@ -112,7 +128,7 @@ pub fn run(cmd: &SimCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 fn serve(args: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let scenario = match Scenario::load(&args.scenario) {
+    let scenario = match load(&args.scenario, &args.node_app) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
@@ -171,12 +187,7 @@ fn serve(args: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let loaded = Scenario::load(&args.scenario).and_then(|s| {
-        args.node_app
-            .iter()
-            .try_fold(s, |s, (app, dir)| s.with_node_app(app, dir))
-    });
-    let scenario = match loaded {
+    let scenario = match load(&args.scenario, &args.node_app) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
