@@ -281,7 +281,7 @@ fn a_version_1_sled_store_is_marked_with_the_current_version() {
     let path = dir.path().join("v1.sled");
     drop(SledStore::create(&path, StoreConfig::durable()).unwrap());
     let set = |v: u64| {
-        let db = sled::open(&path).unwrap();
+        let db = sled_open(&path);
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &v.to_be_bytes())
@@ -289,8 +289,8 @@ fn a_version_1_sled_store_is_marked_with_the_current_version() {
         db.flush().unwrap();
     };
     set(1);
-    drop(SledStore::open(&path, StoreConfig::durable()).unwrap());
-    let db = sled::open(&path).unwrap();
+    drop(sled_store_open(&path));
+    let db = sled_open(&path);
     let v = db
         .open_tree("meta")
         .unwrap()
@@ -298,4 +298,33 @@ fn a_version_1_sled_store_is_marked_with_the_current_version() {
         .unwrap()
         .unwrap();
     assert_eq!(v.as_ref(), SCHEMA_VERSION.to_be_bytes());
+}
+
+/// sled lets go of its file lock once its flusher thread has let go of the database, which
+/// can be a moment after the last handle is dropped: a reopen right after waits for it.
+fn sled_open(path: &std::path::Path) -> sled::Db {
+    for _ in 0..250 {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    }
+    panic!("{} stayed locked", path.display())
+}
+
+/// [`SledStore::open`], waiting for a lock a dropped handle still holds as [`sled_open`].
+fn sled_store_open(path: &std::path::Path) -> SledStore {
+    for _ in 0..250 {
+        match SledStore::open(path, StoreConfig::durable()) {
+            Ok(s) => return s,
+            Err(OpenError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{} stayed locked", path.display())
 }
