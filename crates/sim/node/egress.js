@@ -135,7 +135,8 @@ function install(state, rpc) {
 // A worker thread runs the app's code behind the same walls as the main thread: `worker.js`
 // installs this file and `globals.js` in it before the app's script, and its platform calls,
 // log lines and refusals travel to the main thread on a port of their own, where they count
-// for the invocation that started the worker; the worker ends with that invocation (host.js). While a worker of the running invocation is alive, virtual time waits for it.
+// for the invocation it works for; at the end of that invocation it is frozen, or ended if it
+// is busy (below). While a worker of the running invocation is alive, virtual time waits for it.
 // Node's permission model (`--allow-worker`) and the network namespace cover workers too.
 // How long the start of an invocation waits for an idle worker thread to say it is frozen.
 const FREEZE_WAIT_MS = 20;
