@@ -19,7 +19,7 @@ use signoff_core::store::IndexEntry;
 use signoff_core::{DocState, audit};
 
 use signoff_storage::{
-    Durability, EventStore, GroupCommit, LocalStore, OpenError, RedbStore, SledStore, StoreConfig,
+    Durability, EventStore, GroupCommit, LocalStore, RedbStore, SledStore, StoreConfig,
 };
 
 use crate::support::*;
@@ -260,20 +260,6 @@ fn crash_loop(adapter: &str) {
         total_acks > 0,
         "{adapter}: the child never acknowledged anything"
     );
-}
-
-/// Opens the store after a kill; `None` when the child died before creating it. A killed
-/// process's file lock goes with it, but give the kernel a moment.
-fn open_retrying<S>(open: impl Fn() -> Result<S, OpenError>) -> Option<S> {
-    for _ in 0..50 {
-        match open() {
-            Ok(s) => return Some(s),
-            Err(OpenError::Missing { .. }) => return None,
-            Err(OpenError::Locked { .. }) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("the store stayed locked after the child was killed")
 }
 
 #[test]

@@ -11,7 +11,7 @@ use signoff_storage::{
     StoreConfig,
 };
 
-use crate::support::{TempDir, basic_life, note, rec, recs};
+use crate::support::{TempDir, basic_life, note, open_retrying, rec, recs};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
@@ -289,7 +289,7 @@ fn a_version_1_sled_store_is_marked_with_the_current_version() {
         db.flush().unwrap();
     };
     set(1);
-    drop(sled_store_open(&path));
+    drop(open_retrying(|| SledStore::open(&path, StoreConfig::durable())).unwrap());
     let db = sled_open(&path);
     let v = db
         .open_tree("meta")
@@ -310,20 +310,6 @@ fn sled_open(path: &std::path::Path) -> sled::Db {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => panic!("{}: {e}", path.display()),
-        }
-    }
-    panic!("{} stayed locked", path.display())
-}
-
-/// [`SledStore::open`], waiting for a lock a dropped handle still holds as [`sled_open`].
-fn sled_store_open(path: &std::path::Path) -> SledStore {
-    for _ in 0..250 {
-        match SledStore::open(path, StoreConfig::durable()) {
-            Ok(s) => return s,
-            Err(OpenError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("{e}"),
         }
     }
     panic!("{} stayed locked", path.display())

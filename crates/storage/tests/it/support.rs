@@ -327,3 +327,21 @@ pub fn pg_connect_with(
     .join()
     .unwrap()
 }
+
+/// Opens a store that another handle may still hold for a moment: a killed process's file
+/// lock goes with it, and sled lets go of its lock once its flusher thread has let go of a
+/// dropped database, but give them time. `None` when there is no store (a child killed
+/// before creating it).
+pub fn open_retrying<S>(open: impl Fn() -> Result<S, signoff_storage::OpenError>) -> Option<S> {
+    for _ in 0..250 {
+        match open() {
+            Ok(s) => return Some(s),
+            Err(signoff_storage::OpenError::Missing { .. }) => return None,
+            Err(signoff_storage::OpenError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store stayed locked")
+}
