@@ -855,31 +855,23 @@ fn connect_to(url: &str, schema: &str) -> Result<signoff_storage::PgStore, PgErr
 fn tls_backends(url: &str, name: &str) -> (i64, i64) {
     let url = format!("{url}?sslmode=disable&application_name=observer");
     let name = name.to_owned();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                let driver = tokio::spawn(conn);
-                let row = client
-                    .query_one(
-                        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
-                         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
-                        &[&name],
-                    )
-                    .await
-                    .unwrap();
-                drop(client);
-                let _ = driver.await;
-                (row.get(0), row.get(1))
-            })
+    on_a_thread_of_its_own(async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+        (row.get(0), row.get(1))
     })
-    .join()
-    .unwrap()
 }
 
 /// A CA of our own, which signed nothing the server has.

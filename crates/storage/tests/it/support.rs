@@ -317,12 +317,21 @@ pub fn pg_connect_with(
     config: signoff_storage::PgConfig,
 ) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
     let url = url.to_owned();
+    on_a_thread_of_its_own(async move { signoff_storage::PgStore::connect(&url, config).await })
+}
+
+/// Runs `fut` to its end on a runtime of its own, on a thread of its own: callable from any
+/// context, a runtime's thread too.
+#[cfg(feature = "postgres")]
+pub fn on_a_thread_of_its_own<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(signoff_storage::PgStore::connect(&url, config))
+            .block_on(fut)
     })
     .join()
     .unwrap()
