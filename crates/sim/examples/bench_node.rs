@@ -2,9 +2,9 @@
 //!
 //! 1. Warm invocations of a trivial resolver (`ping` of `examples/apps/notes`, through
 //!    `@forge/resolver`) through the whole simulator (invocation frame, runtime object,
-//!    virtual clock and seed, trace), beside the same function called in a bare Node process
-//!    over the same kind of channel (a Unix socket as stdin, the same length-prefixed JSON
-//!    frames) with nothing else, the two in turns (20 blocks each) so that both see the same
+//!    virtual clock and seed, trace), beside the same function called with the same
+//!    arguments in a bare Node process over the same kind of channel (a Unix socket as
+//!    stdin, the same length-prefixed JSON frames) with nothing else, the two in turns (20 blocks each) so that both see the same
 //!    machine. The ratio of the p50s is the simulator's overhead.
 //! 2. A cold start (a new worker: Node starts, the host files and the app's modules load,
 //!    the call is answered) beside `node -e 0`.
@@ -140,7 +140,18 @@ fn run() -> Result<(), String> {
         .and_then(|c| c.handlers.get("resolver"))
         .map(|h| h.file.clone())
         .ok_or("the notes app has no `resolver` function")?;
-    let mut bare_node = Bare::start(&node.node, &built)?;
+    // The bare process gets the very arguments the simulator passes for this call.
+    let code = app.node().ok_or("the notes app is not a Node app")?;
+    let args = signoff_sim::node::handler_args(
+        code,
+        &installation("bench"),
+        &ping(),
+        "resolver",
+        Some("alice"),
+        platform.now(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut bare_node = Bare::start(&node.node, &built, args)?;
     for _ in 0..50 {
         bare_node.call()?;
     }
@@ -199,7 +210,7 @@ fn run() -> Result<(), String> {
     let bare_total: Duration = bare.iter().sum();
     println!(
         "{:<44}{:>7.1} µs{:>8.1} µs{:>16.0}",
-        "bare Node (same function, same channel)",
+        "bare Node (same function, args and channel)",
         micros(bare50),
         micros(percentile(&bare, 0.99)),
         n as f64 / bare_total.as_secs_f64()
@@ -334,7 +345,7 @@ struct Bare {
 }
 
 impl Bare {
-    fn start(node: &Path, index: &Path) -> Result<Bare, String> {
+    fn start(node: &Path, index: &Path, args: serde_json::Value) -> Result<Bare, String> {
         let (sock, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
         let child = Command::new(node)
             .arg("-e")
@@ -347,7 +358,7 @@ impl Bare {
         let frame = serde_json::json!({
             "t": "invoke",
             "inv": 1,
-            "args": [{"call": {"functionKey": "ping", "payload": {}}, "context": {"accountId": "alice"}}, {}],
+            "args": args,
         });
         let body = serde_json::to_vec(&frame).map_err(|e| e.to_string())?;
         let mut out = (body.len() as u32).to_be_bytes().to_vec();

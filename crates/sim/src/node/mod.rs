@@ -528,6 +528,21 @@ pub(crate) struct Workers {
     started: u64,
 }
 
+/// The arguments a Node handler of `code` is called with for `call` (the platform's shapes:
+/// the resolver's `{call, context}` or the event, then the function context), exactly as the
+/// simulator passes them: for tests of a handler outside the simulator, and for the Node
+/// benchmark, whose bare Node process gets the same arguments.
+pub fn handler_args(
+    code: &NodeCode,
+    inst: &crate::host::Installation,
+    call: &Call,
+    function: &str,
+    account: Option<&str>,
+    now: crate::clock::Millis,
+) -> Result<Value, InvocationError> {
+    args::args(code, inst, call, function, account, now)
+}
+
 impl Workers {
     pub(crate) fn new(max: usize) -> Workers {
         Workers {

@@ -16,7 +16,13 @@ pub(crate) struct Link {
     buf: Vec<u8>,
     /// What one read takes: allocated once, not zeroed again for every read.
     chunk: Box<[u8]>,
+    /// The socket's read timeout as last set: kept while it is close enough to what a wait
+    /// needs (a system call saved on most reads).
+    timeout: Option<Duration>,
 }
+
+/// How much longer than asked a read may wait: the watchdog's checks come at most this late.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(2);
 
 /// Why no frame came.
 #[derive(Debug)]
@@ -33,6 +39,7 @@ impl Link {
             sock,
             buf: Vec::with_capacity(64 * 1024),
             chunk: vec![0u8; 64 * 1024].into_boxed_slice(),
+            timeout: None,
         }
     }
 
@@ -59,9 +66,16 @@ impl Link {
             if left.is_zero() {
                 return Err(Wait::Idle);
             }
-            self.sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .map_err(|e| Wait::Closed(e.to_string()))?;
+            let want = left.max(Duration::from_millis(1));
+            if !self
+                .timeout
+                .is_some_and(|t| t >= want && t <= want + TIMEOUT_SLACK)
+            {
+                self.sock
+                    .set_read_timeout(Some(want))
+                    .map_err(|e| Wait::Closed(e.to_string()))?;
+                self.timeout = Some(want);
+            }
             match self.sock.read(&mut self.chunk) {
                 Ok(0) => return Err(Wait::Closed("the worker closed the channel".into())),
                 Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
