@@ -375,10 +375,11 @@ fn esbuild(app: &Path) -> Result<PathBuf, String> {
 }
 
 /// Bundles every handler module into `node_modules/.cache/signoff-sim/HASH/MODULE.cjs` inside
-/// the app (so that the bundles find the app's packages as the sources would). HASH covers the
-/// build options, the handler modules and every source file of the app's folder (JavaScript, TypeScript and JSON,
-/// outside `node_modules` and dot folders: a handler may import modules beside `src/`, such
-/// as generated ones): an unchanged app is built once.
+/// the app (so that a `require` left to run time finds the app's packages as the sources
+/// would). HASH covers the build options, the handler modules, every source file of the app's
+/// folder (JavaScript, TypeScript and JSON, outside `node_modules` and dot folders: a handler
+/// may import modules beside `src/`, such as generated ones) and the package manager's record
+/// of what it installed: an unchanged app is built once.
 fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, NodeError> {
     let fail = |message: String| NodeError::App {
         dir: dir.display().to_string(),
@@ -415,6 +416,14 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
                     .to_string_lossy()
                     .as_bytes(),
             );
+            feed(&(bytes.len() as u64).to_le_bytes());
+            feed(&bytes);
+        }
+    }
+    // The packages are in the bundle too: what the package manager says it installed.
+    for record in INSTALL_RECORDS {
+        if let Ok(bytes) = std::fs::read(dir.join("node_modules").join(record)) {
+            feed(record.as_bytes());
             feed(&(bytes.len() as u64).to_le_bytes());
             feed(&bytes);
         }
@@ -457,14 +466,25 @@ fn bundle(dir: &Path, handlers: &BTreeMap<String, Handler>) -> Result<PathBuf, N
     Ok(out)
 }
 
-/// How a Forge app is built: one CommonJS bundle per handler module for Node, the app's
-/// packages (`@forge/*` and the rest) left external and loaded from node_modules unchanged.
-const BUNDLE_OPTIONS: [&str; 7] = [
+/// What npm, Yarn and pnpm write into `node_modules` about the tree they installed: part of
+/// the bundle's hash, so that a changed install builds the app again.
+const INSTALL_RECORDS: [&str; 4] = [
+    ".package-lock.json",
+    ".yarn-integrity",
+    ".yarn-state.yml",
+    ".modules.yaml",
+];
+
+/// How a Forge app is built: one CommonJS bundle per handler module for Node with the app's
+/// packages (`@forge/*` and the rest) inside it, unchanged, as the Forge CLI's webpack build
+/// makes them; Node's own modules stay outside. A `require` that cannot be resolved at build
+/// time (a computed name, an optional package inside `try`) is left for Node to resolve at
+/// run time from the bundle's folder, which is inside the app's `node_modules`.
+const BUNDLE_OPTIONS: [&str; 6] = [
     "--bundle",
     "--platform=node",
     "--format=cjs",
     "--target=node20",
-    "--packages=external",
     "--out-extension:.js=.cjs",
     "--log-level=error",
 ];
