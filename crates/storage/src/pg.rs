@@ -19,8 +19,11 @@
 //! Every write is one statement: the functions `signoff_commit` (expected-version check,
 //! records, index row, notifications) and `signoff_upsert` (an index row and its reviewer
 //! rows) run inside the server, so a single write is one round trip and one transaction.
-//! Under group commit the writer task pipelines `BEGIN`, the batch's statements and
-//! `COMMIT` on one connection (one round trip, one WAL flush).
+//! Under group commit a batch of appends is one statement too: `signoff_commit_set` (layout
+//! version 2) when its documents are distinct, a few set-based statements for the whole
+//! batch, else `signoff_commit_batch`, `signoff_commit` for each in turn; a batch with other
+//! writes is pipelined as `BEGIN`, its statements and `COMMIT` on one connection. Either way
+//! one round trip and one WAL flush.
 //!
 //! **Concurrency.** An append with `expected` = 0 inserts the stream's row (`ON CONFLICT DO
 //! NOTHING`), any other updates it `WHERE len = expected`: of two processes appending at the
@@ -53,7 +56,7 @@ use crate::writer::WriterStats;
 use crate::{Durability, GroupCommit, LocalStore, StoreConfig};
 
 /// The version of the PostgreSQL layout that this build writes and reads.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// How a [`PgStore`] connects.
 #[derive(Debug, Clone)]
@@ -615,6 +618,7 @@ impl PgStore {
 struct Sql {
     commit: String,
     commit_batch: String,
+    commit_set: String,
     /// A bare append (no index row, no notifications) as one plain statement, for an empty
     /// stream and for a longer one: no function call on the way.
     append_first: String,
@@ -641,6 +645,9 @@ impl Sql {
             commit: s("SELECT S.signoff_commit($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
             commit_batch: s(
                 "SELECT S.signoff_commit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            ),
+            commit_set: s(
+                "SELECT S.signoff_commit_set($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             ),
             append_first: s("WITH head AS (INSERT INTO S.streams (doc, len) \
                  VALUES ($1::bytea, $3::integer) ON CONFLICT (doc) DO NOTHING RETURNING 1) \
@@ -812,6 +819,120 @@ END $$;
 INSERT INTO S.meta (key, value) VALUES ('schema_version', 1);
 "#;
 
+/// Layout version 2 over version 1: `signoff_commit_set`, a group commit of appends on
+/// distinct documents as a few set-based statements instead of one `signoff_commit` per
+/// operation. The tables are unchanged. Applied in the migration's transaction.
+const SCHEMA_V2: &str = r#"
+-- A group commit whose operations are on distinct documents, with the same parameters and
+-- answers as signoff_commit_batch: each operation is written whole, or not at all when its
+-- stream does not hold exactly the records it expects. Row locks are taken in document
+-- order (streams, then index rows), as the caller sorts the batch.
+CREATE FUNCTION S.signoff_commit_set(
+    p_docs bytea[], p_expected bigint[], p_counts integer[], p_records text[],
+    p_index boolean[], p_states bytea[], p_due bigint[],
+    p_reviewers bytea[], p_reviewer_ends integer[], p_items text[], p_item_ends integer[])
+RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+    lens bigint[];
+    made bytea[];
+    good integer[];
+    old_docs bytea[];
+    old_pair_docs bytea[];
+    old_pair_reviewers bytea[];
+    new_docs bytea[];
+    answers bigint[];
+BEGIN
+    -- The batch's streams, locked, and the lengths they have now (0: none yet).
+    SELECT array_agg(coalesce(s.len, 0) ORDER BY o.n) INTO lens
+      FROM unnest(p_docs) WITH ORDINALITY AS o(doc, n)
+      LEFT JOIN (SELECT doc, len FROM S.streams WHERE doc = ANY (p_docs) ORDER BY doc FOR UPDATE) AS s
+        ON s.doc = o.doc;
+    -- Streams that start here, unless another transaction started them first.
+    WITH m AS (
+        INSERT INTO S.streams (doc, len)
+        SELECT p_docs[i], p_counts[i] FROM generate_subscripts(p_docs, 1) AS i
+         WHERE p_expected[i] = 0 AND lens[i] = 0 AND p_counts[i] > 0
+         ORDER BY p_docs[i]
+        ON CONFLICT (doc) DO NOTHING
+        RETURNING doc)
+    SELECT coalesce(array_agg(doc), '{}') INTO made FROM m;
+    -- The operations that hold.
+    SELECT coalesce(array_agg(i ORDER BY i), '{}') INTO good FROM generate_subscripts(p_docs, 1) AS i
+     WHERE lens[i] = p_expected[i] AND (p_expected[i] > 0 OR p_counts[i] = 0 OR p_docs[i] = ANY (made));
+    UPDATE S.streams AS s SET len = p_expected[i] + p_counts[i]
+      FROM unnest(good) AS i
+     WHERE s.doc = p_docs[i] AND p_expected[i] > 0 AND p_counts[i] > 0;
+    INSERT INTO S.appends (doc, first, count, records)
+    SELECT p_docs[i], p_expected[i], p_counts[i], p_records[i] FROM unnest(good) AS i
+     WHERE p_counts[i] > 0;
+    -- Index rows: those there are, locked, with their reviewers as they were.
+    WITH l AS (
+        SELECT doc, reviewers FROM S.index_rows
+         WHERE doc IN (SELECT p_docs[i] FROM unnest(good) AS i WHERE p_index[i])
+         ORDER BY doc FOR UPDATE)
+    SELECT (SELECT coalesce(array_agg(doc), '{}') FROM l),
+           coalesce(array_agg(l.doc ORDER BY l.doc, r), '{}'),
+           coalesce(array_agg(r ORDER BY l.doc, r), '{}')
+      INTO old_docs, old_pair_docs, old_pair_reviewers
+      FROM l, unnest(l.reviewers) AS r;
+    UPDATE S.index_rows AS n
+       SET state = p_states[i],
+           reviewers = coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
+           due_at = p_due[i]
+      FROM unnest(good) AS i
+     WHERE p_index[i] AND n.doc = p_docs[i] AND n.doc = ANY (old_docs);
+    WITH ins AS (
+        INSERT INTO S.index_rows (doc, state, reviewers, due_at)
+        SELECT p_docs[i], p_states[i],
+               coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
+               p_due[i]
+          FROM unnest(good) AS i
+         WHERE p_index[i] AND NOT (p_docs[i] = ANY (old_docs))
+         ORDER BY p_docs[i]
+        ON CONFLICT (doc) DO NOTHING
+        RETURNING doc)
+    SELECT coalesce(array_agg(doc), '{}') INTO new_docs FROM ins;
+    -- A row another transaction inserted meanwhile: the one-by-one upsert takes it from there.
+    PERFORM S.signoff_upsert(p_docs[i], p_states[i],
+               coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
+               p_due[i])
+       FROM unnest(good) AS i
+      WHERE p_index[i] AND NOT (p_docs[i] = ANY (old_docs)) AND NOT (p_docs[i] = ANY (new_docs))
+      ORDER BY p_docs[i];
+    -- Reviewer rows: those that went, then those that came.
+    DELETE FROM S.index_reviewers AS x
+     USING unnest(old_pair_docs, old_pair_reviewers) AS o(doc, reviewer), unnest(good) AS i
+     WHERE p_index[i] AND p_docs[i] = o.doc
+       AND NOT (o.reviewer = ANY (coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}')))
+       AND x.reviewer = o.reviewer AND x.doc = o.doc;
+    INSERT INTO S.index_reviewers (reviewer, doc)
+    SELECT DISTINCT w.reviewer, w.doc
+      FROM (SELECT p_docs[i] AS doc, r AS reviewer
+              FROM unnest(good) AS i,
+                   unnest(coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}')) AS r
+             WHERE p_index[i] AND (p_docs[i] = ANY (old_docs) OR p_docs[i] = ANY (new_docs))) AS w
+      LEFT JOIN unnest(old_pair_docs, old_pair_reviewers) AS o(doc, reviewer)
+        ON o.doc = w.doc AND o.reviewer = w.reviewer
+     WHERE o.doc IS NULL
+    ON CONFLICT DO NOTHING;
+    -- Notifications, in the batch's order.
+    INSERT INTO S.outbox (item)
+    SELECT p_items[k]
+      FROM generate_subscripts(p_item_ends, 1) AS i,
+           generate_series(coalesce(p_item_ends[i - 1], 0) + 1, p_item_ends[i]) AS k
+     WHERE i = ANY (good)
+     ORDER BY k;
+    SELECT array_agg(CASE WHEN i = ANY (good) THEN p_expected[i] + p_counts[i]
+                          ELSE -1 - coalesce((SELECT len FROM S.streams WHERE doc = p_docs[i]), 0) END
+                     ORDER BY i)
+      INTO answers
+      FROM generate_subscripts(p_docs, 1) AS i;
+    RETURN coalesce(answers, '{}');
+END $$;
+
+UPDATE S.meta SET value = 2 WHERE key = 'schema_version';
+"#;
+
 /// What the store shares with its tasks.
 #[derive(Debug)]
 struct Inner {
@@ -876,6 +997,11 @@ impl Inner {
 
     /// Creates the schema, or checks and migrates it, in one transaction that holds an
     /// advisory lock on the schema's name, so that processes starting together take turns.
+    /// A layout's DDL for this store's schema.
+    fn ddl(&self, text: &str) -> String {
+        text.replace("S.", &format!("\"{}\".", self.schema))
+    }
+
     async fn migrate(&self) -> Result<(), PgError> {
         let mut conn = self
             .pool
@@ -930,6 +1056,12 @@ impl Inner {
                 });
             }
             Some(PG_SCHEMA_VERSION) => {}
+            Some(1) => {
+                txn.batch_execute(&self.ddl(SCHEMA_V2))
+                    .await
+                    .map_err(fail)?;
+                tracing::info!(server = %self.server.name, schema = %self.schema, "migrated the signoff schema from layout version 1 to 2");
+            }
             Some(v) => {
                 return Err(self.server.error(format!(
                     "the schema {:?} has layout version {v}, which no signoff wrote",
@@ -944,8 +1076,12 @@ impl Inner {
                 )));
             }
             None => {
-                let ddl = SCHEMA_V1.replace("S.", &format!("\"{}\".", self.schema));
-                txn.batch_execute(&ddl).await.map_err(fail)?;
+                txn.batch_execute(&self.ddl(SCHEMA_V1))
+                    .await
+                    .map_err(fail)?;
+                txn.batch_execute(&self.ddl(SCHEMA_V2))
+                    .await
+                    .map_err(fail)?;
                 tracing::info!(server = %self.server.name, schema = %self.schema, "created the signoff schema");
             }
         }
@@ -1029,12 +1165,23 @@ impl Inner {
     }
 
     /// A batch of commits (appends with or without index rows and notifications) in one
-    /// statement, `signoff_commit_batch`: one round trip, one transaction.
+    /// statement, `signoff_commit_set` or `signoff_commit_batch`: one round trip, one
+    /// transaction.
     async fn commit_batch(&self, ops: &[Op]) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
         let conn = self.conn().await?;
-        let stmt = self.prepare(&conn, &self.sql.commit_batch).await?;
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by(|a, b| ops[*a].lock_order().cmp(&ops[*b].lock_order()));
+        // Distinct documents (the usual batch of many callers): set-based statements.
+        // Several operations on one document: one after the other, each seeing the last.
+        let distinct = order
+            .windows(2)
+            .all(|w| ops[w[0]].lock_order() != ops[w[1]].lock_order());
+        let sql = if distinct {
+            &self.sql.commit_set
+        } else {
+            &self.sql.commit_batch
+        };
+        let stmt = self.prepare(&conn, sql).await?;
         let mut p = BatchParams::default();
         for i in &order {
             if let Op::Commit {

@@ -548,6 +548,84 @@ fn schema_is_created_once_and_versioned() {
     rt.block_on(async {
         assert_eq!(store.read("d", 0).await.unwrap().len(), 2);
     });
+    drop(store);
+    // An earlier signoff's schema (layout 1, without `signoff_commit_set`): migrated to 2 on
+    // connect, its data kept, and group commits on distinct documents take the new path.
+    assert_eq!(PG_SCHEMA_VERSION, 2);
+    pg_sql(&format!(
+        "DROP FUNCTION \"{schema}\".signoff_commit_set; \
+         UPDATE \"{schema}\".meta SET value = 1 WHERE key = 'schema_version'"
+    ));
+    let store = Arc::new(pg_open(
+        &schema,
+        StoreConfig {
+            group_commit: GroupCommit::UpTo(4),
+            ..StoreConfig::durable()
+        },
+    ));
+    assert_eq!(
+        pg_sql(&format!(
+            "SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
+        )),
+        Some("2".to_string())
+    );
+    assert_eq!(
+        pg_sql(&format!(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = '{schema}' AND p.proname = 'signoff_commit_set'"
+        )),
+        Some("1".to_string())
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, 2));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let doc = format!("m{i}");
+                    store.append(&doc, 0, &recs(&doc, 0, 1)).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(1));
+        }
+        assert_eq!(store.read("m7", 0).await.unwrap(), recs("m7", 0, 1));
+    });
+}
+
+/// Runs `sql` (simple query protocol, several statements allowed) as the test server's
+/// user: the first column of the last row it returns, if any.
+fn pg_sql(sql: &str) -> Option<String> {
+    let url = pg_url();
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(conn);
+            let mut last = None;
+            for m in client.simple_query(&sql).await.unwrap() {
+                if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+                    last = row.get(0).map(str::to_owned);
+                }
+            }
+            drop(client);
+            let _ = driver.await;
+            last
+        })
+    })
+    .join()
+    .unwrap()
 }
 
 /// Sets the schema's recorded layout version behind the store's back.
