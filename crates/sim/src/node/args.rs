@@ -56,7 +56,7 @@ pub(crate) fn runtime_base(code: &NodeCode, inst: &Installation) -> Value {
             "installation": {"id": inst.id, "contexts": [{"cloudId": cloud}]},
             "permissions": {"scopes": [], "external": {}},
         },
-        "contextAri": format!("ari:cloud:confluence::site/{cloud}"),
+        "contextAri": format!("ari:cloud:{}::site/{cloud}", code.product),
         "aaid": null,
         "proxy": {"token": "signoff-sim", "url": "https://forge-proxy.signoff-sim.invalid", "host": "forge-proxy.signoff-sim.invalid"},
         "tracing": null,
@@ -80,10 +80,10 @@ pub(crate) fn runtime_invocation(
 }
 
 /// The handler's second argument (function-reference/arguments).
-fn function_context(inst: &Installation, account: Option<&str>) -> Value {
+fn function_context(code: &NodeCode, inst: &Installation, account: Option<&str>) -> Value {
     let cloud = cloud_id(&inst.site);
     let mut c = json!({
-        "installContext": format!("ari:cloud:confluence::site/{cloud}"),
+        "installContext": format!("ari:cloud:{}::site/{cloud}", code.product),
         "installation": {
             "ari": {"installationId": inst.id},
             "contexts": [{"cloudId": cloud}],
@@ -95,14 +95,29 @@ fn function_context(inst: &Installation, account: Option<&str>) -> Value {
     c
 }
 
-/// The context a Custom UI sends with `invoke` (what `view.getContext()` returns there).
-fn ui_context(inst: &Installation, account: Option<&str>, function: &str) -> Value {
+/// The context a Custom UI sends with `invoke` (what `view.getContext()` returns there): the
+/// module is the first UI module whose resolver is `function` (the function's own key if none
+/// is), and its `localId` the extension's ARI, as the platform forms it.
+fn ui_context(
+    code: &NodeCode,
+    inst: &Installation,
+    account: Option<&str>,
+    function: &str,
+) -> Value {
+    let module = code
+        .ui_modules
+        .get(function)
+        .map_or(function, String::as_str);
     json!({
         "accountId": account,
         "cloudId": cloud_id(&inst.site),
         "siteUrl": format!("https://{}", inst.site),
-        "localId": format!("signoff-sim-{}", inst.id),
-        "moduleKey": function,
+        "localId": format!(
+            "ari:cloud:ecosystem::extension/{}/{}/static/{module}",
+            bare_app_id(&inst.app),
+            inst.environment
+        ),
+        "moduleKey": module,
         "environmentId": inst.environment,
         "environmentType": environment_type(&inst.environment),
         "extension": {},
@@ -126,10 +141,10 @@ pub(crate) fn args(
     account: Option<&str>,
     now: Millis,
 ) -> Result<Value, InvocationError> {
-    let fc = function_context(inst, account);
+    let fc = function_context(code, inst, account);
     Ok(match call {
         Call::Resolver { name, payload } => json!([
-            {"call": {"functionKey": name, "payload": parse("resolver payload", payload)?}, "context": ui_context(inst, account, function)},
+            {"call": {"functionKey": name, "payload": parse("resolver payload", payload)?}, "context": ui_context(code, inst, account, function)},
             fc,
         ]),
         Call::Event(event) => json!([parse("event", event)?, fc]),

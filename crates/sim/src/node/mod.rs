@@ -190,6 +190,12 @@ pub struct NodeCode {
     pub variables: BTreeMap<String, String>,
     /// `app.storage.entities`.
     pub entities: entities::Entities,
+    /// The product the app's modules extend (`confluence`, `jira`, `compass`, `bitbucket`):
+    /// the one named in `installContext` and `contextAri`. Confluence when no module says.
+    pub product: String,
+    /// Function key to the key of the first UI module (in the manifest's order) whose
+    /// `resolver.function` it is: a resolver call's `context.moduleKey`.
+    pub ui_modules: BTreeMap<String, String>,
     pub env: Arc<NodeEnv>,
 }
 
@@ -247,7 +253,29 @@ impl NodeCode {
         }
         let mut handlers = BTreeMap::new();
         let mut consumers = BTreeMap::new();
+        let mut ui_modules = BTreeMap::new();
+        let mut product = None;
         for m in &manifest.modules {
+            if let Some((prefix, _)) = m.kind.split_once(':') {
+                let p = match prefix {
+                    "jiraServiceManagement" => "jira",
+                    p => p,
+                };
+                if product.is_none() && ["confluence", "jira", "compass", "bitbucket"].contains(&p)
+                {
+                    product = Some(p.to_string());
+                }
+                let function = m
+                    .node
+                    .get("resolver")
+                    .and_then(|r| r.get("function"))
+                    .and_then(|f| f.as_str());
+                if let (Some(function), Some(key)) = (function, &m.key) {
+                    ui_modules
+                        .entry(function.to_string())
+                        .or_insert_with(|| key.clone());
+                }
+            }
             if m.kind == "consumer" {
                 let queue = m.node.get("queue").and_then(|q| q.as_str());
                 let method = m
@@ -303,7 +331,7 @@ impl NodeCode {
             );
         }
         // Built as the Forge CLI builds an app: every handler module bundled by esbuild (from
-        // npm) with the app's packages left as they are in node_modules.
+        // npm) with the app's packages in it.
         let built = bundle(&dir, &handlers)?;
         let src = dir.join("src");
         for h in handlers.values_mut() {
@@ -317,6 +345,8 @@ impl NodeCode {
             handlers,
             consumers,
             entities,
+            product: product.unwrap_or_else(|| "confluence".to_string()),
+            ui_modules,
             variables: variables.clone(),
             env,
         })

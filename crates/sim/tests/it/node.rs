@@ -480,3 +480,84 @@ fn worker_threads_run_behind_the_same_walls() {
         None
     );
 }
+
+/// The handler's arguments name the product the app extends and, for a resolver call, the UI
+/// module whose resolver it is (`moduleKey`, and its extension ARI as `localId`), as the
+/// platform's do (found running jenkins-for-jira, which reads both).
+#[test]
+fn a_resolver_call_names_its_ui_module_and_the_apps_product() {
+    let dir = std::env::temp_dir().join(format!("signoff-sim-jira-app-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "jira-probe", "private": true}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/index.js"),
+        "exports.run = (request, context) => ({ request, context, contextAri: globalThis.__forge_runtime__.contextAri });\n",
+    )
+    .unwrap();
+    let manifest = "modules:
+  jira:issuePanel:
+    - key: issue-panel
+      resource: main
+      resolver:
+        function: main
+      title: Probe
+  jira:globalPage:
+    - key: global-page
+      resource: main
+      resolver:
+        function: main
+      title: Probe
+  function:
+    - key: main
+      handler: index.run
+    - key: other
+      handler: index.run
+resources:
+  - key: main
+    path: static
+app:
+  id: ari:cloud:ecosystem::app/11111111-2222-4333-8444-555555555555
+  runtime:
+    name: nodejs20.x
+";
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let app = runtime
+        .load_node_app(manifest, &dir, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
+    let mut p = Platform::new(runtime, SimConfig::forge());
+    p.add_app(app);
+    let id = "ari:cloud:ecosystem::app/11111111-2222-4333-8444-555555555555";
+    p.install(installation("jira", id));
+    let r = json_of(p.invoke_as("jira", "main", resolver("probe"), Some("alice")));
+    let cloud = r["request"]["context"]["cloudId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r["request"]["context"]["moduleKey"], "issue-panel", "{r}");
+    assert_eq!(
+        r["request"]["context"]["localId"],
+        "ari:cloud:ecosystem::extension/11111111-2222-4333-8444-555555555555/production/static/issue-panel",
+        "{r}"
+    );
+    assert_eq!(
+        r["context"]["installContext"],
+        format!("ari:cloud:jira::site/{cloud}"),
+        "{r}"
+    );
+    assert_eq!(
+        r["contextAri"],
+        format!("ari:cloud:jira::site/{cloud}"),
+        "{r}"
+    );
+    // A function no UI module names: its own key.
+    let r = json_of(p.invoke_as("jira", "other", resolver("probe"), Some("alice")));
+    assert_eq!(r["request"]["context"]["moduleKey"], "other", "{r}");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
