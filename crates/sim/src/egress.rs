@@ -118,8 +118,9 @@ pub struct EgressAttempt {
     pub blocked_because: Option<BlockReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_entry: Option<String>,
-    /// What the request carried that the platform recognises as the site's content (e.g.
-    /// `page 100001 body`): the request's body or URL holds a page's body or title.
+    /// What the request carried that the platform recognises as the site's end-user data:
+    /// `page 100001 body` (its body or URL holds a page's body or title), else `account
+    /// alice` (an account id of one of the site's people, as a word of its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carries: Option<String>,
 }

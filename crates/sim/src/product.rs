@@ -112,6 +112,9 @@ struct Site {
     /// The pages' bodies and titles by their first eight bytes, kept as pages change (see
     /// [`Confluence::content_in`]).
     content: ContentIndex,
+    /// The site's people the platform has seen: page authors and the users who called an app
+    /// (see [`Confluence::account_in`]).
+    accounts: BTreeSet<String>,
 }
 
 /// How many bytes of a text a [`ContentIndex`] keys it by: texts shorter than that are
@@ -254,6 +257,37 @@ impl Confluence {
         ))
     }
 
+    /// Remembers one of the site's people (an account id; an app's own `app:...` name is
+    /// not a person).
+    pub fn note_account(&mut self, site: &str, account: &str) {
+        if account.is_empty() || account.starts_with("app:") {
+            return;
+        }
+        let s = self.sites.entry(site.to_string()).or_default();
+        if !s.accounts.contains(account) {
+            s.accounts.insert(account.to_string());
+        }
+    }
+
+    /// Which of the site's people `texts` name, as "account ID": the first by id whose
+    /// account id stands in a text as a word of its own (not inside a longer name: `bob` is
+    /// not found in `bobby`). The egress ledger's check for end-user data besides page
+    /// content.
+    pub fn account_in(&self, site: &str, texts: &[&str]) -> Option<String> {
+        let s = self.sites.get(site)?;
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        s.accounts
+            .iter()
+            .find(|a| {
+                texts.iter().any(|t| {
+                    t.match_indices(a.as_str()).any(|(i, m)| {
+                        !word(t[..i].chars().next_back()) && !word(t[i + m.len()..].chars().next())
+                    })
+                })
+            })
+            .map(|a| format!("account {a}"))
+    }
+
     /// The pages of a site, by id.
     pub fn pages(&self, site: &str) -> impl Iterator<Item = &Page> + '_ {
         self.sites
@@ -314,6 +348,7 @@ impl Confluence {
     }
 
     fn emit(&mut self, site: &str, event_type: &'static str, by: &str, page: &Page) {
+        self.note_account(site, by);
         let status = if self.is_trashed(site, &page.id) {
             "trashed"
         } else {
@@ -521,6 +556,28 @@ fn conflict(what: &str, current: u32, offered: u32) -> ProductError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_in_finds_the_sites_people_as_words_of_their_own() {
+        let mut c = Confluence::default();
+        c.create_page("s", "carol", "HR", "Leave", "<p>x</p>")
+            .unwrap();
+        c.note_account("s", "bob");
+        c.note_account("s", "app:ari:cloud:ecosystem::app/1");
+        c.note_account("other", "dave");
+        assert_eq!(
+            c.account_in("s", &[r#"{"user_id":"bob","n":1}"#]),
+            Some("account bob".into())
+        );
+        assert_eq!(
+            c.account_in("s", &["", "https://x.example/t?u=carol&k=1"]),
+            Some("account carol".into())
+        );
+        // Inside a longer name, or another site's person: not found.
+        assert_eq!(c.account_in("s", &["bobby carolyn bob_2 dave"]), None);
+        assert_eq!(c.account_in("s", &["app:ari:cloud:ecosystem::app/1"]), None);
+        assert_eq!(c.account_in("nowhere", &["bob"]), None);
+    }
 
     #[test]
     fn content_in_names_the_first_page_whose_body_or_title_a_request_carries() {

@@ -61,7 +61,8 @@ pub struct EgressLine {
     pub bytes: usize,
     /// Why attempts were blocked, each reason once.
     pub blocked_because: Vec<BlockReason>,
-    /// The site content the requests carried (`page 100001 body`), each once.
+    /// The end-user data the requests carried (`page 100001 body`, `account alice`), each
+    /// once.
     pub carried: Vec<String>,
 }
 
@@ -235,10 +236,13 @@ impl RoaReport {
 fn judge(egress: &[EgressLine], cross_realm: &[RealmViolation]) -> Observed {
     let mut reasons = Vec::new();
     for e in egress {
-        let content = if e.carried.is_empty() {
-            "data"
-        } else {
-            "page content"
+        let pages = e.carried.iter().any(|c| c.starts_with("page "));
+        let accounts = e.carried.iter().any(|c| c.starts_with("account "));
+        let content = match (pages, accounts) {
+            (false, false) => "data",
+            (true, false) => "page content",
+            (false, true) => "account ids",
+            (true, true) => "page content and account ids",
         };
         if e.allowed > 0 && (e.category != "analytics" || e.in_scope_eud) {
             let what = if e.in_scope_eud {
@@ -249,6 +253,12 @@ fn judge(egress: &[EgressLine], cross_realm: &[RealmViolation]) -> Observed {
             reasons.push(format!(
                 "{what} sent to {} ({} egress, {} times)",
                 e.host, e.category, e.allowed
+            ));
+        } else if e.allowed > 0 && !e.carried.is_empty() {
+            // Declared as analytics without in-scope end-user data, and seen carrying some.
+            reasons.push(format!(
+                "{content} sent to {} (analytics egress declared inScopeEUD: false; {} requests)",
+                e.host, e.allowed
             ));
         }
         let refused: Vec<&BlockReason> = e
@@ -289,5 +299,59 @@ fn reason_id(r: BlockReason) -> &'static str {
         BlockReason::MalformedUrl => "malformed_url",
         BlockReason::RawSocket => "raw_socket",
         BlockReason::NameLookup => "name_lookup",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analytics(in_scope_eud: bool, carried: &[&str]) -> EgressLine {
+        EgressLine {
+            host: "in.stats.example".into(),
+            category: "analytics",
+            in_scope_eud,
+            allowed: 3,
+            blocked: 0,
+            bytes: 120,
+            blocked_because: Vec::new(),
+            carried: carried.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn analytics_declared_without_end_user_data_is_judged_by_what_it_carried() {
+        // As declared: counts and names only.
+        let clean = judge(&[analytics(false, &[])], &[]);
+        assert!(clean.eligible, "{clean:?}");
+        // Account ids (app 08 of the corpus sends its users' ids as `user_id`).
+        let ids = judge(&[analytics(false, &["account alice"])], &[]);
+        assert!(!ids.eligible);
+        assert_eq!(
+            ids.reasons,
+            vec![
+                "account ids sent to in.stats.example (analytics egress declared inScopeEUD: \
+                 false; 3 requests)"
+                    .to_string()
+            ]
+        );
+        let both = judge(
+            &[analytics(false, &["account bob", "page 100001 body"])],
+            &[],
+        );
+        assert!(
+            both.reasons[0].starts_with("page content and account ids sent to"),
+            "{both:?}"
+        );
+        // Declared in scope: not eligible whatever it carried, as before.
+        let declared = judge(&[analytics(true, &["account alice"])], &[]);
+        assert_eq!(
+            declared.reasons,
+            vec![
+                "in-scope end-user account ids sent to in.stats.example (analytics egress, 3 \
+                 times)"
+                    .to_string()
+            ]
+        );
     }
 }

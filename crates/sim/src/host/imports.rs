@@ -65,7 +65,11 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(i: Invocation) -> HostState {
+    pub(crate) fn new(mut i: Invocation) -> HostState {
+        // The caller is one of the site's people from now on.
+        if let Some(a) = &i.account_id {
+            i.world.confluence.note_account(&i.installation.site, a);
+        }
         HostState {
             wasi: wasi_ctx(&i),
             scope: i.installation.scope(),
@@ -184,12 +188,14 @@ impl HostState {
         format!("app:{}", self.app.id)
     }
 
-    /// Whether a request carries the site's content: a page's body or title (of a useful
-    /// length, so that short words do not match) found in its body or URL.
+    /// Whether a request carries the site's end-user data: a page's body or title (of a
+    /// useful length, so that short words do not match), else the account id of one of the
+    /// site's people (page authors, users who called an app), found in its body or URL.
     fn carried_content(&self, url: &str, body: &str) -> Option<String> {
-        self.world
-            .confluence
-            .content_in(&self.installation.site, &[body, url])
+        let c = &self.world.confluence;
+        let site = &self.installation.site;
+        c.content_in(site, &[body, url])
+            .or_else(|| c.account_in(site, &[body, url]))
     }
 }
 
