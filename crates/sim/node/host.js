@@ -152,19 +152,19 @@ async function invoke(f) {
   const ctx = { inv: f.inv };
   let outcome;
   try {
-    const value = await als.run(ctx, async () => {
-      // Warm worker threads, frozen since the last invocation, work for this one now.
-      if (state.workers.size) state.thawWorkers();
-      // A module already loaded is taken as it is (no promise to wait for).
-      const mod = modules.get(h.file) ?? (await load(h.file));
-      const fn = pick(mod, h.export);
-      if (typeof fn !== 'function') {
-        const e = new Error(`${h.handler}: the module ${h.module} has no exported function \`${h.export}\``);
-        e.name = 'HANDLER_NOT_FOUND';
-        throw e;
-      }
-      return fn(...f.args);
-    });
+    // Warm worker threads, frozen since the last invocation, work for this one now.
+    if (state.workers.size) als.run(ctx, state.thawWorkers);
+    // A module already loaded is taken as it is: no promise, no extra turn of the event loop
+    // (a first load runs the module's top-level code in the invocation's context).
+    let mod = modules.get(h.file);
+    if (mod === undefined) mod = await als.run(ctx, () => load(h.file));
+    const fn = pick(mod, h.export);
+    if (typeof fn !== 'function') {
+      const e = new Error(`${h.handler}: the module ${h.module} has no exported function \`${h.export}\``);
+      e.name = 'HANDLER_NOT_FOUND';
+      throw e;
+    }
+    const value = await als.run(ctx, () => fn(...f.args));
     outcome = { ok: true, value: value === undefined ? undefined : JSON.stringify(value) };
   } catch (err) {
     if (err && err.name === 'SignoffSimExit') return;
