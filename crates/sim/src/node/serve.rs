@@ -883,6 +883,46 @@ fn confluence(
                 Err(e) => product_fail(e),
             }
         }
+        // Page lists: all of a site's pages (`space-id`, `title`, `status` filters), or a
+        // space's, in id order, `limit` (1 to 250, 25 by default) at a time, the next batch
+        // behind `_links.next` (its cursor is the last id given).
+        ("GET", ["wiki", "api", "v2", "pages"]) => page_list(state, &site, None, query),
+        ("GET", ["wiki", "api", "v2", "spaces", id, "pages"]) => {
+            page_list(state, &site, Some(id), query)
+        }
+        // A page's versions, newest first, `limit` at a time (cursor: the last number given).
+        ("GET", ["wiki", "api", "v2", "pages", id, "versions"]) => {
+            if state.world.confluence.get_page(&site, id).is_none() {
+                return v2_error(404, "NOT_FOUND", format!("no page {id}"));
+            }
+            let Some(limit) = list_limit(query) else {
+                return v2_error(400, "INVALID_REQUEST_PARAMETER", "limit is 1 to 250");
+            };
+            let below = query_param(query, "cursor").and_then(|c| c.parse::<u32>().ok());
+            let versions: Vec<&crate::product::Page> = state
+                .world
+                .confluence
+                .history(&site, id)
+                .iter()
+                .rev()
+                .filter(|v| below.is_none_or(|b| v.version < b))
+                .take(limit + 1)
+                .collect();
+            let more = versions.len() > limit;
+            let results: Vec<Value> = versions
+                .iter()
+                .take(limit)
+                .map(|v| json!({"number": v.version, "message": "", "minorEdit": false, "authorId": v.author, "createdAt": Value::Null}))
+                .collect();
+            let mut links = json!({"base": format!("https://{site}/wiki")});
+            if more && let Some(last) = versions.get(limit - 1) {
+                links["next"] = json!(format!(
+                    "/wiki/api/v2/pages/{id}/versions?cursor={}&limit={limit}",
+                    last.version
+                ));
+            }
+            Answer::json(200, json!({"results": results, "_links": links}))
+        }
         // Spaces exist in the simulated Confluence by having pages; a space's id is its key
         // (Confluence's are numbers: apps that read `spaceId` from a page and look the
         // space up, as they must on the platform, get the same answer here).
@@ -992,6 +1032,104 @@ fn confluence(
             ),
         ),
     }
+}
+
+/// A query parameter's value, percent-decoded (`+` is a space).
+fn query_param<'q>(query: &'q str, name: &str) -> Option<std::borrow::Cow<'q, str>> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['%', '+']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A list's `limit`: 25 when absent, `None` when not 1 to 250.
+fn list_limit(query: &str) -> Option<usize> {
+    match query_param(query, "limit") {
+        None => Some(25),
+        Some(l) => l.parse::<usize>().ok().filter(|l| (1..=250).contains(l)),
+    }
+}
+
+/// `GET /wiki/api/v2/pages` and `/spaces/{id}/pages`.
+fn page_list(state: &HostState, site: &str, space: Option<&str>, query: &str) -> Answer {
+    let Some(limit) = list_limit(query) else {
+        return v2_error(400, "INVALID_REQUEST_PARAMETER", "limit is 1 to 250");
+    };
+    let spaces: Option<Vec<String>> = match space {
+        Some(s) => Some(vec![s.to_string()]),
+        None => query_param(query, "space-id").map(|v| v.split(',').map(str::to_string).collect()),
+    };
+    let title = query_param(query, "title");
+    let statuses: Vec<String> = query_param(query, "status")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| vec!["current".to_string()]);
+    let after = query_param(query, "cursor");
+    let c = &state.world.confluence;
+    // Ids are numbers: in numeric order, as Confluence sorts by id.
+    let mut pages: Vec<&crate::product::Page> = c
+        .pages(site)
+        .filter(|p| {
+            spaces
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|s| *s == p.space))
+        })
+        .filter(|p| title.as_deref().is_none_or(|t| p.title == t))
+        .filter(|p| {
+            let status = if c.is_trashed(site, &p.id) {
+                "trashed"
+            } else {
+                "current"
+            };
+            statuses.iter().any(|s| s == status)
+        })
+        .collect();
+    let key = |id: &str| (id.len(), id.to_string());
+    pages.sort_by_key(|p| key(&p.id));
+    let start = after
+        .as_deref()
+        .map_or(0, |a| pages.partition_point(|p| key(&p.id) <= key(a)));
+    let page: Vec<Value> = pages[start..]
+        .iter()
+        .take(limit)
+        .map(|p| page_v2(site, p, query))
+        .collect();
+    let mut links = json!({"base": format!("https://{site}/wiki")});
+    if pages.len() > start + limit {
+        let last = &pages[start + limit - 1].id;
+        let path = match space {
+            Some(s) => format!("/wiki/api/v2/spaces/{s}/pages"),
+            None => "/wiki/api/v2/pages".to_string(),
+        };
+        links["next"] = json!(format!("{path}?cursor={last}&limit={limit}"));
+    }
+    Answer::json(200, json!({"results": page, "_links": links}))
 }
 
 fn state_id(name: &str) -> u64 {

@@ -561,3 +561,141 @@ app:
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Page lists and page versions of the simulated Confluence, read through
+/// `__forge_fetch__` as `@forge/api`'s `requestConfluence` sends them (corpus apps 03 and 04
+/// list pages and read versions).
+#[test]
+fn confluence_lists_pages_and_versions() {
+    let dir = std::env::temp_dir().join(format!("signoff-sim-lists-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "lists-probe", "private": true}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/index.js"),
+        "const target = { type: 'fpp', provider: 'app', remote: 'confluence' };
+exports.run = async (request) => {
+  const out = {};
+  for (const path of request.call.payload.paths) {
+    const r = await globalThis.__forge_fetch__(target, path, { method: 'GET', headers: { accept: 'application/json' } });
+    out[path] = { status: r.status, body: await r.json() };
+  }
+  return out;
+};
+",
+    )
+    .unwrap();
+    let manifest = "modules:
+  function:
+    - key: main
+      handler: index.run
+permissions:
+  scopes:
+    - read:page:confluence
+app:
+  id: ari:cloud:ecosystem::app/11111111-2222-4333-8444-666666666666
+  runtime:
+    name: nodejs20.x
+";
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let app = runtime
+        .load_node_app(manifest, &dir, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
+    let mut p = Platform::new(runtime, SimConfig::forge());
+    p.add_app(app);
+    p.install(installation(
+        "lists",
+        "ari:cloud:ecosystem::app/11111111-2222-4333-8444-666666666666",
+    ));
+    let site = "lists.atlassian.net";
+    let mut ids = Vec::new();
+    for (space, title) in [
+        ("HR", "Leave"),
+        ("ENG", "Specs"),
+        ("HR", "Travel"),
+        ("HR", "Pay"),
+    ] {
+        ids.push(
+            p.confluence()
+                .create_page(site, "carol", space, title, "<p>v1</p>")
+                .unwrap()
+                .id,
+        );
+    }
+    p.confluence()
+        .update_page(site, "dave", &ids[0], "Leave", "<p>v2</p>", 2)
+        .unwrap();
+    p.confluence()
+        .update_page(site, "erin", &ids[0], "Leave", "<p>v3</p>", 3)
+        .unwrap();
+    let paths = [
+        "/wiki/api/v2/pages?space-id=HR&limit=2".to_string(),
+        format!("/wiki/api/v2/pages?space-id=HR&limit=2&cursor={}", ids[2]),
+        "/wiki/api/v2/spaces/ENG/pages".to_string(),
+        "/wiki/api/v2/pages?title=Travel&body-format=storage".to_string(),
+        format!("/wiki/api/v2/pages/{}/versions?limit=2", ids[0]),
+        format!("/wiki/api/v2/pages/{}/versions?cursor=2", ids[0]),
+        "/wiki/api/v2/pages/999/versions".to_string(),
+        "/wiki/api/v2/pages?limit=0".to_string(),
+    ];
+    let payload = json!({ "paths": paths }).to_string();
+    let r = json_of(p.invoke_as(
+        "lists",
+        "main",
+        Call::Resolver {
+            name: "x".into(),
+            payload,
+        },
+        Some("alice"),
+    ));
+    let titles = |path: &str| -> Vec<String> {
+        r[path]["body"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(titles(&paths[0]), ["Leave", "Travel"], "{r}");
+    assert_eq!(
+        r[&paths[0]]["body"]["_links"]["next"],
+        format!("/wiki/api/v2/pages?cursor={}&limit=2", ids[2]),
+        "{r}"
+    );
+    assert_eq!(titles(&paths[1]), ["Pay"], "{r}");
+    assert!(r[&paths[1]]["body"]["_links"].get("next").is_none(), "{r}");
+    assert_eq!(titles(&paths[2]), ["Specs"], "{r}");
+    assert_eq!(titles(&paths[3]), ["Travel"], "{r}");
+    assert_eq!(
+        r[&paths[3]]["body"]["results"][0]["body"]["storage"]["value"],
+        "<p>v1</p>"
+    );
+    let numbers = |path: &str| -> Vec<(u64, String)> {
+        r[path]["body"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["number"].as_u64().unwrap(),
+                    v["authorId"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        numbers(&paths[4]),
+        [(3, "erin".to_string()), (2, "dave".to_string())],
+        "{r}"
+    );
+    assert_eq!(numbers(&paths[5]), [(1, "carol".to_string())], "{r}");
+    assert_eq!(r[&paths[6]]["status"], 404, "{r}");
+    assert_eq!(r[&paths[7]]["status"], 400, "{r}");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
