@@ -1095,11 +1095,7 @@ fn page_list(state: &HostState, site: &str, space: Option<&str>, query: &str) ->
     // Ids are numbers: in numeric order, as Confluence sorts by id.
     let mut pages: Vec<&crate::product::Page> = c
         .pages(site)
-        .filter(|p| {
-            spaces
-                .as_ref()
-                .is_none_or(|s| s.iter().any(|s| *s == p.space))
-        })
+        .filter(|p| spaces.as_ref().is_none_or(|s| s.contains(&p.space)))
         .filter(|p| title.as_deref().is_none_or(|t| p.title == t))
         .filter(|p| {
             let status = if c.is_trashed(site, &p.id) {
