@@ -617,6 +617,11 @@ pub struct NodeStats {
     /// Platform calls or log lines made by work an earlier invocation left pending after it
     /// returned (refused: the platform no longer serves that invocation).
     pub late: u64,
+    /// Product calls answered with an error (`confluence GET /wiki/rest/api/search 404`,
+    /// `jira POST /rest/api/3/permissions/check 404 PRODUCT_NOT_SIMULATED`), at most 20:
+    /// what an app that swallows an error would otherwise hide.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub product_errors: Vec<String>,
 }
 
 /// Everything one Node invocation needs.

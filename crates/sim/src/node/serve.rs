@@ -19,16 +19,51 @@ pub(crate) fn serve(
     state: &mut HostState,
     code: &NodeCode,
     f: &Value,
-    _stats: &mut NodeStats,
+    stats: &mut NodeStats,
 ) -> Value {
     let id = f.get("id").cloned().unwrap_or(Value::Null);
     let answer = match f.get("op").and_then(Value::as_str) {
         Some("fetch") => egress_fetch(state, f),
-        Some("forge_fetch") => forge_fetch(state, code, f),
+        Some("forge_fetch") => {
+            let answer = forge_fetch(state, code, f);
+            note_product_error(f, &answer, stats);
+            answer
+        }
         other => Answer::error("INVALID_CALL", format!("unknown platform call {other:?}")),
     };
     answer.into_reply(id)
 }
+
+/// The product calls (`requestConfluence`, `requestJira`, ...) answered with an error go to
+/// the trace, so that an app that swallows a 404 (a route the simulation lacks, a page that
+/// is gone) still shows it: `confluence GET /wiki/rest/api/search 404`, at most
+/// [`MAX_PRODUCT_ERRORS`] per invocation.
+fn note_product_error(f: &Value, answer: &Answer, stats: &mut NodeStats) {
+    let target = f.get("target").unwrap_or(&Value::Null);
+    if str_field(target, "type") != "fpp" || stats.product_errors.len() >= MAX_PRODUCT_ERRORS {
+        return;
+    }
+    if let Answer::Http {
+        status, headers, ..
+    } = answer
+        && *status >= 400
+    {
+        let path: String = str_field(f, "path").chars().take(200).collect();
+        let proxy = headers
+            .iter()
+            .find(|(k, _)| k == "forge-proxy-error")
+            .map(|(_, v)| format!(" {v}"))
+            .unwrap_or_default();
+        stats.product_errors.push(format!(
+            "{} {} {path} {status}{proxy}",
+            str_field(target, "remote"),
+            str_field(f, "method"),
+        ));
+    }
+}
+
+/// Product errors an invocation's trace line keeps.
+const MAX_PRODUCT_ERRORS: usize = 20;
 
 /// A refusal the worker reports (a raw socket, a name lookup, a child process): in the trace,
 /// and for network attempts in the egress ledger as blocked.

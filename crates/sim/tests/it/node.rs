@@ -696,6 +696,15 @@ app:
     assert_eq!(numbers(&paths[5]), [(1, "carol".to_string())], "{r}");
     assert_eq!(r[&paths[6]]["status"], 404, "{r}");
     assert_eq!(r[&paths[7]]["status"], 400, "{r}");
+    // The product calls answered with an error are in the trace, whatever the app made of
+    // them.
+    assert_eq!(
+        last(&p).node.as_ref().unwrap().product_errors,
+        [
+            "confluence GET /wiki/api/v2/pages/999/versions 404",
+            "confluence GET /wiki/api/v2/pages?limit=0 400"
+        ]
+    );
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
