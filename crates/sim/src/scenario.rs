@@ -587,6 +587,14 @@ impl Scenario {
             };
             sim.platform_mut().add_endpoint(host, endpoint);
         }
+        // The sites' users are their people: their account ids in a request are end-user data.
+        for site in self.sites.values() {
+            for account in site.users.values() {
+                sim.platform_mut()
+                    .confluence()
+                    .note_account(&site.host, account);
+            }
+        }
         let mut run = Run {
             scenario: self,
             runtime,
