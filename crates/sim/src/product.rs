@@ -115,6 +115,8 @@ struct Site {
     /// The site's people the platform has seen: page authors and the users who called an app
     /// (see [`Confluence::account_in`]).
     accounts: BTreeSet<String>,
+    /// Group name to its members' account ids.
+    groups: BTreeMap<String, Vec<String>>,
 }
 
 /// How many bytes of a text a [`ContentIndex`] keys it by: texts shorter than that are
@@ -267,6 +269,23 @@ impl Confluence {
         if !s.accounts.contains(account) {
             s.accounts.insert(account.to_string());
         }
+    }
+
+    /// Makes (or replaces) a group of the site's people.
+    pub fn set_group(&mut self, site: &str, name: &str, members: &[String]) {
+        for m in members {
+            self.note_account(site, m);
+        }
+        let s = self.sites.entry(site.to_string()).or_default();
+        s.groups.insert(name.to_string(), members.to_vec());
+    }
+
+    /// The site's groups, by name, with their members.
+    pub fn groups(&self, site: &str) -> impl Iterator<Item = (&String, &Vec<String>)> + '_ {
+        self.sites
+            .get(site)
+            .into_iter()
+            .flat_map(|s| s.groups.iter())
     }
 
     /// Which of the site's people `texts` name, as "account ID": the first by id whose

@@ -587,12 +587,15 @@ impl Scenario {
             };
             sim.platform_mut().add_endpoint(host, endpoint);
         }
-        // The sites' users are their people: their account ids in a request are end-user data.
+        // The sites' users are their people (their account ids in a request are end-user
+        // data), and their groups are Confluence's.
         for site in self.sites.values() {
+            let confluence = sim.platform_mut().confluence();
             for account in site.users.values() {
-                sim.platform_mut()
-                    .confluence()
-                    .note_account(&site.host, account);
+                confluence.note_account(&site.host, account);
+            }
+            for (group, members) in &site.groups {
+                confluence.set_group(&site.host, group, members);
             }
         }
         let mut run = Run {
@@ -714,6 +717,8 @@ struct SiteDef {
     realm: Realm,
     /// User name to account id.
     users: BTreeMap<String, String>,
+    /// Group name to its members' account ids.
+    groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -1750,11 +1755,15 @@ impl Cx<'_> {
                 }
             }
         }
+        let mut groups = BTreeMap::new();
         if let Some(g) = v.get("groups") {
-            for (_, members) in self.map(g)? {
+            for (group, members) in self.map(g)? {
+                let mut accounts = Vec::new();
                 for m in self.seq(members)? {
-                    self.name_in(m, &users, "user")?;
+                    let user = self.name_in(m, &users, "user")?;
+                    accounts.push(users[&user].clone());
                 }
+                groups.insert(self.string(group)?, accounts);
             }
         }
         Ok(SiteDef {
@@ -1763,6 +1772,7 @@ impl Cx<'_> {
                 .unwrap_or_else(|| format!("{name}.atlassian.net")),
             realm,
             users,
+            groups,
         })
     }
 

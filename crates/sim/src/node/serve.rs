@@ -958,6 +958,50 @@ fn confluence(
             }
             Answer::json(200, json!({"results": results, "_links": links}))
         }
+        // Groups (the scenario's `groups:`): a user's, all of them, a group's members; v1
+        // lists with `start` and `limit` (200 by default).
+        ("GET", ["wiki", "rest", "api", "user", "memberof"]) => {
+            let Some(account) = query_param(query, "accountId") else {
+                return v1_error(400, "accountId is required");
+            };
+            let groups: Vec<Value> = state
+                .world
+                .confluence
+                .groups(&site)
+                .filter(|(_, members)| members.iter().any(|m| *m == account))
+                .map(|(name, _)| group_v1(name))
+                .collect();
+            v1_list(groups, query)
+        }
+        ("GET", ["wiki", "rest", "api", "group"]) => {
+            let groups: Vec<Value> = state
+                .world
+                .confluence
+                .groups(&site)
+                .map(|(name, _)| group_v1(name))
+                .collect();
+            v1_list(groups, query)
+        }
+        ("GET", ["wiki", "rest", "api", "group", "member"]) => {
+            let Some(name) = query_param(query, "name") else {
+                return v1_error(400, "name is required");
+            };
+            match state
+                .world
+                .confluence
+                .groups(&site)
+                .find(|(g, _)| **g == name)
+            {
+                Some((_, members)) => {
+                    let members: Vec<Value> = members
+                        .iter()
+                        .map(|m| json!({"type": "known", "accountId": m, "accountType": "atlassian", "publicName": m, "displayName": m}))
+                        .collect();
+                    v1_list(members, query)
+                }
+                None => v1_error(404, format!("no group {name}")),
+            }
+        }
         // Spaces exist in the simulated Confluence by having pages; a space's id is its key
         // (Confluence's are numbers: apps that read `spaceId` from a page and look the
         // space up, as they must on the platform, get the same answer here).
@@ -1102,6 +1146,27 @@ fn percent_decode(v: &str) -> std::borrow::Cow<'_, str> {
         i += 1;
     }
     std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A group as the v1 REST API gives it (its id derived from its name).
+fn group_v1(name: &str) -> Value {
+    json!({"type": "group", "name": name, "id": format!("{:08x}-0000-4000-8000-000000000000", state_id(name))})
+}
+
+/// A v1 list: `start` (0) and `limit` (200, at most 1,000) over `items`.
+fn v1_list(items: Vec<Value>, query: &str) -> Answer {
+    let start = query_param(query, "start")
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
+    let limit = query_param(query, "limit")
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(200)
+        .clamp(1, 1000);
+    let page: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
+    Answer::json(
+        200,
+        json!({"results": page, "start": start, "limit": limit, "size": page.len(), "_links": {}}),
+    )
 }
 
 /// A list's `limit`: 25 when absent, `None` when not 1 to 250.

@@ -562,7 +562,7 @@ app:
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Page lists and page versions of the simulated Confluence, read through
+/// Page lists, page versions and groups of the simulated Confluence, read through
 /// `__forge_fetch__` as `@forge/api`'s `requestConfluence` sends them (corpus apps 03 and 04
 /// list pages and read versions).
 #[test]
@@ -628,6 +628,9 @@ app:
         );
     }
     p.confluence()
+        .set_group(site, "admins", &["alice".to_string(), "bob".to_string()]);
+    p.confluence().set_group(site, "hr", &["bob".to_string()]);
+    p.confluence()
         .update_page(site, "dave", &ids[0], "Leave", "<p>v2</p>", 2)
         .unwrap();
     p.confluence()
@@ -642,6 +645,10 @@ app:
         format!("/wiki/api/v2/pages/{}/versions?cursor=2", ids[0]),
         "/wiki/api/v2/pages/999/versions".to_string(),
         "/wiki/api/v2/pages?limit=0".to_string(),
+        "/wiki/rest/api/user/memberof?accountId=bob".to_string(),
+        "/wiki/rest/api/group?start=1".to_string(),
+        "/wiki/rest/api/group/member?name=admins".to_string(),
+        "/wiki/rest/api/group/member?name=nobody".to_string(),
     ];
     let payload = json!({ "paths": paths }).to_string();
     let r = json_of(p.invoke_as(
@@ -696,13 +703,26 @@ app:
     assert_eq!(numbers(&paths[5]), [(1, "carol".to_string())], "{r}");
     assert_eq!(r[&paths[6]]["status"], 404, "{r}");
     assert_eq!(r[&paths[7]]["status"], 400, "{r}");
+    let names = |path: &str, field: &str| -> Vec<String> {
+        r[path]["body"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[field].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&paths[8], "name"), ["admins", "hr"], "{r}");
+    assert_eq!(names(&paths[9], "name"), ["hr"], "{r}");
+    assert_eq!(names(&paths[10], "accountId"), ["alice", "bob"], "{r}");
+    assert_eq!(r[&paths[11]]["status"], 404, "{r}");
     // The product calls answered with an error are in the trace, whatever the app made of
     // them.
     assert_eq!(
         last(&p).node.as_ref().unwrap().product_errors,
         [
             "confluence GET /wiki/api/v2/pages/999/versions 404",
-            "confluence GET /wiki/api/v2/pages?limit=0 400"
+            "confluence GET /wiki/api/v2/pages?limit=0 400",
+            "confluence GET /wiki/rest/api/group/member?name=nobody 404"
         ]
     );
     drop(p);
