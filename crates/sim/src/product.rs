@@ -23,6 +23,16 @@ pub struct Page {
     pub version: u32,
 }
 
+/// A footer comment on a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    pub id: String,
+    pub page: String,
+    pub author: String,
+    /// The body in storage format.
+    pub body: String,
+}
+
 /// A change to a page, as the platform's product events describe it (platform.md §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PageEvent {
@@ -117,6 +127,8 @@ struct Site {
     accounts: BTreeSet<String>,
     /// Group name to its members' account ids.
     groups: BTreeMap<String, Vec<String>>,
+    /// Footer comments by id (numbers from the pages' sequence).
+    comments: BTreeMap<String, Comment>,
 }
 
 /// How many bytes of a text a [`ContentIndex`] keys it by: texts shorter than that are
@@ -269,6 +281,54 @@ impl Confluence {
         if !s.accounts.contains(account) {
             s.accounts.insert(account.to_string());
         }
+    }
+
+    /// Adds a footer comment to a page (no product event: comment events are not simulated).
+    pub fn add_comment(
+        &mut self,
+        site: &str,
+        author: &str,
+        page: &str,
+        body: &str,
+    ) -> Result<Comment, ProductError> {
+        if body.trim().is_empty() {
+            return Err(invalid("a comment needs a body"));
+        }
+        let s = self.site(site, page)?;
+        s.next_id += 1;
+        let c = Comment {
+            id: (100_000 + s.next_id).to_string(),
+            page: page.to_string(),
+            author: author.to_string(),
+            body: body.to_string(),
+        };
+        s.comments.insert(c.id.clone(), c.clone());
+        self.note_account(site, author);
+        Ok(c)
+    }
+
+    pub fn comment(&self, site: &str, id: &str) -> Option<&Comment> {
+        self.sites.get(site)?.comments.get(id)
+    }
+
+    /// A page's footer comments, oldest first.
+    pub fn comments_on(&self, site: &str, page: &str) -> Vec<&Comment> {
+        let mut all: Vec<&Comment> = self
+            .sites
+            .get(site)
+            .into_iter()
+            .flat_map(|s| s.comments.values())
+            .filter(|c| c.page == page)
+            .collect();
+        all.sort_by_key(|c| (c.id.len(), c.id.clone()));
+        all
+    }
+
+    /// Deletes a footer comment; whether there was one.
+    pub fn delete_comment(&mut self, site: &str, id: &str) -> bool {
+        self.sites
+            .get_mut(site)
+            .is_some_and(|s| s.comments.remove(id).is_some())
     }
 
     /// Makes (or replaces) a group of the site's people.

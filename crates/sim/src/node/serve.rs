@@ -958,6 +958,73 @@ fn confluence(
             }
             Answer::json(200, json!({"results": results, "_links": links}))
         }
+        // Footer comments on pages (no comment events: those are not simulated).
+        ("POST", ["wiki", "api", "v2", "footer-comments"]) => {
+            let Some(b) = body_json() else {
+                return v2_error(400, "INVALID_REQUEST_PARAMETER", "the body is not JSON");
+            };
+            let Some(page) = b.get("pageId").and_then(|p| match p {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }) else {
+                return v2_error(
+                    400,
+                    "INVALID_REQUEST_PARAMETER",
+                    "pageId is required (comments on blog posts and replies are not simulated)",
+                );
+            };
+            let value = b
+                .pointer("/body/value")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let representation = b
+                .pointer("/body/representation")
+                .and_then(Value::as_str)
+                .unwrap_or("storage");
+            match state
+                .world
+                .confluence
+                .add_comment(&site, &author, &page, &value)
+            {
+                Ok(c) => Answer::json(200, comment_v2(&site, &c, representation)),
+                Err(e) => product_fail(e),
+            }
+        }
+        ("GET", ["wiki", "api", "v2", "footer-comments", id]) => {
+            match state.world.confluence.comment(&site, id) {
+                Some(c) => Answer::json(200, comment_v2(&site, c, "storage")),
+                None => v2_error(404, "NOT_FOUND", format!("no comment {id}")),
+            }
+        }
+        ("DELETE", ["wiki", "api", "v2", "footer-comments", id]) => {
+            if state.world.confluence.delete_comment(&site, id) {
+                Answer::Http {
+                    status: 204,
+                    headers: Vec::new(),
+                    body: String::new(),
+                }
+            } else {
+                v2_error(404, "NOT_FOUND", format!("no comment {id}"))
+            }
+        }
+        ("GET", ["wiki", "api", "v2", "pages", id, "footer-comments"]) => {
+            if state.world.confluence.get_page(&site, id).is_none() {
+                return v2_error(404, "NOT_FOUND", format!("no page {id}"));
+            }
+            let results: Vec<Value> = state
+                .world
+                .confluence
+                .comments_on(&site, id)
+                .into_iter()
+                .map(|c| comment_v2(&site, c, "storage"))
+                .collect();
+            Answer::json(
+                200,
+                json!({"results": results, "_links": {"base": format!("https://{site}/wiki")}}),
+            )
+        }
         // Groups (the scenario's `groups:`): a user's, all of them, a group's members; v1
         // lists with `start` and `limit` (200 by default).
         ("GET", ["wiki", "rest", "api", "user", "memberof"]) => {
@@ -1146,6 +1213,19 @@ fn percent_decode(v: &str) -> std::borrow::Cow<'_, str> {
         i += 1;
     }
     std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A footer comment as pages v2 gives it.
+fn comment_v2(site: &str, c: &crate::product::Comment, representation: &str) -> Value {
+    json!({
+        "id": c.id,
+        "status": "current",
+        "title": format!("Re: comment {}", c.id),
+        "pageId": c.page,
+        "version": {"number": 1, "message": "", "minorEdit": false, "authorId": c.author},
+        "body": {representation: {"representation": representation, "value": c.body}},
+        "_links": {"webui": format!("/pages/{}?focusedCommentId={}", c.page, c.id), "base": format!("https://{site}/wiki")},
+    })
 }
 
 /// A group as the v1 REST API gives it (its id derived from its name).

@@ -562,7 +562,7 @@ app:
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Page lists, page versions and groups of the simulated Confluence, read through
+/// Page lists, page versions, footer comments and groups of the simulated Confluence, through
 /// `__forge_fetch__` as `@forge/api`'s `requestConfluence` sends them (corpus apps 03 and 04
 /// list pages and read versions).
 #[test]
@@ -581,9 +581,11 @@ fn confluence_lists_pages_and_versions() {
         "const target = { type: 'fpp', provider: 'app', remote: 'confluence' };
 exports.run = async (request) => {
   const out = {};
-  for (const path of request.call.payload.paths) {
-    const r = await globalThis.__forge_fetch__(target, path, { method: 'GET', headers: { accept: 'application/json' } });
-    out[path] = { status: r.status, body: await r.json() };
+  for (const item of request.call.payload.paths) {
+    const req = typeof item === 'string' ? { method: 'GET', path: item, key: item } : item;
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    const r = await globalThis.__forge_fetch__(target, req.path, { method: req.method, headers: { accept: 'application/json' }, body });
+    out[req.key] = { status: r.status, body: r.status === 204 ? null : await r.json() };
   }
   return out;
 };
@@ -650,7 +652,16 @@ app:
         "/wiki/rest/api/group/member?name=admins".to_string(),
         "/wiki/rest/api/group/member?name=nobody".to_string(),
     ];
-    let payload = json!({ "paths": paths }).to_string();
+    let comment = format!("/wiki/api/v2/pages/{}/footer-comments", ids[1]);
+    let mut requests: Vec<Value> = paths.iter().map(|p| json!(p)).collect();
+    requests.extend([
+        json!({"key": "post", "method": "POST", "path": "/wiki/api/v2/footer-comments", "body": {"pageId": ids[1], "body": {"representation": "storage", "value": "<p>Found an email address</p>"}}}),
+        json!({"key": "list", "method": "GET", "path": comment}),
+        json!({"key": "delete", "method": "DELETE", "path": "/wiki/api/v2/footer-comments/100005"}),
+        json!({"key": "gone", "method": "GET", "path": "/wiki/api/v2/footer-comments/100005"}),
+        json!({"key": "no page", "method": "POST", "path": "/wiki/api/v2/footer-comments", "body": {"pageId": "999", "body": {"representation": "storage", "value": "x"}}}),
+    ]);
+    let payload = json!({ "paths": requests }).to_string();
     let r = json_of(p.invoke_as(
         "lists",
         "main",
@@ -703,6 +714,22 @@ app:
     assert_eq!(numbers(&paths[5]), [(1, "carol".to_string())], "{r}");
     assert_eq!(r[&paths[6]]["status"], 404, "{r}");
     assert_eq!(r[&paths[7]]["status"], 400, "{r}");
+    assert_eq!(r["post"]["status"], 200, "{r}");
+    assert_eq!(r["post"]["body"]["id"], "100005", "{r}");
+    assert_eq!(r["post"]["body"]["pageId"], ids[1].as_str(), "{r}");
+    assert_eq!(
+        r["post"]["body"]["version"]["authorId"],
+        "app:ari:cloud:ecosystem::app/11111111-2222-4333-8444-666666666666",
+        "{r}"
+    );
+    assert_eq!(
+        r["list"]["body"]["results"][0]["body"]["storage"]["value"],
+        "<p>Found an email address</p>",
+        "{r}"
+    );
+    assert_eq!(r["delete"]["status"], 204, "{r}");
+    assert_eq!(r["gone"]["status"], 404, "{r}");
+    assert_eq!(r["no page"]["status"], 404, "{r}");
     let names = |path: &str, field: &str| -> Vec<String> {
         r[path]["body"]["results"]
             .as_array()
@@ -722,7 +749,9 @@ app:
         [
             "confluence GET /wiki/api/v2/pages/999/versions 404",
             "confluence GET /wiki/api/v2/pages?limit=0 400",
-            "confluence GET /wiki/rest/api/group/member?name=nobody 404"
+            "confluence GET /wiki/rest/api/group/member?name=nobody 404",
+            "confluence GET /wiki/api/v2/footer-comments/100005 404",
+            "confluence POST /wiki/api/v2/footer-comments 404"
         ]
     );
     drop(p);
