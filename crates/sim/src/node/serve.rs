@@ -862,10 +862,46 @@ fn confluence(
                     if !state.world.confluence.is_trashed(&site, id)
                         || query.contains("status") =>
                 {
-                    Answer::json(200, page_v2(&site, &p, query))
+                    // `version=N`: the page as it was at that version.
+                    match query_param(query, "version").map(|v| v.parse::<u32>()) {
+                        None => Answer::json(200, page_v2(&site, &p, query)),
+                        Some(Ok(n)) => match state
+                            .world
+                            .confluence
+                            .history(&site, id)
+                            .iter()
+                            .find(|v| v.version == n)
+                        {
+                            Some(old) => Answer::json(200, page_v2(&site, old, query)),
+                            None => {
+                                v2_error(404, "NOT_FOUND", format!("page {id} has no version {n}"))
+                            }
+                        },
+                        Some(Err(_)) => {
+                            v2_error(400, "INVALID_REQUEST_PARAMETER", "version is a number")
+                        }
+                    }
                 }
                 _ => v2_error(404, "NOT_FOUND", format!("no page {id}")),
             }
+        }
+        // One version's details (no body: the page at a version is `?version=N`).
+        ("GET", ["wiki", "api", "v2", "pages", id, "versions", number]) => {
+            let history = state.world.confluence.history(&site, id);
+            let Ok(n) = number.parse::<u32>() else {
+                return v2_error(400, "INVALID_REQUEST_PARAMETER", "the version is a number");
+            };
+            let Some(i) = history.iter().position(|v| v.version == n) else {
+                return v2_error(404, "NOT_FOUND", format!("page {id} has no version {n}"));
+            };
+            let brief = |v: Option<&crate::product::Page>| {
+                v.map_or(Value::Null, |v| json!({"number": v.version, "authorId": v.author, "message": "", "minorEdit": false, "createdAt": Value::Null}))
+            };
+            let v = &history[i];
+            Answer::json(
+                200,
+                json!({"number": v.version, "authorId": v.author, "message": "", "minorEdit": false, "createdAt": Value::Null, "contentTypeModified": false, "collaborators": [v.author], "prevVersion": brief(i.checked_sub(1).and_then(|j| history.get(j))), "nextVersion": brief(history.get(i + 1))}),
+            )
         }
         ("PUT", ["wiki", "api", "v2", "pages", id]) => {
             let Some(b) = body_json() else {

@@ -655,6 +655,9 @@ app:
     let comment = format!("/wiki/api/v2/pages/{}/footer-comments", ids[1]);
     let mut requests: Vec<Value> = paths.iter().map(|p| json!(p)).collect();
     requests.extend([
+        json!({"key": "v2", "method": "GET", "path": format!("/wiki/api/v2/pages/{}?version=2&body-format=storage", ids[0])}),
+        json!({"key": "v2 details", "method": "GET", "path": format!("/wiki/api/v2/pages/{}/versions/2", ids[0])}),
+        json!({"key": "v9", "method": "GET", "path": format!("/wiki/api/v2/pages/{}?version=9", ids[0])}),
         json!({"key": "post", "method": "POST", "path": "/wiki/api/v2/footer-comments", "body": {"pageId": ids[1], "body": {"representation": "storage", "value": "<p>Found an email address</p>"}}}),
         json!({"key": "list", "method": "GET", "path": comment}),
         json!({"key": "delete", "method": "DELETE", "path": "/wiki/api/v2/footer-comments/100005"}),
@@ -714,6 +717,15 @@ app:
     assert_eq!(numbers(&paths[5]), [(1, "carol".to_string())], "{r}");
     assert_eq!(r[&paths[6]]["status"], 404, "{r}");
     assert_eq!(r[&paths[7]]["status"], 400, "{r}");
+    assert_eq!(
+        r["v2"]["body"]["body"]["storage"]["value"], "<p>v2</p>",
+        "{r}"
+    );
+    assert_eq!(r["v2"]["body"]["version"]["number"], 2, "{r}");
+    assert_eq!(r["v2 details"]["body"]["authorId"], "dave", "{r}");
+    assert_eq!(r["v2 details"]["body"]["prevVersion"]["number"], 1, "{r}");
+    assert_eq!(r["v2 details"]["body"]["nextVersion"]["number"], 3, "{r}");
+    assert_eq!(r["v9"]["status"], 404, "{r}");
     assert_eq!(r["post"]["status"], 200, "{r}");
     assert_eq!(r["post"]["body"]["id"], "100005", "{r}");
     assert_eq!(r["post"]["body"]["pageId"], ids[1].as_str(), "{r}");
@@ -750,6 +762,7 @@ app:
             "confluence GET /wiki/api/v2/pages/999/versions 404",
             "confluence GET /wiki/api/v2/pages?limit=0 400",
             "confluence GET /wiki/rest/api/group/member?name=nobody 404",
+            "confluence GET /wiki/api/v2/pages/100001?version=9 404",
             "confluence GET /wiki/api/v2/footer-comments/100005 404",
             "confluence POST /wiki/api/v2/footer-comments 404"
         ]
