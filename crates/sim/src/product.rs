@@ -331,6 +331,13 @@ impl Confluence {
             .is_some_and(|s| s.comments.remove(id).is_some())
     }
 
+    /// Whether `account` is one of the site's people.
+    pub fn knows_account(&self, site: &str, account: &str) -> bool {
+        self.sites
+            .get(site)
+            .is_some_and(|s| s.accounts.contains(account))
+    }
+
     /// Makes (or replaces) a group of the site's people.
     pub fn set_group(&mut self, site: &str, name: &str, members: &[String]) {
         for m in members {

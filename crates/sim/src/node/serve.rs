@@ -241,7 +241,11 @@ fn forge_fetch(state: &mut HostState, code: &NodeCode, f: &Value) -> Answer {
             legacy_storage(state, code, &body_text(f))
         }
         ("fpp", "stargate") => stargate(state, path, &body_text(f)),
-        ("fpp", "jira" | "bitbucket") => Answer::proxy_error(404, "PRODUCT_NOT_SIMULATED"),
+        ("fpp", "jira") => {
+            let as_user = target.get("provider").and_then(Value::as_str) == Some("user");
+            jira(state, str_field(f, "method"), path, &body_text(f), as_user)
+        }
+        ("fpp", "bitbucket") => Answer::proxy_error(404, "PRODUCT_NOT_SIMULATED"),
         _ => Answer::proxy_error(400, "NOT_SIMULATED"),
     }
 }
@@ -1249,6 +1253,130 @@ fn percent_decode(v: &str) -> std::borrow::Cow<'_, str> {
         i += 1;
     }
     std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+// --- Jira: the few routes real apps of the corpus need -----------------------------------
+
+/// The groups whose members are Jira administrators (global `ADMINISTER`) on a simulated
+/// site: the scenario's groups of these names.
+const JIRA_ADMIN_GROUPS: [&str; 3] = ["jira-administrators", "site-admins", "administrators"];
+
+/// The simulated Jira REST API: permission checks (`POST /rest/api/3/permissions/check`) and
+/// the builds and deployments APIs (`POST /rest/builds/0.1/bulk`,
+/// `/rest/deployments/0.1/bulk`, `DELETE .../bulkByProperties`), which take what they are
+/// given. Anything else answers 404 naming the route.
+fn jira(state: &mut HostState, method: &str, path: &str, body: &str, as_user: bool) -> Answer {
+    let (path, _query) = path.split_once('?').unwrap_or((path, ""));
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let site = state.installation.site.clone();
+    let body_json = || serde_json::from_str::<Value>(body).ok();
+    let jira_error = |status: u16, message: String| {
+        Answer::json(status, json!({"errorMessages": [message], "errors": {}}))
+    };
+    match (method, segments.as_slice()) {
+        ("POST", ["rest", "api", "2" | "3", "permissions", "check"]) => {
+            let Some(b) = body_json() else {
+                return jira_error(400, "the body is not JSON".into());
+            };
+            // As the user: the caller; as the app: the `accountId` asked about.
+            let account = match (as_user, &state.account_id) {
+                (true, Some(a)) => Some(a.clone()),
+                (true, None) => return jira_error(401, "no user is signed in".into()),
+                (false, _) => b
+                    .get("accountId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            };
+            let c = &state.world.confluence;
+            let known = account
+                .as_deref()
+                .is_some_and(|a| c.knows_account(&site, a));
+            let admin = account.as_deref().is_some_and(|a| {
+                c.groups(&site).any(|(g, members)| {
+                    JIRA_ADMIN_GROUPS.contains(&g.as_str()) && members.iter().any(|m| m == a)
+                })
+            });
+            let globals: Vec<Value> = b
+                .get("globalPermissions")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(Value::as_str)
+                        .filter(|p| match *p {
+                            "ADMINISTER" | "SYSTEM_ADMIN" => admin,
+                            _ => known,
+                        })
+                        .map(|p| json!(p))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let projects: Vec<Value> = b
+                .get("projectPermissions")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|_| known)
+                        .flat_map(|p| {
+                            let projects = p.get("projects").cloned().unwrap_or(json!([]));
+                            let issues = p.get("issues").cloned().unwrap_or(json!([]));
+                            p.get("permissions")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .map(move |perm| json!({"permission": perm, "projects": projects, "issues": issues}))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Answer::json(
+                200,
+                json!({"globalPermissions": globals, "projectPermissions": projects}),
+            )
+        }
+        ("POST", ["rest", "builds", "0.1", "bulk"]) => {
+            let Some(b) = body_json() else {
+                return jira_error(400, "the body is not JSON".into());
+            };
+            let accepted: Vec<Value> = b
+                .get("builds")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|x| json!({"pipelineId": x.get("pipelineId"), "buildNumber": x.get("buildNumber")}))
+                .collect();
+            Answer::json(
+                202,
+                json!({"acceptedBuilds": accepted, "rejectedBuilds": [], "unknownIssueKeys": []}),
+            )
+        }
+        ("POST", ["rest", "deployments", "0.1", "bulk"]) => {
+            let Some(b) = body_json() else {
+                return jira_error(400, "the body is not JSON".into());
+            };
+            let accepted: Vec<Value> = b
+                .get("deployments")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|x| json!({"pipelineId": x.pointer("/pipeline/id"), "environmentId": x.pointer("/environment/id"), "deploymentSequenceNumber": x.get("deploymentSequenceNumber")}))
+                .collect();
+            Answer::json(
+                202,
+                json!({"acceptedDeployments": accepted, "rejectedDeployments": [], "unknownIssueKeys": [], "unknownAssociations": []}),
+            )
+        }
+        ("DELETE", ["rest", "builds" | "deployments", "0.1", "bulkByProperties"]) => Answer::Http {
+            status: 202,
+            headers: Vec::new(),
+            body: String::new(),
+        },
+        _ => jira_error(
+            404,
+            format!(
+                "{method} {path}: not part of the simulated Jira REST API (crates/sim/README.md lists what is)"
+            ),
+        ),
+    }
 }
 
 /// A footer comment as pages v2 gives it.

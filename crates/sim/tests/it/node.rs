@@ -770,3 +770,127 @@ app:
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The simulated Jira's permission check (administrators are the members of the site's
+/// `jira-administrators`, `site-admins` or `administrators` group) and its builds and
+/// deployments APIs (corpus app 09, jenkins-for-jira, needs these to get past its admin check).
+#[test]
+fn jira_checks_permissions_and_takes_builds() {
+    let dir = std::env::temp_dir().join(format!("signoff-sim-jira-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "jira-probe", "private": true}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/index.js"),
+        "exports.run = async (request) => {
+  const out = {};
+  for (const req of request.call.payload.requests) {
+    const target = { type: 'fpp', provider: req.provider, remote: 'jira' };
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    const r = await globalThis.__forge_fetch__(target, req.path, { method: req.method, headers: { 'content-type': 'application/json' }, body });
+    const text = await r.text();
+    out[req.key] = { status: r.status, body: text ? JSON.parse(text) : null };
+  }
+  return out;
+};
+",
+    )
+    .unwrap();
+    let manifest = "modules:
+  jira:adminPage:
+    - key: admin
+      resource: main
+      resolver:
+        function: main
+      title: Probe
+  function:
+    - key: main
+      handler: index.run
+resources:
+  - key: main
+    path: static
+app:
+  id: ari:cloud:ecosystem::app/11111111-2222-4333-8444-777777777777
+  runtime:
+    name: nodejs20.x
+";
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let app = runtime
+        .load_node_app(manifest, &dir, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
+    let mut p = Platform::new(runtime, SimConfig::forge());
+    p.add_app(app);
+    p.install(installation(
+        "j",
+        "ari:cloud:ecosystem::app/11111111-2222-4333-8444-777777777777",
+    ));
+    p.confluence().set_group(
+        "j.atlassian.net",
+        "jira-administrators",
+        &["alice".to_string()],
+    );
+    p.confluence().note_account("j.atlassian.net", "bob");
+    let check = json!({"globalPermissions": ["ADMINISTER", "USER_PICKER"], "projectPermissions": [{"permissions": ["BROWSE_PROJECTS"], "projects": [10000]}]});
+    let requests = json!([
+        {"key": "as alice", "provider": "user", "method": "POST", "path": "/rest/api/3/permissions/check", "body": check},
+        {"key": "bob by the app", "provider": "app", "method": "POST", "path": "/rest/api/3/permissions/check", "body": {"accountId": "bob", "globalPermissions": ["ADMINISTER", "USER_PICKER"]}},
+        {"key": "a stranger", "provider": "app", "method": "POST", "path": "/rest/api/3/permissions/check", "body": {"accountId": "mallory", "globalPermissions": ["USER_PICKER"]}},
+        {"key": "builds", "provider": "app", "method": "POST", "path": "/rest/builds/0.1/bulk", "body": {"builds": [{"pipelineId": "p1", "buildNumber": 7}]}},
+        {"key": "deployments", "provider": "app", "method": "POST", "path": "/rest/deployments/0.1/bulk", "body": {"deployments": [{"pipeline": {"id": "p1"}, "environment": {"id": "prod"}, "deploymentSequenceNumber": 3}]}},
+        {"key": "delete", "provider": "app", "method": "DELETE", "path": "/rest/builds/0.1/bulkByProperties?cloudId=x"},
+        {"key": "issue", "provider": "app", "method": "GET", "path": "/rest/api/3/issue/KEY-1"},
+    ]);
+    let payload = json!({ "requests": requests }).to_string();
+    let r = json_of(p.invoke_as(
+        "j",
+        "main",
+        Call::Resolver {
+            name: "x".into(),
+            payload,
+        },
+        Some("alice"),
+    ));
+    assert_eq!(
+        r["as alice"]["body"]["globalPermissions"],
+        json!(["ADMINISTER", "USER_PICKER"]),
+        "{r}"
+    );
+    assert_eq!(
+        r["as alice"]["body"]["projectPermissions"],
+        json!([{"permission": "BROWSE_PROJECTS", "projects": [10000], "issues": []}]),
+        "{r}"
+    );
+    assert_eq!(
+        r["bob by the app"]["body"]["globalPermissions"],
+        json!(["USER_PICKER"]),
+        "{r}"
+    );
+    assert_eq!(
+        r["a stranger"]["body"]["globalPermissions"],
+        json!([]),
+        "{r}"
+    );
+    assert_eq!(r["builds"]["status"], 202, "{r}");
+    assert_eq!(
+        r["builds"]["body"]["acceptedBuilds"],
+        json!([{"pipelineId": "p1", "buildNumber": 7}]),
+        "{r}"
+    );
+    assert_eq!(
+        r["deployments"]["body"]["acceptedDeployments"][0]["environmentId"], "prod",
+        "{r}"
+    );
+    assert_eq!(r["delete"]["status"], 202, "{r}");
+    assert_eq!(r["issue"]["status"], 404, "{r}");
+    assert_eq!(
+        last(&p).node.as_ref().unwrap().product_errors,
+        ["jira GET /rest/api/3/issue/KEY-1 404"]
+    );
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
