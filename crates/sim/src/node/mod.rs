@@ -196,6 +196,8 @@ pub struct NodeCode {
     /// Function key to the key of the first UI module (in the manifest's order) whose
     /// `resolver.function` it is: a resolver call's `context.moduleKey`.
     pub ui_modules: BTreeMap<String, String>,
+    /// The keys of the app's `webtrigger` modules (`webTrigger.getUrl` names one).
+    pub web_triggers: std::collections::BTreeSet<String>,
     pub env: Arc<NodeEnv>,
 }
 
@@ -254,8 +256,14 @@ impl NodeCode {
         let mut handlers = BTreeMap::new();
         let mut consumers = BTreeMap::new();
         let mut ui_modules = BTreeMap::new();
+        let mut web_triggers = std::collections::BTreeSet::new();
         let mut product = None;
         for m in &manifest.modules {
+            if m.kind == "webtrigger"
+                && let Some(key) = &m.key
+            {
+                web_triggers.insert(key.clone());
+            }
             if let Some((prefix, _)) = m.kind.split_once(':') {
                 let p = match prefix {
                     "jiraServiceManagement" => "jira",
@@ -347,6 +355,7 @@ impl NodeCode {
             entities,
             product: product.unwrap_or_else(|| "confluence".to_string()),
             ui_modules,
+            web_triggers,
             variables: variables.clone(),
             env,
         })

@@ -240,6 +240,7 @@ fn forge_fetch(state: &mut HostState, code: &NodeCode, f: &Value) -> Answer {
         ("fpp", "stargate") if path.starts_with("/forge/entities/graphql") => {
             legacy_storage(state, code, &body_text(f))
         }
+        ("fpp", "stargate") if path == "/graphql" => web_trigger_urls(state, code, &body_text(f)),
         ("fpp", "stargate") => stargate(state, path, &body_text(f)),
         ("fpp", "jira") => {
             let as_user = target.get("provider").and_then(Value::as_str) == Some("user");
@@ -1837,6 +1838,72 @@ fn legacy_storage(state: &mut HostState, code: &NodeCode, body: &str) -> Answer 
 /// Events per push, and bytes per event body (the client checks both too).
 const MAX_EVENTS: usize = 50;
 const MAX_EVENT_BYTES: usize = 200 * 1024;
+
+/// `webTrigger.getUrl`, `deleteUrl` and `queryUrls` of `@forge/api` (GraphQL on stargate,
+/// spec §3.5). A web trigger's URL is the same for an installation on every run, derived from
+/// the installation and the trigger's key; the query lists every web trigger of the app (not
+/// only those asked for before). The simulation calls a web trigger by its key (a scenario's
+/// `web-trigger` step), never by URL.
+fn web_trigger_urls(state: &HostState, code: &NodeCode, body: &str) -> Answer {
+    let gql_error = |message: String| {
+        Answer::json(
+            200,
+            json!({"errors": [{"message": message, "extensions": {"errorType": "BAD_REQUEST", "statusCode": 400}}]}),
+        )
+    };
+    let Ok(req) = serde_json::from_str::<Value>(body) else {
+        return gql_error("the body is not JSON".into());
+    };
+    let query = str_field(&req, "query");
+    let vars = req.get("variables").unwrap_or(&Value::Null);
+    let inst = &state.installation.id;
+    let id_of = |key: &str| {
+        let h = key
+            .bytes()
+            .chain([0])
+            .chain(inst.bytes())
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+        format!("{h:016x}")
+    };
+    let url_of = |key: &str| {
+        format!(
+            "https://{}.hello.atlassian-dev.net/x1/{}",
+            crate::node::args::cloud_id(&state.installation.site),
+            id_of(key)
+        )
+    };
+    if query.contains("createWebTriggerUrl") {
+        let key = vars
+            .pointer("/input/triggerKey")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !code.web_triggers.contains(key) {
+            return gql_error(format!("the app has no webtrigger module `{key}`"));
+        }
+        Answer::json(
+            200,
+            json!({"data": {"createWebTriggerUrl": {"url": url_of(key)}}}),
+        )
+    } else if query.contains("deleteWebTriggerUrl") {
+        let id = str_field(vars, "id");
+        let known = code.web_triggers.iter().any(|k| id_of(k) == id);
+        Answer::json(
+            200,
+            json!({"data": {"deleteWebTriggerUrl": {"success": known, "message": if known { Value::Null } else { json!(format!("no web trigger URL {id}")) }}}}),
+        )
+    } else if query.contains("webTriggerUrlsByAppContext") {
+        let list: Vec<Value> = code
+            .web_triggers
+            .iter()
+            .map(|k| json!({"triggerKey": k, "url": url_of(k)}))
+            .collect();
+        Answer::json(200, json!({"data": {"webTriggerUrlsByAppContext": list}}))
+    } else {
+        Answer::proxy_error(404, "NOT_SIMULATED")
+    }
+}
 
 fn stargate(state: &mut HostState, path: &str, body: &str) -> Answer {
     if !path.starts_with("/webhook/queue/publish/") {

@@ -213,6 +213,34 @@ fn hostile_node_apps_are_stopped_with_typed_errors_and_others_are_served() {
     good_still_served(&mut p);
 }
 
+/// `webTrigger.getUrl`, `queryUrls` and `deleteUrl` of the app's own `@forge/api`: a URL that
+/// is the installation's on every run (jenkins-for-jira shows its URL to the admin).
+#[test]
+fn web_trigger_urls_come_from_the_platform() {
+    let mut p = platform(Duration::from_secs(5));
+    let r = json_of(p.invoke_as("good", "resolver", resolver("hook.url"), Some("alice")));
+    let url = r["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with("https://") && url.contains(".hello.atlassian-dev.net/x1/"),
+        "{r}"
+    );
+    assert_eq!(
+        r["all"],
+        json!([{"moduleKey": "notes-hook", "url": url}]),
+        "{r}"
+    );
+    assert!(
+        r["unknown"]
+            .as_str()
+            .unwrap()
+            .contains("Failed to get web trigger URL"),
+        "{r}"
+    );
+    // The same installation gets the same URL again.
+    let again = json_of(p.invoke_as("good", "resolver", resolver("hook.url"), Some("alice")));
+    assert_eq!(again["url"], url.as_str());
+}
+
 #[test]
 fn the_runtime_object_is_each_invocations_own() {
     let mut p = platform(Duration::from_secs(5));

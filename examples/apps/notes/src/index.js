@@ -82,6 +82,20 @@ resolver.define('warm', () => ({ calls: ++calls }));
 
 resolver.define('ping', () => 'pong');
 
+// The web trigger's URL, as the app would show it to an admin to paste elsewhere.
+resolver.define('hook.url', async () => {
+  const url = await api.webTrigger.getUrl('notes-hook');
+  const all = await api.webTrigger.queryUrls();
+  await api.webTrigger.deleteUrl(url);
+  let unknown;
+  try {
+    await api.webTrigger.getUrl('no-such-trigger');
+  } catch (e) {
+    unknown = e.message;
+  }
+  return { url, all, unknown };
+});
+
 // Tags are a custom entity; their code is TypeScript (src/tags.ts), built as the Forge CLI would.
 const tags = require('./tags');
 resolver.define('tag.add', ({ payload }) => tags.addTag(payload.pageId, payload.label, payload.weight));
