@@ -218,6 +218,9 @@ pub fn basic_life(doc: &str) -> (Workflow, Vec<Vec<Record>>, DocState) {
 
 /// [`PgStore`] in a schema of its own (named after the test's directory, so that a reopen
 /// finds it), on the server of `SIGNOFF_PG_URL` or on a throwaway server this process starts.
+/// Its group commits on distinct documents take `signoff_commit_set` from one operation on
+/// (`set_batch_min` 1), so that the differential test and the conformance suite check the
+/// set-based form; [`PgShared`] keeps the default, which writes small batches one by one.
 #[cfg(feature = "postgres")]
 #[derive(Debug)]
 pub struct Pg;
@@ -245,7 +248,9 @@ impl Adapter for PgShared {
     const PERSISTENT: bool = true;
     fn open(dir: &Path, config: StoreConfig) -> signoff_storage::PgStore {
         let runtime = tokio::runtime::Handle::try_current().ok();
-        pg_connect(&pg_url(), &pg_schema(dir), config, runtime).unwrap_or_else(|e| panic!("{e}"))
+        let min = signoff_storage::PgConfig::default().set_batch_min;
+        pg_connect(&pg_url(), &pg_schema(dir), config, runtime, min)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -289,7 +294,7 @@ pub fn pg_try_open(
     schema: &str,
     store: StoreConfig,
 ) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
-    pg_connect(url, schema, store, None)
+    pg_connect(url, schema, store, None, 1)
 }
 
 #[cfg(feature = "postgres")]
@@ -298,12 +303,14 @@ fn pg_connect(
     schema: &str,
     store: StoreConfig,
     runtime: Option<tokio::runtime::Handle>,
+    set_batch_min: usize,
 ) -> Result<signoff_storage::PgStore, signoff_storage::PgError> {
     let config = signoff_storage::PgConfig {
         store,
         schema: schema.to_owned(),
         pool_size: 4,
         runtime,
+        set_batch_min,
         ..signoff_storage::PgConfig::default()
     };
     pg_connect_with(url, config)
