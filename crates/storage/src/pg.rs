@@ -876,55 +876,55 @@ BEGIN
     -- Index rows (none for a batch of bare appends): those there are, locked, with their
     -- reviewers as they were.
     IF true = ANY (p_index) THEN
-    WITH l AS (
-        SELECT doc, reviewers FROM S.index_rows
-         WHERE doc IN (SELECT p_docs[i] FROM unnest(good) AS i WHERE p_index[i])
-         ORDER BY doc FOR UPDATE)
-    SELECT (SELECT coalesce(array_agg(doc), '{}') FROM l),
-           coalesce(array_agg(l.doc ORDER BY l.doc, r), '{}'),
-           coalesce(array_agg(r ORDER BY l.doc, r), '{}')
-      INTO old_docs, old_pair_docs, old_pair_reviewers
-      FROM l, unnest(l.reviewers) AS r;
-    UPDATE S.index_rows AS n
-       SET state = p_states[i],
-           reviewers = coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
-           due_at = p_due[i]
-      FROM unnest(good) AS i
-     WHERE p_index[i] AND n.doc = p_docs[i] AND n.doc = ANY (old_docs);
-    WITH ins AS (
-        INSERT INTO S.index_rows (doc, state, reviewers, due_at)
-        SELECT p_docs[i], p_states[i],
-               coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
-               p_due[i]
+        WITH l AS (
+            SELECT doc, reviewers FROM S.index_rows
+             WHERE doc IN (SELECT p_docs[i] FROM unnest(good) AS i WHERE p_index[i])
+             ORDER BY doc FOR UPDATE)
+        SELECT (SELECT coalesce(array_agg(doc), '{}') FROM l),
+               coalesce(array_agg(l.doc ORDER BY l.doc, r), '{}'),
+               coalesce(array_agg(r ORDER BY l.doc, r), '{}')
+          INTO old_docs, old_pair_docs, old_pair_reviewers
+          FROM l, unnest(l.reviewers) AS r;
+        UPDATE S.index_rows AS n
+           SET state = p_states[i],
+               reviewers = coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
+               due_at = p_due[i]
           FROM unnest(good) AS i
-         WHERE p_index[i] AND NOT (p_docs[i] = ANY (old_docs))
-         ORDER BY p_docs[i]
-        ON CONFLICT (doc) DO NOTHING
-        RETURNING doc)
-    SELECT coalesce(array_agg(doc), '{}') INTO new_docs FROM ins;
-    -- A row another transaction inserted meanwhile: the one-by-one upsert takes it from there.
-    PERFORM S.signoff_upsert(p_docs[i], p_states[i],
-               coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
-               p_due[i])
-       FROM unnest(good) AS i
-      WHERE p_index[i] AND NOT (p_docs[i] = ANY (old_docs)) AND NOT (p_docs[i] = ANY (new_docs))
-      ORDER BY p_docs[i];
-    -- Reviewer rows: those that went, then those that came.
-    DELETE FROM S.index_reviewers AS x
-     USING unnest(old_pair_docs, old_pair_reviewers) AS o(doc, reviewer), unnest(good) AS i
-     WHERE p_index[i] AND p_docs[i] = o.doc
-       AND NOT (o.reviewer = ANY (coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}')))
-       AND x.reviewer = o.reviewer AND x.doc = o.doc;
-    INSERT INTO S.index_reviewers (reviewer, doc)
-    SELECT DISTINCT w.reviewer, w.doc
-      FROM (SELECT p_docs[i] AS doc, r AS reviewer
-              FROM unnest(good) AS i,
-                   unnest(coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}')) AS r
-             WHERE p_index[i] AND (p_docs[i] = ANY (old_docs) OR p_docs[i] = ANY (new_docs))) AS w
-      LEFT JOIN unnest(old_pair_docs, old_pair_reviewers) AS o(doc, reviewer)
-        ON o.doc = w.doc AND o.reviewer = w.reviewer
-     WHERE o.doc IS NULL
-    ON CONFLICT DO NOTHING;
+         WHERE p_index[i] AND n.doc = p_docs[i] AND n.doc = ANY (old_docs);
+        WITH ins AS (
+            INSERT INTO S.index_rows (doc, state, reviewers, due_at)
+            SELECT p_docs[i], p_states[i],
+                   coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
+                   p_due[i]
+              FROM unnest(good) AS i
+             WHERE p_index[i] AND NOT (p_docs[i] = ANY (old_docs))
+             ORDER BY p_docs[i]
+            ON CONFLICT (doc) DO NOTHING
+            RETURNING doc)
+        SELECT coalesce(array_agg(doc), '{}') INTO new_docs FROM ins;
+        -- A row another transaction inserted meanwhile: the one-by-one upsert takes it from there.
+        PERFORM S.signoff_upsert(p_docs[i], p_states[i],
+                   coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}'),
+                   p_due[i])
+           FROM unnest(good) AS i
+          WHERE p_index[i] AND NOT (p_docs[i] = ANY (old_docs)) AND NOT (p_docs[i] = ANY (new_docs))
+          ORDER BY p_docs[i];
+        -- Reviewer rows: those that went, then those that came.
+        DELETE FROM S.index_reviewers AS x
+         USING unnest(old_pair_docs, old_pair_reviewers) AS o(doc, reviewer), unnest(good) AS i
+         WHERE p_index[i] AND p_docs[i] = o.doc
+           AND NOT (o.reviewer = ANY (coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}')))
+           AND x.reviewer = o.reviewer AND x.doc = o.doc;
+        INSERT INTO S.index_reviewers (reviewer, doc)
+        SELECT DISTINCT w.reviewer, w.doc
+          FROM (SELECT p_docs[i] AS doc, r AS reviewer
+                  FROM unnest(good) AS i,
+                       unnest(coalesce(p_reviewers[coalesce(p_reviewer_ends[i - 1], 0) + 1 : p_reviewer_ends[i]], '{}')) AS r
+                 WHERE p_index[i] AND (p_docs[i] = ANY (old_docs) OR p_docs[i] = ANY (new_docs))) AS w
+          LEFT JOIN unnest(old_pair_docs, old_pair_reviewers) AS o(doc, reviewer)
+            ON o.doc = w.doc AND o.reviewer = w.reviewer
+         WHERE o.doc IS NULL
+        ON CONFLICT DO NOTHING;
     END IF;
     -- Notifications, in the batch's order.
     IF cardinality(p_items) > 0 THEN
