@@ -11,7 +11,7 @@ use signoff_storage::{
     StoreConfig,
 };
 
-use crate::support::{TempDir, basic_life, note, open_retrying, rec, recs};
+use crate::support::{TempDir, basic_life, note, open_retrying, rec, recs, sled_open};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
@@ -298,19 +298,4 @@ fn a_version_1_sled_store_is_marked_with_the_current_version() {
         .unwrap()
         .unwrap();
     assert_eq!(v.as_ref(), SCHEMA_VERSION.to_be_bytes());
-}
-
-/// sled lets go of its file lock once its flusher thread has let go of the database, which
-/// can be a moment after the last handle is dropped: a reopen right after waits for it.
-fn sled_open(path: &std::path::Path) -> sled::Db {
-    for _ in 0..250 {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e) if e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("{}: {e}", path.display()),
-        }
-    }
-    panic!("{} stayed locked", path.display())
 }

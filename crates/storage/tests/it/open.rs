@@ -3,7 +3,7 @@
 
 use signoff_storage::{OpenError, RedbStore, SCHEMA_VERSION, SledStore, StoreConfig};
 
-use crate::support::TempDir;
+use crate::support::{TempDir, sled_open};
 
 const CONFIG: StoreConfig = StoreConfig {
     durability: signoff_storage::Durability::Immediate,
@@ -142,14 +142,24 @@ fn a_store_from_a_newer_version_is_refused_with_both_versions() {
     let path = dir.path().join("s.sled");
     drop(SledStore::create(&path, CONFIG).unwrap());
     {
-        let db = sled::open(&path).unwrap();
+        let db = sled_open(&path);
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
-    let e = SledStore::open(&path, CONFIG).unwrap_err();
+    // The raw handle's flusher may hold sled's lock a moment longer.
+    let e = (0..250)
+        .map(|_| SledStore::open(&path, CONFIG).unwrap_err())
+        .find(|e| {
+            let locked = matches!(e, OpenError::Locked { .. });
+            if locked {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            !locked
+        })
+        .expect("the store stayed locked");
     assert!(
         matches!(
             e,

@@ -361,3 +361,18 @@ pub fn open_retrying<S>(open: impl Fn() -> Result<S, signoff_storage::OpenError>
     }
     panic!("the store stayed locked")
 }
+
+/// sled lets go of its file lock once its flusher thread has let go of the database, which
+/// can be a moment after the last handle is dropped: a reopen right after waits for it.
+pub fn sled_open(path: &std::path::Path) -> sled::Db {
+    for _ in 0..250 {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    }
+    panic!("{} stayed locked", path.display())
+}
