@@ -2366,7 +2366,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 }
 
 /// `%XX` escapes and `+` (a space) of a URL's query string.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -509,27 +509,91 @@ fn worker_threads_run_behind_the_same_walls() {
     );
 }
 
-/// The handler's arguments name the product the app extends and, for a resolver call, the UI
-/// module whose resolver it is (`moduleKey`, and its extension ARI as `localId`), as the
-/// platform's do (found running jenkins-for-jira, which reads both).
-#[test]
-fn a_resolver_call_names_its_ui_module_and_the_apps_product() {
-    let dir = std::env::temp_dir().join(format!("signoff-sim-jira-app-{}", std::process::id()));
+/// A small app written by the test (no packages: its handler calls `__forge_fetch__` as
+/// `@forge/api` does), installed as `installation` on a platform of its own. The folder is
+/// removed when the returned guard drops.
+fn probe_app(
+    name: &str,
+    js: &str,
+    modules: &str,
+    app_uuid: &str,
+    installation_id: &str,
+) -> (Platform, ProbeDir) {
+    let dir = std::env::temp_dir().join(format!("signoff-sim-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::create_dir_all(dir.join("node_modules")).unwrap();
     std::fs::write(
         dir.join("package.json"),
-        r#"{"name": "jira-probe", "private": true}"#,
+        format!(r#"{{"name": "{name}", "private": true}}"#),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("src/index.js"),
-        "exports.run = (request, context) => ({ request, context, contextAri: globalThis.__forge_runtime__.contextAri });\n",
+    std::fs::write(dir.join("src/index.js"), js).unwrap();
+    let id = format!("ari:cloud:ecosystem::app/{app_uuid}");
+    let manifest = format!(
+        "modules:\n{modules}resources:\n  - key: main\n    path: static\napp:\n  id: {id}\n  runtime:\n    name: nodejs20.x\n"
+    );
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    let app = runtime
+        .load_node_app(&manifest, &dir, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
+    let mut p = Platform::new(runtime, SimConfig::forge());
+    p.add_app(app);
+    p.install(installation(installation_id, &id));
+    (p, ProbeDir(dir))
+}
+
+/// Removes a probe app's folder.
+struct ProbeDir(PathBuf);
+
+impl Drop for ProbeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A probe app's handler that makes the requests of its payload (`{key?, method?, path,
+/// body?, provider?}`, or a bare path for a GET) to `remote` and answers each one's status and
+/// JSON body by its key (the path when it has none).
+fn requests_probe(remote: &str) -> String {
+    format!(
+        "exports.run = async (request) => {{
+  const out = {{}};
+  for (const item of request.call.payload.requests) {{
+    const req = typeof item === 'string' ? {{ path: item }} : item;
+    const target = {{ type: 'fpp', provider: req.provider ?? 'app', remote: '{remote}' }};
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    const r = await globalThis.__forge_fetch__(target, req.path, {{ method: req.method ?? 'GET', headers: {{ accept: 'application/json', 'content-type': 'application/json' }}, body }});
+    const text = await r.text();
+    out[req.key ?? req.path] = {{ status: r.status, body: text ? JSON.parse(text) : null }};
+  }}
+  return out;
+}};
+"
     )
-    .unwrap();
-    let manifest = "modules:
-  jira:issuePanel:
+}
+
+/// Calls the probe's `main` function as a resolver with `requests`.
+fn probe(p: &mut Platform, installation: &str, requests: Value) -> Value {
+    let payload = json!({ "requests": requests }).to_string();
+    json_of(p.invoke_as(
+        installation,
+        "main",
+        Call::Resolver {
+            name: "probe".into(),
+            payload,
+        },
+        Some("alice"),
+    ))
+}
+
+/// The handler's arguments name the product the app extends and, for a resolver call, the UI
+/// module whose resolver it is (`moduleKey`, and its extension ARI as `localId`), as the
+/// platform's do (found running jenkins-for-jira, which reads both).
+#[test]
+fn a_resolver_call_names_its_ui_module_and_the_apps_product() {
+    let js = "exports.run = (request, context) => ({ request, context, contextAri: globalThis.__forge_runtime__.contextAri });\n";
+    let modules = "  jira:issuePanel:
     - key: issue-panel
       resource: main
       resolver:
@@ -546,22 +610,14 @@ fn a_resolver_call_names_its_ui_module_and_the_apps_product() {
       handler: index.run
     - key: other
       handler: index.run
-resources:
-  - key: main
-    path: static
-app:
-  id: ari:cloud:ecosystem::app/11111111-2222-4333-8444-555555555555
-  runtime:
-    name: nodejs20.x
 ";
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
-    let app = runtime
-        .load_node_app(manifest, &dir, &BTreeMap::new())
-        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
-    let mut p = Platform::new(runtime, SimConfig::forge());
-    p.add_app(app);
-    let id = "ari:cloud:ecosystem::app/11111111-2222-4333-8444-555555555555";
-    p.install(installation("jira", id));
+    let (mut p, _dir) = probe_app(
+        "jira-app",
+        js,
+        modules,
+        "11111111-2222-4333-8444-555555555555",
+        "jira",
+    );
     let r = json_of(p.invoke_as("jira", "main", resolver("probe"), Some("alice")));
     let cloud = r["request"]["context"]["cloudId"]
         .as_str()
@@ -586,8 +642,6 @@ app:
     // A function no UI module names: its own key.
     let r = json_of(p.invoke_as("jira", "other", resolver("probe"), Some("alice")));
     assert_eq!(r["request"]["context"]["moduleKey"], "other", "{r}");
-    drop(p);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Page lists, page versions, footer comments and groups of the simulated Confluence, through
@@ -595,53 +649,14 @@ app:
 /// list pages and read versions).
 #[test]
 fn confluence_lists_pages_and_versions() {
-    let dir = std::env::temp_dir().join(format!("signoff-sim-lists-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name": "lists-probe", "private": true}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("src/index.js"),
-        "const target = { type: 'fpp', provider: 'app', remote: 'confluence' };
-exports.run = async (request) => {
-  const out = {};
-  for (const item of request.call.payload.paths) {
-    const req = typeof item === 'string' ? { method: 'GET', path: item, key: item } : item;
-    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
-    const r = await globalThis.__forge_fetch__(target, req.path, { method: req.method, headers: { accept: 'application/json' }, body });
-    out[req.key] = { status: r.status, body: r.status === 204 ? null : await r.json() };
-  }
-  return out;
-};
-",
-    )
-    .unwrap();
-    let manifest = "modules:
-  function:
-    - key: main
-      handler: index.run
-permissions:
-  scopes:
-    - read:page:confluence
-app:
-  id: ari:cloud:ecosystem::app/11111111-2222-4333-8444-666666666666
-  runtime:
-    name: nodejs20.x
-";
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
-    let app = runtime
-        .load_node_app(manifest, &dir, &BTreeMap::new())
-        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
-    let mut p = Platform::new(runtime, SimConfig::forge());
-    p.add_app(app);
-    p.install(installation(
+    let modules = "  function:\n    - key: main\n      handler: index.run\n";
+    let (mut p, _dir) = probe_app(
         "lists",
-        "ari:cloud:ecosystem::app/11111111-2222-4333-8444-666666666666",
-    ));
+        &requests_probe("confluence"),
+        modules,
+        "11111111-2222-4333-8444-666666666666",
+        "lists",
+    );
     let site = "lists.atlassian.net";
     let mut ids = Vec::new();
     for (space, title) in [
@@ -692,16 +707,7 @@ app:
         json!({"key": "gone", "method": "GET", "path": "/wiki/api/v2/footer-comments/100005"}),
         json!({"key": "no page", "method": "POST", "path": "/wiki/api/v2/footer-comments", "body": {"pageId": "999", "body": {"representation": "storage", "value": "x"}}}),
     ]);
-    let payload = json!({ "paths": requests }).to_string();
-    let r = json_of(p.invoke_as(
-        "lists",
-        "main",
-        Call::Resolver {
-            name: "x".into(),
-            payload,
-        },
-        Some("alice"),
-    ));
+    let r = probe(&mut p, "lists", json!(requests));
     let titles = |path: &str| -> Vec<String> {
         r[path]["body"]["results"]
             .as_array()
@@ -795,8 +801,6 @@ app:
             "confluence POST /wiki/api/v2/footer-comments 404"
         ]
     );
-    drop(p);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The simulated Jira's permission check (administrators are the members of the site's
@@ -804,33 +808,7 @@ app:
 /// deployments APIs (corpus app 09, jenkins-for-jira, needs these to get past its admin check).
 #[test]
 fn jira_checks_permissions_and_takes_builds() {
-    let dir = std::env::temp_dir().join(format!("signoff-sim-jira-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::create_dir_all(dir.join("node_modules")).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name": "jira-probe", "private": true}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("src/index.js"),
-        "exports.run = async (request) => {
-  const out = {};
-  for (const req of request.call.payload.requests) {
-    const target = { type: 'fpp', provider: req.provider, remote: 'jira' };
-    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
-    const r = await globalThis.__forge_fetch__(target, req.path, { method: req.method, headers: { 'content-type': 'application/json' }, body });
-    const text = await r.text();
-    out[req.key] = { status: r.status, body: text ? JSON.parse(text) : null };
-  }
-  return out;
-};
-",
-    )
-    .unwrap();
-    let manifest = "modules:
-  jira:adminPage:
+    let modules = "  jira:adminPage:
     - key: admin
       resource: main
       resolver:
@@ -839,24 +817,14 @@ fn jira_checks_permissions_and_takes_builds() {
   function:
     - key: main
       handler: index.run
-resources:
-  - key: main
-    path: static
-app:
-  id: ari:cloud:ecosystem::app/11111111-2222-4333-8444-777777777777
-  runtime:
-    name: nodejs20.x
 ";
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
-    let app = runtime
-        .load_node_app(manifest, &dir, &BTreeMap::new())
-        .unwrap_or_else(|e| panic!("the probe loads: {e}"));
-    let mut p = Platform::new(runtime, SimConfig::forge());
-    p.add_app(app);
-    p.install(installation(
+    let (mut p, _dir) = probe_app(
+        "jira",
+        &requests_probe("jira"),
+        modules,
+        "11111111-2222-4333-8444-777777777777",
         "j",
-        "ari:cloud:ecosystem::app/11111111-2222-4333-8444-777777777777",
-    ));
+    );
     p.confluence().set_group(
         "j.atlassian.net",
         "jira-administrators",
@@ -873,16 +841,7 @@ app:
         {"key": "delete", "provider": "app", "method": "DELETE", "path": "/rest/builds/0.1/bulkByProperties?cloudId=x"},
         {"key": "issue", "provider": "app", "method": "GET", "path": "/rest/api/3/issue/KEY-1"},
     ]);
-    let payload = json!({ "requests": requests }).to_string();
-    let r = json_of(p.invoke_as(
-        "j",
-        "main",
-        Call::Resolver {
-            name: "x".into(),
-            payload,
-        },
-        Some("alice"),
-    ));
+    let r = probe(&mut p, "j", requests);
     assert_eq!(
         r["as alice"]["body"]["globalPermissions"],
         json!(["ADMINISTER", "USER_PICKER"]),
@@ -919,6 +878,4 @@ app:
         last(&p).node.as_ref().unwrap().product_errors,
         ["jira GET /rest/api/3/issue/KEY-1 404"]
     );
-    drop(p);
-    let _ = std::fs::remove_dir_all(&dir);
 }

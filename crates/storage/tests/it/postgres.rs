@@ -630,33 +630,9 @@ fn pg_sql(sql: &str) -> Option<String> {
 
 /// Sets the schema's recorded layout version behind the store's back.
 fn set_version(schema: &str, version: i64) {
-    let url = pg_url();
-    let schema = schema.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let driver = tokio::spawn(conn);
-            client
-                .execute(
-                    &format!(
-                        "UPDATE \"{schema}\".meta SET value = $1 WHERE key = 'schema_version'"
-                    ),
-                    &[&version],
-                )
-                .await
-                .unwrap();
-            drop(client);
-            let _ = driver.await;
-        });
-    })
-    .join()
-    .unwrap();
+    pg_sql(&format!(
+        "UPDATE \"{schema}\".meta SET value = {version} WHERE key = 'schema_version'"
+    ));
 }
 
 /// Group commit with many callers at once: commits that carry index rows and
