@@ -1076,7 +1076,7 @@ fn confluence(
                 .world
                 .confluence
                 .groups(&site)
-                .filter(|(_, members)| members.iter().any(|m| *m == account))
+                .filter(|(_, members)| members.contains(&account))
                 .map(|(name, _)| group_v1(name))
                 .collect();
             v1_list(groups, query)
