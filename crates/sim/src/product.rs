@@ -277,10 +277,17 @@ impl Confluence {
         if account.is_empty() || account.starts_with("app:") {
             return;
         }
-        let s = self.sites.entry(site.to_string()).or_default();
-        if !s.accounts.contains(account) {
-            s.accounts.insert(account.to_string());
+        // Called for every invocation with a caller: a known person costs one lookup, no
+        // allocation.
+        if self
+            .sites
+            .get(site)
+            .is_some_and(|s| s.accounts.contains(account))
+        {
+            return;
         }
+        let s = self.sites.entry(site.to_string()).or_default();
+        s.accounts.insert(account.to_string());
     }
 
     /// Adds a footer comment to a page (no product event: comment events are not simulated).
