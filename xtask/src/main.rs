@@ -55,7 +55,8 @@ COMMANDS:
                          (1, 10, 100), and a pending list read from 100,000 documents
     bench postgres       Benchmark PgStore: durable decisions/s (single, group commit of 10
                          and 100) beside raw single-row INSERT transactions of the same size
-                         and synchronous_commit, with 1, 2 and 4 writer processes, and a
+                         and synchronous_commit and beside the same rows written by hand
+                         (the floor), with 1, 2 and 4 writer processes, and a
                          pending list read from 100,000 documents (a throwaway server unless
                          SIGNOFF_PG_URL names one)
     bench sim            Benchmark the wasm host: p50/p99 of a trivial resolver through the

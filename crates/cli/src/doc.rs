@@ -52,6 +52,11 @@ pub enum LocalCommand {
         #[command(subcommand)]
         cmd: AuditCommand,
     },
+    /// Stores as a whole: copy one into another (a redb file into PostgreSQL, say).
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCommand,
+    },
     /// Fire what is due at a time: deadlines, escalations, reminders, periodic reviews.
     Tick {
         /// The time, as 2026-01-05T09:00:00Z.
@@ -59,6 +64,46 @@ pub enum LocalCommand {
         now: Timestamp,
         #[command(flatten)]
         store: StoreArg,
+    },
+}
+
+/// `signoff store ...`
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum StoreCommand {
+    /// Copy every document and the workflows they use from one store into another: a redb
+    /// file into PostgreSQL when a service outgrows one machine, or back into a file.
+    ///
+    /// The source is only read (a redb file may be in use meanwhile). Each document's audit
+    /// chain is verified first and its records are copied as they are, so its hashes, and
+    /// the anchors signed over them, stay valid; its index row (state, pending reviewers,
+    /// due date) is rebuilt from them, in the same transaction. A document the destination
+    /// already holds with the same records is left alone, and one whose records there are a
+    /// beginning of the source's gets the rest appended: run the copy again to catch up with
+    /// a source still in use. A document whose chain does not verify, or that the
+    /// destination holds with other records, is reported and not copied (exit code 1); the
+    /// others are. Two PostgreSQL stores both use the schema `SIGNOFF_PG_SCHEMA` names.
+    Copy {
+        /// The store to copy from: a redb file or a `postgres://` URL.
+        #[arg(value_name = "FROM")]
+        from: PathBuf,
+        /// The store to copy into: a redb file (created when it does not exist) or a
+        /// `postgres://` URL.
+        #[arg(value_name = "TO")]
+        to: PathBuf,
+        /// Also copy the notifications waiting for delivery in the source, oldest first
+        /// (refused when the destination has some waiting: a second run would send them
+        /// twice). Without it they stay in the source only, and the summary counts them.
+        #[arg(long)]
+        outbox: bool,
+        /// How long to wait for a destination file another process is writing to before
+        /// giving up (seconds; 0 fails at once).
+        #[arg(
+            long = "wait",
+            value_name = "SECONDS",
+            default_value_t = 5.0,
+            value_parser = parse_wait
+        )]
+        wait: f64,
     },
 }
 
@@ -525,6 +570,15 @@ async fn run_async(
                 audit_anchor(&db, &dir, key, copy.as_deref(), *if_changed, at, out).await
             }
         },
+        LocalCommand::Store {
+            cmd:
+                StoreCommand::Copy {
+                    from,
+                    to,
+                    outbox,
+                    wait,
+                },
+        } => store_copy(from, to, *outbox, *wait, out, err).await,
         LocalCommand::Tick { now, store } => {
             let store = open(store, Access::Write).await?;
             let mut fired = 0;
@@ -856,6 +910,248 @@ fn open_waiting(
             other => return Ok(other?),
         }
     }
+}
+
+/// What `store copy` did with one document.
+enum Copied {
+    /// Copied whole: this many records.
+    New(usize),
+    /// The destination had a beginning of it: this many records appended.
+    Grown(usize),
+    /// The destination had it all.
+    Same,
+}
+
+/// Why `store copy` left a document out: the source's copy is damaged, or the destination
+/// holds it differently (or could not take it).
+enum Left {
+    Source(String),
+    Destination(String),
+    /// The destination failed as a whole (unreachable, full, damaged): the copy stops.
+    Stop(StoreError),
+}
+
+/// `signoff store copy FROM TO`.
+async fn store_copy(
+    from: &Path,
+    to: &Path,
+    with_outbox: bool,
+    wait: f64,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, Failure> {
+    if same_store(from, to) {
+        return Err(unusable(format!(
+            "{} and {} are the same store: copy into another one",
+            without_password(from),
+            without_password(to)
+        )));
+    }
+    let source = open(
+        &StoreArg {
+            path: from.to_owned(),
+            wait,
+        },
+        Access::Read,
+    )
+    .await?;
+    let dest = open(
+        &StoreArg {
+            path: to.to_owned(),
+            wait,
+        },
+        Access::Create,
+    )
+    .await?;
+    if with_outbox && !dest.pending(1).await?.is_empty() {
+        return Err(unusable(format!(
+            "{} has notifications waiting for delivery: copying the source's (--outbox) \
+             could send some twice; nothing was copied",
+            dest.path().display()
+        )));
+    }
+    let docs = source.documents().await?;
+    let total = docs.len();
+    let started = std::time::Instant::now();
+    let mut shown = started;
+    let (mut new, mut grown, mut same, mut records) = (0, 0, 0, 0);
+    let mut bad = 0;
+    let mut workflows = std::collections::HashSet::new();
+    for (i, (id, _)) in docs.iter().enumerate() {
+        match copy_document(&source, &dest, id, &mut workflows).await {
+            Ok(Copied::New(n)) => {
+                new += 1;
+                records += n;
+            }
+            Ok(Copied::Grown(n)) => {
+                grown += 1;
+                records += n;
+            }
+            Ok(Copied::Same) => same += 1,
+            Err(Left::Source(what)) => {
+                damaged(err, source.path(), id, &what);
+                bad += 1;
+            }
+            Err(Left::Stop(e)) => {
+                return Err(unusable(format!(
+                    "the copy stopped at document {} ({} of {total}): {e}; the documents \
+                     before it were copied: run the copy again to go on",
+                    safe(id),
+                    i + 1
+                )));
+            }
+            Err(Left::Destination(what)) => {
+                let _ = writeln!(
+                    err,
+                    "signoff: {}: document {}: {}; not copied",
+                    dest.path().display(),
+                    safe(id),
+                    safe(&what)
+                );
+                bad += 1;
+            }
+        }
+        // Progress on stderr about once a second for a long copy.
+        if shown.elapsed() >= std::time::Duration::from_secs(1) && i + 1 < total {
+            shown = std::time::Instant::now();
+            let _ = writeln!(err, "signoff: {} of {total} documents", i + 1);
+        }
+    }
+    // The source's outbox is only read: its items stay there (and with --outbox are copied).
+    let items = source.pending(usize::MAX).await?;
+    let waiting = items.len();
+    if with_outbox {
+        let items: Vec<_> = items.into_iter().map(|(_, n)| n).collect();
+        for chunk in items.chunks(1_000) {
+            dest.enqueue(chunk).await?;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{total} document{} in {}: {new} copied, {grown} caught up, {same} already there{}; \
+         {records} records and {} workflow{} into {} in {:.1} s",
+        if total == 1 { "" } else { "s" },
+        source.path().display(),
+        if bad > 0 {
+            format!(", {bad} left out")
+        } else {
+            String::new()
+        },
+        workflows.len(),
+        if workflows.len() == 1 { "" } else { "s" },
+        dest.path().display(),
+        started.elapsed().as_secs_f64()
+    );
+    if with_outbox {
+        let _ = writeln!(out, "{waiting} notifications waiting for delivery copied");
+    } else if waiting > 0 {
+        let _ = writeln!(
+            out,
+            "{waiting} notifications waiting for delivery stay in the source only (--outbox copies them)"
+        );
+    }
+    Ok(if bad > 0 { skipped(err, bad) } else { OK })
+}
+
+/// A `--store` value to show: a URL without its user and password.
+fn without_password(store: &Path) -> String {
+    match postgres_url(store) {
+        Some(url) => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+            // The user and password before the host; parameters (a password too) after `?`.
+            let rest = rest.split('?').next().unwrap_or(rest);
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let rest = match rest[..host_end].rfind('@') {
+                Some(at) => &rest[at + 1..],
+                None => rest,
+            };
+            format!("{scheme}://{rest}")
+        }
+        None => store.display().to_string(),
+    }
+}
+
+/// Whether two `--store` values name one store: the same URL, or one file.
+fn same_store(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Copies one document (verified) and its workflow into `dest`, or appends what `dest`
+/// lacks of it.
+async fn copy_document(
+    source: &Db,
+    dest: &Db,
+    id: &str,
+    workflows: &mut std::collections::HashSet<String>,
+) -> Result<Copied, Left> {
+    let (records, state, wf) = load(source, id)
+        .await
+        .map_err(|f| Left::Source(f.message))?;
+    audit::verify(&records)
+        .map_err(|e| Left::Source(format!("the audit chain does not verify: {e}")))?;
+    let there = dest.read(id, 0).await.map_err(Left::Stop)?;
+    if there.len() > records.len() || there[..] != records[..there.len()] {
+        return Err(Left::Destination(format!(
+            "holds other records than {} ({} there, {} in the source)",
+            source.path().display(),
+            there.len(),
+            records.len()
+        )));
+    }
+    if there.len() == records.len() {
+        return Ok(Copied::Same);
+    }
+    if let Some(Event::Created { workflow_hash, .. }) = records.first().map(|r| &r.event)
+        && !workflows.contains(workflow_hash)
+    {
+        let text = source
+            .workflow(workflow_hash)
+            .await
+            .map_err(|e| Left::Source(e.to_string()))?
+            .ok_or_else(|| {
+                Left::Source(format!(
+                    "workflow {} is not in the store",
+                    short(workflow_hash)
+                ))
+            })?;
+        if dest
+            .workflow(workflow_hash)
+            .await
+            .map_err(Left::Stop)?
+            .is_none()
+        {
+            dest.put_workflow(workflow_hash, &text)
+                .await
+                .map_err(Left::Stop)?;
+        }
+        workflows.insert(workflow_hash.clone());
+    }
+    let rest = &records[there.len()..];
+    dest.commit(
+        id,
+        there.len() as u64,
+        rest,
+        Some(IndexEntry::of(&state, &wf)),
+        &[],
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Conflict { .. } => {
+            Left::Destination("was written by another process during the copy".into())
+        }
+        e => Left::Stop(e),
+    })?;
+    Ok(if there.is_empty() {
+        Copied::New(rest.len())
+    } else {
+        Copied::Grown(rest.len())
+    })
 }
 
 /// A document's records, its state and its workflow (from the store).

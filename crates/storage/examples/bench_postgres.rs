@@ -4,6 +4,10 @@
 //! and 4 writer processes; and a user's pending list read from 100,000 documents. Prints
 //! one table.
 //!
+//! Beside `PgStore::commit`, a floor: the same rows written by hand with plain statements
+//! (no expected-version check, no row lock, no function), what the layout itself costs; the
+//! `engine/floor` column compares `commit` with it.
+//!
 //! The engine's stores run on this program's tokio runtime (`PgConfig::runtime`), like the
 //! raw inserts; one row shows the default (the store's own runtime) beside them.
 //!
@@ -63,6 +67,8 @@ struct Row {
     raw: Option<f64>,
     /// WAL bytes written per operation (the server's WAL position before and after).
     wal: Option<f64>,
+    /// The floor's rate in the same run, for `commit` rows.
+    floor: Option<f64>,
 }
 
 fn main() {
@@ -119,19 +125,22 @@ fn main() {
         let a = setup(&url, &schema, &wf, single, "s").await;
         let o = setup(&url, &schema, &wf, single, "o").await;
         let c = setup(&url, &schema, &wf, single, "c").await;
+        let f = setup(&url, &schema, &wf, single, "f").await;
         checkpoint(&admin).await;
         let store = open(&url, &schema, GroupCommit::Off).await;
         let own = open_on(&url, &schema, GroupCommit::Off, None).await;
         let raw_conn = Raw::new(&url, &schema, size).await;
+        let floor = Floor::new(&url, &schema).await;
         let slices = decisions.div_ceil(100).max(1);
         let chunk = single.div_ceil(slices);
-        let mut totals = [(0usize, 0f64); 4];
-        let mut wal = [0i64; 4];
+        let mut totals = [(0usize, 0f64); 5];
+        let mut wal = [0i64; 5];
         let add = |t: &mut (usize, f64), (n, secs): (usize, f64)| {
             t.0 += n;
             t.1 += secs;
         };
-        let (mut a, mut o, mut c) = (a.into_iter(), o.into_iter(), c.into_iter());
+        let (mut a, mut o, mut c, mut f) =
+            (a.into_iter(), o.into_iter(), c.into_iter(), f.into_iter());
         for _ in 0..slices {
             let at = lsn(&admin).await;
             add(&mut totals[0], raw_conn.run(chunk * 6, 1).await);
@@ -144,7 +153,10 @@ fn main() {
             let at = wal_since(&admin, at, &mut wal[2]).await;
             let part: Vec<_> = c.by_ref().take(chunk).collect();
             add(&mut totals[3], decide_timed(&store, &wf, part, true).await);
-            wal_since(&admin, at, &mut wal[3]).await;
+            let at = wal_since(&admin, at, &mut wal[3]).await;
+            let part: Vec<_> = f.by_ref().take(chunk).collect();
+            add(&mut totals[4], floor.run(&wf, part, 1).await);
+            wal_since(&admin, at, &mut wal[4]).await;
         }
         drop(store);
         drop(own);
@@ -155,6 +167,7 @@ fn main() {
             "decisions: decide + PgStore::append".into(),
             "decisions: decide + PgStore::append, the store's own runtime (default)".into(),
             "decisions: decide + PgStore::commit (records, index row, outbox)".into(),
+            "floor: decide + the same rows as a commit, plain statements (no check, no lock)".into(),
         ];
         for (i, what) in names.into_iter().enumerate() {
             rows.push(Row {
@@ -163,6 +176,7 @@ fn main() {
                 rate: rate(totals[i]),
                 raw: (i > 0).then_some(raw1),
                 wal: Some(wal[i] as f64 / totals[i].0 as f64),
+                floor: (i == 3).then(|| rate(totals[4])),
             });
         }
 
@@ -175,14 +189,17 @@ fn main() {
             for round in 0..ROUNDS {
                 let a = setup(&url, &schema, &wf, n.div_ceil(6), &format!("g{batch}a{round}")).await;
                 let c = setup(&url, &schema, &wf, n.div_ceil(6), &format!("g{batch}c{round}")).await;
-                prepared.push((a, c));
+                let f = setup(&url, &schema, &wf, n.div_ceil(6), &format!("g{batch}f{round}")).await;
+                prepared.push((a, c, f));
             }
             checkpoint(&admin).await;
             let store = Arc::new(open(&url, &schema, GroupCommit::UpTo(batch)).await);
+            let floor = Floor::new(&url, &schema).await;
             let (mut raw, mut append, mut commit) = (Vec::new(), Vec::new(), Vec::new());
+            let mut floors = Vec::new();
             let (mut append_mean, mut commit_mean) = (Vec::new(), Vec::new());
-            let mut wal = [0i64; 3];
-            for (a, c) in prepared {
+            let mut wal = [0i64; 4];
+            for (a, c, f) in prepared {
                 let at = lsn(&admin).await;
                 raw.push(raw_inserts(&url, &schema, n, batch, size).await);
                 let at = wal_since(&admin, at, &mut wal[0]).await;
@@ -191,8 +208,11 @@ fn main() {
                 let at = wal_since(&admin, at, &mut wal[1]).await;
                 let middle = store.writer_stats();
                 commit.push(decide_group(store.clone(), &wf, c, batch * 2, true).await);
-                wal_since(&admin, at, &mut wal[2]).await;
+                let at = wal_since(&admin, at, &mut wal[2]).await;
                 let after = store.writer_stats();
+                let (done, secs) = floor.run(&wf, f, batch).await;
+                floors.push(done as f64 / secs);
+                wal_since(&admin, at, &mut wal[3]).await;
                 append_mean.push(mean_batch(before, middle));
                 commit_mean.push(mean_batch(middle, after));
             }
@@ -203,6 +223,7 @@ fn main() {
                 rate: r,
                 raw: None,
                 wal: Some(wal[0] as f64 / (n * ROUNDS) as f64),
+                floor: None,
             });
             rows.push(Row {
                 what: format!(
@@ -214,6 +235,7 @@ fn main() {
                 rate: median(&append),
                 raw: Some(r),
                 wal: Some(wal[1] as f64 / (n * ROUNDS) as f64),
+                floor: None,
             });
             rows.push(Row {
                 what: format!(
@@ -225,6 +247,17 @@ fn main() {
                 rate: median(&commit),
                 raw: Some(r),
                 wal: Some(wal[2] as f64 / (n * ROUNDS) as f64),
+                floor: Some(median(&floors)),
+            });
+            rows.push(Row {
+                what: format!(
+                    "floor: decide + the same rows as a commit, plain statements, {batch} decisions per transaction (one caller, pipelined)"
+                ),
+                ops: n,
+                rate: median(&floors),
+                raw: Some(r),
+                wal: Some(wal[3] as f64 / (n * ROUNDS) as f64),
+                floor: None,
             });
         }
     });
@@ -240,6 +273,7 @@ fn main() {
             rate: raw,
             raw: None,
             wal: None,
+            floor: None,
         });
         rows.push(Row {
             what: format!("{procs} processes: decide + PgStore::commit"),
@@ -247,28 +281,35 @@ fn main() {
             rate: engine,
             raw: Some(raw),
             wal: None,
+            floor: None,
         });
     }
 
     let pending = part("pending").then(|| rt.block_on(pending_read(&url, &schema)));
 
     println!();
-    println!("| measurement | operations | per second | engine/raw | WAL bytes per operation |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| measurement | operations | per second | engine/raw | engine/floor | WAL bytes per operation |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for r in &rows {
         let ratio = r
             .raw
             .map(|raw| format!("{:.0}%", 100.0 * r.rate / raw))
             .unwrap_or_default();
+        let of_floor = r
+            .floor
+            .map(|f| format!("{:.0}%", 100.0 * r.rate / f))
+            .unwrap_or_default();
         let wal = r.wal.map(|w| format!("{w:.0}")).unwrap_or_default();
         println!(
-            "| {} | {} | {:.0} | {} | {} |",
-            r.what, r.ops, r.rate, ratio, wal
+            "| {} | {} | {:.0} | {} | {} | {} |",
+            r.what, r.ops, r.rate, ratio, of_floor, wal
         );
     }
     if let Some((found, med, worst)) = pending {
         println!(
-            "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | | |"
+            "| pending list of one user ({found} of 100000 documents), PgStore::by_reviewer | 200 reads | median {med:.3} ms, worst {worst:.3} ms | | | |"
         );
     }
     rt.block_on(async {
@@ -578,6 +619,174 @@ impl Raw {
             }
         }
         (n / batch * batch, started.elapsed().as_secs_f64())
+    }
+}
+
+/// The floor: the rows a decision's `commit` writes (the stream's length, the append, the
+/// index row, the reviewer rows that went and came, the notifications), written by hand
+/// into the store's own tables with plain statements pipelined between `BEGIN` and
+/// `COMMIT`: no expected-version check, no row locks, no function. What the layout costs
+/// before the store does anything of its own.
+struct Floor {
+    client: Client,
+    begin: tokio_postgres::Statement,
+    commit: tokio_postgres::Statement,
+    length: tokio_postgres::Statement,
+    append: tokio_postgres::Statement,
+    index: tokio_postgres::Statement,
+    gone: tokio_postgres::Statement,
+    came: tokio_postgres::Statement,
+    outbox: tokio_postgres::Statement,
+}
+
+/// One decision's rows, as the floor writes them.
+struct FloorOp {
+    doc: Vec<u8>,
+    len: i64,
+    first: i64,
+    count: i32,
+    records: String,
+    state: Vec<u8>,
+    reviewers: Vec<Vec<u8>>,
+    due: Option<i64>,
+    gone: Vec<Vec<u8>>,
+    came: Vec<Vec<u8>>,
+    items: Vec<String>,
+}
+
+impl Floor {
+    async fn new(url: &str, schema: &str) -> Floor {
+        let client = connect(url).await;
+        let prepare = |sql: String| {
+            let client = &client;
+            async move { client.prepare(&sql).await.expect("prepare") }
+        };
+        Floor {
+            begin: prepare("BEGIN".into()).await,
+            commit: prepare("COMMIT".into()).await,
+            length: prepare(format!("UPDATE {schema}.streams SET len = $2 WHERE doc = $1")).await,
+            append: prepare(format!(
+                "INSERT INTO {schema}.appends (doc, first, count, records) VALUES ($1, $2, $3, $4)"
+            ))
+            .await,
+            index: prepare(format!(
+                "UPDATE {schema}.index_rows SET state = $2, reviewers = $3, due_at = $4 WHERE doc = $1"
+            ))
+            .await,
+            gone: prepare(format!(
+                "DELETE FROM {schema}.index_reviewers WHERE doc = $1 AND reviewer = ANY ($2)"
+            ))
+            .await,
+            came: prepare(format!(
+                "INSERT INTO {schema}.index_reviewers (reviewer, doc) SELECT unnest($2::bytea[]), $1"
+            ))
+            .await,
+            outbox: prepare(format!(
+                "INSERT INTO {schema}.outbox (item) SELECT unnest($1::text[])"
+            ))
+            .await,
+            client,
+        }
+    }
+
+    /// Every decision of every document (`decide`, notifications and JSON as for the
+    /// engine), `batch` decisions per transaction: (decisions, seconds).
+    async fn run(
+        &self,
+        wf: &Workflow,
+        docs: Vec<(String, DocState)>,
+        batch: usize,
+    ) -> (usize, f64) {
+        let started = Instant::now();
+        let mut n = 0;
+        let mut ops = Vec::new();
+        for (id, mut state) in docs {
+            for who in DECIDERS {
+                let d = state.decide(wf, &cmd(who, approve()), T0).expect("approve");
+                let before = IndexEntry::of(&state, wf).pending_reviewers;
+                let after = IndexEntry::of(&d.state, wf);
+                let items = d
+                    .records
+                    .iter()
+                    .flat_map(|r| signoff_core::notify::notifications(&d.state, r))
+                    .map(|n| serde_json::to_string(&n).expect("json"))
+                    .collect();
+                ops.push(FloorOp {
+                    doc: id.as_bytes().to_vec(),
+                    len: d.state.seq as i64,
+                    first: state.seq as i64,
+                    count: d.records.len() as i32,
+                    records: serde_json::to_string(&d.records).expect("json"),
+                    state: after.state.into_bytes(),
+                    gone: before
+                        .iter()
+                        .filter(|r| !after.pending_reviewers.contains(r))
+                        .map(|r| r.as_bytes().to_vec())
+                        .collect(),
+                    came: after
+                        .pending_reviewers
+                        .iter()
+                        .filter(|r| !before.contains(r))
+                        .map(|r| r.as_bytes().to_vec())
+                        .collect(),
+                    reviewers: after
+                        .pending_reviewers
+                        .iter()
+                        .map(|r| r.as_bytes().to_vec())
+                        .collect(),
+                    due: after.due_at.map(|t| t.0),
+                    items,
+                });
+                state = d.state;
+                n += 1;
+                if ops.len() == batch {
+                    self.write(&ops).await;
+                    ops.clear();
+                }
+            }
+        }
+        if !ops.is_empty() {
+            self.write(&ops).await;
+        }
+        (n, started.elapsed().as_secs_f64())
+    }
+
+    async fn write(&self, ops: &[FloorOp]) {
+        let c = &self.client;
+        // Each future owns its parameter list and sends its statement when first polled.
+        let mut futures: Vec<Pending<'_, u64>> = vec![Box::pin(c.execute(&self.begin, &[]))];
+        for op in ops {
+            futures.push(Box::pin(async move {
+                c.execute(&self.length, &[&op.doc, &op.len]).await
+            }));
+            futures.push(Box::pin(async move {
+                c.execute(&self.append, &[&op.doc, &op.first, &op.count, &op.records])
+                    .await
+            }));
+            futures.push(Box::pin(async move {
+                c.execute(&self.index, &[&op.doc, &op.state, &op.reviewers, &op.due])
+                    .await
+            }));
+            if !op.gone.is_empty() {
+                futures.push(Box::pin(async move {
+                    c.execute(&self.gone, &[&op.doc, &op.gone]).await
+                }));
+            }
+            if !op.came.is_empty() {
+                futures.push(Box::pin(async move {
+                    c.execute(&self.came, &[&op.doc, &op.came]).await
+                }));
+            }
+            if !op.items.is_empty() {
+                futures.push(Box::pin(async move {
+                    c.execute(&self.outbox, &[&op.items]).await
+                }));
+            }
+        }
+        futures.push(Box::pin(c.execute(&self.commit, &[])));
+        for r in join_in_order(futures).await {
+            r.expect("the floor's transaction");
+        }
     }
 }
 

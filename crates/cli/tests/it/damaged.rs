@@ -136,4 +136,31 @@ fn one_damaged_document_never_stops_the_rest() {
     assert!(out.contains("edited: state_changed"), "{out}");
     assert!(err.contains("document orphan: damaged"), "{err}");
     assert!(err.contains("1 damaged document (reported above)"), "{err}");
+
+    // A copy takes the sound documents and leaves the damaged ones out, naming them.
+    let copy = dir.0.join("copy.redb");
+    let c = copy.display();
+    let (code, out, err) = sh(&format!("store copy {s} {c}"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.starts_with(&format!(
+            "4 documents in {s}: 2 copied, 0 caught up, 0 already there, 2 left out;"
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains("document edited: damaged: the audit chain does not verify: record 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("document orphan: damaged: orphan: workflow "),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 damaged documents (reported above)"),
+        "{err}"
+    );
+    let (code, out, err) = sh(&format!("audit verify --store {c}"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok: 2 documents"), "{out}");
 }
