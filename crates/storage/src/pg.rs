@@ -182,7 +182,7 @@ impl PgStore {
         let mut pg: tokio_postgres::Config = url.parse().map_err(|e| PgError::BadUrl {
             detail: describe(&e),
         })?;
-        pg.ssl_mode(crate::pg_tls::tokio_mode(&tls));
+        pg.ssl_mode(crate::pg_tls::tokio_mode(&tls.mode));
         if !valid_schema(&config.schema) {
             return Err(PgError::BadSchema {
                 schema: config.schema.clone(),
@@ -207,10 +207,10 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match &tls {
+        let manager = match &tls.mode {
             crate::pg_tls::TlsMode::Disable => Manager::from_config(pg, NoTls, manager_config),
-            mode => {
-                let rustls = crate::pg_tls::client_config(mode).map_err(|detail| PgError::Tls {
+            _ => {
+                let rustls = crate::pg_tls::client_config(&tls).map_err(|detail| PgError::Tls {
                     server: server.name.clone(),
                     detail,
                 })?;

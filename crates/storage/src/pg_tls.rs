@@ -10,19 +10,26 @@
 //! | `verify-full` | as `verify-ca`, and the certificate must name the host |
 //!
 //! `sslrootcert` is a PEM file, or `system` for the system's CAs (then `sslmode` is
-//! `verify-full` unless set, and a weaker mode is refused, as libpq 16 does). The parameters
-//! are read from a URL's query (`?sslmode=verify-full&sslrootcert=/etc/ca.pem`) or from
-//! libpq's `key=value` form (values quoted with `'...'` as libpq quotes them), and removed
-//! before `tokio-postgres` reads the rest.
+//! `verify-full` unless set, and a weaker mode is refused, as libpq 16 does). `sslcert` and
+//! `sslkey` are a client certificate (PEM, with its chain) and its private key (PEM: PKCS#8,
+//! PKCS#1 or SEC1), for servers that ask for one (`clientcert=verify-full`, or `cert`
+//! authentication); without them libpq's defaults `~/.postgresql/postgresql.crt` and
+//! `postgresql.key` are used when the certificate file exists. Stricter than libpq: a
+//! certificate file named explicitly must exist. The key file may not be readable by group or
+//! others (as libpq: 0600, or 0640 when root owns it), and an encrypted key is refused
+//! (`sslpassword` is not supported). The parameters are read from a URL's query
+//! (`?sslmode=verify-full&sslrootcert=/etc/ca.pem`) or from libpq's `key=value` form (values
+//! quoted with `'...'` as libpq quotes them), and removed before `tokio-postgres` reads the
+//! rest.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -40,6 +47,20 @@ pub(crate) enum TlsMode {
     VerifyFull(Roots),
 }
 
+/// What the URL asks of TLS: the mode, and the client certificate to present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tls {
+    pub(crate) mode: TlsMode,
+    pub(crate) client: Option<ClientCert>,
+}
+
+/// A client certificate (PEM, leaf first) and its private key (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientCert {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
 /// The CAs a verifying mode trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Roots {
@@ -47,11 +68,13 @@ pub(crate) enum Roots {
     System,
 }
 
-/// The URL without the TLS parameters, and the mode they ask for. A bad value is an error
-/// that says what is accepted.
-pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
+/// The URL without the TLS parameters, and what they ask for. A bad value is an error that
+/// says what is accepted.
+pub(crate) fn split(url: &str) -> Result<(String, Tls), String> {
     let mut mode: Option<String> = None;
     let mut root: Option<String> = None;
+    let mut cert: Option<String> = None;
+    let mut key: Option<String> = None;
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         match url.split_once('?') {
             None => url.to_owned(),
@@ -62,6 +85,8 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
                     match k {
                         "sslmode" => mode = Some(percent_decode(v)),
                         "sslrootcert" => root = Some(percent_decode(v)),
+                        "sslcert" => cert = Some(percent_decode(v)),
+                        "sslkey" => key = Some(percent_decode(v)),
                         _ => kept.push(pair),
                     }
                 }
@@ -74,10 +99,12 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
         }
     } else {
         let mut kept = String::new();
-        for (key, value, text) in key_values(url)? {
-            match key.as_str() {
+        for (name, value, text) in key_values(url)? {
+            match name.as_str() {
                 "sslmode" => mode = Some(value),
                 "sslrootcert" => root = Some(value),
+                "sslcert" => cert = Some(value),
+                "sslkey" => key = Some(value),
                 _ => {
                     if !kept.is_empty() {
                         kept.push(' ');
@@ -88,12 +115,13 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
         }
         kept
     };
-    let default_file = || {
+    let home = || {
         std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_default()
-            .join(".postgresql/root.crt")
+            .join(".postgresql")
     };
+    let default_file = || home().join("root.crt");
     let roots = match root.as_deref() {
         Some("system") => Some(Roots::System),
         Some(path) => Some(Roots::File(PathBuf::from(path))),
@@ -126,7 +154,26 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsMode), String> {
             ));
         }
     };
-    Ok((rest, mode))
+    let client = match (cert, mode == TlsMode::Disable) {
+        (_, true) => None,
+        (Some(cert), false) => {
+            if !Path::new(&cert).is_file() {
+                return Err(format!("sslcert {cert}: no such file"));
+            }
+            Some(ClientCert {
+                cert: cert.into(),
+                key: key.map_or_else(|| home().join("postgresql.key"), PathBuf::from),
+            })
+        }
+        (None, false) => {
+            let cert = home().join("postgresql.crt");
+            cert.is_file().then(|| ClientCert {
+                cert,
+                key: key.map_or_else(|| home().join("postgresql.key"), PathBuf::from),
+            })
+        }
+    };
+    Ok((rest, Tls { mode, client }))
 }
 
 /// libpq's `key=value` connection string as (key, value, the pair's own text): a value is
@@ -202,8 +249,9 @@ pub(crate) fn tokio_mode(mode: &TlsMode) -> tokio_postgres::config::SslMode {
     }
 }
 
-/// The rustls configuration for a mode (not for `Disable`).
-pub(crate) fn client_config(mode: &TlsMode) -> Result<ClientConfig, String> {
+/// The rustls configuration for a mode (not for `Disable`), with the client certificate.
+pub(crate) fn client_config(tls: &Tls) -> Result<ClientConfig, String> {
+    let mode = &tls.mode;
     // ring: no C toolchain beyond what ring builds (aws-lc-rs needs cmake); it lacks the
     // post-quantum key exchange, which PostgreSQL servers do not offer yet either.
     #[allow(deprecated)]
@@ -211,10 +259,8 @@ pub(crate) fn client_config(mode: &TlsMode) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    match mode {
-        TlsMode::VerifyFull(roots) => Ok(builder
-            .with_root_certificates(root_store(roots)?)
-            .with_no_client_auth()),
+    let wants_client = match mode {
+        TlsMode::VerifyFull(roots) => builder.with_root_certificates(root_store(roots)?),
         TlsMode::VerifyCa(roots) => {
             let chain = WebPkiServerVerifier::builder_with_provider(
                 Arc::new(root_store(roots)?),
@@ -222,22 +268,84 @@ pub(crate) fn client_config(mode: &TlsMode) -> Result<ClientConfig, String> {
             )
             .build()
             .map_err(|e| e.to_string())?;
-            Ok(builder
+            builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(Relaxed {
                     provider,
                     chain: Some(chain),
                 }))
-                .with_no_client_auth())
         }
-        _ => Ok(builder
+        _ => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Relaxed {
                 provider,
                 chain: None,
-            }))
-            .with_no_client_auth()),
+            })),
+    };
+    match &tls.client {
+        None => Ok(wants_client.with_no_client_auth()),
+        Some(client) => {
+            let (chain, key) = client.load()?;
+            wants_client
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("sslcert {}: {e}", client.cert.display()))
+        }
     }
+}
+
+impl ClientCert {
+    /// The certificate chain and the key, read and checked.
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read sslcert {}: {e}", self.cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!(
+                "sslcert {} holds no PEM certificate",
+                self.cert.display()
+            ));
+        }
+        let key = self.key.display();
+        let text = std::fs::read_to_string(&self.key)
+            .map_err(|e| format!("cannot read sslkey {key}: {e}"))?;
+        key_permissions(&self.key)?;
+        if text.contains("ENCRYPTED") {
+            return Err(format!(
+                "sslkey {key} is encrypted: decrypt it (sslpassword is not supported)"
+            ));
+        }
+        let der = PrivateKeyDer::from_pem_slice(text.as_bytes())
+            .map_err(|e| format!("sslkey {key}: no private key in PEM form ({e})"))?;
+        Ok((chain, der))
+    }
+}
+
+/// libpq's rule for a key file: no access for group or others (0600 at most), unless root
+/// owns it: then read access for the group at most (0640).
+#[cfg(unix)]
+fn key_permissions(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read sslkey {}: {e}", path.display()))?;
+    let mode = meta.mode() & 0o777;
+    let too_open = if meta.uid() == 0 {
+        mode & 0o037 != 0
+    } else {
+        mode & 0o077 != 0
+    };
+    if too_open {
+        return Err(format!(
+            "sslkey {} has group or world access (mode {mode:o}): it must be u=rw (0600) or \
+             less, or u=rw,g=r (0640) or less if root owns it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn key_permissions(_: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
@@ -361,34 +469,36 @@ mod tests {
 
     #[test]
     fn the_tls_parameters_are_read_and_removed() {
-        let (rest, mode) = split(
+        let (rest, Tls { mode, .. }) = split(
             "postgres://u:p@h:5/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
         )
         .unwrap();
         assert_eq!(rest, "postgres://u:p@h:5/db?application_name=x");
         assert_eq!(mode, TlsMode::VerifyFull(Roots::File("/etc/ca.pem".into())));
-        let (rest, mode) = split("postgres://u@h/db?sslmode=disable").unwrap();
+        let (rest, Tls { mode, .. }) = split("postgres://u@h/db?sslmode=disable").unwrap();
         assert_eq!(
             (rest.as_str(), mode),
             ("postgres://u@h/db", TlsMode::Disable)
         );
-        assert_eq!(split("postgres://u@h/db").unwrap().1, TlsMode::Prefer);
+        assert_eq!(split("postgres://u@h/db").unwrap().1.mode, TlsMode::Prefer);
         // require with a root file checks the chain, as libpq.
         assert_eq!(
             split("postgres://h/db?sslmode=require&sslrootcert=/ca.pem")
                 .unwrap()
-                .1,
+                .1
+                .mode,
             TlsMode::VerifyCa(Roots::File("/ca.pem".into()))
         );
         assert_eq!(
             split("postgres://h/db?sslmode=verify-ca&sslrootcert=system")
                 .unwrap()
-                .1,
+                .1
+                .mode,
             TlsMode::VerifyCa(Roots::System)
         );
         // sslrootcert=system means verify-full, and refuses a weaker mode (libpq 16).
         assert_eq!(
-            split("postgres://h/db?sslrootcert=system").unwrap().1,
+            split("postgres://h/db?sslrootcert=system").unwrap().1.mode,
             TlsMode::VerifyFull(Roots::System)
         );
         assert!(
@@ -404,16 +514,55 @@ mod tests {
     }
 
     #[test]
+    fn a_client_certificate_is_read_from_sslcert_and_sslkey() {
+        let cert = std::env::temp_dir().join(format!("signoff-tls-{}.crt", std::process::id()));
+        std::fs::write(&cert, "x").unwrap();
+        let c = cert.display();
+        let (rest, tls) = split(&format!(
+            "postgres://h/db?sslcert={c}&sslkey=%2Fk%20ey.pem&application_name=x"
+        ))
+        .unwrap();
+        assert_eq!(rest, "postgres://h/db?application_name=x");
+        assert_eq!(
+            tls.client,
+            Some(ClientCert {
+                cert: cert.clone(),
+                key: "/k ey.pem".into()
+            })
+        );
+        let (rest, tls) = split(&format!("host=h sslcert='{c}' sslkey=/k.pem")).unwrap();
+        assert_eq!(rest, "host=h");
+        assert_eq!(tls.client.map(|c| c.key), Some(PathBuf::from("/k.pem")));
+        // No key named: libpq's default beside the home folder's certificate.
+        let (_, tls) = split(&format!("postgres://h/db?sslcert={c}")).unwrap();
+        assert!(
+            tls.client
+                .unwrap()
+                .key
+                .ends_with(".postgresql/postgresql.key")
+        );
+        // sslmode=disable sends no certificate; a named file that is not there is an error.
+        let (_, tls) = split(&format!("postgres://h/db?sslmode=disable&sslcert={c}")).unwrap();
+        assert_eq!(tls.client, None);
+        assert_eq!(
+            split("postgres://h/db?sslcert=/no/such.crt").unwrap_err(),
+            "sslcert /no/such.crt: no such file"
+        );
+        let _ = std::fs::remove_file(&cert);
+    }
+
+    #[test]
     fn key_value_strings_are_read_as_libpq_reads_them() {
-        let (rest, mode) =
+        let (rest, Tls { mode, .. }) =
             split("host=h user=u sslmode = verify-full sslrootcert='/my ca.pem'").unwrap();
         assert_eq!(rest, "host=h user=u");
         assert_eq!(mode, TlsMode::VerifyFull(Roots::File("/my ca.pem".into())));
         // A quoted value keeps what looks like another parameter inside it, and its spaces.
-        let (rest, mode) = split("password='a  sslmode=disable b' sslmode=require host=h").unwrap();
+        let (rest, Tls { mode, .. }) =
+            split("password='a  sslmode=disable b' sslmode=require host=h").unwrap();
         assert_eq!(rest, "password='a  sslmode=disable b' host=h");
         assert_eq!(mode, TlsMode::Require);
-        let (_, mode) = split(r"password='it\'s' sslmode=disable").unwrap();
+        let (_, Tls { mode, .. }) = split(r"password='it\'s' sslmode=disable").unwrap();
         assert_eq!(mode, TlsMode::Disable);
         assert!(
             split("host=h sslmode='require")

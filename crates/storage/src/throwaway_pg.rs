@@ -30,6 +30,9 @@ pub struct ThrowawayServer {
     /// With [`ThrowawayServer::start_tls`]: TLS on, with a certificate for 127.0.0.1 signed
     /// by the CA in `ca.crt` of the folder.
     tls: bool,
+    /// With [`ThrowawayServer::start_mtls`]: TCP logins need TLS and a client certificate
+    /// signed by the same CA, naming the user.
+    client_certs: bool,
 }
 
 /// Why a throwaway server could not be started or restarted.
@@ -52,14 +55,27 @@ impl ThrowawayServer {
     /// has exited, so that a test process that never drops the server (a `static`) or is
     /// killed leaves nothing running behind.
     pub fn start() -> Result<ThrowawayServer, ServerError> {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// As [`start`](Self::start), with TLS on (and plain connections still accepted): a
     /// certificate for `127.0.0.1` (not `localhost`), signed by a CA made for this server
     /// ([`ca_file`](Self::ca_file)). Needs `openssl` on `PATH`.
     pub fn start_tls() -> Result<ThrowawayServer, ServerError> {
-        Self::start_with(true)
+        Self::start_with(true, false)
+    }
+
+    /// As [`start_tls`](Self::start_tls), and a login over TCP needs TLS, the password and a
+    /// client certificate signed by the same CA whose common name is the user
+    /// (`clientcert=verify-full`): [`client_cert`](Self::client_cert) is one for [`USER`].
+    pub fn start_mtls() -> Result<ThrowawayServer, ServerError> {
+        Self::start_with(true, true)
+    }
+
+    /// The PEM files of a client certificate for [`USER`] and its key (mode 0600), signed by
+    /// the CA of [`ca_file`](Self::ca_file).
+    pub fn client_cert(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("client.crt"), self.dir.join("client.key"))
     }
 
     /// The PEM file of the CA that signed a [`start_tls`](Self::start_tls) server's
@@ -68,7 +84,7 @@ impl ThrowawayServer {
         self.dir.join("ca.crt")
     }
 
-    fn start_with(tls: bool) -> Result<ThrowawayServer, ServerError> {
+    fn start_with(tls: bool, client_certs: bool) -> Result<ThrowawayServer, ServerError> {
         let bin = find_bin()?;
         let run_as = if is_root() {
             Some(unprivileged_user()?)
@@ -85,7 +101,7 @@ impl ThrowawayServer {
         std::fs::write(dir.join("pwfile"), PASSWORD)
             .map_err(|e| err(format!("{}: {e}", dir.display())))?;
         if tls {
-            make_certificates(&dir)?;
+            make_certificates(&dir, client_certs)?;
         }
         let mut server = ThrowawayServer {
             dir,
@@ -93,6 +109,7 @@ impl ThrowawayServer {
             port: 0,
             run_as,
             tls,
+            client_certs,
         };
         if let Some(user) = &server.run_as {
             run(Command::new("chown").args(["-R", user]).arg(&server.dir))?;
@@ -116,6 +133,15 @@ impl ThrowawayServer {
                 "--no-sync".as_ref(),
             ],
         )?;
+        if client_certs {
+            // Rewritten in place: the file keeps its owner, the server's user.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n",
+            )
+            .map_err(|e| err(format!("{}: {e}", data.display())))?;
+        }
         // A port can be taken between the probe and the server's bind: try a few.
         let mut last = None;
         for _ in 0..5 {
@@ -175,6 +201,12 @@ impl ThrowawayServer {
                 " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
                 self.dir.join("server.crt").display(),
                 self.dir.join("server.key").display()
+            ));
+        }
+        if self.client_certs {
+            options.push_str(&format!(
+                " -c ssl_ca_file={}",
+                self.dir.join("ca.crt").display()
             ));
         }
         let log = self.dir.join("log");
@@ -284,8 +316,9 @@ pub fn find_bin() -> Result<PathBuf, ServerError> {
 
 /// A CA and a server certificate for 127.0.0.1 (only: `localhost` is another name) signed by
 /// it, in `dir`
-/// (`ca.crt`, `server.crt`, `server.key` with mode 0600, as the server requires).
-fn make_certificates(dir: &Path) -> Result<(), ServerError> {
+/// (`ca.crt`, `server.crt`, `server.key` with mode 0600, as the server requires), and with
+/// `client` a client certificate for [`USER`] (`client.crt`, `client.key`, mode 0600).
+fn make_certificates(dir: &Path, client: bool) -> Result<(), ServerError> {
     let openssl = |args: &[&str]| {
         let mut cmd = Command::new("openssl");
         cmd.args(args).current_dir(dir);
@@ -353,14 +386,53 @@ fn make_certificates(dir: &Path) -> Result<(), ServerError> {
         "-extfile",
         "server.ext",
     ])?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.join("server.key"),
-            std::fs::Permissions::from_mode(0o600),
+    if client {
+        openssl(
+            &[
+                &["req"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "client.key",
+                    "-out",
+                    "client.csr",
+                    "-subj",
+                    &format!("/CN={USER}"),
+                ][..],
+            ]
+            .concat(),
+        )?;
+        std::fs::write(
+            dir.join("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
         )
         .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "3",
+            "-extfile",
+            "client.ext",
+        ])?;
+    }
+    #[cfg(unix)]
+    for key in ["server.key", "client.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(key);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -957,6 +958,108 @@ fn other_ca(dir: &std::path::Path) -> std::path::PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     dir.join("other-ca.pem")
+}
+
+/// `sslcert` and `sslkey` against a server that wants a client certificate signed by its CA
+/// and naming the user (`clientcert=verify-full`): the store gets in with one and works, and
+/// is refused without one or with a certificate of another CA; a key file readable by others,
+/// an encrypted key and a certificate file that is not there are refused before any
+/// connection, naming the file.
+#[test]
+fn tls_client_certificates() {
+    let server = ThrowawayServer::start_mtls().unwrap_or_else(|e| panic!("{e}"));
+    let base = server.url();
+    let ca = server.ca_file().display().to_string();
+    let (cert, key) = server.client_cert();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let dir = TempDir::new("pg-mtls");
+    let schema = pg_schema(dir.path());
+    let name = format!("127.0.0.1:{}", server.port());
+    let full = format!("{base}?sslmode=verify-full&sslrootcert={ca}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let store = connect_to(&format!("{full}&sslcert={cert}&sslkey={key}"), &schema)
+        .unwrap_or_else(|e| panic!("with the client certificate: {e}"));
+    rt.block_on(async {
+        assert_eq!(store.append("d", 0, &recs("d", 0, 2)).await, Ok(2));
+        assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, 2));
+    });
+    drop(store);
+
+    // Without a certificate, and with a self-signed one of another CA: the server says no.
+    let e = connect_to(&full, &schema).unwrap_err();
+    assert!(
+        matches!(&e, PgError::LoginRefused { server, detail, .. } if *server == name
+            && detail.contains("requires a valid client certificate")),
+        "{e:?}"
+    );
+    let other = other_ca(dir.path()).display().to_string();
+    let other_key = dir.path().join("other.key");
+    std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = connect_to(
+        &format!("{full}&sslcert={other}&sslkey={}", other_key.display()),
+        &schema,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains(&name), "{e}");
+    assert!(e.to_string().contains("UnknownCA"), "{e}");
+    assert!(
+        !e.to_string()
+            .contains(signoff_storage::throwaway_pg::PASSWORD),
+        "{e}"
+    );
+
+    // Refused before connecting: a key others may read, an encrypted key, no such file.
+    let open = dir.path().join("open.key");
+    std::fs::copy(&key, &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = connect_to(
+        &format!("{full}&sslcert={cert}&sslkey={}", open.display()),
+        &schema,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, PgError::Tls { detail, .. } if detail.contains("has group or world access")
+            && detail.contains("open.key")),
+        "{e:?}"
+    );
+    let locked = dir.path().join("locked.key");
+    let out = Process::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-in",
+            &key,
+            "-passout",
+            "pass:secret",
+            "-out",
+        ])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = connect_to(
+        &format!("{full}&sslcert={cert}&sslkey={}", locked.display()),
+        &schema,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, PgError::Tls { detail, .. } if detail.contains("is encrypted")),
+        "{e:?}"
+    );
+    let e = connect_to(&format!("{full}&sslcert=/nonexistent/client.crt"), &schema).unwrap_err();
+    assert!(
+        matches!(&e, PgError::BadUrl { detail } if detail == "sslcert /nonexistent/client.crt: no such file"),
+        "{e:?}"
+    );
 }
 
 /// `sslmode` and `sslrootcert` as libpq reads them, against a server whose certificate names
