@@ -52,6 +52,14 @@ pub enum LocalCommand {
         #[command(subcommand)]
         cmd: AuditCommand,
     },
+    /// Notifications waiting for delivery: list them, or deliver them through a program of
+    /// yours (mail, chat, a ticket system).
+    Outbox {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(subcommand)]
+        cmd: OutboxCommand,
+    },
     /// Stores as a whole: copy one into another (a redb file into PostgreSQL, say).
     Store {
         #[command(subcommand)]
@@ -65,6 +73,66 @@ pub enum LocalCommand {
         #[command(flatten)]
         store: StoreArg,
     },
+}
+
+/// `signoff outbox ...`
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum OutboxCommand {
+    /// The notifications waiting for delivery, oldest first: id, kind, document, recipients
+    /// and text (a line each), or their JSON with `--format jsonl`.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutboxFormat,
+    },
+    /// Deliver waiting notifications, oldest first, through PROGRAM: it runs once per
+    /// notification with the notification's JSON on stdin (`doc`, `seq`, `at`, `kind`, `to`,
+    /// `text`), without a shell; exit status 0 acknowledges it (it leaves the outbox),
+    /// anything else, or running longer than --timeout (it is killed), leaves it waiting for
+    /// the next run. Delivery is at least once: a program that did its work and then failed
+    /// sees the notification again. On PostgreSQL several workers (processes, machines) may
+    /// deliver from one outbox at once: each takes notifications no other holds, for
+    /// --lease seconds (longer than --timeout). A redb file is held for the whole run:
+    /// commands that write to it meanwhile wait (their --wait). Exit code 1 when a delivery
+    /// failed.
+    ///
+    /// Example: signoff outbox deliver -- /usr/local/bin/send-approval-mail
+    Deliver {
+        /// At most this many notifications in this run.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// How long PROGRAM may run for one notification before it is killed (seconds).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_run_time)]
+        timeout: f64,
+        /// On PostgreSQL, how long a notification is held for this worker (seconds): other
+        /// workers skip it meanwhile. Must be longer than --timeout.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120.0, value_parser = parse_run_time)]
+        lease: f64,
+        /// The program and its arguments, after `--`.
+        #[arg(required = true, last = true, value_name = "PROGRAM")]
+        program: Vec<String>,
+    },
+}
+
+/// `outbox list --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutboxFormat {
+    /// One line per notification: id, kind, document, recipients, text (tab-separated).
+    Text,
+    /// One JSON object per line: `{"id":..,"notification":{..}}`.
+    Jsonl,
+}
+
+/// A run time in seconds: more than 0, at most a day.
+fn parse_run_time(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds above 0 and at most 86400"
+        )),
+    }
 }
 
 /// `signoff store ...`
@@ -570,6 +638,28 @@ async fn run_async(
                 audit_anchor(&db, &dir, key, copy.as_deref(), *if_changed, at, out).await
             }
         },
+        LocalCommand::Outbox { store, cmd } => match cmd {
+            OutboxCommand::List { limit, format } => {
+                let db = open(store, Access::Read).await?;
+                outbox_list(&db, *limit as usize, *format, out).await
+            }
+            OutboxCommand::Deliver {
+                limit,
+                timeout,
+                lease,
+                program,
+            } => {
+                if lease <= timeout {
+                    return Err(unusable(format!(
+                        "--lease ({lease} s) must be longer than --timeout ({timeout} s): \
+                         otherwise another worker could take a notification while it is \
+                         being delivered"
+                    )));
+                }
+                let db = open(store, Access::Write).await?;
+                outbox_deliver(&db, *limit as usize, *timeout, *lease, program, out, err).await
+            }
+        },
         LocalCommand::Store {
             cmd:
                 StoreCommand::Copy {
@@ -817,7 +907,9 @@ enum Access {
 /// An opened store: a redb file or a PostgreSQL database, with the name messages give it
 /// (the file's path, or `postgres://HOST:PORT/DATABASE (schema S)`: never the password).
 struct Db {
-    store: Box<dyn LocalStore>,
+    store: std::sync::Arc<dyn LocalStore>,
+    /// The same store when it is PostgreSQL (for what only it does: `claim`).
+    pg: Option<std::sync::Arc<PgStore>>,
     shown: PathBuf,
 }
 
@@ -832,6 +924,20 @@ impl std::ops::Deref for Db {
 impl Db {
     fn path(&self) -> &Path {
         &self.shown
+    }
+
+    /// The oldest waiting notification no other worker holds, held for `lease` (on
+    /// PostgreSQL); from a redb file, which this process holds alone while it writes, the
+    /// oldest `limit` waiting.
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<(u64, signoff_core::notify::Notification)>, StoreError> {
+        match &self.pg {
+            Some(pg) => pg.claim(limit, lease).await,
+            None => self.pending(limit).await,
+        }
     }
 }
 
@@ -850,8 +956,10 @@ async fn open(arg: &StoreArg, access: Access) -> Result<Db, Failure> {
             .await
             .map_err(|e| unusable(e.to_string()))?;
         let shown = PathBuf::from(format!("postgres://{} (schema {schema})", store.server()));
+        let store = std::sync::Arc::new(store);
         return Ok(Db {
-            store: Box::new(store),
+            store: store.clone(),
+            pg: Some(store),
             shown,
         });
     }
@@ -861,7 +969,8 @@ async fn open(arg: &StoreArg, access: Access) -> Result<Db, Failure> {
         Access::Create => open_waiting(arg, |p| RedbStore::create(p, StoreConfig::durable()))?,
     };
     Ok(Db {
-        store: Box::new(store),
+        store: std::sync::Arc::new(store),
+        pg: None,
         shown: arg.path.clone(),
     })
 }
@@ -909,6 +1018,193 @@ fn open_waiting(
             }
             other => return Ok(other?),
         }
+    }
+}
+
+/// `signoff outbox list`.
+async fn outbox_list(
+    db: &Db,
+    limit: usize,
+    format: OutboxFormat,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let items = db.pending(limit).await?;
+    if items.is_empty() && format == OutboxFormat::Text {
+        let _ = writeln!(out, "no notifications waiting in {}", db.path().display());
+    }
+    for (id, n) in items {
+        let _ = match format {
+            OutboxFormat::Text => writeln!(
+                out,
+                "{id}\t{}\t{}\t{}\t{}",
+                kind_name(n.kind),
+                safe(&n.doc),
+                safe(&n.to.join(",")),
+                safe(&n.text)
+            ),
+            OutboxFormat::Jsonl => writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "id": id, "notification": n })
+            ),
+        };
+    }
+    Ok(OK)
+}
+
+/// A notification kind as its JSON names it.
+fn kind_name(kind: signoff_core::notify::NotificationKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// How one delivery went.
+enum Delivery {
+    Done,
+    Failed(String),
+    /// PROGRAM could not be started at all: the run stops.
+    Unrunnable(String),
+}
+
+/// `signoff outbox deliver -- PROGRAM ARGS...`: one notification at a time, each acked
+/// when PROGRAM exits 0.
+async fn outbox_deliver(
+    db: &Db,
+    limit: usize,
+    timeout: f64,
+    lease: f64,
+    program: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let timeout = std::time::Duration::from_secs_f64(timeout);
+    let lease = std::time::Duration::from_secs_f64(lease);
+    let (mut delivered, mut failed) = (0usize, 0usize);
+    // From PostgreSQL one at a time, so that each is held from just before its delivery
+    // (a lease longer than the timeout covers it); a redb file is this process's alone.
+    let mut batch = std::collections::VecDeque::new();
+    if db.pg.is_none() {
+        batch.extend(db.claim(limit, lease).await?);
+    }
+    while delivered + failed < limit {
+        if db.pg.is_some() {
+            batch.extend(db.claim(1, lease).await?);
+        }
+        let Some((id, n)) = batch.pop_front() else {
+            break;
+        };
+        let json =
+            serde_json::to_vec(&n).map_err(|e| unusable(format!("notification {id}: {e}")))?;
+        match run_delivery(program, &json, timeout) {
+            Delivery::Done => {
+                db.ack(id).await?;
+                delivered += 1;
+            }
+            Delivery::Failed(why) => {
+                failed += 1;
+                let _ = writeln!(
+                    err,
+                    "signoff: notification {id} ({}, document {}): {}: {}; it stays waiting",
+                    kind_name(n.kind),
+                    safe(&n.doc),
+                    safe(&program[0]),
+                    safe(&why)
+                );
+            }
+            Delivery::Unrunnable(why) => {
+                return Err(unusable(format!(
+                    "cannot run {}: {}; the run stopped after delivering {delivered} \
+                     notification{}",
+                    safe(&program[0]),
+                    safe(&why),
+                    if delivered == 1 { "" } else { "s" }
+                )));
+            }
+        }
+    }
+    let waiting = db.pending(usize::MAX).await?.len();
+    let _ = writeln!(
+        out,
+        "{delivered} delivered, {failed} failed; {waiting} waiting in {}",
+        db.path().display()
+    );
+    Ok(if failed > 0 { FAILED } else { OK })
+}
+
+/// Runs PROGRAM with `input` on stdin, for at most `timeout`.
+fn run_delivery(program: &[String], input: &[u8], timeout: std::time::Duration) -> Delivery {
+    use std::process::{Command as Process, Stdio};
+    let mut child = match Process::new(&program[0])
+        .args(&program[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Delivery::Unrunnable(e.to_string()),
+    };
+    // Written on a thread of its own, so a program that never reads its input cannot block
+    // this one; one that exits without reading it is judged by its exit status alone.
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    // The error output is read to its end on a thread of its own (so a chatty program never
+    // blocks on a full pipe), keeping its first 4 KiB.
+    let (said_tx, said_rx) = std::sync::mpsc::channel::<String>();
+    if let Some(mut e) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut e, &mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let room = 4096usize.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            let _ = said_tx.send(String::from_utf8_lossy(&kept).into_owned());
+        });
+    }
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return Delivery::Failed(format!("cannot wait for it: {e}")),
+        }
+    };
+    // A process the program left behind may hold its error output open: wait for it a
+    // moment at most.
+    let said = said_rx
+        .recv_timeout(std::time::Duration::from_millis(500))
+        .map(|t| t.trim().chars().take(300).collect::<String>())
+        .unwrap_or_default();
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({said})")
+    };
+    match status {
+        Some(s) if s.success() => Delivery::Done,
+        Some(s) => Delivery::Failed(match s.code() {
+            Some(code) => format!("exited with {code}{said}"),
+            None => format!("ended by a signal{said}"),
+        }),
+        None => Delivery::Failed(format!(
+            "still running after {:.1} s, killed{said}",
+            timeout.as_secs_f64()
+        )),
     }
 }
 
@@ -1982,6 +2278,128 @@ mod tests {
             String::from_utf8(out).unwrap(),
             String::from_utf8(err).unwrap(),
         )
+    }
+
+    /// `outbox list` shows what waits; `outbox deliver` hands each notification's JSON to the
+    /// program on stdin and removes it when the program exits 0; a program that fails, runs
+    /// too long or cannot be started leaves them waiting; --lease must exceed --timeout.
+    #[test]
+    fn the_outbox_is_listed_and_delivered_through_a_program() {
+        let dir = Dir::new("outbox");
+        let s = dir.store();
+        let basic = template("basic.yaml");
+        let at = "--at 2026-01-05T09:00:00Z";
+        for args in [
+            format!("doc create d --workflow {basic} --by alice {at} --store {s}"),
+            format!("doc submit d --by alice {at} --store {s}"),
+        ] {
+            let (code, _, err) = sh(&args);
+            assert_eq!(code, 0, "{err}");
+        }
+        let (code, out, _) = sh(&format!("outbox list --store {s}"));
+        assert_eq!(code, 0);
+        let waiting: Vec<&str> = out.lines().collect();
+        assert_eq!(waiting.len(), 2, "{out}");
+        assert!(
+            waiting[1]
+                .ends_with("\tassigned\td\tbob,carol\tplease review version 1 of d (approvers)"),
+            "{out}"
+        );
+        let (_, jsonl, _) = sh(&format!("outbox list --format jsonl --limit 1 --store {s}"));
+        let first: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap();
+        assert_eq!(first["notification"]["kind"], "state_changed");
+
+        // Failing, too slow, not there: nothing leaves the outbox.
+        let (code, out, err) = sh_args(&[
+            "outbox",
+            "deliver",
+            "--store",
+            &s,
+            "--",
+            "sh",
+            "-c",
+            "echo no way >&2; exit 3",
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            out.starts_with("0 delivered, 2 failed; 2 waiting in "),
+            "{out}"
+        );
+        assert!(
+            err.contains("(assigned, document d): sh: exited with 3 (no way); it stays waiting"),
+            "{err}"
+        );
+        let started = std::time::Instant::now();
+        let (code, _, err) = sh_args(&[
+            "outbox",
+            "deliver",
+            "--timeout",
+            "0.3",
+            "--lease",
+            "1",
+            "--limit",
+            "1",
+            "--store",
+            &s,
+            "--",
+            "sleep",
+            "30",
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("still running after 0.3 s, killed"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let (code, _, err) = sh_args(&[
+            "outbox",
+            "deliver",
+            "--store",
+            &s,
+            "--",
+            "/nonexistent/deliver",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("cannot run /nonexistent/deliver: "), "{err}");
+        let (code, _, err) = sh_args(&[
+            "outbox",
+            "deliver",
+            "--timeout",
+            "200",
+            "--store",
+            &s,
+            "--",
+            "true",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("--lease (120 s) must be longer than --timeout (200 s)"),
+            "{err}"
+        );
+        assert_eq!(sh(&format!("outbox list --store {s}")).1, out_of(&waiting));
+
+        // Delivered: each JSON reaches the program once, in order, and leaves the outbox.
+        let got = dir.0.join("got.jsonl");
+        let append = format!("cat >> {}; echo >> {}", got.display(), got.display());
+        let (code, out, err) = sh_args(&[
+            "outbox", "deliver", "--store", &s, "--", "sh", "-c", &append,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.starts_with("2 delivered, 0 failed; 0 waiting in "),
+            "{out}"
+        );
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&got)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["kind"], "state_changed");
+        assert_eq!(lines[1]["to"], serde_json::json!(["bob", "carol"]));
+        let (_, out, _) = sh(&format!("outbox list --store {s}"));
+        assert!(out.starts_with("no notifications waiting in "), "{out}");
+    }
+
+    fn out_of(lines: &[&str]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
     }
 
     /// Ids, titles, names and comments that would draw fake lines or flip text on a terminal

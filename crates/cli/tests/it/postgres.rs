@@ -294,3 +294,85 @@ fn a_redb_store_copied_into_postgres_and_back() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `signoff outbox deliver` on PostgreSQL: two workers at once drain one outbox, and every
+/// notification reaches the program exactly once (each worker takes what no other holds).
+#[test]
+fn two_delivery_workers_share_one_outbox() {
+    let schema = format!("cli_outbox_{}", std::process::id());
+    let url = url();
+    let dir = std::env::temp_dir().join(format!("signoff-cli-pg-outbox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let basic = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/templates/basic.yaml");
+    let at = "--at 2026-01-05T09:00:00Z";
+    for i in 0..8 {
+        for args in [
+            format!("doc create d{i} --workflow {basic} --by alice {at}"),
+            format!("doc submit d{i} --by alice {at}"),
+        ] {
+            let (code, _, err) = signoff(&schema, &url, &args);
+            assert_eq!(code, 0, "{args}: {err}");
+        }
+    }
+    let (_, listed, _) = signoff(&schema, &url, "outbox list --format jsonl");
+    assert_eq!(listed.lines().count(), 16, "{listed}");
+
+    let got = dir.join("got.jsonl");
+    // One write per notification (O_APPEND), so the two workers' lines never interleave.
+    let program = format!(
+        "sleep 0.02; line=$(cat); printf '%s\\n' \"$line\" >> {}",
+        got.display()
+    );
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_signoff"))
+                .args([
+                    "outbox", "deliver", "--store", &url, "--", "sh", "-c", &program,
+                ])
+                .env("SIGNOFF_PG_SCHEMA", &schema)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut delivered = 0;
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        delivered += stdout
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .expect("N delivered");
+    }
+    assert_eq!(delivered, 16);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&got)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<_> = lines
+        .iter()
+        .map(|n| {
+            (
+                n["doc"].to_string(),
+                n["seq"].to_string(),
+                n["kind"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!((lines.len(), unique.len()), (16, 16), "each exactly once");
+    let (_, out, _) = signoff(&schema, &url, "outbox list");
+    assert!(
+        out.starts_with("no notifications waiting in postgres://"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
