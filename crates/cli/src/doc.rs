@@ -20,7 +20,9 @@ use crate::safe::safe;
 use signoff_core::store::{IndexEntry, StoreError};
 use signoff_core::workflow::Meaning;
 use signoff_core::{Command, DocState, Record, Timestamp, Workflow, audit};
-use signoff_storage::{LocalStore, OpenError, PgConfig, PgStore, RedbStore, StoreConfig};
+use signoff_storage::{
+    LocalStore, OpenError, PgConfig, PgError, PgOpen, PgStore, RedbStore, StoreConfig,
+};
 
 /// The local-store commands, each a top-level `signoff` subcommand.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -94,7 +96,9 @@ pub enum OutboxCommand {
     /// the next run. Delivery is at least once: a program that did its work and then failed
     /// sees the notification again. On PostgreSQL several workers (processes, machines) may
     /// deliver from one outbox at once: each takes notifications no other holds, for
-    /// --lease seconds (longer than --timeout). A redb file is held for the whole run:
+    /// --lease seconds (at least 5 s longer than --timeout); a notification whose lease ran
+    /// out before its program finished is not acknowledged by this worker, and a failed one
+    /// is given back at once. A redb file is held for the whole run:
     /// commands that write to it meanwhile wait (their --wait). Exit code 1 when a delivery
     /// failed.
     ///
@@ -107,7 +111,7 @@ pub enum OutboxCommand {
         #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_run_time)]
         timeout: f64,
         /// On PostgreSQL, how long a notification is held for this worker (seconds): other
-        /// workers skip it meanwhile. Must be longer than --timeout.
+        /// workers skip it meanwhile. At least 5 s longer than --timeout.
         #[arg(long, value_name = "SECONDS", default_value_t = 120.0, value_parser = parse_run_time)]
         lease: f64,
         /// The program and its arguments, after `--`.
@@ -124,6 +128,10 @@ pub enum OutboxFormat {
     /// One JSON object per line: `{"id":..,"notification":{..}}`.
     Jsonl,
 }
+
+/// How much longer than a delivery's timeout its lease must be (seconds): the time to
+/// claim, start the program, end it and acknowledge.
+const LEASE_MARGIN: f64 = 5.0;
 
 /// A run time in seconds: more than 0, at most a day.
 fn parse_run_time(text: &str) -> Result<f64, String> {
@@ -649,11 +657,11 @@ async fn run_async(
                 lease,
                 program,
             } => {
-                if lease <= timeout {
+                if *lease < timeout + LEASE_MARGIN {
                     return Err(unusable(format!(
-                        "--lease ({lease} s) must be longer than --timeout ({timeout} s): \
-                         otherwise another worker could take a notification while it is \
-                         being delivered"
+                        "--lease ({lease} s) must be at least {LEASE_MARGIN} s longer than \
+                         --timeout ({timeout} s): otherwise another worker could take a \
+                         notification while it is being delivered"
                     )));
                 }
                 let db = open(store, Access::Write).await?;
@@ -950,11 +958,21 @@ async fn open(arg: &StoreArg, access: Access) -> Result<Db, Failure> {
         let config = PgConfig {
             schema: schema.clone(),
             pool_size: 2,
+            // As with a redb file: only `doc create` (and a copy's destination) makes a store.
+            open: match access {
+                Access::Read => PgOpen::ReadOnly,
+                Access::Write => PgOpen::Existing,
+                Access::Create => PgOpen::Create,
+            },
             ..PgConfig::default()
         };
-        let store = PgStore::connect(url, config)
-            .await
-            .map_err(|e| unusable(e.to_string()))?;
+        let store = PgStore::connect(url, config).await.map_err(|e| match e {
+            PgError::NoStore { .. } => unusable(format!(
+                "{e} (create one first, e.g. with `signoff doc create`; SIGNOFF_PG_SCHEMA \
+                 names the schema)"
+            )),
+            e => unusable(e.to_string()),
+        })?;
         let shown = PathBuf::from(format!("postgres://{} (schema {schema})", store.server()));
         let store = std::sync::Arc::new(store);
         return Ok(Db {
@@ -1099,11 +1117,28 @@ async fn outbox_deliver(
             serde_json::to_vec(&n).map_err(|e| unusable(format!("notification {id}: {e}")))?;
         match run_delivery(program, &json, timeout) {
             Delivery::Done => {
-                db.ack(id).await?;
                 delivered += 1;
+                match &db.pg {
+                    Some(pg) => {
+                        if !pg.ack_claimed(id).await? {
+                            let _ = writeln!(
+                                err,
+                                "signoff: notification {id} ({}, document {}): delivered, but \
+                                 its lease had run out: another worker may deliver it again",
+                                kind_name(n.kind),
+                                safe(&n.doc)
+                            );
+                        }
+                    }
+                    None => db.ack(id).await?,
+                }
             }
             Delivery::Failed(why) => {
                 failed += 1;
+                if let Some(pg) = &db.pg {
+                    // Given back now, so that the next run or another worker retries it.
+                    pg.release(id).await?;
+                }
                 let _ = writeln!(
                     err,
                     "signoff: notification {id} ({}, document {}): {}: {}; it stays waiting",
@@ -1114,6 +1149,9 @@ async fn outbox_deliver(
                 );
             }
             Delivery::Unrunnable(why) => {
+                if let Some(pg) = &db.pg {
+                    pg.release(id).await?;
+                }
                 return Err(unusable(format!(
                     "cannot run {}: {}; the run stopped after delivering {delivered} \
                      notification{}",
@@ -1136,7 +1174,11 @@ async fn outbox_deliver(
 /// Runs PROGRAM with `input` on stdin, for at most `timeout`.
 fn run_delivery(program: &[String], input: &[u8], timeout: std::time::Duration) -> Delivery {
     use std::process::{Command as Process, Stdio};
-    let mut child = match Process::new(&program[0])
+    let mut command = Process::new(&program[0]);
+    // A group of its own, so that a timeout ends what it started too (`sh -c 'curl ...'`).
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = match command
         .args(&program[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -1176,7 +1218,7 @@ fn run_delivery(program: &[String], input: &[u8], timeout: std::time::Duration) 
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let _ = child.wait();
                 break None;
             }
@@ -1208,6 +1250,19 @@ fn run_delivery(program: &[String], input: &[u8], timeout: std::time::Duration) 
     }
 }
 
+/// Kills a delivery program and every process of its group.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // The group's id is the program's pid (`process_group(0)`).
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+}
+
 /// What `store copy` did with one document.
 enum Copied {
     /// Copied whole: this many records.
@@ -1225,6 +1280,9 @@ enum Left {
     Destination(String),
     /// The destination failed as a whole (unreachable, full, damaged): the copy stops.
     Stop(StoreError),
+    /// The source could not give the document: it is damaged, or the source failed as a
+    /// whole (then the copy stops).
+    SourceStore(StoreError),
 }
 
 /// `signoff store copy FROM TO`.
@@ -1237,11 +1295,15 @@ async fn store_copy(
     err: &mut dyn Write,
 ) -> Result<u8, Failure> {
     if same_store(from, to) {
-        return Err(unusable(format!(
-            "{} and {} are the same store: copy into another one",
-            without_password(from),
-            without_password(to)
-        )));
+        return Err(unusable(match postgres_url(from) {
+            // Never the URL: it may hold a password.
+            Some(_) => "FROM and TO are the same PostgreSQL store: copy into another one".into(),
+            None => format!(
+                "{} and {} are the same store: copy into another one",
+                from.display(),
+                to.display()
+            ),
+        }));
     }
     let source = open(
         &StoreArg {
@@ -1271,7 +1333,7 @@ async fn store_copy(
     let started = std::time::Instant::now();
     let mut shown = started;
     let (mut new, mut grown, mut same, mut records) = (0, 0, 0, 0);
-    let mut bad = 0;
+    let (mut damaged_n, mut differ) = (0, 0);
     let mut workflows = std::collections::HashSet::new();
     for (i, (id, _)) in docs.iter().enumerate() {
         match copy_document(&source, &dest, id, &mut workflows).await {
@@ -1286,7 +1348,21 @@ async fn store_copy(
             Ok(Copied::Same) => same += 1,
             Err(Left::Source(what)) => {
                 damaged(err, source.path(), id, &what);
-                bad += 1;
+                damaged_n += 1;
+            }
+            Err(Left::SourceStore(e)) => {
+                // One damaged document, or a source that stopped answering? A cheap read
+                // of the store tells.
+                if let Err(down) = source.workflow("-").await {
+                    return Err(unusable(format!(
+                        "the copy stopped at document {} ({} of {total}): {down}; the \
+                         documents before it were copied: run the copy again to go on",
+                        safe(id),
+                        i + 1
+                    )));
+                }
+                damaged(err, source.path(), id, &e.to_string());
+                damaged_n += 1;
             }
             Err(Left::Stop(e)) => {
                 return Err(unusable(format!(
@@ -1304,7 +1380,7 @@ async fn store_copy(
                     safe(id),
                     safe(&what)
                 );
-                bad += 1;
+                differ += 1;
             }
         }
         // Progress on stderr about once a second for a long copy.
@@ -1328,8 +1404,8 @@ async fn store_copy(
          {records} records and {} workflow{} into {} in {:.1} s",
         if total == 1 { "" } else { "s" },
         source.path().display(),
-        if bad > 0 {
-            format!(", {bad} left out")
+        if damaged_n + differ > 0 {
+            format!(", {} left out", damaged_n + differ)
         } else {
             String::new()
         },
@@ -1346,25 +1422,18 @@ async fn store_copy(
             "{waiting} notifications waiting for delivery stay in the source only (--outbox copies them)"
         );
     }
-    Ok(if bad > 0 { skipped(err, bad) } else { OK })
-}
-
-/// A `--store` value to show: a URL without its user and password.
-fn without_password(store: &Path) -> String {
-    match postgres_url(store) {
-        Some(url) => {
-            let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-            // The user and password before the host; parameters (a password too) after `?`.
-            let rest = rest.split('?').next().unwrap_or(rest);
-            let host_end = rest.find('/').unwrap_or(rest.len());
-            let rest = match rest[..host_end].rfind('@') {
-                Some(at) => &rest[at + 1..],
-                None => rest,
-            };
-            format!("{scheme}://{rest}")
-        }
-        None => store.display().to_string(),
+    if damaged_n + differ == 0 {
+        return Ok(OK);
     }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let _ = writeln!(
+        err,
+        "signoff: left out (reported above): {damaged_n} damaged document{} in the source, \
+         {differ} document{} the destination holds otherwise; the others were copied",
+        plural(damaged_n),
+        plural(differ)
+    );
+    Ok(FAILED)
 }
 
 /// Whether two `--store` values name one store: the same URL, or one file.
@@ -1386,9 +1455,25 @@ async fn copy_document(
     id: &str,
     workflows: &mut std::collections::HashSet<String>,
 ) -> Result<Copied, Left> {
-    let (records, state, wf) = load(source, id)
+    let records = source.read(id, 0).await.map_err(Left::SourceStore)?;
+    let Some(Event::Created { workflow_hash, .. }) = records.first().map(|r| &r.event) else {
+        return Err(Left::Source(format!(
+            "{id}: the stream does not start with `created`"
+        )));
+    };
+    let text = source
+        .workflow(workflow_hash)
         .await
-        .map_err(|f| Left::Source(f.message))?;
+        .map_err(Left::SourceStore)?
+        .ok_or_else(|| {
+            Left::Source(format!(
+                "{id}: workflow {} is not in the store",
+                short(workflow_hash)
+            ))
+        })?;
+    let wf = Workflow::from_text(&text, "stored workflow")
+        .map_err(|e| Left::Source(format!("{id}: the stored workflow does not load: {e}")))?;
+    let state = DocState::replay(&wf, &records).map_err(|e| Left::Source(format!("{id}: {e}")))?;
     audit::verify(&records)
         .map_err(|e| Left::Source(format!("the audit chain does not verify: {e}")))?;
     let there = dest.read(id, 0).await.map_err(Left::Stop)?;
@@ -1403,19 +1488,7 @@ async fn copy_document(
     if there.len() == records.len() {
         return Ok(Copied::Same);
     }
-    if let Some(Event::Created { workflow_hash, .. }) = records.first().map(|r| &r.event)
-        && !workflows.contains(workflow_hash)
-    {
-        let text = source
-            .workflow(workflow_hash)
-            .await
-            .map_err(|e| Left::Source(e.to_string()))?
-            .ok_or_else(|| {
-                Left::Source(format!(
-                    "workflow {} is not in the store",
-                    short(workflow_hash)
-                ))
-            })?;
+    if !workflows.contains(workflow_hash) {
         if dest
             .workflow(workflow_hash)
             .await
@@ -2330,22 +2403,31 @@ mod tests {
             "{err}"
         );
         let started = std::time::Instant::now();
+        // What the program started goes too: the marker is never written.
+        let marker = dir.0.join("marker");
+        let late = format!("(sleep 1; touch {}) & sleep 30", marker.display());
         let (code, _, err) = sh_args(&[
             "outbox",
             "deliver",
             "--timeout",
             "0.3",
             "--lease",
-            "1",
+            "6",
             "--limit",
             "1",
             "--store",
             &s,
             "--",
-            "sleep",
-            "30",
+            "sh",
+            "-c",
+            &late,
         ]);
         assert_eq!(code, 1, "{err}");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            !marker.exists(),
+            "the program's own child outlived the timeout"
+        );
         assert!(err.contains("still running after 0.3 s, killed"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
         let (code, _, err) = sh_args(&[
@@ -2370,7 +2452,7 @@ mod tests {
         ]);
         assert_eq!(code, 2, "{err}");
         assert!(
-            err.contains("--lease (120 s) must be longer than --timeout (200 s)"),
+            err.contains("--lease (120 s) must be at least 5 s longer than --timeout (200 s)"),
             "{err}"
         );
         assert_eq!(sh(&format!("outbox list --store {s}")).1, out_of(&waiting));

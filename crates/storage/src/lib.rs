@@ -55,7 +55,7 @@ pub use signoff_core::store::{
 pub use contain::panic_is_contained;
 pub use error::{Damaged, OpenError};
 #[cfg(feature = "postgres")]
-pub use pg::{PG_SCHEMA_VERSION, PgConfig, PgError, PgStore};
+pub use pg::{PG_SCHEMA_VERSION, PgConfig, PgError, PgOpen, PgStore};
 #[cfg(feature = "embedded")]
 pub use redb_store::RedbStore;
 #[cfg(feature = "embedded")]

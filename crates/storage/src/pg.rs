@@ -97,6 +97,22 @@ pub struct PgConfig {
     /// the set-based form is slower at 10 bare appends and faster at 100 (1.6 times with
     /// index rows and notifications).
     pub set_batch_min: usize,
+    /// What connecting may write to the schema (default [`PgOpen::Create`]).
+    pub open: PgOpen,
+}
+
+/// What [`PgStore::connect`] may do to the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgOpen {
+    /// Create the store when the schema has none; migrate an older layout.
+    #[default]
+    Create,
+    /// Open a store that is there ([`PgError::NoStore`] otherwise, and nothing is created:
+    /// a mistyped schema name does not become an empty store); migrate an older layout.
+    Existing,
+    /// As `Existing`, and write nothing: an older layout stays as it is (its reads work as
+    /// they are). For readers that must not change the database.
+    ReadOnly,
 }
 
 impl Default for PgConfig {
@@ -110,6 +126,7 @@ impl Default for PgConfig {
             operation_timeout: Duration::from_secs(60),
             runtime: None,
             set_batch_min: SET_BATCH_MIN,
+            open: PgOpen::Create,
         }
     }
 }
@@ -150,6 +167,8 @@ pub enum PgError {
         found: i64,
         supported: i64,
     },
+    #[error("no signoff store in the schema {schema:?} of PostgreSQL at {server}")]
+    NoStore { server: String, schema: String },
     #[error("no TLS connection to PostgreSQL at {server}: {detail}")]
     Tls { server: String, detail: String },
     #[error("PostgreSQL at {server}: {detail}")]
@@ -252,10 +271,12 @@ impl PgStore {
             operations: AtomicU64::new(0),
             set_batch_min: config.set_batch_min.max(1),
         });
+        let open = config.open;
         let (tx, rx) = oneshot::channel();
         let setup = inner.clone();
         let migrate = async move {
-            let migrated = match tokio::time::timeout(operation_timeout, setup.migrate()).await {
+            let migrated = match tokio::time::timeout(operation_timeout, setup.migrate(open)).await
+            {
                 Ok(m) => m,
                 Err(_) => Err(PgError::Timeout {
                     server: setup.server.name.clone(),
@@ -343,6 +364,38 @@ impl PgStore {
             })
             .await?;
         decode_outbox(raw)
+    }
+
+    /// Acknowledges a notification [`claim`](Self::claim) handed out, if its lease has not
+    /// run out: `true` when it was removed; `false` when the lease had ended (another worker
+    /// may hold it now, and will deliver it again) or it is gone already.
+    pub async fn ack_claimed(&self, id: u64) -> Result<bool, StoreError> {
+        let id = clamp(id);
+        self.call(move |inner| async move {
+            let conn = inner.conn().await?;
+            let stmt = inner.prepare(&conn, &inner.sql.ack_claimed).await?;
+            let n = conn
+                .execute(&stmt, &[&id])
+                .await
+                .map_err(|e| inner.server.store_error(&e))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Gives a claimed notification back before its lease ends (its delivery failed), so that
+    /// the next `claim`, in any worker, may take it at once.
+    pub async fn release(&self, id: u64) -> Result<(), StoreError> {
+        let id = clamp(id);
+        self.call(move |inner| async move {
+            let conn = inner.conn().await?;
+            let stmt = inner.prepare(&conn, &inner.sql.release).await?;
+            conn.execute(&stmt, &[&id])
+                .await
+                .map_err(|e| inner.server.store_error(&e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Runs `f` on the store's runtime and waits for its answer (inline, when the store
@@ -642,6 +695,8 @@ struct Sql {
     due_before: String,
     pending: String,
     claim: String,
+    ack_claimed: String,
+    release: String,
     documents: String,
     workflow: String,
 }
@@ -680,6 +735,10 @@ impl Sql {
             by_reviewer: s("SELECT doc FROM S.index_reviewers WHERE reviewer = $1 ORDER BY doc"),
             due_before: s("SELECT doc FROM S.index_rows WHERE due_at <= $1 ORDER BY doc"),
             pending: s("SELECT id, item FROM S.outbox ORDER BY id LIMIT $1"),
+            ack_claimed: s(
+                "DELETE FROM S.outbox WHERE id = $1 AND leased_until > clock_timestamp()",
+            ),
+            release: s("UPDATE S.outbox SET leased_until = NULL WHERE id = $1"),
             claim: s("UPDATE S.outbox \
                  SET leased_until = clock_timestamp() + $2::bigint * interval '1 millisecond' \
                  WHERE id IN (SELECT id FROM S.outbox \
@@ -1019,7 +1078,8 @@ impl Inner {
         text.replace("S.", &format!("\"{}\".", self.schema))
     }
 
-    async fn migrate(&self) -> Result<(), PgError> {
+    /// Creates or migrates the store, or checks that it is there, as `open` allows.
+    async fn migrate(&self, open: PgOpen) -> Result<(), PgError> {
         let mut conn = self
             .pool
             .get()
@@ -1043,9 +1103,11 @@ impl Inner {
         )
         .await
         .map_err(fail)?;
-        txn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
-            .await
-            .map_err(fail)?;
+        if open == PgOpen::Create {
+            txn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
+                .await
+                .map_err(fail)?;
+        }
         let meta = format!("\"{}\".meta", self.schema);
         let exists: Option<String> = txn
             .query_one("SELECT to_regclass($1)::text", &[&meta])
@@ -1073,6 +1135,7 @@ impl Inner {
                 });
             }
             Some(PG_SCHEMA_VERSION) => {}
+            Some(1) if open == PgOpen::ReadOnly => {}
             Some(1) => {
                 txn.batch_execute(&self.ddl(SCHEMA_V2))
                     .await
@@ -1091,6 +1154,12 @@ impl Inner {
                      signoff store",
                     self.schema
                 )));
+            }
+            None if open != PgOpen::Create => {
+                return Err(PgError::NoStore {
+                    server: self.server.name.clone(),
+                    schema: self.schema.clone(),
+                });
             }
             None => {
                 txn.batch_execute(&self.ddl(SCHEMA_V1))

@@ -115,13 +115,22 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), String> {
         }
         kept
     };
-    let home = || {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".postgresql")
+    // libpq's files under ~/.postgresql; without HOME there is no default client
+    // certificate, and the default root file is one that cannot exist (a verifying mode then
+    // fails naming it).
+    let home = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
+    let default_file = || {
+        home().map_or_else(
+            || PathBuf::from("~/.postgresql/root.crt"),
+            |h| h.join("root.crt"),
+        )
     };
-    let default_file = || home().join("root.crt");
+    let default_key = || {
+        home().map_or_else(
+            || PathBuf::from("~/.postgresql/postgresql.key"),
+            |h| h.join("postgresql.key"),
+        )
+    };
     let roots = match root.as_deref() {
         Some("system") => Some(Roots::System),
         Some(path) => Some(Roots::File(PathBuf::from(path))),
@@ -162,16 +171,16 @@ pub(crate) fn split(url: &str) -> Result<(String, Tls), String> {
             }
             Some(ClientCert {
                 cert: cert.into(),
-                key: key.map_or_else(|| home().join("postgresql.key"), PathBuf::from),
+                key: key.map_or_else(default_key, PathBuf::from),
             })
         }
-        (None, false) => {
-            let cert = home().join("postgresql.crt");
-            cert.is_file().then(|| ClientCert {
+        (None, false) => home()
+            .map(|h| h.join("postgresql.crt"))
+            .filter(|cert| cert.is_file())
+            .map(|cert| ClientCert {
                 cert,
-                key: key.map_or_else(|| home().join("postgresql.key"), PathBuf::from),
-            })
-        }
+                key: key.map_or_else(default_key, PathBuf::from),
+            }),
     };
     Ok((rest, Tls { mode, client }))
 }

@@ -157,7 +157,10 @@ fn one_damaged_document_never_stops_the_rest() {
         "{err}"
     );
     assert!(
-        err.contains("2 damaged documents (reported above)"),
+        err.contains(
+            "left out (reported above): 2 damaged documents in the source, 0 documents the \
+             destination holds otherwise"
+        ),
         "{err}"
     );
     let (code, out, err) = sh(&format!("audit verify --store {c}"));

@@ -256,7 +256,10 @@ fn a_redb_store_copied_into_postgres_and_back() {
         "{err}"
     );
     assert!(
-        err.contains("1 damaged document") || err.contains("1 damaged"),
+        err.contains(
+            "left out (reported above): 0 damaged documents in the source, 1 document the \
+             destination holds otherwise"
+        ),
         "{err}"
     );
     assert_eq!(ok(&url, "doc history b"), before);
@@ -284,10 +287,25 @@ fn a_redb_store_copied_into_postgres_and_back() {
         err.contains("has notifications waiting for delivery"),
         "{err}"
     );
+    // A source that is not there (another schema) is refused, and nothing is created.
+    let lost = dir.join("lost.redb");
+    let (code, _, err) = signoff_args(
+        &format!("{schema}_typo"),
+        &["store", "copy", &url, &lost.display().to_string()],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("no signoff store in the schema \"{schema}_typo\"")),
+        "{err}"
+    );
+    assert!(!lost.exists());
+    let (code, _, err) = signoff(&format!("{schema}_typo"), &url, "pending --user bob");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no signoff store in the schema"), "{err}");
     // A store into itself is refused.
     let (code, _, err) = signoff_args(&schema, &["store", "copy", &url, &url]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("are the same store"), "{err}");
+    assert!(err.contains("are the same PostgreSQL store"), "{err}");
     assert!(
         !err.contains(signoff_storage::throwaway_pg::PASSWORD),
         "{err}"
@@ -317,6 +335,16 @@ fn two_delivery_workers_share_one_outbox() {
     }
     let (_, listed, _) = signoff(&schema, &url, "outbox list --format jsonl");
     assert_eq!(listed.lines().count(), 16, "{listed}");
+
+    // A failed run gives back what it took: the workers below find everything at once.
+    let (code, _, err) = signoff_args(
+        &schema,
+        &[
+            "outbox", "deliver", "--limit", "3", "--store", &url, "--", "false",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("it stays waiting").count(), 3, "{err}");
 
     let got = dir.join("got.jsonl");
     // One write per notification (O_APPEND), so the two workers' lines never interleave.

@@ -499,7 +499,112 @@ fn outbox_workers_deliver_each_notification_once() {
             producer.ack(again[0].0).await,
             Err(StoreError::UnknownOutboxItem(again[0].0))
         );
+
+        // A worker's own acknowledgement counts only while it holds the lease; a failed
+        // delivery is given back at once.
+        producer
+            .enqueue(&[note("held", 1), note("given back", 2)])
+            .await
+            .unwrap();
+        let short = producer.claim(1, Duration::from_millis(200)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !producer.ack_claimed(short[0].0).await.unwrap(),
+            "lease ran out"
+        );
+        let taken = producer.claim(1, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(taken, short, "handed out again");
+        assert!(producer.ack_claimed(taken[0].0).await.unwrap());
+        assert!(!producer.ack_claimed(taken[0].0).await.unwrap(), "gone");
+        let failed = producer.claim(1, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(failed[0].1.doc, "given back");
+        assert!(
+            producer
+                .claim(1, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        producer.release(failed[0].0).await.unwrap();
+        assert_eq!(
+            producer.claim(1, Duration::from_secs(60)).await.unwrap(),
+            failed
+        );
     });
+}
+
+/// `PgOpen::ReadOnly` and `PgOpen::Existing` open only a store that is there: a schema
+/// without one is `PgError::NoStore` and stays as it was (not created); `PgOpen::Create`
+/// makes it, and then the others open it.
+#[test]
+fn only_create_makes_a_store() {
+    let dir = TempDir::new("pg-open");
+    let schema = pg_schema(dir.path());
+    let open = |mode: signoff_storage::PgOpen| {
+        pg_connect_with(
+            &pg_url(),
+            signoff_storage::PgConfig {
+                schema: schema.clone(),
+                pool_size: 1,
+                open: mode,
+                ..signoff_storage::PgConfig::default()
+            },
+        )
+    };
+    let schemas = || {
+        let url = pg_url();
+        let name = schema.clone();
+        on_a_thread_of_its_own(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(conn);
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            drop(client);
+            let _ = driver.await;
+            n
+        })
+    };
+    for mode in [
+        signoff_storage::PgOpen::ReadOnly,
+        signoff_storage::PgOpen::Existing,
+    ] {
+        let e = open(mode).unwrap_err();
+        assert!(
+            matches!(&e, PgError::NoStore { schema: s, .. } if *s == schema),
+            "{mode:?}: {e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("no signoff store in the schema"),
+            "{e}"
+        );
+    }
+    assert_eq!(schemas(), 0, "nothing created");
+    let store = open(signoff_storage::PgOpen::Create).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(store.append("d", 0, &recs("d", 0, 1)).await, Ok(1));
+    });
+    drop(store);
+    for mode in [
+        signoff_storage::PgOpen::ReadOnly,
+        signoff_storage::PgOpen::Existing,
+    ] {
+        let store = open(mode).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        rt.block_on(async {
+            assert_eq!(store.read("d", 0).await.unwrap(), recs("d", 0, 1));
+        });
+    }
 }
 
 /// The schema is created once when several processes' stores connect to a new one at the
