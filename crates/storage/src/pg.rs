@@ -370,30 +370,24 @@ impl PgStore {
     /// run out: `true` when it was removed; `false` when the lease had ended (another worker
     /// may hold it now, and will deliver it again) or it is gone already.
     pub async fn ack_claimed(&self, id: u64) -> Result<bool, StoreError> {
-        let id = clamp(id);
-        self.call(move |inner| async move {
-            let conn = inner.conn().await?;
-            let stmt = inner.prepare(&conn, &inner.sql.ack_claimed).await?;
-            let n = conn
-                .execute(&stmt, &[&id])
-                .await
-                .map_err(|e| inner.server.store_error(&e))?;
-            Ok(n == 1)
-        })
-        .await
+        Ok(self.on_item(|sql| &sql.ack_claimed, id).await? == 1)
     }
 
     /// Gives a claimed notification back before its lease ends (its delivery failed), so that
     /// the next `claim`, in any worker, may take it at once.
     pub async fn release(&self, id: u64) -> Result<(), StoreError> {
+        self.on_item(|sql| &sql.release, id).await.map(|_| ())
+    }
+
+    /// Runs one of the outbox's statements on one item (`$1` its id): rows affected.
+    async fn on_item(&self, pick: fn(&Sql) -> &String, id: u64) -> Result<u64, StoreError> {
         let id = clamp(id);
         self.call(move |inner| async move {
             let conn = inner.conn().await?;
-            let stmt = inner.prepare(&conn, &inner.sql.release).await?;
+            let stmt = inner.prepare(&conn, pick(&inner.sql)).await?;
             conn.execute(&stmt, &[&id])
                 .await
-                .map_err(|e| inner.server.store_error(&e))?;
-            Ok(())
+                .map_err(|e| inner.server.store_error(&e))
         })
         .await
     }

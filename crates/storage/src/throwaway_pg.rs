@@ -348,82 +348,55 @@ fn make_certificates(dir: &Path, client: bool) -> Result<(), ServerError> {
         ]
         .concat(),
     )?;
-    openssl(
-        &[
-            &["req"][..],
-            &ec[..],
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ][..],
-        ]
-        .concat(),
-    )?;
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
-    )
-    .map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "3",
-        "-extfile",
-        "server.ext",
-    ])?;
-    if client {
+    // A key and a certificate `NAME.key`, `NAME.crt` for `subject`, signed by the CA, with
+    // the X.509 extensions `ext`.
+    let issue = |name: &str, subject: &str, ext: &str| {
+        let (key, csr, crt, extfile) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
         openssl(
             &[
                 &["req"][..],
                 &ec[..],
-                &[
-                    "-keyout",
-                    "client.key",
-                    "-out",
-                    "client.csr",
-                    "-subj",
-                    &format!("/CN={USER}"),
-                ][..],
+                &["-keyout", &key, "-out", &csr, "-subj", subject][..],
             ]
             .concat(),
         )?;
-        std::fs::write(
-            dir.join("client.ext"),
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-        )
-        .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        std::fs::write(dir.join(&extfile), ext)
+            .map_err(|e| err(format!("{}: {e}", dir.display())))?;
         openssl(&[
             "x509",
             "-req",
             "-in",
-            "client.csr",
+            &csr,
             "-CA",
             "ca.crt",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
             "-out",
-            "client.crt",
+            &crt,
             "-days",
             "3",
             "-extfile",
-            "client.ext",
-        ])?;
+            &extfile,
+        ])
+    };
+    issue(
+        "server",
+        "/CN=127.0.0.1",
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )?;
+    if client {
+        issue(
+            "client",
+            &format!("/CN={USER}"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )?;
     }
     #[cfg(unix)]
     for key in ["server.key", "client.key"] {

@@ -19,18 +19,9 @@ fn url() -> String {
 
 /// Runs `signoff ARGS --store STORE` with the tables in `schema`; (exit code, stdout, stderr).
 fn signoff(schema: &str, store: &str, args: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signoff"))
-        .args(args.split_whitespace())
-        .args(["--store", store])
-        .env("SIGNOFF_PG_SCHEMA", schema)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the signoff binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all: Vec<&str> = args.split_whitespace().collect();
+    all.extend(["--store", store]);
+    signoff_args(schema, &all)
 }
 
 #[test]
