@@ -157,7 +157,8 @@ pub enum StoreCommand {
     /// beginning of the source's gets the rest appended: run the copy again to catch up with
     /// a source still in use. A document whose chain does not verify, or that the
     /// destination holds with other records, is reported and not copied (exit code 1); the
-    /// others are. Two PostgreSQL stores both use the schema `SIGNOFF_PG_SCHEMA` names.
+    /// others are. A PostgreSQL store's schema is `SIGNOFF_PG_SCHEMA` (else `signoff`), or
+    /// --from-schema and --to-schema.
     Copy {
         /// The store to copy from: a redb file or a `postgres://` URL.
         #[arg(value_name = "FROM")]
@@ -171,6 +172,13 @@ pub enum StoreCommand {
         /// twice). Without it they stay in the source only, and the summary counts them.
         #[arg(long)]
         outbox: bool,
+        /// The schema of a PostgreSQL FROM (default: `SIGNOFF_PG_SCHEMA`, else `signoff`).
+        #[arg(long, value_name = "SCHEMA")]
+        from_schema: Option<String>,
+        /// The schema of a PostgreSQL TO (default: `SIGNOFF_PG_SCHEMA`, else `signoff`): with
+        /// --from-schema, a store moves between two schemas of one database.
+        #[arg(long, value_name = "SCHEMA")]
+        to_schema: Option<String>,
         /// How long to wait for a destination file another process is writing to before
         /// giving up (seconds; 0 fails at once).
         #[arg(
@@ -674,9 +682,17 @@ async fn run_async(
                     from,
                     to,
                     outbox,
+                    from_schema,
+                    to_schema,
                     wait,
                 },
-        } => store_copy(from, to, *outbox, *wait, out, err).await,
+        } => {
+            let schemas = [
+                from_schema.clone().unwrap_or_else(default_schema),
+                to_schema.clone().unwrap_or_else(default_schema),
+            ];
+            store_copy([from, to], schemas, *outbox, *wait, out, err).await
+        }
         LocalCommand::Tick { now, store } => {
             let store = open(store, Access::Write).await?;
             let mut fired = 0;
@@ -953,8 +969,18 @@ impl Db {
 /// to `--wait` seconds for another writer otherwise), or a PostgreSQL database when it is
 /// a `postgres://` or `postgresql://` URL (any number of processes share it: no waiting).
 async fn open(arg: &StoreArg, access: Access) -> Result<Db, Failure> {
+    open_in(arg, access, None).await
+}
+
+/// The schema of a PostgreSQL store: `SIGNOFF_PG_SCHEMA`, else `signoff`.
+fn default_schema() -> String {
+    std::env::var("SIGNOFF_PG_SCHEMA").unwrap_or_else(|_| "signoff".into())
+}
+
+/// As [`open`], with a PostgreSQL store in `schema` when given.
+async fn open_in(arg: &StoreArg, access: Access, schema: Option<&str>) -> Result<Db, Failure> {
     if let Some(url) = postgres_url(&arg.path) {
-        let schema = std::env::var("SIGNOFF_PG_SCHEMA").unwrap_or_else(|_| "signoff".into());
+        let schema = schema.map_or_else(default_schema, str::to_owned);
         let config = PgConfig {
             schema: schema.clone(),
             pool_size: 2,
@@ -1287,14 +1313,15 @@ enum Left {
 
 /// `signoff store copy FROM TO`.
 async fn store_copy(
-    from: &Path,
-    to: &Path,
+    [from, to]: [&Path; 2],
+    [from_schema, to_schema]: [String; 2],
     with_outbox: bool,
     wait: f64,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, Failure> {
-    if same_store(from, to) {
+    let both_pg = postgres_url(from).is_some() && postgres_url(to).is_some();
+    if same_store(from, to) && (!both_pg || from_schema == to_schema) {
         return Err(unusable(match postgres_url(from) {
             // Never the URL: it may hold a password.
             Some(_) => "FROM and TO are the same PostgreSQL store: copy into another one".into(),
@@ -1305,20 +1332,22 @@ async fn store_copy(
             ),
         }));
     }
-    let source = open(
+    let source = open_in(
         &StoreArg {
             path: from.to_owned(),
             wait,
         },
         Access::Read,
+        Some(&from_schema),
     )
     .await?;
-    let dest = open(
+    let dest = open_in(
         &StoreArg {
             path: to.to_owned(),
             wait,
         },
         Access::Create,
+        Some(&to_schema),
     )
     .await?;
     if with_outbox && !dest.pending(1).await?.is_empty() {

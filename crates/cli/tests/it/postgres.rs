@@ -278,6 +278,22 @@ fn a_redb_store_copied_into_postgres_and_back() {
         err.contains("has notifications waiting for delivery"),
         "{err}"
     );
+    // Between two schemas of one database.
+    let moved = format!("{schema}_moved");
+    let (code, out, err) = signoff_args(
+        &schema,
+        &["store", "copy", "--to-schema", &moved, &url, &url],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(": 3 copied, 0 caught up, 0 already there;"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("(schema {moved})")), "{out}");
+    assert_eq!(
+        signoff(&moved, &url, "doc history a"),
+        signoff(&schema, &url, "doc history a")
+    );
     // A source that is not there (another schema) is refused, and nothing is created.
     let lost = dir.join("lost.redb");
     let (code, _, err) = signoff_args(
