@@ -6,7 +6,8 @@
 //!
 //! Beside `PgStore::commit`, a floor: the same rows written by hand with plain statements
 //! (no expected-version check, no row lock, no function), what the layout itself costs; the
-//! `engine/floor` column compares `commit` with it.
+//! `engine/floor` column compares `commit` with it. A lean floor (single decisions) writes
+//! only an append and one state row, in tables of its own: the least any layout could.
 //!
 //! The engine's stores run on this program's tokio runtime (`PgConfig::runtime`), like the
 //! raw inserts; one row shows the default (the store's own runtime) beside them.
@@ -126,6 +127,8 @@ fn main() {
         let o = setup(&url, &schema, &wf, single, "o").await;
         let c = setup(&url, &schema, &wf, single, "c").await;
         let f = setup(&url, &schema, &wf, single, "f").await;
+        let l = setup(&url, &schema, &wf, single, "l").await;
+        let lean = Lean::new(&url, &schema, "l").await;
         checkpoint(&admin).await;
         let store = open(&url, &schema, GroupCommit::Off).await;
         let own = open_on(&url, &schema, GroupCommit::Off, None).await;
@@ -133,14 +136,19 @@ fn main() {
         let floor = Floor::new(&url, &schema).await;
         let slices = decisions.div_ceil(100).max(1);
         let chunk = single.div_ceil(slices);
-        let mut totals = [(0usize, 0f64); 5];
-        let mut wal = [0i64; 5];
+        let mut totals = [(0usize, 0f64); 6];
+        let mut wal = [0i64; 6];
         let add = |t: &mut (usize, f64), (n, secs): (usize, f64)| {
             t.0 += n;
             t.1 += secs;
         };
-        let (mut a, mut o, mut c, mut f) =
-            (a.into_iter(), o.into_iter(), c.into_iter(), f.into_iter());
+        let (mut a, mut o, mut c, mut f, mut l) = (
+            a.into_iter(),
+            o.into_iter(),
+            c.into_iter(),
+            f.into_iter(),
+            l.into_iter(),
+        );
         for _ in 0..slices {
             let at = lsn(&admin).await;
             add(&mut totals[0], raw_conn.run(chunk * 6, 1).await);
@@ -156,7 +164,10 @@ fn main() {
             let at = wal_since(&admin, at, &mut wal[3]).await;
             let part: Vec<_> = f.by_ref().take(chunk).collect();
             add(&mut totals[4], floor.run(&wf, part, 1).await);
-            wal_since(&admin, at, &mut wal[4]).await;
+            let at = wal_since(&admin, at, &mut wal[4]).await;
+            let part: Vec<_> = l.by_ref().take(chunk).collect();
+            add(&mut totals[5], lean.run(&wf, part).await);
+            wal_since(&admin, at, &mut wal[5]).await;
         }
         drop(store);
         drop(own);
@@ -168,6 +179,7 @@ fn main() {
             "decisions: decide + PgStore::append, the store's own runtime (default)".into(),
             "decisions: decide + PgStore::commit (records, index row, outbox)".into(),
             "floor: decide + the same rows as a commit, plain statements (no check, no lock)".into(),
+            "lean floor: decide + an append row and a current-state row only (no pending-list index, no outbox)".into(),
         ];
         for (i, what) in names.into_iter().enumerate() {
             rows.push(Row {
@@ -637,6 +649,102 @@ struct Floor {
     gone: tokio_postgres::Statement,
     came: tokio_postgres::Statement,
     outbox: tokio_postgres::Statement,
+}
+
+/// The least any layout with a current-state row can write for a decision in one transaction:
+/// the append (records) and one updated row of the document's state (length, state,
+/// reviewers, due date; no secondary index, so the update is HOT), in two tables of their own
+/// copied from the store's documents `TAG-...`. No pending-list index and no outbox: a bound
+/// below what the issue's requirements allow.
+struct Lean {
+    client: Client,
+    begin: tokio_postgres::Statement,
+    commit: tokio_postgres::Statement,
+    state: tokio_postgres::Statement,
+    append: tokio_postgres::Statement,
+}
+
+impl Lean {
+    async fn new(url: &str, schema: &str, tag: &str) -> Lean {
+        let client = connect(url).await;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {schema}.lean_docs (doc bytea PRIMARY KEY, len bigint NOT NULL, \
+                   state bytea NOT NULL, reviewers bytea[] NOT NULL, due_at bigint);
+                 CREATE TABLE {schema}.lean_appends (doc bytea NOT NULL, first bigint NOT NULL, \
+                   count integer NOT NULL, records text NOT NULL, PRIMARY KEY (doc, first));
+                 INSERT INTO {schema}.lean_docs
+                   SELECT s.doc, s.len, i.state, i.reviewers, i.due_at
+                   FROM {schema}.streams s JOIN {schema}.index_rows i USING (doc)
+                   WHERE s.doc LIKE convert_to('{tag}-%', 'UTF8');
+                 INSERT INTO {schema}.lean_appends
+                   SELECT doc, first, count, records FROM {schema}.appends
+                   WHERE doc LIKE convert_to('{tag}-%', 'UTF8');
+                 ANALYZE {schema}.lean_docs; ANALYZE {schema}.lean_appends;"
+            ))
+            .await
+            .expect("the lean floor's tables");
+        let prepare = |sql: String| {
+            let client = &client;
+            async move { client.prepare(&sql).await.expect("prepare") }
+        };
+        Lean {
+            begin: prepare("BEGIN".into()).await,
+            commit: prepare("COMMIT".into()).await,
+            state: prepare(format!(
+                "UPDATE {schema}.lean_docs SET len = $2, state = $3, reviewers = $4, \
+                 due_at = $5 WHERE doc = $1"
+            ))
+            .await,
+            append: prepare(format!(
+                "INSERT INTO {schema}.lean_appends (doc, first, count, records) \
+                 VALUES ($1, $2, $3, $4)"
+            ))
+            .await,
+            client,
+        }
+    }
+
+    /// Every decision of every document, document by document, one transaction each:
+    /// (decisions, seconds).
+    async fn run(&self, wf: &Workflow, docs: Vec<(String, DocState)>) -> (usize, f64) {
+        let started = Instant::now();
+        let mut n = 0;
+        for (id, mut state) in docs {
+            for who in DECIDERS {
+                let d = state.decide(wf, &cmd(who, approve()), T0).expect("approve");
+                let entry = IndexEntry::of(&d.state, wf);
+                let doc = id.as_bytes().to_vec();
+                let (len, first) = (d.state.seq as i64, state.seq as i64);
+                let count = d.records.len() as i32;
+                let records = serde_json::to_string(&d.records).expect("json");
+                let st = entry.state.into_bytes();
+                let reviewers: Vec<Vec<u8>> = entry
+                    .pending_reviewers
+                    .iter()
+                    .map(|r| r.as_bytes().to_vec())
+                    .collect();
+                let due = entry.due_at.map(|t| t.0);
+                let c = &self.client;
+                let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                    [&doc, &len, &st, &reviewers, &due];
+                let append_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&doc, &first, &count, &records];
+                let futures: Vec<Pending<'_, u64>> = vec![
+                    Box::pin(c.execute(&self.begin, &[])),
+                    Box::pin(c.execute(&self.state, &state_params)),
+                    Box::pin(c.execute(&self.append, &append_params)),
+                    Box::pin(c.execute(&self.commit, &[])),
+                ];
+                for r in join_in_order(futures).await {
+                    r.expect("the lean floor's transaction");
+                }
+                state = d.state;
+                n += 1;
+            }
+        }
+        (n, started.elapsed().as_secs_f64())
+    }
 }
 
 /// One decision's rows, as the floor writes them.
