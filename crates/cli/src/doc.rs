@@ -1484,25 +1484,17 @@ async fn copy_document(
     id: &str,
     workflows: &mut std::collections::HashSet<String>,
 ) -> Result<Copied, Left> {
-    let records = source.read(id, 0).await.map_err(Left::SourceStore)?;
-    let Some(Event::Created { workflow_hash, .. }) = records.first().map(|r| &r.event) else {
-        return Err(Left::Source(format!(
-            "{id}: the stream does not start with `created`"
-        )));
-    };
-    let text = source
-        .workflow(workflow_hash)
-        .await
-        .map_err(Left::SourceStore)?
-        .ok_or_else(|| {
-            Left::Source(format!(
-                "{id}: workflow {} is not in the store",
-                short(workflow_hash)
-            ))
-        })?;
-    let wf = Workflow::from_text(&text, "stored workflow")
-        .map_err(|e| Left::Source(format!("{id}: the stored workflow does not load: {e}")))?;
-    let state = DocState::replay(&wf, &records).map_err(|e| Left::Source(format!("{id}: {e}")))?;
+    let Loaded {
+        records,
+        state,
+        wf,
+        workflow_hash,
+        workflow_text: text,
+    } = load_document(source, id).await.map_err(|e| match e {
+        LoadError::Store(e) => Left::SourceStore(e),
+        LoadError::Missing => Left::Source(format!("{id}: no records")),
+        LoadError::Damaged(what) => Left::Source(what),
+    })?;
     audit::verify(&records)
         .map_err(|e| Left::Source(format!("the audit chain does not verify: {e}")))?;
     let there = dest.read(id, 0).await.map_err(Left::Stop)?;
@@ -1517,18 +1509,18 @@ async fn copy_document(
     if there.len() == records.len() {
         return Ok(Copied::Same);
     }
-    if !workflows.contains(workflow_hash) {
+    if !workflows.contains(&workflow_hash) {
         if dest
-            .workflow(workflow_hash)
+            .workflow(&workflow_hash)
             .await
             .map_err(Left::Stop)?
             .is_none()
         {
-            dest.put_workflow(workflow_hash, &text)
+            dest.put_workflow(&workflow_hash, &text)
                 .await
                 .map_err(Left::Stop)?;
         }
-        workflows.insert(workflow_hash.clone());
+        workflows.insert(workflow_hash);
     }
     let rest = &records[there.len()..];
     dest.commit(
@@ -1554,28 +1546,68 @@ async fn copy_document(
 
 /// A document's records, its state and its workflow (from the store).
 async fn load(store: &Db, id: &str) -> Result<(Vec<Record>, DocState, Workflow), Failure> {
-    let records = store.read(id, 0).await?;
-    let Some(first) = records.first() else {
-        return Err(failed(format!(
+    match load_document(store, id).await {
+        Ok(d) => Ok((d.records, d.state, d.wf)),
+        Err(LoadError::Store(e)) => Err(e.into()),
+        Err(LoadError::Missing) => Err(failed(format!(
             "no document {id} in {}",
             store.path().display()
-        )));
+        ))),
+        Err(LoadError::Damaged(what)) => Err(unusable(what)),
+    }
+}
+
+/// A document read back: its records, state, workflow and the workflow's stored text.
+struct Loaded {
+    records: Vec<Record>,
+    state: DocState,
+    wf: Workflow,
+    workflow_hash: String,
+    workflow_text: String,
+}
+
+/// Why a document could not be read back.
+enum LoadError {
+    /// The store failed (or could not decode what it holds).
+    Store(StoreError),
+    /// No records.
+    Missing,
+    /// The records or the workflow do not make a document (what is wrong, naming it).
+    Damaged(String),
+}
+
+async fn load_document(store: &Db, id: &str) -> Result<Loaded, LoadError> {
+    let records = store.read(id, 0).await.map_err(LoadError::Store)?;
+    let Some(first) = records.first() else {
+        return Err(LoadError::Missing);
     };
     let Event::Created { workflow_hash, .. } = &first.event else {
-        return Err(unusable(format!(
+        return Err(LoadError::Damaged(format!(
             "{id}: the stream does not start with `created`"
         )));
     };
-    let source = store.workflow(workflow_hash).await?.ok_or_else(|| {
-        unusable(format!(
-            "{id}: workflow {} is not in the store",
-            short(workflow_hash)
-        ))
-    })?;
-    let wf = Workflow::from_text(&source, "stored workflow")
-        .map_err(|e| unusable(format!("{id}: the stored workflow does not load: {e}")))?;
-    let state = DocState::replay(&wf, &records).map_err(|e| unusable(format!("{id}: {e}")))?;
-    Ok((records, state, wf))
+    let workflow_hash = workflow_hash.clone();
+    let workflow_text = store
+        .workflow(&workflow_hash)
+        .await
+        .map_err(LoadError::Store)?
+        .ok_or_else(|| {
+            LoadError::Damaged(format!(
+                "{id}: workflow {} is not in the store",
+                short(&workflow_hash)
+            ))
+        })?;
+    let wf = Workflow::from_text(&workflow_text, "stored workflow")
+        .map_err(|e| LoadError::Damaged(format!("{id}: the stored workflow does not load: {e}")))?;
+    let state =
+        DocState::replay(&wf, &records).map_err(|e| LoadError::Damaged(format!("{id}: {e}")))?;
+    Ok(Loaded {
+        records,
+        state,
+        wf,
+        workflow_hash,
+        workflow_text,
+    })
 }
 
 fn status(

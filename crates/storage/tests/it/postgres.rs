@@ -1118,14 +1118,17 @@ fn tls_client_certificates() {
     );
 
     // Refused before connecting: a key others may read, an encrypted key, no such file.
+    let with_key = |key: &std::path::Path| {
+        connect_to(
+            &format!("{full}&sslcert={cert}&sslkey={}", key.display()),
+            &schema,
+        )
+        .unwrap_err()
+    };
     let open = dir.path().join("open.key");
     std::fs::copy(&key, &open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = connect_to(
-        &format!("{full}&sslcert={cert}&sslkey={}", open.display()),
-        &schema,
-    )
-    .unwrap_err();
+    let e = with_key(&open);
     assert!(
         matches!(&e, PgError::Tls { detail, .. } if detail.contains("has group or world access")
             && detail.contains("open.key")),
@@ -1151,11 +1154,7 @@ fn tls_client_certificates() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let e = connect_to(
-        &format!("{full}&sslcert={cert}&sslkey={}", locked.display()),
-        &schema,
-    )
-    .unwrap_err();
+    let e = with_key(&locked);
     assert!(
         matches!(&e, PgError::Tls { detail, .. } if detail.contains("is encrypted")),
         "{e:?}"
