@@ -217,8 +217,13 @@ function installWorkers(state, rpc, refuse) {
     // started it, then each one it is thawed for): its calls are that invocation's.
     const me = { inv: state.inv, worker, port: port1, gate, scope: new AsyncResource('signoff-worker') };
     state.workers.add(me);
-    worker.once('exit', () => state.workers.delete(me));
-    port1.on('message', (m) => {
+    // A worker whose work is done exits, maybe before the invocation ends: what it posted
+    // last is taken first (see `drain`).
+    worker.once('exit', () => {
+      drain(me, false);
+      state.workers.delete(me);
+    });
+    me.handle = (m) => {
       if (!m || typeof m !== 'object') return;
       if (!state.active || state.inv !== me.inv) {
         // Between invocations, or a message of an earlier one's: frozen work, never answered.
@@ -234,13 +239,31 @@ function installWorkers(state, rpc, refuse) {
           rpc.refused(String(m.what), String(m.detail));
         }
       });
-    });
+    };
+    port1.on('message', me.handle);
     port1.unref();
     return worker;
   }
   Worker.prototype = RealWorker.prototype;
   Object.defineProperty(RealWorker.prototype, 'constructor', { value: Worker, writable: true, configurable: true });
   workerThreads.Worker = Worker;
+
+  // Just before an invocation ends: what its workers posted on their ports and the main
+  // thread has not read yet (a worker's port and its `parentPort` are separate queues, so
+  // the worker's answer that ends the invocation can overtake a log line or a refusal it
+  // sent first) still belongs to the invocation, and is taken now, in order.
+  // `ending`: a platform call taken now would outlive the invocation, so it is late, as any
+  // call after the end; from a worker that exited during the invocation it is served.
+  function drain(w, ending) {
+    for (let r = workerThreads.receiveMessageOnPort(w.port); r; r = workerThreads.receiveMessageOnPort(w.port)) {
+      const m = r.message;
+      if (ending && m && m.t === 'call') rpc.late();
+      else w.handle(m);
+    }
+  }
+  state.drainWorkers = () => {
+    for (const w of state.workers) drain(w, true);
+  };
 
   // At the end of an invocation its worker threads are frozen, as the platform freezes the
   // whole container: a worker with nothing pending (no timer, no platform call) blocks until

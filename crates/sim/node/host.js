@@ -206,6 +206,7 @@ async function load(file) {
 
 function finish(inv, outcome) {
   if (!state.active || inv !== state.inv) return;
+  if (state.workers.size) state.drainWorkers();
   state.active = false;
   state.timers.clear();
   // The invocation's worker threads are frozen with it (egress.js): idle ones stay warm for

@@ -427,8 +427,8 @@ fn worker_threads_run_behind_the_same_walls() {
             .refused
             .iter()
             .any(|x| x == "child_process.execSync id"),
-        "{:?}",
-        stats.refused
+        "{event:#?}\n{:#?}",
+        p.trace()
     );
     let lines: Vec<String> = p.logs().iter().map(|l| format!("{l:?}")).collect();
     assert_eq!(
@@ -448,6 +448,22 @@ fn worker_threads_run_behind_the_same_walls() {
         ],
         "the worker's fetch and its socket are in the ledger, blocked"
     );
+    // What a worker sent before its answer belongs to the invocation, even when the answer
+    // overtakes it (separate channels).
+    for _ in 0..3 {
+        let r = json_of(p.invoke_as("evil", "resolver", resolver("worker-burst"), None));
+        assert_eq!(r, json!({"refused": 20}));
+        let event = last(&p);
+        // 100 kept (the platform's limit per invocation), the rest counted as dropped.
+        assert_eq!(
+            (event.log_lines, event.log_lines_dropped),
+            (100, 100),
+            "{event:?}"
+        );
+        let refused = &event.node.as_ref().unwrap().refused;
+        assert_eq!(refused.len(), 20, "{refused:?}");
+        assert_eq!(refused[19], "child_process.execSync id 19");
+    }
     // From a file, by path and by file: URL; other sources are refused.
     let r = json_of(p.invoke_as("evil", "resolver", resolver("worker-file"), None));
     assert_eq!(

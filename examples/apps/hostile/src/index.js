@@ -77,6 +77,32 @@ resolver.define('worker-left', () => new Promise((resolve) => {
   `, { eval: true });
   w.once('online', () => resolve('returned'));
 }));
+// A worker thread that logs and is refused many times, then answers on a channel the app
+// made before the worker (so Node reads it first) while the main thread waits: the answer
+// ends the invocation before Node has read what the worker sent on its own channel, which
+// still belongs to the invocation.
+resolver.define('worker-burst', () => new Promise((resolve, reject) => {
+  const { Worker, MessageChannel } = require('worker_threads');
+  const { port1: answer, port2 } = new MessageChannel();
+  const gate = new Int32Array(new SharedArrayBuffer(4));
+  const w = new Worker(`
+    const { workerData: d } = require('worker_threads');
+    for (let i = 0; i < 200; i++) console.log('line ' + i);
+    let refused = 0;
+    for (let i = 0; i < 20; i++) {
+      try { require('child_process').execSync('id ' + i); } catch (e) { refused += e.code === 'ERR_ACCESS_DENIED'; }
+    }
+    d.answer.postMessage({ refused });
+    Atomics.store(d.gate, 0, 1);
+    Atomics.notify(d.gate, 0);
+  `, { eval: true, workerData: { answer: port2, gate }, transferList: [port2] });
+  Atomics.wait(gate, 0, 0, 5000);
+  answer.once('message', (m) => {
+    answer.close();
+    resolve(m);
+  });
+  w.once('error', reject);
+}));
 // A worker thread from a file (written to the scratch folder first) and from a file: URL,
 // behind the same walls.
 resolver.define('worker-file', async () => {
