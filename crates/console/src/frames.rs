@@ -226,6 +226,12 @@ fn invoke(st: &mut State, frame: &Frame, payload: Json) -> Answer {
         Err(e) => {
             let (code, message) = match &e {
                 InvocationError::App { code, message } => (code.clone(), message.clone()),
+                // As the platform answers a front end over its rate limit (HTTP 429).
+                // The console's clock moves only when asked, so say how to let more through.
+                e @ InvocationError::RateLimited { .. } => (
+                    "RATE_LIMIT_EXCEEDED".to_string(),
+                    format!("{e} (minutes of virtual time: move the clock to go on)"),
+                ),
                 other => ("INVOCATION_FAILED".to_string(), other.to_string()),
             };
             st.note(json!(format!("{who} called {}: {code}", p.function_key)));

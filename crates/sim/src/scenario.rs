@@ -17,7 +17,7 @@ use signoff_yaml::{Budget, Node, Pos, Value};
 use crate::clock::Millis;
 use crate::egress::AdminSwitches;
 use crate::flow::{Flow, FlowConfig, FlowError, InstallSpec, PageAction, Simulation, Stats};
-use crate::host::{InvocationError, Runtime, RuntimeConfig, SimConfig, WebRequest};
+use crate::host::{InvocationError, RateLimits, Runtime, RuntimeConfig, SimConfig, WebRequest};
 use crate::kvs::KvsStorage;
 use crate::realm::Realm;
 use crate::report::RoaReport;
@@ -46,6 +46,8 @@ pub struct Scenario {
     expect: Vec<Expectation>,
     /// When the run stops, from the start.
     end: u64,
+    /// Invocations allowed a minute (`rate-limits:`; the platform's by default).
+    rate: RateLimits,
 }
 
 /// A scenario that cannot be read or run. `Display` starts with `file:line:col` when the
@@ -354,6 +356,7 @@ impl Scenario {
                 "steps",
                 "expect",
                 "end",
+                "rate-limits",
             ],
         )?;
         let mut s = Scenario {
@@ -373,7 +376,29 @@ impl Scenario {
             steps: Vec::new(),
             expect: Vec::new(),
             end: 0,
+            rate: RateLimits::forge(),
         };
+        if let Some(r) = root.get("rate-limits") {
+            cx.keys(r, &["per-user", "per-installation", "per-app"])?;
+            let limit = |key: &str, default: Option<u32>| -> Result<Option<u32>, ScenarioError> {
+                match r.get(key) {
+                    None => Ok(default),
+                    Some(n) if n.as_str() == Some("none") => Ok(None),
+                    Some(n) => match cx.u32(n)? {
+                        0 => Err(cx.err(
+                            n.pos,
+                            "a rate limit of 0 runs nothing: write `none` for no limit",
+                        )),
+                        v => Ok(Some(v)),
+                    },
+                }
+            };
+            s.rate = RateLimits {
+                per_user: limit("per-user", s.rate.per_user)?,
+                per_installation: limit("per-installation", s.rate.per_installation)?,
+                per_app: limit("per-app", s.rate.per_app)?,
+            };
+        }
         if let Some(f) = root.get("flows") {
             cx.keys(f, &["event-delay", "queue-delay", "retries", "backoff"])?;
             if let Some(n) = f.get("event-delay") {
@@ -562,6 +587,7 @@ impl Scenario {
         let seed = options.seed.unwrap_or(self.seed);
         let mut config = SimConfig::forge();
         config.seed = seed;
+        config.limits.rate = self.rate;
         if let Some(threads) = options.threads {
             config.threads = threads;
         }

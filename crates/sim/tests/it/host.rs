@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use signoff_sim::Realm;
 use signoff_sim::egress::{AdminSwitches, BlockReason};
 use signoff_sim::host::{
-    App, Call, EndpointResponse, Installation, InvocationError, Output, Platform, Runtime,
-    RuntimeConfig, SimConfig, Timeouts, WebRequest, WebResponse, check_web_response, guest_path,
+    App, Call, EndpointResponse, Installation, InvocationError, Output, Platform, RateLimits,
+    RateScope, Runtime, RuntimeConfig, SimConfig, Timeouts, WebRequest, WebResponse,
+    check_web_response, guest_path,
 };
 use signoff_sim::kvs::{Scope, SetOptions};
 
@@ -398,6 +399,74 @@ fn refusals_before_running_are_typed_and_traced() {
     ));
     assert_eq!(p.trace().len(), 3);
     assert!(p.trace().iter().all(|t| t.outcome.is_err()));
+}
+
+/// Over a rate limit an invocation does not run: a typed error in the trace, not counted,
+/// and the window slides with virtual time. A user's invocations count per app.
+#[test]
+fn invocations_over_a_rate_limit_do_not_run() {
+    let mut p = platform_with(|c| {
+        c.limits.rate = RateLimits {
+            per_user: Some(3),
+            per_installation: Some(5),
+            per_app: Some(6),
+        }
+    });
+    let echo = |p: &mut Platform, who: Option<&str>| {
+        p.invoke_as("good", "main", resolver("echo", "1"), who)
+    };
+    for _ in 0..3 {
+        assert_eq!(echo(&mut p, Some("alice")), Ok(Output::Json("1".into())));
+    }
+    let over = InvocationError::RateLimited {
+        scope: RateScope::User,
+        id: "alice".into(),
+        limit: 3,
+    };
+    assert_eq!(echo(&mut p, Some("alice")), Err(over.clone()));
+    assert_eq!(p.trace().last().unwrap().outcome, Err(over.clone()));
+    assert_eq!(
+        over.to_string(),
+        "rate limit exceeded: 3 invocations a minute per user (`alice`); not run"
+    );
+    // Others still run, up to the installation's limit (the refused call did not count).
+    assert!(echo(&mut p, Some("bob")).is_ok());
+    assert!(echo(&mut p, None).is_ok());
+    assert_eq!(
+        echo(&mut p, Some("carol")),
+        Err(InvocationError::RateLimited {
+            scope: RateScope::Installation,
+            id: "good".into(),
+            limit: 5,
+        })
+    );
+    // The window is the last minute of virtual time.
+    p.clock().advance_by(59_999);
+    assert!(matches!(
+        echo(&mut p, Some("bob")),
+        Err(InvocationError::RateLimited { .. })
+    ));
+    p.clock().advance_by(1);
+    assert!(echo(&mut p, Some("alice")).is_ok());
+
+    // Per app: `evil` and `victim` are two installations of one app; `good` is another app.
+    let hostile =
+        |p: &mut Platform, i: &str| p.invoke_as(i, "main", resolver("not-json", ""), None);
+    for i in ["evil", "victim", "evil", "victim", "evil", "victim"] {
+        assert!(matches!(
+            hostile(&mut p, i),
+            Err(InvocationError::BadOutput { .. })
+        ));
+    }
+    assert_eq!(
+        hostile(&mut p, "evil"),
+        Err(InvocationError::RateLimited {
+            scope: RateScope::App,
+            id: HOSTILE_ID.into(),
+            limit: 6,
+        })
+    );
+    assert!(echo(&mut p, Some("alice")).is_ok());
 }
 
 /// Runs a hostile call as `evil`, checks the error and the trace, then checks that `good`

@@ -31,7 +31,7 @@ installs:
 fn bad_scenarios_point_at_the_place() {
     check_error(
         "sites: {}\napps: {}\nbogus: 1\n",
-        "s.yaml:3:1: unknown key `bogus` (expected one of: name, seed, flows, sites, apps, endpoints, installs, steps, expect, end)",
+        "s.yaml:3:1: unknown key `bogus` (expected one of: name, seed, flows, sites, apps, endpoints, installs, steps, expect, end, rate-limits)",
     );
     check_error("apps: {}\n", "s.yaml:1:1: missing `sites`");
     check_error(
@@ -160,6 +160,48 @@ fn failed_expectations_name_the_place_and_the_seed_reproduces_them() {
         "s.yaml:12:5: expected page `p` at version 2, found version 1 (checked at 2026-01-01T02:00:00.000Z)"
     );
     assert!(out.to_text().contains("FAILED (seed 11)"));
+}
+
+/// `rate-limits:` sets what the platform allows a minute; a call over it fails with
+/// `rate_limited` and runs nothing, and a minute later the user may call again.
+#[test]
+fn rate_limits_are_set_per_scenario() {
+    let call = |n: u32, expect: &str| {
+        format!("    call: {{install: i, resolver: echo, as: alice, payload: {n}, {expect}}}\n")
+    };
+    let text = format!(
+        "{HEAD}rate-limits: {{per-user: 2, per-app: none}}\nsteps:\n  - at: 1m\n{}  - {}  - {}  - at: 2m\n{}",
+        call(1, "expect: 1"),
+        call(2, "expect: 2").trim_start(),
+        call(3, "expect-error: rate_limited").trim_start(),
+        call(4, "expect: 4"),
+    );
+    let s = Scenario::parse("s.yaml", &examples(), text.as_bytes()).unwrap();
+    let out = s
+        .run_on(loaded().runtime.clone(), RunOptions::default())
+        .unwrap();
+    assert!(out.passed(), "{}\n{text}", out.to_text());
+    let refused: Vec<_> = out
+        .sim
+        .platform()
+        .trace()
+        .iter()
+        .filter(|t| t.outcome.is_err())
+        .map(|t| t.outcome.clone().unwrap_err().to_string())
+        .collect();
+    assert_eq!(
+        refused,
+        ["rate limit exceeded: 2 invocations a minute per user (`alice`); not run"]
+    );
+
+    check_error(
+        &format!("{HEAD}rate-limits: {{per-user: 0}}\n"),
+        "s.yaml:8:25: a rate limit of 0 runs nothing: write `none` for no limit",
+    );
+    check_error(
+        &format!("{HEAD}rate-limits: {{per-site: 5}}\n"),
+        "s.yaml:8:15: unknown key `per-site` (expected one of: per-user, per-installation, per-app)",
+    );
 }
 
 /// `endpoints:` answers allowed fetches: a fixed answer, or (opt-in) a real HTTP server on
