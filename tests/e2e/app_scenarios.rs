@@ -21,6 +21,7 @@ use signoff_core::store::EventStore;
 use signoff_core::{Record, audit};
 use signoff_e2e::root;
 use signoff_sim::clock::Millis;
+use signoff_sim::flow::{Flow, FlowConfig};
 use signoff_sim::host::{Runtime, RuntimeConfig};
 use signoff_sim::scenario::{RunOptions, RunOutcome, Scenario};
 use signoff_storage::hosted::{HostedStore, KeyPolicy, Kvs, MemoryKvs};
@@ -357,6 +358,62 @@ fn the_approval_app_scenarios_pass_and_their_chains_verify() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Scheduled triggers may fire twice (platform.md §5): with every firing of the hourly
+/// schedule run a second time within 30 s, the scenarios driven by it (due dates, reminders,
+/// escalation, expiry, periodic review) still pass and leave the very same audit trails: a
+/// duplicate firing records nothing.
+#[test]
+fn every_scheduled_firing_twice_changes_no_audit_trail() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("engine");
+    std::env::set_current_dir(root()).unwrap();
+    for name in ["expiry.yaml", "periodic-review.yaml"] {
+        let rel = Path::new("examples/scenarios/approvals").join(name);
+        let mut scenario = Scenario::load(&rel).unwrap_or_else(|e| panic!("{e}"));
+        let run = |s: &Scenario| {
+            let out = s
+                .run_on(runtime.clone(), RunOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(out.passed(), "{name}: {}", out.to_text());
+            out
+        };
+        let once = run(&scenario);
+        scenario.set_flow(FlowConfig {
+            schedule_duplicates_ppm: 1_000_000,
+            ..scenario.flow()
+        });
+        let twice = run(&scenario);
+        let firings = |o: &RunOutcome| {
+            o.sim
+                .trace()
+                .iter()
+                .filter(
+                    |e| matches!(&e.what, Flow::Delivery { handler, .. } if *handler == "schedule"),
+                )
+                .count()
+        };
+        assert!(
+            firings(&twice) >= 2 * firings(&once) - 1,
+            "{name}: {} firings, {} before",
+            firings(&twice),
+            firings(&once)
+        );
+        let installs: Vec<String> = once
+            .sim
+            .installations()
+            .map(|(i, _)| i.to_string())
+            .collect();
+        assert!(!installs.is_empty());
+        for install in installs {
+            let trail = audit_trail(&once, &install);
+            assert!(
+                trail.as_object().is_some_and(|d| !d.is_empty()),
+                "{name}: {install}"
+            );
+            assert_eq!(audit_trail(&twice, &install), trail, "{name}: {install}");
+        }
+    }
 }
 
 /// The Forge package (`apps/approvals/forge`, built by `cargo xtask package`): the same

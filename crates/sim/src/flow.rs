@@ -46,7 +46,15 @@ pub struct FlowConfig {
     /// The first retry waits this long, each further one twice as long, plus a seeded jitter
     /// of up to the same again.
     pub backoff_ms: u64,
+    /// Of every million firings of a scheduled trigger, this many fire twice (platform.md §5:
+    /// scheduled triggers may fire twice), the second within [`DUPLICATE_FIRING_MS`] of the
+    /// first. 0 by default, so that a run is what its steps say; a scenario sets it with
+    /// `flows: {duplicate-schedules: 1%}` to test that an app's schedules are idempotent.
+    pub schedule_duplicates_ppm: u32,
 }
+
+/// The most a duplicate firing of a scheduled trigger lags the first one.
+pub const DUPLICATE_FIRING_MS: u64 = 30_000;
 
 impl FlowConfig {
     pub fn forge() -> FlowConfig {
@@ -55,6 +63,7 @@ impl FlowConfig {
             queue_delay_ms: (100, 5_000),
             retries: 4,
             backoff_ms: 60_000,
+            schedule_duplicates_ppm: 0,
         }
     }
 }
@@ -262,6 +271,8 @@ pub struct Simulation {
     sites: BTreeMap<String, Vec<String>>,
     /// Deliveries to an installation to duplicate (fault injection).
     duplicates: BTreeMap<String, u32>,
+    /// Scheduled firings of an installation to duplicate (fault injection).
+    duplicate_firings: BTreeMap<String, u32>,
     trace: Vec<FlowEvent>,
     /// `SimConfig::trace`: keep the lines of `trace`.
     keep_trace: bool,
@@ -308,6 +319,7 @@ impl Simulation {
             installs: BTreeMap::new(),
             sites: BTreeMap::new(),
             duplicates: BTreeMap::new(),
+            duplicate_firings: BTreeMap::new(),
             trace: Vec::new(),
             stats: Stats::default(),
         }
@@ -620,6 +632,18 @@ impl Simulation {
         Ok(())
     }
 
+    /// Fault injection: the next `firings` firings of the installation's scheduled triggers
+    /// (any of them) happen twice, the second within [`DUPLICATE_FIRING_MS`].
+    pub fn duplicate_firings(&mut self, installation: &str, firings: u32) -> Result<(), FlowError> {
+        self.state(installation)?;
+        *self
+            .duplicate_firings
+            .entry(installation.to_string())
+            .or_insert(0) += firings;
+        self.fault(installation, "duplicate_firings", firings);
+        Ok(())
+    }
+
     /// A UI call by a user. `function` names the resolver function when the manifest does
     /// not make it plain (one function, or one named by a UI module's `resolver`).
     pub fn call_resolver(
@@ -922,6 +946,13 @@ impl Simulation {
         match job.work {
             Work::Deliver(d) => self.deliver(d),
             Work::Fire { installation, key } => self.fire(&installation, &key),
+            Work::FireAgain {
+                installation,
+                key,
+                id,
+            } => {
+                self.fire_once(&installation, &key, id);
+            }
         }
     }
 
@@ -981,18 +1012,56 @@ impl Simulation {
     }
 
     /// A scheduled trigger fires (not retried), then waits for its next interval, as long
-    /// as the installation's version still has it.
+    /// as the installation's version still has it. Now and then (a fault, or
+    /// [`FlowConfig::schedule_duplicates_ppm`]) the same firing runs a second time shortly
+    /// after, with the same delivery id, as the platform may.
     fn fire(&mut self, installation: &str, key: &str) {
         let Some(state) = self.installs.get_mut(installation) else {
             return;
         };
-        let version = state.version.clone();
-        let Some(s) = version.modules.schedules.iter().find(|s| s.key == key) else {
+        if !state.version.modules.schedules.iter().any(|s| s.key == key) {
             state.armed.remove(key);
             return;
-        };
+        }
         self.deliveries += 1;
         let id = self.deliveries;
+        let Some(interval_ms) = self.fire_once(installation, key, id) else {
+            return;
+        };
+        let faulted = match self.duplicate_firings.get_mut(installation) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        let ppm = u64::from(self.config.schedule_duplicates_ppm);
+        // No draw when nothing can duplicate: runs without duplicates replay as before.
+        if faulted || (ppm > 0 && self.rng.below(1_000_000) < ppm) {
+            let at = self.now().plus(1 + self.rng.below(DUPLICATE_FIRING_MS));
+            let again = Work::FireAgain {
+                installation: installation.to_string(),
+                key: key.to_string(),
+                id,
+            };
+            self.push_job(at, again);
+        }
+        let at = self.now().plus(interval_ms);
+        self.push_job(
+            at,
+            Work::Fire {
+                installation: installation.to_string(),
+                key: key.to_string(),
+            },
+        );
+    }
+
+    /// One run of a scheduled trigger, recorded as delivery `id`; its interval, or `None`
+    /// when the installation's version no longer has the trigger (nothing runs then).
+    fn fire_once(&mut self, installation: &str, key: &str, id: u64) -> Option<u64> {
+        let state = self.installs.get(installation)?;
+        let version = state.version.clone();
+        let s = version.modules.schedules.iter().find(|s| s.key == key)?;
         self.stats.invocations += 1;
         let result =
             self.platform
@@ -1008,14 +1077,7 @@ impl Simulation {
             outcome: result.map(|_| ()),
             retry_at: None,
         });
-        let at = self.now().plus(s.interval_ms);
-        self.push_job(
-            at,
-            Work::Fire {
-                installation: installation.to_string(),
-                key: key.to_string(),
-            },
-        );
+        Some(s.interval_ms)
     }
 
     /// Schedules the first firing of every scheduled trigger not yet armed: one interval
@@ -1149,7 +1211,16 @@ impl Ord for Job {
 #[derive(Debug)]
 enum Work {
     Deliver(Delivery),
-    Fire { installation: String, key: String },
+    Fire {
+        installation: String,
+        key: String,
+    },
+    /// A duplicate run of scheduled firing `id` (it does not schedule the next one).
+    FireAgain {
+        installation: String,
+        key: String,
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -400,7 +400,19 @@ impl Scenario {
             };
         }
         if let Some(f) = root.get("flows") {
-            cx.keys(f, &["event-delay", "queue-delay", "retries", "backoff"])?;
+            cx.keys(
+                f,
+                &[
+                    "event-delay",
+                    "queue-delay",
+                    "retries",
+                    "backoff",
+                    "duplicate-schedules",
+                ],
+            )?;
+            if let Some(n) = f.get("duplicate-schedules") {
+                s.flow.schedule_duplicates_ppm = cx.share_ppm(n)?;
+            }
             if let Some(n) = f.get("event-delay") {
                 s.flow.event_delay_ms = cx.range(n)?;
             }
@@ -573,6 +585,17 @@ impl Scenario {
 
     /// Runs the scenario: loads and compiles the apps, installs them, plays the steps on the
     /// virtual clock, and checks the expectations.
+    /// How the platform's asynchronous machinery behaves in this run (`flows:`).
+    pub fn flow(&self) -> FlowConfig {
+        self.flow
+    }
+
+    /// Replaces `flows:` (to run a scenario again under other platform behaviour, e.g. every
+    /// scheduled firing twice).
+    pub fn set_flow(&mut self, flow: FlowConfig) {
+        self.flow = flow;
+    }
+
     pub fn run(&self, options: RunOptions<'_>) -> Result<RunOutcome, ScenarioError> {
         let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| self.fail(None, e))?;
         self.run_on(runtime, options)
@@ -865,6 +888,7 @@ enum Fault {
     StorageErrors,
     Timeouts,
     DuplicateEvents,
+    DuplicateSchedules,
 }
 
 #[derive(Debug, Clone)]
@@ -1241,6 +1265,7 @@ impl Run<'_> {
                 Fault::StorageErrors => sim.inject_storage_errors(install, *count),
                 Fault::Timeouts => sim.inject_timeouts(install, *count),
                 Fault::DuplicateEvents => sim.duplicate_deliveries(install, *count),
+                Fault::DuplicateSchedules => sim.duplicate_firings(install, *count),
             }
             .map_err(fail)?,
             Action::Expect(list) => {
@@ -1636,6 +1661,27 @@ impl Cx<'_> {
             _ => Err(self.err(
                 n.pos,
                 &format!("expected a whole number, found {}", n.kind()),
+            )),
+        }
+    }
+
+    /// A share: `1%`, `0.5%`, or a fraction from 0 to 1 (`0.01`), in parts per million.
+    fn share_ppm(&self, n: &Node) -> Result<u32, ScenarioError> {
+        let share = match &n.value {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(t) => t
+                .trim()
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<f64>().ok())
+                .map(|p| p / 100.0),
+            _ => None,
+        };
+        match share {
+            Some(f) if (0.0..=1.0).contains(&f) => Ok((f * 1_000_000.0).round() as u32),
+            _ => Err(self.err(
+                n.pos,
+                "expected a share from 0 to 1 or a percentage (`0.01`, `1%`)",
             )),
         }
     }
@@ -2110,19 +2156,26 @@ impl Cx<'_> {
             "fault" => {
                 self.keys(
                     v,
-                    &["install", "storage-errors", "timeouts", "duplicate-events"],
+                    &[
+                        "install",
+                        "storage-errors",
+                        "timeouts",
+                        "duplicate-events",
+                        "duplicate-schedules",
+                    ],
                 )?;
                 let install = install(v)?;
                 let kinds = [
                     ("storage-errors", Fault::StorageErrors),
                     ("timeouts", Fault::Timeouts),
                     ("duplicate-events", Fault::DuplicateEvents),
+                    ("duplicate-schedules", Fault::DuplicateSchedules),
                 ];
                 let given: Vec<_> = kinds.iter().filter(|(k, _)| v.get(k).is_some()).collect();
                 let [(key, fault)] = given.as_slice() else {
                     return Err(self.err(
                         v.pos,
-                        "a fault is one of storage-errors, timeouts, duplicate-events",
+                        "a fault is one of storage-errors, timeouts, duplicate-events, duplicate-schedules",
                     ));
                 };
                 let n = self.req(v, key)?;

@@ -285,6 +285,70 @@ fn scheduled_triggers_fire_on_the_virtual_clock_and_are_not_retried() {
     assert_eq!(deliveries(&s, "schedule").len(), 13 + 7 * 24 * 12);
 }
 
+/// Scheduled triggers may fire twice (platform.md §5): by a fault, the next firings of an
+/// installation run a second time shortly after, with the same delivery id; with
+/// `schedule_duplicates_ppm`, a seeded share of all firings do. Neither moves the schedule.
+#[test]
+fn scheduled_triggers_may_fire_twice() {
+    let times = |s: &Simulation| -> Vec<(u64, Millis)> {
+        s.trace()
+            .iter()
+            .filter_map(|e| match &e.what {
+                Flow::Delivery { id, handler, .. } if *handler == "schedule" => Some((*id, e.at)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut s = sim(5);
+    let start = s.now();
+    s.duplicate_firings("acme", 2).unwrap();
+    assert!(s.duplicate_firings("nobody", 1).is_err());
+    s.run_for(Millis::HOUR);
+    let fired = times(&s);
+    assert_eq!(fired.len(), 14, "{fired:?}");
+    let firsts: Vec<_> = fired.iter().map(|(_, at)| *at).collect();
+    // Every five minutes still; the two duplicates within 30 s of their firing, same id.
+    for k in 1..=12 {
+        assert!(
+            firsts.contains(&start.plus(k * 5 * Millis::MINUTE)),
+            "{fired:?}"
+        );
+    }
+    let mut ids: Vec<u64> = fired.iter().map(|(id, _)| *id).collect();
+    ids.dedup();
+    let twice: Vec<_> = fired
+        .iter()
+        .filter(|(id, _)| fired.iter().filter(|(j, _)| j == id).count() == 2)
+        .collect();
+    assert_eq!(twice.len(), 4, "{fired:?}");
+    assert_eq!(twice[0].0, twice[1].0);
+    let lag = twice[1].1.0 - twice[0].1.0;
+    assert!(
+        (1..=signoff_sim::flow::DUPLICATE_FIRING_MS).contains(&lag),
+        "{lag}"
+    );
+    assert_eq!(twice[0].1, start.plus(5 * Millis::MINUTE));
+
+    // A share of all firings, from the seed: a day of five-minute firings, about half twice.
+    let run = |seed| {
+        let mut config = SimConfig::forge();
+        config.seed = seed;
+        let flow = FlowConfig {
+            schedule_duplicates_ppm: 500_000,
+            ..FlowConfig::forge()
+        };
+        let mut s = Simulation::new(loaded().runtime.clone(), config, flow);
+        deploy(&mut s, V1);
+        install(&mut s, "acme", APP);
+        s.run_for(Millis::DAY);
+        times(&s)
+    };
+    let a = run(6);
+    let extra = a.len() - 288;
+    assert!((100..=190).contains(&extra), "{extra} duplicates of 288");
+    assert_eq!(a, run(6), "the same seed, the same duplicates");
+}
+
 #[test]
 fn web_triggers_answer_static_or_dynamic() {
     let mut s = sim(4);

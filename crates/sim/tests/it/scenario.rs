@@ -66,7 +66,7 @@ fn bad_scenarios_point_at_the_place() {
     );
     check_error(
         &format!("{HEAD}steps:\n  - fault: {{install: i, storage-errors: 1, timeouts: 2}}\n"),
-        "s.yaml:9:12: a fault is one of storage-errors, timeouts, duplicate-events",
+        "s.yaml:9:12: a fault is one of storage-errors, timeouts, duplicate-events, duplicate-schedules",
     );
     check_error(
         &format!(
@@ -89,6 +89,14 @@ fn bad_scenarios_point_at_the_place() {
     check_error(
         &format!("{HEAD}steps:\n  - fault: {{install: i, timeouts: 4000000000}}\n"),
         "s.yaml:9:35: 4000000000 faults are more than the limit of 100000 per step",
+    );
+    check_error(
+        &format!("{HEAD}flows: {{duplicate-schedules: 150%}}\n"),
+        "s.yaml:8:30: expected a share from 0 to 1 or a percentage (`0.01`, `1%`)",
+    );
+    check_error(
+        &format!("{HEAD}flows: {{duplicate-schedules: 2}}\n"),
+        "s.yaml:8:30: expected a share from 0 to 1 or a percentage (`0.01`, `1%`)",
     );
     check_error(
         "sites: [\n",
@@ -202,6 +210,31 @@ fn rate_limits_are_set_per_scenario() {
         &format!("{HEAD}rate-limits: {{per-site: 5}}\n"),
         "s.yaml:8:15: unknown key `per-site` (expected one of: per-user, per-installation, per-app)",
     );
+}
+
+/// `flows: {duplicate-schedules: ...}` takes a share as a percentage or a fraction; a fault
+/// step duplicates the next firings.
+#[test]
+fn duplicate_schedules_take_a_share_or_a_count() {
+    for (given, ppm) in [
+        ("50%", 500_000),
+        ("0.25", 250_000),
+        ("0", 0),
+        ("1", 1_000_000),
+    ] {
+        let text = format!("{HEAD}flows: {{duplicate-schedules: {given}}}\n");
+        let s = Scenario::parse("s.yaml", &examples(), text.as_bytes()).unwrap();
+        assert_eq!(s.flow().schedule_duplicates_ppm, ppm, "{given}");
+    }
+    let text = format!(
+        "{HEAD}steps:\n  - at: 1m\n    fault: {{install: i, duplicate-schedules: 1}}\nend: 2d12h\nexpect:\n  - deliveries: {{install: i, handler: schedule, count: 3}}\n"
+    );
+    let s = Scenario::parse("s.yaml", &examples(), text.as_bytes()).unwrap();
+    let out = s
+        .run_on(loaded().runtime.clone(), RunOptions::default())
+        .unwrap();
+    // The hello app's daily trigger fires at 1d and 2d, the first twice.
+    assert!(out.passed(), "{}", out.to_text());
 }
 
 /// `endpoints:` answers allowed fetches: a fixed answer, or (opt-in) a real HTTP server on
