@@ -59,7 +59,7 @@ pub use pg::{PG_SCHEMA_VERSION, PgConfig, PgError, PgOpen, PgStore};
 #[cfg(feature = "embedded")]
 pub use redb_store::RedbStore;
 #[cfg(feature = "embedded")]
-pub use sled_store::SledStore;
+pub use sled_store::{SLED_JOURNAL_COMPACT_LINES, SledStore};
 #[cfg(feature = "embedded")]
 pub use writer::WriterStats;
 

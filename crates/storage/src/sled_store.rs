@@ -29,8 +29,11 @@
 //! sled (a crash between the two) but never lead it, so opening a store refuses it as
 //! [`OpenError::Corrupted`] when the journal exists without sled's data, when a document is
 //! shorter than the journal says (naming it), or when the streams do not match the manifest
-//! and heads (one scan of `events`' keys). The journal grows by a line per append; it is
-//! not compacted yet.
+//! and heads (one scan of `events`' keys). The journal grows by a line per append until it
+//! holds more than [`SLED_JOURNAL_COMPACT_LINES`] lines and twice as many as it had after its last
+//! compaction; then the writer makes sled durable, writes one line per document from sled's
+//! heads to a new file, syncs it and renames it over the journal (at open, or after a
+//! commit), so it stays within about twice the number of documents.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +60,10 @@ const MARKER: &str = "signoff-store";
 const JOURNAL_HEADER: &str =
     "signoff sled store: the heads of its appends, see crates/storage/README.md";
 const OUTBOX_NEXT: &[u8] = b"n";
+/// The journal is compacted once it has more lines than this and twice as many as it had
+/// after its last compaction (so a compaction, a scan of the heads, comes after at least as
+/// many appends as there are documents).
+pub const SLED_JOURNAL_COMPACT_LINES: u64 = 4096;
 
 /// The sled store: one sled directory.
 #[derive(Debug)]
@@ -200,11 +207,12 @@ impl SledStore {
                 )?;
             }
         }
-        let journal = read_journal(&path.join(MARKER)).map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        check_manifest(&trees, &journal).map_err(|e| match e {
+        let (journal_heads, journal_lines) =
+            read_journal(&path.join(MARKER)).map_err(|source| OpenError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        check_manifest(&trees, &journal_heads).map_err(|e| match e {
             Ok(detail) => corrupted(detail),
             Err(e) => open_error(path, e),
         })?;
@@ -221,12 +229,16 @@ impl SledStore {
             path: path.to_owned(),
             source,
         })?;
-        let backend = SledWriter {
+        let mut backend = SledWriter {
             trees: trees.clone(),
             durability: config.durability,
             log,
             journal,
+            dir: path.to_owned(),
+            journal_lines,
+            compacted_lines: journal_heads.len() as u64,
         };
+        backend.maybe_compact();
         let writer = Writer::start("sled", path, backend, config.max_batch()).map_err(|e| {
             OpenError::Io {
                 path: path.to_owned(),
@@ -447,6 +459,12 @@ struct SledWriter {
     log: std::fs::File,
     /// The journal of heads outside sled (see the module docs), opened for appending.
     journal: std::fs::File,
+    /// The store's directory (the journal is `dir/signoff-store`).
+    dir: PathBuf,
+    /// Lines in the journal after its header (torn or unreadable ones included).
+    journal_lines: u64,
+    /// Lines it had after its last compaction (at open: the documents it named).
+    compacted_lines: u64,
 }
 
 impl Backend for SledWriter {
@@ -501,6 +519,58 @@ impl SledWriter {
         if self.durability == Durability::Immediate {
             self.journal.sync_data()?;
         }
+        self.journal_lines += lines.bytes().filter(|b| *b == b'\n').count() as u64;
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Compacts the journal when it has grown enough (see [`SLED_JOURNAL_COMPACT_LINES`]). A failure
+    /// leaves the old journal in place (it is still right) and is retried after as many
+    /// lines again.
+    fn maybe_compact(&mut self) {
+        if self.journal_lines <= SLED_JOURNAL_COMPACT_LINES.max(2 * self.compacted_lines) {
+            return;
+        }
+        if let Err(e) = self.compact() {
+            tracing::warn!(error = %e, "the sled store's journal of heads was not compacted");
+            self.compacted_lines = self.journal_lines;
+        }
+    }
+
+    /// Rewrites the journal as one line per document, from sled's heads: sled is made
+    /// durable first, so the new journal, like the old one, never leads it. The new file is
+    /// written and synced beside the old one, then renamed over it: a crash leaves one or
+    /// the other, both right.
+    fn compact(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.trees.db.flush().map_err(std::io::Error::other)?;
+        self.log.sync_all()?;
+        let tmp = self.dir.join(format!("{MARKER}.compacting"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        writeln!(out, "{JOURNAL_HEADER}")?;
+        let mut lines = 0u64;
+        for row in self.trees.meta.scan_prefix(b"h") {
+            let (key, value) = row.map_err(std::io::Error::other)?;
+            let (Some((doc, _)), Ok(bytes)) =
+                (read_str(&key, 1), <[u8; 8]>::try_from(value.as_ref()))
+            else {
+                // A damaged head: left out, which only weakens the next open's check.
+                continue;
+            };
+            let id = serde_json::to_string(doc).map_err(std::io::Error::other)?;
+            writeln!(out, "{} {id}", u64::from_be_bytes(bytes))?;
+            lines += 1;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, self.dir.join(MARKER))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.journal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(MARKER))?;
+        self.journal_lines = lines;
+        self.compacted_lines = lines;
         Ok(())
     }
 
@@ -879,15 +949,20 @@ fn check_manifest(
     )))
 }
 
-/// The journal's heads, folded (the longest per document); none when there is no journal.
-/// A torn last line (a crash while it was written) is ignored: the journal may lag.
-fn read_journal(path: &Path) -> std::io::Result<std::collections::BTreeMap<String, u64>> {
+/// A journal's heads: document id → length.
+type JournalHeads = std::collections::BTreeMap<String, u64>;
+
+/// The journal's heads, folded (the longest per document), and its number of lines after
+/// the header; none when there is no journal. A torn last line (a crash while it was
+/// written) is ignored: the journal may lag.
+fn read_journal(path: &Path) -> std::io::Result<(JournalHeads, u64)> {
     let mut heads = std::collections::BTreeMap::new();
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(heads),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((heads, 0)),
         Err(e) => return Err(e),
     };
+    let lines = text.lines().count().saturating_sub(1) as u64;
     for line in text.lines().skip(1) {
         let Some((len, id)) = line.split_once(' ') else {
             continue;
@@ -898,5 +973,5 @@ fn read_journal(path: &Path) -> std::io::Result<std::collections::BTreeMap<Strin
         let head = heads.entry(id).or_insert(0);
         *head = len.max(*head);
     }
-    Ok(heads)
+    Ok((heads, lines))
 }

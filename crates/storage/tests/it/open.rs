@@ -241,6 +241,71 @@ fn a_sled_store_that_lost_its_data_is_refused_never_opened_empty() {
     }
 }
 
+/// The journal of heads beside sled's files is compacted, after commits and at open, to a
+/// line per document, and still catches a store that lost records.
+#[test]
+fn a_sled_stores_journal_stays_small_and_still_catches_loss() {
+    use signoff_storage::SLED_JOURNAL_COMPACT_LINES;
+    let dir = TempDir::new("sled-journal");
+    let path = dir.path().join("s.sled");
+    let journal = path.join("signoff-store");
+    let lines = || std::fs::read_to_string(&journal).unwrap().lines().count() as u64 - 1;
+    let fast = StoreConfig {
+        durability: signoff_storage::Durability::None,
+        group_commit: signoff_storage::GroupCommit::Off,
+    };
+    let appends = SLED_JOURNAL_COMPACT_LINES + 500;
+    {
+        let store = SledStore::create(&path, fast).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use signoff_storage::EventStore;
+            for i in 0..appends {
+                let doc = ["a", "b", "c"][i as usize % 3];
+                let from = i / 3;
+                let records = crate::support::recs(doc, from, 1);
+                store.append(doc, from, &records).await.unwrap();
+            }
+        });
+        // Compacted once past the threshold: three lines, then one per later append.
+        let n = lines();
+        assert!(
+            n < SLED_JOURNAL_COMPACT_LINES,
+            "{n} lines after {appends} appends"
+        );
+        assert!(n >= appends - SLED_JOURNAL_COMPACT_LINES - 1, "{n}");
+    }
+    // At open: a journal that grew (here by hand, with its own lines repeated) is compacted
+    // to a line per document, with the same heads.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let (header, body) = text.split_once('\n').unwrap();
+    std::fs::write(&journal, format!("{header}\n{}", body.repeat(20))).unwrap();
+    assert!(lines() > SLED_JOURNAL_COMPACT_LINES);
+    drop(open_retrying(|| SledStore::open(&path, CONFIG)).expect("the store"));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut heads: Vec<&str> = text.lines().skip(1).collect();
+    heads.sort();
+    let len = |doc: u64| appends / 3 + u64::from(doc < appends % 3);
+    assert_eq!(
+        heads,
+        [
+            format!("{} \"a\"", len(0)),
+            format!("{} \"b\"", len(1)),
+            format!("{} \"c\"", len(2)),
+        ]
+    );
+    assert!(!path.join("signoff-store.compacting").exists());
+    // Still read as the check it is: a journal that says a document had more records than
+    // sled holds (as after sled recovered an earlier state) refuses the store, naming it.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, format!("{text}{} \"b\"\n", len(1) + 1)).unwrap();
+    let e = SledStore::open(&path, CONFIG).expect_err("records were lost");
+    assert!(matches!(e, OpenError::Corrupted { .. }), "{e:?}");
+    assert!(e.to_string().contains("b (has "), "{e}");
+}
+
 #[test]
 fn flipped_bytes_and_zeroed_pages_in_sled_never_lose_documents_silently() {
     let dir = TempDir::new("sled-flip");
