@@ -58,6 +58,23 @@ impl Guest for Hostile {
                 }
                 Ok("null".into())
             }
+            // WASI stdout and stderr become log lines, in order with the `log` import's.
+            "print" => {
+                println!("out 1");
+                eprintln!("err 1");
+                log::write(log::Level::Info, "logged");
+                // Rust's stdout keeps a line until its newline, or a flush.
+                print!("out 2 without a newline");
+                std::io::Write::flush(&mut std::io::stdout()).ok();
+                Ok("null".into())
+            }
+            // A megabyte of output: cut at the log limits, counted, never a failure.
+            "print-flood" => {
+                for i in 0..20_000 {
+                    println!("line {i} {}", "x".repeat(40));
+                }
+                Ok("null".into())
+            }
             "not-json" => Ok("this is not JSON".into()),
             // Every way out through WASI: each must fail or see nothing.
             "escape" => {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::stdio::Captured;
 use roa_check::address::Address;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -55,6 +56,9 @@ pub(crate) struct HostState {
     limits: InvocationLimits,
     trace: bool,
     wasi: WasiCtx,
+    /// What the guest wrote to WASI stdout and stderr, not yet taken as log lines.
+    stdout: Captured,
+    stderr: Captured,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) instantiated: bool,
@@ -70,8 +74,11 @@ impl HostState {
         if let Some(a) = &i.account_id {
             i.world.confluence.note_account(&i.installation.site, a);
         }
+        let (stdout, stderr) = (Captured::default(), Captured::default());
         HostState {
-            wasi: wasi_ctx(&i),
+            wasi: wasi_ctx(&i, &stdout, &stderr),
+            stdout,
+            stderr,
             scope: i.installation.scope(),
             world: i.world,
             app: i.app,
@@ -119,6 +126,8 @@ impl HostState {
             .build();
         HostState {
             wasi,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
             scope: installation.scope(),
             world: Box::new(World::empty(kvs)),
             app,
@@ -146,7 +155,9 @@ impl HostState {
     /// be put back with [`HostState::swap_world`] before the store is dropped elsewhere.
     pub(crate) fn begin(&mut self, i: Invocation) -> Box<World> {
         debug_assert!(Arc::ptr_eq(&self.app, &i.app));
-        self.wasi = wasi_ctx(&i);
+        self.stdout = Captured::default();
+        self.stderr = Captured::default();
+        self.wasi = wasi_ctx(&i, &self.stdout, &self.stderr);
         self.scope = i.installation.scope();
         self.installation = i.installation;
         self.function = i.function;
@@ -171,6 +182,23 @@ impl HostState {
 
     pub(crate) fn app_id(&self) -> &str {
         &self.app.id
+    }
+
+    /// Turns what the guest wrote to stdout (`info`) and stderr (`error`) into log lines:
+    /// its complete lines that are not blank, and with `all` (at the end of the invocation)
+    /// the rest.
+    pub(crate) fn take_output(&mut self, all: bool) {
+        for (stream, level) in [
+            (self.stdout.clone(), log::Level::Info),
+            (self.stderr.clone(), log::Level::Error),
+        ] {
+            let taken = stream.take(all);
+            self.log_lines_dropped += taken.dropped;
+            // Blank lines (Rust's panic message starts with one) say nothing: left out.
+            for line in taken.lines.into_iter().filter(|l| !l.trim().is_empty()) {
+                self.push_log(level, line);
+            }
+        }
     }
 
     /// A Node app's log line (console output), under the same limits as the `log` import.
@@ -638,8 +666,16 @@ impl product::Host for HostState {
 
 impl log::Host for HostState {
     fn write(&mut self, level: log::Level, message: String) {
-        // 100 lines per started minute of run time, 200 KB per invocation; the rest is
-        // dropped and counted.
+        // What the guest printed before this line comes before it.
+        self.take_output(false);
+        self.push_log(level, message);
+    }
+}
+
+impl HostState {
+    /// One log line, within the limits: 100 lines per started minute of run time, 200 KB per
+    /// invocation; the rest is dropped and counted.
+    fn push_log(&mut self, level: log::Level, message: String) {
         let minutes = self.started.elapsed().as_secs() / 60 + 1;
         let lines_allowed = self.limits.log_lines_per_minute as u64 * minutes;
         if self.log_lines as u64 >= lines_allowed
@@ -726,9 +762,9 @@ fn page(p: crate::product::Page) -> product::Page {
 }
 
 /// No preopened directories, no environment, no arguments, stdin closed, stdout and stderr
-/// discarded, no sockets and no name lookups; the wall clock is the simulation's, and
-/// randomness comes from the simulation's seed.
-fn wasi_ctx(i: &Invocation) -> WasiCtx {
+/// kept to become log lines, no sockets and no name lookups; the wall clock is the
+/// simulation's, and randomness comes from the simulation's seed.
+fn wasi_ctx(i: &Invocation, stdout: &Captured, stderr: &Captured) -> WasiCtx {
     let bytes: Vec<u8> = i.random[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
     let seed = u128::from(i.random[0]) << 64 | u128::from(i.random[1]);
     WasiCtx::builder()
@@ -739,5 +775,7 @@ fn wasi_ctx(i: &Invocation) -> WasiCtx {
         .secure_random(Deterministic::new(bytes.clone()))
         .insecure_random(Deterministic::new(bytes))
         .insecure_random_seed(seed)
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
         .build()
 }

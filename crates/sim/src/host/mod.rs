@@ -14,6 +14,7 @@
 
 pub(crate) mod imports;
 mod pool;
+mod stdio;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -1236,6 +1237,8 @@ impl Platform {
         let result = run(&app, &mut store, instance, call, max_output);
         let result = result.map_err(|e| classify(e, &store, timeout, limits, self.runtime.config));
         let result = result.and_then(|r| r);
+        // What it printed last, even if it trapped or timed out, is in its logs.
+        store.data_mut().take_output(true);
         // No line (and none of its strings) when the trace is off.
         let state = store.data();
         let event = self.config.trace.then(|| TraceEvent {

@@ -565,10 +565,58 @@ fn deep_recursion_on_the_shadow_stack_is_an_out_of_bounds_trap() {
 
 #[test]
 fn a_panic_is_a_trap() {
-    contained(
+    let p = contained(
         resolver("panic", ""),
         |e| matches!(e, InvocationError::Trap { message } if message.contains("unreachable")),
     );
+    // Rust's panic message went to stderr: it is in the invocation's error log lines.
+    let lines: Vec<_> = p
+        .logs()
+        .iter()
+        .filter(|l| l.installation == "evil")
+        .collect();
+    assert!(lines.iter().all(|l| l.level == "error"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.message.contains("panicked at")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.message == "the app gave up"),
+        "{lines:?}"
+    );
+}
+
+/// WASI stdout and stderr are log lines (`info`, `error`), in order with the `log` import's,
+/// with the last line kept even without a newline; a flood is cut at the log limits and
+/// counted, and the invocation succeeds.
+#[test]
+fn stdout_and_stderr_are_log_lines() {
+    let mut p = platform();
+    p.invoke("evil", "main", resolver("print", "")).unwrap();
+    let lines: Vec<(&str, &str)> = p
+        .logs()
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("info", "out 1"),
+            ("error", "err 1"),
+            ("info", "logged"),
+            ("info", "out 2 without a newline"),
+        ]
+    );
+    assert_eq!(p.trace()[0].log_lines, 4);
+
+    assert_eq!(
+        p.invoke("evil", "main", resolver("print-flood", "")),
+        Ok(Output::Json("null".into()))
+    );
+    let t = &p.trace()[1];
+    assert_eq!(t.log_lines, 100, "100 lines per started minute");
+    assert_eq!(t.log_lines + t.log_lines_dropped, 20_000, "{t:?}");
+    assert_eq!(p.logs()[4].message, format!("line 0 {}", "x".repeat(40)));
 }
 
 #[test]
