@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use signoff_sim::host::InvocationError;
+use signoff_sim::host::{InvocationError, UiContext};
 
 use crate::api::{Answer, Refused, Shared, State, UiModule, parse};
 
@@ -206,14 +206,16 @@ fn invoke(st: &mut State, frame: &Frame, payload: Json) -> Answer {
             format!("module {:?} names no resolver function", frame.module.key),
         )
     })?;
+    let ui = ui_of(&frame.context);
     let result = st
         .sim
-        .call_resolver(
+        .call_resolver_from(
             &frame.installation,
             Some(&function),
             Some(&frame.account),
             &p.function_key,
             &p.payload.to_string(),
+            Some(&ui),
         )
         .map_err(|e| Refused::bad("REFUSED", e.to_string()))?;
     let who = frame.account.clone();
@@ -239,6 +241,18 @@ fn invoke(st: &mut State, frame: &Frame, payload: Json) -> Answer {
                 json!({"error": {"code": code, "message": message}}),
             ))
         }
+    }
+}
+
+/// What the resolver's context says of the frame that called it: its module, localId and
+/// extension (the page or space it is shown on), from what `view.getContext()` answers
+/// there, as the platform forwards them.
+fn ui_of(context: &Json) -> UiContext {
+    let text = |k: &str| context[k].as_str().map(str::to_string);
+    UiContext {
+        module_key: text("moduleKey"),
+        local_id: text("localId"),
+        extension: context["extension"].clone(),
     }
 }
 
@@ -367,6 +381,22 @@ fn content_type(path: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resolver_call_names_the_frame_it_came_from() {
+        let context = serde_json::json!({
+            "accountId": "alice",
+            "moduleKey": "approval-byline",
+            "localId": "f3",
+            "extension": {"type": "page", "content": {"id": "42", "type": "page"}, "space": {"id": "ENG", "key": "ENG"}},
+        });
+        let ui = ui_of(&context);
+        assert_eq!(
+            (ui.module_key.as_deref(), ui.local_id.as_deref()),
+            (Some("approval-byline"), Some("f3"))
+        );
+        assert_eq!(ui.extension["content"]["id"], "42");
+    }
 
     #[test]
     fn the_bridge_goes_first_in_head() {

@@ -27,7 +27,7 @@ use crate::clock::{Millis, Rng};
 use crate::egress::AdminSwitches;
 use crate::host::{
     App, Call, Installation, InvocationError, LoadError, Output, Platform, Runtime, SimConfig,
-    WebRequest, WebResponse,
+    UiContext, WebRequest, WebResponse,
 };
 use crate::kvs::{KvsError, KvsStorage};
 use crate::product::{Page, PageEvent, ProductError};
@@ -654,6 +654,20 @@ impl Simulation {
         name: &str,
         payload: &str,
     ) -> Result<Result<String, InvocationError>, FlowError> {
+        self.call_resolver_from(installation, function, account, name, payload, None)
+    }
+
+    /// Like [`Simulation::call_resolver`], made by a UI module's frame: the resolver's
+    /// context names the frame's module and extension ([`Platform::invoke_from_ui`]).
+    pub fn call_resolver_from(
+        &mut self,
+        installation: &str,
+        function: Option<&str>,
+        account: Option<&str>,
+        name: &str,
+        payload: &str,
+        ui: Option<&UiContext>,
+    ) -> Result<Result<String, InvocationError>, FlowError> {
         let state = self.state(installation)?;
         let version = state.version.clone();
         let function = match function {
@@ -672,9 +686,14 @@ impl Simulation {
             payload: payload.to_string(),
         };
         self.stats.invocations += 1;
-        let result = self
-            .platform
-            .invoke_as(installation, &function, call, account);
+        let result = match ui {
+            Some(ui) => self
+                .platform
+                .invoke_from_ui(installation, &function, call, account, ui),
+            None => self
+                .platform
+                .invoke_as(installation, &function, call, account),
+        };
         self.record(Flow::Resolver {
             installation: installation.to_string(),
             version: version.number,

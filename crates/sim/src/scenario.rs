@@ -17,7 +17,9 @@ use signoff_yaml::{Budget, Node, Pos, Value};
 use crate::clock::Millis;
 use crate::egress::AdminSwitches;
 use crate::flow::{Flow, FlowConfig, FlowError, InstallSpec, PageAction, Simulation, Stats};
-use crate::host::{InvocationError, RateLimits, Runtime, RuntimeConfig, SimConfig, WebRequest};
+use crate::host::{
+    InvocationError, RateLimits, Runtime, RuntimeConfig, SimConfig, UiContext, WebRequest,
+};
 use crate::kvs::KvsStorage;
 use crate::realm::Realm;
 use crate::report::RoaReport;
@@ -839,6 +841,9 @@ enum Action {
         expect_error: Option<String>,
         /// Variable name to the answer's field (a dotted path) whose value it takes.
         capture: Vec<(String, String)>,
+        /// The page (by name) whose content module makes the call: the resolver's context
+        /// names it as its extension.
+        on_page: Option<String>,
     },
     WebTrigger {
         install: String,
@@ -1085,15 +1090,38 @@ impl Run<'_> {
                 expect_contains,
                 expect_error,
                 capture,
+                on_page,
             } => {
                 let payload = self.expand(payload, step.pos)?;
+                let ui = match on_page {
+                    Some(name) => {
+                        let (site, id) = self.page(name, step.pos)?;
+                        let space = sim
+                            .platform()
+                            .pages()
+                            .get_page(&site, &id)
+                            .map(|p| p.space)
+                            .unwrap_or_default();
+                        Some(UiContext {
+                            module_key: None,
+                            local_id: None,
+                            extension: serde_json::json!({
+                                "type": "page",
+                                "content": {"id": id, "type": "page"},
+                                "space": {"id": space, "key": space},
+                            }),
+                        })
+                    }
+                    None => None,
+                };
                 let r = sim
-                    .call_resolver(
+                    .call_resolver_from(
                         install,
                         function.as_deref(),
                         account.as_deref(),
                         resolver,
                         &payload,
+                        ui.as_ref(),
                     )
                     .map_err(fail)?;
                 let expand = |e: &Option<Json>| -> Result<Option<Json>, ScenarioError> {
@@ -2031,11 +2059,29 @@ impl Cx<'_> {
                         "expect-contains",
                         "expect-error",
                         "capture",
+                        "page",
                     ],
                 )?;
                 let install = install(v)?;
                 let site = &s.sites[&s.installs[&install].site];
+                let on_page = match v.get("page") {
+                    Some(node) => {
+                        let (name, page_site) = page(v, pages)?;
+                        if page_site != s.installs[&install].site {
+                            return Err(self.err(
+                                node.pos,
+                                &format!(
+                                    "page `{name}` is on site {page_site}, not on {}'s site {}",
+                                    install, s.installs[&install].site
+                                ),
+                            ));
+                        }
+                        Some(name)
+                    }
+                    None => None,
+                };
                 Action::Call {
+                    on_page,
                     account: v.get("as").map(|a| self.user(a, site)).transpose()?,
                     function: self.opt_string(v, "function")?,
                     resolver: self.string(self.req(v, "resolver")?)?,

@@ -648,6 +648,20 @@ impl SimConfig {
     }
 }
 
+/// What a UI module's frame tells the platform about itself when it calls a resolver (the
+/// parts of its `view.getContext()` that the platform forwards into the resolver's context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiContext {
+    /// The module's key (`moduleKey`); `None`: the first UI module whose resolver the
+    /// function is.
+    pub module_key: Option<String>,
+    /// The frame's `localId`; `None`: the module's extension ARI.
+    pub local_id: Option<String>,
+    /// The module's `extension`: for a Confluence content module
+    /// `{type, content: {id, type}, space: {id, key}}`, for a space module `{space: {...}}`.
+    pub extension: serde_json::Value,
+}
+
 /// An installation of an app on a site.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installation {
@@ -1125,6 +1139,32 @@ impl Platform {
         call: Call,
         account_id: Option<&str>,
     ) -> Result<Output, InvocationError> {
+        self.invoke_from(installation, function, call, account_id, None)
+    }
+
+    /// Like [`Platform::invoke_as`], for a resolver call that a UI module's frame made: a
+    /// Node app's resolver sees the frame's module, `localId` and `extension` (the page or
+    /// space it is shown on) in its request's `context`, as on the platform. (The component
+    /// contract has no extension: components are unaffected.)
+    pub fn invoke_from_ui(
+        &mut self,
+        installation: &str,
+        function: &str,
+        call: Call,
+        account_id: Option<&str>,
+        ui: &UiContext,
+    ) -> Result<Output, InvocationError> {
+        self.invoke_from(installation, function, call, account_id, Some(ui))
+    }
+
+    fn invoke_from(
+        &mut self,
+        installation: &str,
+        function: &str,
+        call: Call,
+        account_id: Option<&str>,
+        ui: Option<&UiContext>,
+    ) -> Result<Output, InvocationError> {
         let at = self.clock.now();
         let Some(inst) = self.installations.get(installation).cloned() else {
             return self.record_refusal(
@@ -1189,6 +1229,7 @@ impl Platform {
                 at,
                 function,
                 account_id,
+                ui,
                 limits,
                 timeout,
             };
@@ -1288,21 +1329,20 @@ impl Platform {
         call: Call,
         run: NodeRun<'_>,
     ) -> Result<Output, InvocationError> {
-        let args =
-            match crate::node::args::args(code, &inst, &call, run.function, run.account_id, run.at)
-            {
-                Ok(a) => a,
-                Err(e) => {
-                    return self.record_refusal(
-                        run.at,
-                        &inst.id,
-                        &inst.app,
-                        run.function,
-                        &call,
-                        e,
-                    );
-                }
-            };
+        let args = match crate::node::args::args(
+            code,
+            &inst,
+            &call,
+            run.function,
+            run.account_id,
+            run.at,
+            run.ui,
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.record_refusal(run.at, &inst.id, &inst.app, run.function, &call, e);
+            }
+        };
         let world = self
             .world
             .take()
@@ -1482,6 +1522,7 @@ struct NodeRun<'a> {
     at: Millis,
     function: &'a str,
     account_id: Option<&'a str>,
+    ui: Option<&'a UiContext>,
     limits: FunctionLimits,
     timeout: Duration,
 }

@@ -96,9 +96,30 @@ fn function_context(code: &NodeCode, inst: &Installation, account: Option<&str>)
 }
 
 /// The context a Custom UI sends with `invoke` (what `view.getContext()` returns there): the
-/// module is the first UI module whose resolver is `function` (the function's own key if none
-/// is), and its `localId` the extension's ARI, as the platform forms it.
+/// module is the calling frame's when it is known (`ui`: its key, `localId` and extension),
+/// else the first UI module whose resolver is `function` (the function's own key if none is),
+/// with the extension's ARI as `localId`, as the platform forms it, and no extension.
 fn ui_context(
+    code: &NodeCode,
+    inst: &Installation,
+    account: Option<&str>,
+    function: &str,
+    ui: Option<&crate::host::UiContext>,
+) -> Value {
+    let mut c = default_ui_context(code, inst, account, function);
+    if let Some(ui) = ui {
+        if let Some(k) = &ui.module_key {
+            c["moduleKey"] = json!(k);
+        }
+        if let Some(l) = &ui.local_id {
+            c["localId"] = json!(l);
+        }
+        c["extension"] = ui.extension.clone();
+    }
+    c
+}
+
+fn default_ui_context(
     code: &NodeCode,
     inst: &Installation,
     account: Option<&str>,
@@ -140,11 +161,12 @@ pub(crate) fn args(
     function: &str,
     account: Option<&str>,
     now: Millis,
+    ui: Option<&crate::host::UiContext>,
 ) -> Result<Value, InvocationError> {
     let fc = function_context(code, inst, account);
     Ok(match call {
         Call::Resolver { name, payload } => json!([
-            {"call": {"functionKey": name, "payload": parse("resolver payload", payload)?}, "context": ui_context(code, inst, account, function)},
+            {"call": {"functionKey": name, "payload": parse("resolver payload", payload)?}, "context": ui_context(code, inst, account, function, ui)},
             fc,
         ]),
         Call::Event(event) => json!([parse("event", event)?, fc]),

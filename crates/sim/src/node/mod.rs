@@ -599,7 +599,7 @@ pub fn handler_args(
     account: Option<&str>,
     now: crate::clock::Millis,
 ) -> Result<Value, InvocationError> {
-    args::args(code, inst, call, function, account, now)
+    args::args(code, inst, call, function, account, now, None)
 }
 
 impl Workers {

@@ -17,7 +17,7 @@ use signoff_sim::Realm;
 use signoff_sim::egress::{AdminSwitches, BlockReason};
 use signoff_sim::host::{
     App, Call, InvocationError, Output, Platform, Runtime, RuntimeConfig, SimConfig, Timeouts,
-    TraceEvent,
+    TraceEvent, UiContext,
 };
 use signoff_sim::kvs::Scope;
 use signoff_sim::scenario::{RunOptions, Scenario};
@@ -658,6 +658,30 @@ fn a_resolver_call_names_its_ui_module_and_the_apps_product() {
     // A function no UI module names: its own key.
     let r = json_of(p.invoke_as("jira", "other", resolver("probe"), Some("alice")));
     assert_eq!(r["request"]["context"]["moduleKey"], "other", "{r}");
+    assert_eq!(r["request"]["context"]["extension"], json!({}), "{r}");
+
+    // Called from a frame: its module, localId and extension (where it is shown) reach the
+    // resolver's context, as apps read them (`req.context.extension.issue.key`).
+    let ui = UiContext {
+        module_key: Some("issue-panel".into()),
+        local_id: Some("frame-7".into()),
+        extension: json!({"type": "jira:issuePanel", "issue": {"id": "10001", "key": "ENG-1"}}),
+    };
+    let r = json_of(p.invoke_from_ui("jira", "main", resolver("probe"), Some("alice"), &ui));
+    let c = &r["request"]["context"];
+    assert_eq!(
+        (
+            &c["moduleKey"],
+            &c["localId"],
+            &c["extension"]["issue"]["key"]
+        ),
+        (&json!("issue-panel"), &json!("frame-7"), &json!("ENG-1")),
+        "{r}"
+    );
+    assert_eq!(
+        c["accountId"], "alice",
+        "the caller is still the platform's: {r}"
+    );
 }
 
 /// Page lists, page versions, footer comments and groups of the simulated Confluence, through

@@ -91,6 +91,10 @@ fn bad_scenarios_point_at_the_place() {
         "s.yaml:9:35: 4000000000 faults are more than the limit of 100000 per step",
     );
     check_error(
+        &format!("{HEAD}steps:\n  - call: {{install: i, resolver: echo, page: p}}\n"),
+        "s.yaml:9:46: no page `p`: name it in an earlier create-page (`name: p`)",
+    );
+    check_error(
         &format!("{HEAD}flows: {{duplicate-schedules: 150%}}\n"),
         "s.yaml:8:30: expected a share from 0 to 1 or a percentage (`0.01`, `1%`)",
     );

@@ -55,6 +55,16 @@ resolver.define('page.mark', async ({ payload }) => {
   return { status: write.status, property: write.ok ? await write.json() : null };
 });
 
+// The page the calling byline item is shown on, as content apps find it: from the context's
+// extension, not from the payload.
+resolver.define('page.here', async ({ context }) => {
+  const content = context.extension && context.extension.content;
+  if (!content) return { error: 'not called from a page' };
+  const res = await api.asApp().requestConfluence(route`/wiki/api/v2/pages/${content.id}`);
+  const page = await res.json();
+  return { pageId: content.id, title: page.title, space: context.extension.space.key };
+});
+
 // Hands work to the queue's consumer.
 resolver.define('queue.push', async ({ payload }) => {
   await queue.push([{ body: { pageId: payload.pageId, kind: 'reindex' } }]);
