@@ -110,6 +110,26 @@ fn failed_expectations_exit_1_with_the_place_and_the_seed() {
     );
 }
 
+/// `--logs` prints the apps' log lines on stderr after the run, as the vendor sees them: the
+/// lines of an installation whose admin stopped sharing logs are only counted; a message's
+/// line breaks are escaped. Stdout keeps the report alone.
+#[test]
+fn logs_are_printed_as_the_vendor_sees_them() {
+    let run = signoff(&["sim", "run", "tests/e2e/data/sim-logs.yaml", "--logs"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        concat!(
+            "2026-01-01T00:01:00.000Z shared main INFO \"first\"\n",
+            "2026-01-01T00:02:00.000Z shared main INFO {\"two\":[\"lines\",\"a\\nb\"]}\n",
+            "(1 more log line(s) not shown: their site's admin turned off sharing logs with the vendor)\n",
+        )
+    );
+    assert!(run.stdout.contains(": passed (seed 0)"), "{}", run.stdout);
+    let quiet = signoff(&["sim", "run", "tests/e2e/data/sim-logs.yaml"]);
+    assert_eq!((quiet.stdout, quiet.stderr.as_str()), (run.stdout, ""));
+}
+
 #[test]
 fn bad_input_exits_2_at_the_place() {
     let run = signoff(&["sim", "run", "tests/e2e/data/sim-bad.yaml"]);

@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// scenario names; its manifests stay the scenario's. Repeatable.
     #[arg(long = "node-app", value_name = "NAME=DIR", value_parser = parse_node_app)]
     pub node_app: Vec<(String, PathBuf)>,
+    /// Prints the apps' log lines on stderr after the run, a line each (virtual time,
+    /// installation, function, level, message), as `forge logs` shows them to the vendor:
+    /// lines of installations whose admin turned log sharing off are only counted.
+    #[arg(long)]
+    pub logs: bool,
 }
 
 /// Reads a scenario and runs the apps `--node-app` names from their Node folders.
@@ -244,6 +249,9 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
             return 2;
         }
     };
+    if args.logs {
+        print_logs(&outcome.sim, err);
+    }
     if let Some(path) = &args.trace {
         let text = serde_json::to_string_pretty(&outcome.trace_json()).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
@@ -270,6 +278,53 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         );
         1
     }
+}
+
+/// The apps' log lines, as the vendor sees them: `TIME INSTALLATION FUNCTION LEVEL MESSAGE`,
+/// a message's line breaks and other control characters escaped, so that each log line stays
+/// one line and no app writes terminal escape sequences.
+fn print_logs(sim: &signoff_sim::flow::Simulation, err: &mut dyn Write) {
+    let logs = sim.platform().logs();
+    let mut hidden = 0usize;
+    for l in logs {
+        if !l.shared_with_vendor {
+            hidden += 1;
+            continue;
+        }
+        let message = one_line(&l.message);
+        let _ = writeln!(
+            err,
+            "{} {} {} {} {message}",
+            l.at,
+            l.installation,
+            l.function,
+            l.level.to_ascii_uppercase()
+        );
+    }
+    let _ = match (logs.len(), hidden) {
+        (0, _) => writeln!(err, "(no log lines)"),
+        (_, 0) => Ok(()),
+        (_, n) => writeln!(
+            err,
+            "({n} more log line(s) not shown: their site's admin turned off sharing logs with the vendor)"
+        ),
+    };
+}
+
+/// An app's text as one line that never drives the terminal: line breaks and other control
+/// characters (escape sequences among them) are written escaped; tabs stay.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn inspect(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -344,4 +399,20 @@ pub(crate) fn progress_bar(name: &str) -> indicatif::ProgressBar {
     .progress_chars("## ");
     bar.set_style(style);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn log_lines_stay_one_line_and_never_drive_the_terminal() {
+        assert_eq!(one_line("plain é\ttab"), "plain é\ttab");
+        assert_eq!(one_line("a\nb\r\n"), "a\\nb\\r\\n");
+        assert_eq!(
+            one_line("\u{1b}[2Jcleared\u{7}"),
+            "\\u{001b}[2Jcleared\\u{0007}"
+        );
+        assert_eq!(one_line("\u{9b}31m"), "\\u{009b}31m");
+    }
 }
