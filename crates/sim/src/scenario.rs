@@ -937,6 +937,14 @@ enum Check {
         allowed: Option<bool>,
         count: Count,
     },
+    /// Log lines the apps wrote (the `log` import, a component's stdout and stderr, a Node
+    /// app's console), kept within the limits.
+    Logs {
+        install: Option<String>,
+        level: Option<String>,
+        contains: Option<String>,
+        count: Count,
+    },
     Version {
         install: String,
         running: Option<u32>,
@@ -1538,6 +1546,40 @@ impl Run<'_> {
                     .count() as u64;
                 (!count.holds(n))
                     .then(|| format!("expected {} egress attempts, found {n}", count.describe()))
+            }
+            Check::Logs {
+                install,
+                level,
+                contains,
+                count,
+            } => {
+                let matching: Vec<_> = sim
+                    .platform()
+                    .logs()
+                    .iter()
+                    .filter(|l| {
+                        install.as_ref().is_none_or(|i| *i == l.installation)
+                            && level.as_ref().is_none_or(|w| w == l.level)
+                            && contains
+                                .as_ref()
+                                .is_none_or(|t| l.message.contains(t.as_str()))
+                    })
+                    .collect();
+                let n = matching.len() as u64;
+                (!count.holds(n)).then(|| {
+                    // The first line found says what an unexpected one was.
+                    let first = matching
+                        .first()
+                        .map(|l| {
+                            let m: String = l.message.chars().take(200).collect();
+                            format!(
+                                " (the first: {} {} {}: {m:?})",
+                                l.at, l.installation, l.level
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!("expected {} log lines, found {n}{first}", count.describe())
+                })
             }
             Check::Version {
                 install,
@@ -2274,6 +2316,7 @@ impl Cx<'_> {
             "page",
             "roa",
             "egress",
+            "logs",
             "version",
         ];
         self.keys(n, KINDS)?;
@@ -2392,6 +2435,35 @@ impl Cx<'_> {
                     install: opt_install(v)?,
                     host: self.opt_string(v, "host")?,
                     allowed: v.get("allowed").map(|n| self.bool(n)).transpose()?,
+                    count: count(v)?,
+                }
+            }
+            "logs" => {
+                self.keys(
+                    v,
+                    &[
+                        "install", "level", "contains", "count", "at-least", "at-most",
+                    ],
+                )?;
+                let level = match v.get("level") {
+                    Some(n) => {
+                        let l = self.string(n)?;
+                        if !["debug", "info", "warn", "error"].contains(&l.as_str()) {
+                            return Err(self.err(
+                                n.pos,
+                                &format!(
+                                    "unknown log level `{l}` (expected debug, info, warn or error)"
+                                ),
+                            ));
+                        }
+                        Some(l)
+                    }
+                    None => None,
+                };
+                Check::Logs {
+                    install: opt_install(v)?,
+                    level,
+                    contains: self.opt_string(v, "contains")?,
                     count: count(v)?,
                 }
             }

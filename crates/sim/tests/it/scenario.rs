@@ -241,6 +241,28 @@ fn duplicate_schedules_take_a_share_or_a_count() {
     assert!(out.passed(), "{}", out.to_text());
 }
 
+/// `expect: logs` counts the apps' log lines by installation, level and text: a CI gate such
+/// as "no error lines" (a component's panic message is one).
+#[test]
+fn logs_are_expectations() {
+    let text = format!(
+        "{HEAD}steps:\n  - at: 1m\n    call: {{install: i, as: alice, resolver: log, payload: first}}\n  - call: {{install: i, as: alice, resolver: log, payload: second}}\nexpect:\n  - logs: {{install: i, contains: first, count: 1}}\n  - logs: {{level: info, count: 2}}\n  - logs: {{level: error, count: 0}}\n  - logs: {{contains: second, count: 0}}\n"
+    );
+    let s = Scenario::parse("s.yaml", &examples(), text.as_bytes()).unwrap();
+    let out = s
+        .run_on(loaded().runtime.clone(), RunOptions::default())
+        .unwrap();
+    assert_eq!(out.failures.len(), 1, "{}", out.to_text());
+    assert_eq!(
+        out.failures[0].to_string(),
+        "s.yaml:16:5: expected 0 log lines, found 1 (the first: 2026-01-01T00:01:00.000Z i info: \"\\\"second\\\"\") (checked at 2026-01-01T01:01:00.000Z)"
+    );
+    check_error(
+        &format!("{HEAD}expect:\n  - logs: {{level: fatal, count: 1}}\n"),
+        "s.yaml:9:19: unknown log level `fatal` (expected debug, info, warn or error)",
+    );
+}
+
 /// `endpoints:` answers allowed fetches: a fixed answer, or (opt-in) a real HTTP server on
 /// the loopback interface. The gate still judges every request first, and bad endpoint
 /// entries are refused at their place.
