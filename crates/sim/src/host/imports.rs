@@ -467,11 +467,13 @@ impl kvs::Host for HostState {
 
 impl fetch::Host for HostState {
     fn fetch(&mut self, req: fetch::Request) -> Result<fetch::Response, PlatformError> {
-        if self.fetches >= self.limits.max_fetches {
+        // 100 per started minute of run time (platform.md §5), as log lines are counted.
+        let minutes = self.started.elapsed().as_secs() / 60 + 1;
+        if u64::from(self.fetches) >= u64::from(self.limits.max_fetches) * minutes {
             return Err(PlatformError {
                 code: "OUTBOUND_REQUEST_LIMIT".into(),
                 message: format!(
-                    "an invocation may make {} outbound requests",
+                    "an invocation may make {} outbound requests per started minute of its run time",
                     self.limits.max_fetches
                 ),
             });

@@ -480,7 +480,8 @@ pub struct InvocationLimits {
     pub timeouts: Timeouts,
     /// Invocation payload (platform.md §5: 5 MB).
     pub max_payload_bytes: usize,
-    /// Outbound requests per invocation (product API calls do not count).
+    /// Outbound requests per started minute of an invocation's run time (product API calls
+    /// do not count).
     pub max_fetches: u32,
     /// Log lines per started minute of the invocation's run time.
     pub log_lines_per_minute: u32,
