@@ -108,6 +108,49 @@ fn failed_expectations_exit_1_with_the_place_and_the_seed() {
         run.stderr,
         "2 expectation(s) failed; reproduce with: signoff sim run tests/e2e/data/sim-failing.yaml --seed 5\n"
     );
+
+    // The same run as a JUnit report: a test case per check, the two failures in theirs.
+    let dir = temp("junit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("report.xml");
+    let run = signoff(&[
+        "sim",
+        "run",
+        "tests/e2e/data/sim-failing.yaml",
+        "--junit",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"signoff sim\" tests=\"6\" failures=\"2\">"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 6, "{xml}");
+    assert!(
+        xml.contains("<testcase name=\"line 16: call echo as alice\" classname=\"tests/e2e/data/sim-failing.yaml\" file=\"tests/e2e/data/sim-failing.yaml\" line=\"16\">\n      <failure message=\"resolver `echo` answered {&quot;n&quot;:1}, expected {&quot;n&quot;:2}\">"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testcase name=\"line 21: expect deliveries\" classname=\"tests/e2e/data/sim-failing.yaml\" file=\"tests/e2e/data/sim-failing.yaml\" line=\"21\"></testcase>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"expected page `plan` at version 2, found version 1\">"),
+        "{xml}"
+    );
+    assert!(xml.ends_with("  </testsuite>\n</testsuites>\n"), "{xml}");
+    // A report that cannot be written: exit 2, naming the path.
+    let run = signoff(&[
+        "sim",
+        "run",
+        "tests/e2e/data/sim-failing.yaml",
+        "--junit",
+        "/nonexistent/dir/r.xml",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("error: /nonexistent/dir/r.xml: "),
+        "{}",
+        run.stderr
+    );
 }
 
 /// `--logs` prints the apps' log lines on stderr after the run, as the vendor sees them: the

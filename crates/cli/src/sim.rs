@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// lines of installations whose admin turned log sharing off are only counted.
     #[arg(long)]
     pub logs: bool,
+    /// Writes a JUnit XML report to FILE, for CI dashboards: a test case per check (a `call`
+    /// or `web-trigger` step with expectations, each expectation), with its failures.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// Reads a scenario and runs the apps `--node-app` names from their Node folders.
@@ -252,6 +256,16 @@ fn run_scenario(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
     if args.logs {
         print_logs(&outcome.sim, err);
     }
+    if let Some(path) = &args.junit {
+        let name = scenario
+            .name
+            .clone()
+            .unwrap_or_else(|| outcome.file.clone());
+        if let Err(e) = std::fs::write(path, junit(&name, &outcome)) {
+            let _ = writeln!(err, "error: {}: {e}", path.display());
+            return 2;
+        }
+    }
     if let Some(path) = &args.trace {
         let text = serde_json::to_string_pretty(&outcome.trace_json()).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
@@ -309,6 +323,81 @@ fn print_logs(sim: &signoff_sim::flow::Simulation, err: &mut dyn Write) {
             "({n} more log line(s) not shown: their site's admin turned off sharing logs with the vendor)"
         ),
     };
+}
+
+/// The run as a JUnit XML report: one test suite, a test case per check, named after its line
+/// and what it checked, with a `<failure>` per failed part.
+fn junit(name: &str, outcome: &signoff_sim::scenario::RunOutcome) -> String {
+    let failed = outcome
+        .checks
+        .iter()
+        .filter(|c| !c.failures.is_empty())
+        .count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"signoff sim\" tests=\"{}\" failures=\"{failed}\">\n",
+        outcome.checks.len()
+    ));
+    x.push_str(&format!(
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\">\n",
+        xml(name),
+        outcome.checks.len()
+    ));
+    x.push_str(&format!(
+        "    <properties>\n      <property name=\"file\" value=\"{}\"/>\n      <property name=\"seed\" value=\"{}\"/>\n    </properties>\n",
+        xml(&outcome.file),
+        outcome.seed
+    ));
+    for c in &outcome.checks {
+        x.push_str(&format!(
+            "    <testcase name=\"line {}: {}\" classname=\"{}\" file=\"{}\" line=\"{}\">",
+            c.line,
+            xml(&c.what),
+            xml(&outcome.file),
+            xml(&outcome.file),
+            c.line
+        ));
+        if c.failures.is_empty() {
+            x.push_str("</testcase>\n");
+            continue;
+        }
+        x.push('\n');
+        for f in &c.failures {
+            x.push_str(&format!(
+                "      <failure message=\"{m}\">{}:{}:{}: {m} (checked at {}; reproduce with --seed {})</failure>\n",
+                xml(&outcome.file),
+                c.line,
+                c.column,
+                c.at,
+                outcome.seed,
+                m = xml(f),
+            ));
+        }
+        x.push_str("    </testcase>\n");
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+/// Text for an XML attribute or element: the five special characters escaped, and the
+/// characters XML 1.0 cannot carry at all (most control characters) written as `\u{..}`.
+fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() || matches!(c, '\u{fffe}' | '\u{ffff}') => {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An app's text as one line that never drives the terminal: line breaks and other control
@@ -404,6 +493,14 @@ pub(crate) fn progress_bar(name: &str) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::one_line;
+
+    #[test]
+    fn xml_text_is_escaped_and_never_invalid() {
+        assert_eq!(
+            super::xml("a<b & \"c\" 'd'>\u{1b}\u{0}é"),
+            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;\\u{001b}\\u{0000}é"
+        );
+    }
 
     #[test]
     fn log_lines_stay_one_line_and_never_drive_the_terminal() {

@@ -91,6 +91,10 @@ pub struct RunOutcome {
     pub file: String,
     pub seed: u64,
     pub failures: Vec<Failure>,
+    /// Every check the run made (a `call` or `web-trigger` step with expectations, each
+    /// expectation of an `expect` step or of the end), passed or failed, in order: for
+    /// reports such as JUnit's.
+    pub checks: Vec<Checked>,
     pub reports: Vec<RoaReport>,
     pub sim: Simulation,
     /// What the run captured from resolvers' answers (`capture:`), by name. Often secrets
@@ -141,6 +145,19 @@ impl fmt::Debug for RunOutcome {
             .field("captured", &self.captured.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// One check of a run, passed or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checked {
+    pub line: u32,
+    pub column: u32,
+    /// Virtual time when it was checked.
+    pub at: Millis,
+    /// What was checked: `call submit as alice`, `expect kvs`, ...
+    pub what: String,
+    /// What went wrong (one entry per failed part); empty when it held.
+    pub failures: Vec<String>,
 }
 
 /// An expectation that did not hold.
@@ -658,6 +675,7 @@ impl Scenario {
             vars: BTreeMap::new(),
             now: Millis(0),
             failures: Vec::new(),
+            checks: Vec::new(),
         };
         for (name, app) in &self.apps {
             let id = run.deploy(&mut sim, &app.manifest, &app.code, &app.env)?;
@@ -704,6 +722,7 @@ impl Scenario {
             file: self.file.clone(),
             seed,
             failures: run.failures,
+            checks: run.checks,
             reports,
             sim,
             installs: self.installs.keys().cloned().collect(),
@@ -952,6 +971,22 @@ enum Check {
     },
 }
 
+impl Check {
+    /// The expectation's key in a scenario.
+    fn kind(&self) -> &'static str {
+        match self {
+            Check::Kvs { .. } => "kvs",
+            Check::Deliveries { .. } => "deliveries",
+            Check::DeadLetters { .. } => "dead-letters",
+            Check::Page { .. } => "page",
+            Check::Roa { .. } => "roa",
+            Check::Egress { .. } => "egress",
+            Check::Logs { .. } => "logs",
+            Check::Version { .. } => "version",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Count {
     exact: Option<u64>,
@@ -997,6 +1032,7 @@ struct Run<'a> {
     /// The virtual time of the step being applied (for `${totp:NAME}`).
     now: Millis,
     failures: Vec<Failure>,
+    checks: Vec<Checked>,
 }
 
 impl Run<'_> {
@@ -1144,6 +1180,11 @@ impl Run<'_> {
                 let (expect, wanted) = (expand(expect)?, expand(expect_contains)?);
                 let expect = &expect;
                 let at = sim.now();
+                let before = self.failures.len();
+                let checks = expect.is_some()
+                    || wanted.is_some()
+                    || expect_error.is_some()
+                    || !capture.is_empty();
                 let answered =
                     |json: &str| serde_json::from_str::<Json>(json).unwrap_or(Json::Null);
                 if !capture.is_empty() {
@@ -1207,6 +1248,13 @@ impl Run<'_> {
                     }
                     _ => {}
                 }
+                if checks {
+                    let who = account
+                        .as_deref()
+                        .map(|a| format!(" as {a}"))
+                        .unwrap_or_default();
+                    self.checked(step.pos, at, format!("call {resolver}{who}"), before);
+                }
             }
             Action::WebTrigger {
                 install,
@@ -1233,8 +1281,8 @@ impl Run<'_> {
                     ..request.clone()
                 };
                 let r = sim.web_trigger(install, key, request).map_err(fail)?;
+                let (at, before) = (sim.now(), self.failures.len());
                 if let Some(want) = expect_status.filter(|w| *w != r.status_code) {
-                    let at = sim.now();
                     self.failed(
                         step.pos,
                         at,
@@ -1243,6 +1291,9 @@ impl Run<'_> {
                             r.status_code
                         ),
                     );
+                }
+                if expect_status.is_some() {
+                    self.checked(step.pos, at, format!("web-trigger {key}"), before);
                 }
             }
             Action::Push {
@@ -1390,9 +1441,26 @@ impl Run<'_> {
 
     fn check(&mut self, sim: &Simulation, e: &Expectation) {
         let at = sim.now();
+        let before = self.failures.len();
         if let Some(message) = self.verdict(sim, &e.check) {
             self.failed(e.pos, at, message);
         }
+        self.checked(e.pos, at, format!("expect {}", e.check.kind()), before);
+    }
+
+    /// Records a check made at `pos`: the failures since `before` are its.
+    fn checked(&mut self, pos: Pos, at: Millis, what: String, before: usize) {
+        let failures = self.failures[before..]
+            .iter()
+            .map(|f| f.message.clone())
+            .collect();
+        self.checks.push(Checked {
+            line: pos.line,
+            column: pos.column,
+            at,
+            what,
+            failures,
+        });
     }
 
     /// `None` when the expectation holds, else what went wrong.
