@@ -516,39 +516,48 @@ impl Simulation {
             version: version.number,
         });
         self.arm_schedules(&spec.id);
-        // The lifecycle event `avi:forge:installed:app`, to the triggers that listen for it
-        // (events-reference/life-cycle): late and retried like product events.
-        const INSTALLED: &str = "avi:forge:installed:app";
+        self.lifecycle_event(&spec.id, &version, "avi:forge:installed:app");
+        Ok(())
+    }
+
+    /// A lifecycle event (events-reference/life-cycle: `avi:forge:installed:app`, and
+    /// `avi:forge:upgraded:app` for a major upgrade) to the triggers of `version` that listen
+    /// for it: late and retried like product events. The payload is the installation, the
+    /// app and its version, the environment and the site's context ARI.
+    fn lifecycle_event(&mut self, installation: &str, version: &AppVersion, kind: &'static str) {
         let listeners: Vec<String> = version
             .modules
             .triggers
             .iter()
-            .filter(|t| t.events.iter().any(|e| e == INSTALLED))
+            .filter(|t| t.events.iter().any(|e| e == kind))
             .map(|t| t.function.clone())
             .collect();
-        if !listeners.is_empty() {
-            let cloud = crate::node::args::cloud_id(&spec.site);
-            let event = serde_json::json!({
-                "id": spec.id,
-                "app": {"id": spec.app.rsplit('/').next().unwrap_or(&spec.app), "version": version.number.to_string()},
-                "environment": {"id": self.platform.installation(&spec.id).map(|i| i.environment.clone())},
-                "context": format!("ari:cloud:confluence::site/{cloud}"),
-            })
-            .to_string();
-            for function in listeners {
-                let (lo, hi) = self.config.event_delay_ms;
-                let delivery = Delivery {
-                    installation: spec.id.clone(),
-                    function,
-                    call: Call::Event(event.clone()),
-                    subject: INSTALLED.to_string(),
-                    attempt: 1,
-                    id: 0,
-                };
-                self.send(delivery, lo, hi);
-            }
+        let Some(inst) = self.platform.installation(installation).cloned() else {
+            return;
+        };
+        if listeners.is_empty() {
+            return;
         }
-        Ok(())
+        let cloud = crate::node::args::cloud_id(&inst.site);
+        let event = serde_json::json!({
+            "id": inst.id,
+            "app": {"id": inst.app.rsplit('/').next().unwrap_or(&inst.app), "version": version.number.to_string()},
+            "environment": {"id": inst.environment},
+            "context": format!("ari:cloud:confluence::site/{cloud}"),
+        })
+        .to_string();
+        for function in listeners {
+            let (lo, hi) = self.config.event_delay_ms;
+            let delivery = Delivery {
+                installation: installation.to_string(),
+                function,
+                call: Call::Event(event.clone()),
+                subject: kind.to_string(),
+                attempt: 1,
+                id: 0,
+            };
+            self.send(delivery, lo, hi);
+        }
     }
 
     /// The site admin consents to the major upgrade an installation waits for.
@@ -1145,6 +1154,11 @@ impl Simulation {
             consented,
         });
         self.arm_schedules(installation);
+        // Sent for major upgrades only (events-reference/life-cycle), to the new version's
+        // listeners.
+        if consented {
+            self.lifecycle_event(installation, &to, "avi:forge:upgraded:app");
+        }
     }
 
     fn fault(&mut self, installation: &str, fault: &'static str, count: u32) {

@@ -440,6 +440,70 @@ fn minor_updates_apply_at_once_and_major_ones_wait_for_consent() {
     );
 }
 
+/// Lifecycle events: `avi:forge:installed:app` at install, `avi:forge:upgraded:app` after a
+/// major upgrade (once its admin consented), never after a minor one; each to the listening
+/// triggers, with the installation, the app's version and the site's context.
+#[test]
+fn lifecycle_events_reach_their_listeners() {
+    let v1 = V1.replace(
+        "events: [avi:confluence:created:page, avi:confluence:updated:page]",
+        "events: [avi:forge:installed:app, avi:forge:upgraded:app]",
+    );
+    let mut s = sim_with(12, &v1);
+    s.run_for(Millis::HOUR);
+    let lifecycle = |s: &Simulation| -> Vec<String> {
+        s.trace()
+            .iter()
+            .filter_map(|e| match &e.what {
+                Flow::Delivery {
+                    subject, outcome, ..
+                } if subject.starts_with("avi:forge:") => {
+                    assert!(outcome.is_ok(), "{e:?}");
+                    Some(subject.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(lifecycle(&s), ["avi:forge:installed:app"]);
+    let last = |s: &Simulation| stored(s, "acme", "last-event").unwrap();
+    assert_eq!(last(&s)["app"]["version"], "1");
+    // Minor: no event.
+    let v2 = v1.replace(
+        "  webtrigger:",
+        "    - {key: hourly, function: main, interval: hour}\n  webtrigger:",
+    );
+    assert_eq!(deploy(&mut s, &v2).update.as_str(), "minor");
+    s.run_for(Millis::HOUR);
+    assert_eq!(lifecycle(&s).len(), 1);
+    // Major: the event comes after the consent, from the new version.
+    let v3 = v2.replace(
+        "scopes: [read:confluence-content.all]",
+        "scopes: [read:confluence-content.all, write:confluence-content]",
+    );
+    assert_eq!(deploy(&mut s, &v3).update.as_str(), "major");
+    s.run_for(Millis::HOUR);
+    assert_eq!(lifecycle(&s).len(), 1, "nothing before the consent");
+    s.consent("acme").unwrap();
+    s.run_for(Millis::HOUR);
+    assert_eq!(
+        lifecycle(&s),
+        ["avi:forge:installed:app", "avi:forge:upgraded:app"]
+    );
+    let event = last(&s);
+    assert_eq!(
+        (&event["id"], &event["app"]["version"]),
+        (&serde_json::json!("acme"), &serde_json::json!("3"))
+    );
+    assert!(
+        event["context"]
+            .as_str()
+            .unwrap()
+            .starts_with("ari:cloud:confluence::site/"),
+        "{event}"
+    );
+}
+
 #[test]
 fn the_report_catches_page_content_sent_to_an_undeclared_host() {
     let mut s = sim(9);
