@@ -340,21 +340,21 @@ fn junit(name: &str, outcome: &signoff_sim::scenario::RunOutcome) -> String {
     ));
     x.push_str(&format!(
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\">\n",
-        xml(name),
+        xml_attr(name),
         outcome.checks.len()
     ));
     x.push_str(&format!(
         "    <properties>\n      <property name=\"file\" value=\"{}\"/>\n      <property name=\"seed\" value=\"{}\"/>\n    </properties>\n",
-        xml(&outcome.file),
+        xml_attr(&outcome.file),
         outcome.seed
     ));
     for c in &outcome.checks {
         x.push_str(&format!(
             "    <testcase name=\"line {}: {}\" classname=\"{}\" file=\"{}\" line=\"{}\">",
             c.line,
-            xml(&c.what),
-            xml(&outcome.file),
-            xml(&outcome.file),
+            xml_attr(&c.what),
+            xml_attr(&outcome.file),
+            xml_attr(&outcome.file),
             c.line
         ));
         if c.failures.is_empty() {
@@ -364,13 +364,14 @@ fn junit(name: &str, outcome: &signoff_sim::scenario::RunOutcome) -> String {
         x.push('\n');
         for f in &c.failures {
             x.push_str(&format!(
-                "      <failure message=\"{m}\">{}:{}:{}: {m} (checked at {}; reproduce with --seed {})</failure>\n",
+                "      <failure message=\"{}\">{}:{}:{}: {} (checked at {}; reproduce with --seed {})</failure>\n",
+                xml_attr(f),
                 xml(&outcome.file),
                 c.line,
                 c.column,
+                xml(f),
                 c.at,
                 outcome.seed,
-                m = xml(f),
             ));
         }
         x.push_str("    </testcase>\n");
@@ -398,6 +399,15 @@ fn xml(text: &str) -> String {
         }
     }
     out
+}
+
+/// Text for an XML attribute value: as [`xml`], and line breaks and tabs as character
+/// references, which attribute-value normalisation would otherwise turn into spaces.
+fn xml_attr(text: &str) -> String {
+    xml(text)
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
+        .replace('\t', "&#9;")
 }
 
 /// An app's text as one line that never drives the terminal: line breaks and other control
@@ -493,6 +503,11 @@ pub(crate) fn progress_bar(name: &str) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::one_line;
+
+    #[test]
+    fn attributes_keep_their_line_breaks() {
+        assert_eq!(super::xml_attr("a\nb\r\tc<"), "a&#10;b&#13;&#9;c&lt;");
+    }
 
     #[test]
     fn xml_text_is_escaped_and_never_invalid() {

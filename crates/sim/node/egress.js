@@ -289,6 +289,9 @@ function installWorkers(state, rpc, refuse) {
         w.worker.terminate();
         continue;
       }
+      // Frozen, it posts nothing more: what it posted after the last invocation ended and
+      // Node has not read yet is that invocation's late work, never this one's.
+      drain(w, false);
       w.inv = state.inv;
       w.scope = new AsyncResource('signoff-worker');
       const rng = Array.from(globalThis.crypto.getRandomValues(new Uint32Array(4)));

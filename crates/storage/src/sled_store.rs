@@ -526,15 +526,19 @@ impl SledWriter {
 
     /// Compacts the journal when it has grown enough (see [`SLED_JOURNAL_COMPACT_LINES`]). A failure
     /// leaves the old journal in place (it is still right) and is retried after as many
-    /// lines again.
+    /// lines again. It runs after a batch is committed: even a panic of sled here (a damaged
+    /// store) is caught, so the batch's callers are never told that what was written failed.
     fn maybe_compact(&mut self) {
         if self.journal_lines <= SLED_JOURNAL_COMPACT_LINES.max(2 * self.compacted_lines) {
             return;
         }
-        if let Err(e) = self.compact() {
-            tracing::warn!(error = %e, "the sled store's journal of heads was not compacted");
-            self.compacted_lines = self.journal_lines;
-        }
+        let failed = match crate::contain::contain(|| self.compact()) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic,
+        };
+        tracing::warn!(error = %failed, "the sled store's journal of heads was not compacted");
+        self.compacted_lines = self.journal_lines;
     }
 
     /// Rewrites the journal as one line per document, from sled's heads: sled is made
@@ -565,12 +569,18 @@ impl SledWriter {
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp, self.dir.join(MARKER))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        // From the rename on, the journal is the new file: append there even if what follows
+        // fails (the old one is gone from the directory).
         self.journal = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join(MARKER))?;
         self.journal_lines = lines;
         self.compacted_lines = lines;
+        // The rename made durable; if that fails, a crash may bring back the old journal,
+        // which is right too (it lags).
+        if let Err(e) = std::fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(error = %e, "the sled store's directory was not synced after compacting its journal");
+        }
         Ok(())
     }
 

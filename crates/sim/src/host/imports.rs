@@ -195,8 +195,10 @@ impl HostState {
             let taken = stream.take(all);
             self.log_lines_dropped += taken.dropped;
             // Blank lines (Rust's panic message starts with one) say nothing: left out.
-            for line in taken.lines.into_iter().filter(|l| !l.trim().is_empty()) {
-                self.push_log(level, line);
+            for (line, at) in taken.lines {
+                if !line.trim().is_empty() {
+                    self.push_log(level, line, at);
+                }
             }
         }
     }
@@ -670,15 +672,15 @@ impl log::Host for HostState {
     fn write(&mut self, level: log::Level, message: String) {
         // What the guest printed before this line comes before it.
         self.take_output(false);
-        self.push_log(level, message);
+        self.push_log(level, message, Instant::now());
     }
 }
 
 impl HostState {
-    /// One log line, within the limits: 100 lines per started minute of run time, 200 KB per
-    /// invocation; the rest is dropped and counted.
-    fn push_log(&mut self, level: log::Level, message: String) {
-        let minutes = self.started.elapsed().as_secs() / 60 + 1;
+    /// One log line written at `at`, within the limits: 100 lines per started minute of run
+    /// time (counted at `at`), 200 KB per invocation; the rest is dropped and counted.
+    fn push_log(&mut self, level: log::Level, message: String, at: Instant) {
+        let minutes = at.saturating_duration_since(self.started).as_secs() / 60 + 1;
         let lines_allowed = self.limits.log_lines_per_minute as u64 * minutes;
         if self.log_lines as u64 >= lines_allowed
             || self.log_bytes + message.len() > self.limits.max_log_bytes

@@ -580,18 +580,26 @@ impl RateWindows {
             RateScope::Installation => limits.per_installation,
             RateScope::App => limits.per_app,
         };
-        let since = at.0.saturating_sub(Self::WINDOW_MS);
+        // The window is (at - 60 s, at]: before a minute of virtual time has passed since
+        // the epoch, everything so far is in it.
+        let since = at.0.checked_sub(Self::WINDOW_MS);
         for (scope, id) in keys {
             let (Some(limit), Some(id)) = (limit_of(scope), id) else {
                 continue;
             };
-            if let Some(q) = self.started.get_mut(&(scope, id.to_string())) {
-                while q.front().is_some_and(|t| t.0 <= since) {
-                    q.pop_front();
+            let q = self.started.get_mut(&(scope, id.to_string()));
+            let len = match (q, since) {
+                (Some(q), Some(since)) => {
+                    while q.front().is_some_and(|t| t.0 <= since) {
+                        q.pop_front();
+                    }
+                    q.len()
                 }
-                if q.len() >= limit as usize {
-                    return Some((scope, id.to_string(), limit));
-                }
+                (Some(q), None) => q.len(),
+                (None, _) => 0,
+            };
+            if len >= limit as usize {
+                return Some((scope, id.to_string(), limit));
             }
         }
         for (scope, id) in keys {

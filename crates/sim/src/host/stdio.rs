@@ -7,9 +7,11 @@
 //! be taken, the rest is dropped and its lines counted as dropped log lines, and the
 //! invocation's log limits apply to the lines taken.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -25,6 +27,9 @@ pub(crate) struct Captured(Arc<Mutex<Pending>>);
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
+    /// When each complete line in `bytes` was ended: the log limits count lines per minute
+    /// of run time, by when they were written, not when they were taken.
+    ended: VecDeque<Instant>,
     /// Lines dropped because the buffer was full (a dropped tail without a newline counts
     /// as one when the next newline or the end comes).
     dropped_lines: usize,
@@ -35,7 +40,8 @@ struct Pending {
 /// Lines taken from a stream, and lines that were dropped before they could be.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Taken {
-    pub(crate) lines: Vec<String>,
+    /// Each line and when it was written (its newline; the end, for a last line without).
+    pub(crate) lines: Vec<(String, Instant)>,
     pub(crate) dropped: usize,
 }
 
@@ -54,6 +60,11 @@ impl Captured {
         let room = MAX_PENDING.saturating_sub(p.bytes.len());
         let (kept, rest) = data.split_at(room.min(data.len()));
         p.bytes.extend_from_slice(kept);
+        let ended = kept.iter().filter(|b| **b == b'\n').count();
+        if ended > 0 {
+            let now = Instant::now();
+            p.ended.extend(std::iter::repeat_n(now, ended));
+        }
         if rest.is_empty() {
             return;
         }
@@ -98,9 +109,13 @@ impl Captured {
         let text = std::mem::replace(&mut p.bytes, rest);
         let text = String::from_utf8_lossy(&text);
         let text = text.strip_suffix('\n').unwrap_or(&text);
+        let now = Instant::now();
         let lines = text
             .split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+            .map(|l| {
+                let at = p.ended.pop_front().unwrap_or(now);
+                (l.strip_suffix('\r').unwrap_or(l).to_string(), at)
+            })
             .collect();
         Taken { lines, dropped }
     }
@@ -166,25 +181,48 @@ impl tokio::io::AsyncWrite for Captured {
 mod tests {
     use super::*;
 
-    fn taken(lines: &[&str], dropped: usize) -> Taken {
-        Taken {
-            lines: lines.iter().map(|l| l.to_string()).collect(),
-            dropped,
-        }
+    /// The lines' text and the dropped count.
+    fn text(t: Taken) -> (Vec<String>, usize) {
+        (t.lines.into_iter().map(|(l, _)| l).collect(), t.dropped)
+    }
+
+    fn taken(lines: &[&str], dropped: usize) -> (Vec<String>, usize) {
+        (lines.iter().map(|l| l.to_string()).collect(), dropped)
     }
 
     #[test]
     fn complete_lines_are_taken_and_the_rest_waits() {
         let c = Captured::default();
         c.push(b"one\r\ntw");
-        assert_eq!(c.take(false), taken(&["one"], 0));
-        assert_eq!(c.take(false), taken(&[], 0));
+        assert_eq!(text(c.take(false)), taken(&["one"], 0));
+        assert_eq!(text(c.take(false)), taken(&[], 0));
         c.push(b"o\n\nthree");
-        assert_eq!(c.take(false), taken(&["two", ""], 0));
-        assert_eq!(c.take(true), taken(&["three"], 0));
-        assert_eq!(c.take(true), taken(&[], 0));
+        assert_eq!(text(c.take(false)), taken(&["two", ""], 0));
+        assert_eq!(text(c.take(true)), taken(&["three"], 0));
+        assert_eq!(text(c.take(true)), taken(&[], 0));
         c.push(&[0xff, b'\n']);
-        assert_eq!(c.take(false), taken(&["\u{fffd}"], 0));
+        assert_eq!(text(c.take(false)), taken(&["\u{fffd}"], 0));
+    }
+
+    #[test]
+    fn a_line_keeps_the_time_it_was_written() {
+        let c = Captured::default();
+        let before = Instant::now();
+        c.push(b"early\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let middle = Instant::now();
+        c.push(b"late\npartial");
+        let t = c.take(true);
+        assert!(
+            t.lines[0].1 >= before && t.lines[0].1 < middle,
+            "{:?}",
+            t.lines
+        );
+        assert!(
+            t.lines[1].1 >= middle && t.lines[2].1 >= middle,
+            "{:?}",
+            t.lines
+        );
     }
 
     #[test]
@@ -201,12 +239,12 @@ mod tests {
         // Full: a line that does not fit, in two writes, then three more.
         c.push(b"cut ");
         c.push(b"here\nmore\nand more\nlast");
-        let t = c.take(true);
-        assert_eq!(t.lines.len(), MAX_PENDING / 1024);
-        assert_eq!(t.dropped, 4);
+        let (lines, dropped) = text(c.take(true));
+        assert_eq!(lines.len(), MAX_PENDING / 1024);
+        assert_eq!(dropped, 4);
         // Room again once taken.
         c.push(b"after\n");
-        assert_eq!(c.take(false), taken(&["after"], 0));
+        assert_eq!(text(c.take(false)), taken(&["after"], 0));
     }
 
     #[test]
@@ -215,17 +253,13 @@ mod tests {
         c.push(&vec![b'y'; MAX_PENDING - 3]);
         c.push(b"\nab");
         c.push(b"cdef\n");
-        let t = c.take(true);
-        assert_eq!(t.lines, ["y".repeat(MAX_PENDING - 3)]);
-        assert_eq!(t.dropped, 1);
+        assert_eq!(text(c.take(true)), (vec!["y".repeat(MAX_PENDING - 3)], 1));
         // The rest of a dropped line is dropped too, even once there is room again.
         c.push(&vec![b'z'; MAX_PENDING - 2]);
         c.push(b"\nab");
         c.push(b"cd");
         c.push(b"ef\nnext\n");
-        let t = c.take(true);
         // `abcdef` and `next` (which no longer fits either).
-        assert_eq!(t.lines, ["z".repeat(MAX_PENDING - 2)]);
-        assert_eq!(t.dropped, 2);
+        assert_eq!(text(c.take(true)), (vec!["z".repeat(MAX_PENDING - 2)], 2));
     }
 }

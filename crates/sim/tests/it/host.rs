@@ -467,6 +467,34 @@ fn invocations_over_a_rate_limit_do_not_run() {
         })
     );
     assert!(echo(&mut p, Some("alice")).is_ok());
+
+    // A limit of 0 runs nothing; a clock that starts in the first minute of the epoch
+    // counts from there.
+    let mut p = platform_with(|c| {
+        c.limits.rate = RateLimits {
+            per_user: None,
+            per_installation: None,
+            per_app: Some(0),
+        }
+    });
+    assert!(matches!(
+        p.invoke("evil", "main", resolver("not-json", "")),
+        Err(InvocationError::RateLimited { limit: 0, .. })
+    ));
+    let mut p = platform_with(|c| {
+        c.start = signoff_sim::Millis(0);
+        c.limits.rate = RateLimits {
+            per_user: Some(1),
+            per_installation: None,
+            per_app: None,
+        }
+    });
+    assert!(echo(&mut p, Some("alice")).is_ok());
+    assert!(echo(&mut p, Some("alice")).is_err());
+    p.clock().advance_by(59_999);
+    assert!(echo(&mut p, Some("alice")).is_err());
+    p.clock().advance_by(1);
+    assert!(echo(&mut p, Some("alice")).is_ok());
 }
 
 /// Runs a hostile call as `evil`, checks the error and the trace, then checks that `good`
@@ -609,6 +637,9 @@ fn stdout_and_stderr_are_log_lines() {
     );
     assert_eq!(p.trace()[0].log_lines, 4);
 
+    // A megabyte of writes takes longer than the 300 ms these tests allow on a busy machine.
+    let mut p = platform_with(|c| c.limits.timeouts = Timeouts::all(Duration::from_secs(20)));
+    p.invoke("evil", "main", resolver("print", "")).unwrap();
     assert_eq!(
         p.invoke("evil", "main", resolver("print-flood", "")),
         Ok(Output::Json("null".into()))
