@@ -39,6 +39,9 @@ pub(crate) struct Invocation {
     pub(crate) wall_clock: VirtualWallClock,
     /// Drawn from the platform's seeded generator: WASI randomness replays with the seed.
     pub(crate) random: [u64; 8],
+    /// Where WASI stdout and stderr go: the platform's pair, reused by every invocation (the
+    /// end of each takes everything out), so an invocation allocates none.
+    pub(crate) stdio: [Captured; 2],
 }
 
 /// The `T` of each invocation's `Store`.
@@ -74,7 +77,7 @@ impl HostState {
         if let Some(a) = &i.account_id {
             i.world.confluence.note_account(&i.installation.site, a);
         }
-        let (stdout, stderr) = (Captured::default(), Captured::default());
+        let [stdout, stderr] = i.stdio.clone();
         HostState {
             wasi: wasi_ctx(&i, &stdout, &stderr),
             stdout,
@@ -155,8 +158,7 @@ impl HostState {
     /// be put back with [`HostState::swap_world`] before the store is dropped elsewhere.
     pub(crate) fn begin(&mut self, i: Invocation) -> Box<World> {
         debug_assert!(Arc::ptr_eq(&self.app, &i.app));
-        self.stdout = Captured::default();
-        self.stderr = Captured::default();
+        [self.stdout, self.stderr] = i.stdio.clone();
         self.wasi = wasi_ctx(&i, &self.stdout, &self.stderr);
         self.scope = i.installation.scope();
         self.installation = i.installation;

@@ -937,6 +937,8 @@ pub struct Platform {
     timeouts: HashMap<String, u32>,
     /// What the rate limits counted in the last minute.
     rates: RateWindows,
+    /// The components' WASI stdout and stderr, lent to each invocation in turn.
+    stdio: [stdio::Captured; 2],
     endpoints: Arc<HashMap<String, Endpoint>>,
     world: Option<Box<World>>,
     trace: Vec<TraceEvent>,
@@ -993,6 +995,7 @@ impl Platform {
             running: HashMap::new(),
             timeouts: HashMap::new(),
             rates: RateWindows::default(),
+            stdio: Default::default(),
             endpoints: Arc::new(HashMap::new()),
             trace: Vec::new(),
             pool: None,
@@ -1263,6 +1266,7 @@ impl Platform {
             limiter: Limiter::new(limits.memory_mb << 20),
             wall_clock: VirtualWallClock(at),
             random: std::array::from_fn(|_| self.rng.next_u64()),
+            stdio: self.stdio.clone(),
         };
         let (mut store, instance, empty) = match prepared {
             Some(Prepared {
@@ -1382,6 +1386,7 @@ impl Platform {
             limiter: Limiter::new(run.limits.memory_mb << 20),
             wall_clock: VirtualWallClock(run.at),
             random,
+            stdio: self.stdio.clone(),
         };
         let mut state = HostState::new(invocation);
         let (result, stats) = self.node_workers.invoke(

@@ -20,7 +20,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// keep).
 pub(crate) const MAX_PENDING: usize = 256 * 1024;
 
-/// One standard stream of one invocation. Clones share the buffer.
+/// One standard stream, lent to one invocation at a time (the platform keeps the pair and
+/// each invocation's end takes everything out). Clones share the buffer.
 #[derive(Clone, Default)]
 pub(crate) struct Captured(Arc<Mutex<Pending>>);
 
